@@ -1,0 +1,112 @@
+/**
+ * The FFI surface of the C shim (shim/vio4wd_shim.h): its symbol table, the layout of the memory
+ * it shares, and the loader. Nothing else: src/dataplane/ wraps this in typed classes.
+ *
+ * @module
+ */
+
+/** Every exported shim function, with its C prototype. */
+export const symbols = {
+  // const char *vio4wd_version(void)
+  vio4wd_version: { parameters: [], result: "pointer" },
+  // const char *vio4wd_last_error(void)
+  vio4wd_last_error: { parameters: [], result: "pointer" },
+  // struct vio4wd_shared *vio4wd_shared(void)
+  vio4wd_shared: { parameters: [], result: "pointer" },
+  // int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size)
+  vio4wd_init: { parameters: ["buffer", "u32"], result: "i32" },
+  // int vio4wd_shutdown(void)
+  vio4wd_shutdown: { parameters: [], result: "i32" },
+  // void vio4wd_log_to_fd(int fd)
+  vio4wd_log_to_fd: { parameters: ["i32"], result: "void" },
+  // int vio4wd_socket_register(uint32_t relay, const char *path, uint32_t flags, const char *owner, const char *group)
+  vio4wd_socket_register: { parameters: ["u32", "buffer", "u32", "buffer", "buffer"], result: "i32" },
+  // int vio4wd_socket_unregister(uint32_t relay)
+  vio4wd_socket_unregister: { parameters: ["u32"], result: "i32" },
+  // int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu)
+  vio4wd_vf_attach: { parameters: ["u32", "buffer", "u32"], result: "i32" },
+  // int vio4wd_vf_detach(uint32_t relay)
+  vio4wd_vf_detach: { parameters: ["u32"], result: "i32" },
+  // int vio4wd_relay_set_cpus(uint32_t relay, int32_t vf_to_vm_cpu, int32_t vm_to_vf_cpu)
+  vio4wd_relay_set_cpus: { parameters: ["u32", "i32", "i32"], result: "i32" },
+  // uint32_t vio4wd_relay_state(uint32_t relay)
+  vio4wd_relay_state: { parameters: ["u32"], result: "u32" },
+  // int32_t vio4wd_relay_mbufs_in_use(uint32_t relay)
+  vio4wd_relay_mbufs_in_use: { parameters: ["u32"], result: "i32" },
+  // int32_t vio4wd_relay_numa_node(uint32_t relay)
+  vio4wd_relay_numa_node: { parameters: ["u32"], result: "i32" },
+  // int vio4wd_next_event(struct vio4wd_event *ev)
+  vio4wd_next_event: { parameters: ["buffer"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The loaded shim. */
+export type ShimLibrary = Deno.DynamicLibrary<typeof symbols>;
+
+/** Layout of `struct vio4wd_shared` and friends (checked by _Static_assert in shim/eal.c). */
+export const LAYOUT = {
+  maxRelays: 64,
+  maxWorkers: 64,
+  relaysOffset: 64,
+  relayStride: 128,
+  /** Offset of VM->VF inside a relay's stats; VF->VM is at 0. */
+  vmToVfOffset: 64,
+  workersOffset: 64 + 128 * 64,
+  workerStride: 64,
+  size: 64 + 128 * 64 + 64 * 64,
+  eventSize: 24,
+} as const;
+
+/** Counter order inside `struct vio4wd_dir_stats` (u64 each). */
+export const DIR_COUNTERS = [
+  "rxPkts",
+  "rxBytes",
+  "txPkts",
+  "txBytes",
+  "dropFullPkts",
+  "dropFullBytes",
+  "dropUnavailPkts",
+  "dropUnavailBytes",
+] as const;
+
+/** `enum vio4wd_event_type`. */
+export const EVENT = { vmConnected: 1, vmDisconnected: 2, vringState: 3, vmRejected: 4, liveMigration: 5 } as const;
+/** Flags of vio4wd_socket_register(). */
+export const SOCK_FLAG = { client: 1, mrgbuf: 2, tso: 4 } as const;
+/** Bits of vio4wd_relay_state(). */
+export const STATE_BIT = { socket: 1, vm: 2, vf: 4, vfLink: 8 } as const;
+
+/** The shim could not be loaded; says where it looked and how to build it. */
+export class ShimNotFoundError extends Error {
+  constructor(readonly tried: string[], cause: unknown) {
+    super(
+      `vio4wd data-plane library not found, looked in: ${tried.join(", ")}. ` +
+        `Build it with 'make -C shim' (scripts/setup.sh does), or set VIO4WD_SHIM to its path.`,
+      { cause },
+    );
+    this.name = "ShimNotFoundError";
+  }
+}
+
+/** Where the shim is looked for: `$VIO4WD_SHIM`, then the build directory of this checkout. */
+export function shimCandidates(): string[] {
+  const out: string[] = [];
+  const env = Deno.env.get("VIO4WD_SHIM");
+  if (env) out.push(env);
+  out.push(new URL("../shim/build/libvio4wd_shim.so", import.meta.url).pathname);
+  out.push("/usr/lib/vio4wd/libvio4wd_shim.so");
+  return out;
+}
+
+/** Opens the shim from the first candidate that loads. */
+export function openShim(): ShimLibrary {
+  const tried = shimCandidates();
+  let last: unknown;
+  for (const path of tried) {
+    try {
+      return Deno.dlopen(path, symbols);
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw new ShimNotFoundError(tried, last);
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# vio4wd setup on a fresh Debian machine: apt packages, deno and tools from npm (package-lock.json),
+# the C shim, and 2 MiB hugepages. Idempotent: safe to re-run.
+#   VIO4WD_HUGEPAGES=N   number of 2 MiB hugepages to reserve (default 1024)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t0=$(date +%s)
+step() { printf '\n== %s\n' "$*"; }
+APT_PACKAGES=(dpdk dpdk-dev libdpdk-dev pkg-config libzmq5 gcc make iproute2 procps
+  bash-completion zsh fish)
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; else SUDO=none; fi
+fi
+
+step "apt packages: ${APT_PACKAGES[*]}"
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "all installed"
+elif [ "$SUDO" = none ]; then
+  echo "not root: run these, then re-run scripts/setup.sh:" >&2
+  echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+else
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+step "npm ci (deno, dprint, CLI libraries; .npmrc: ignore-scripts)"
+npm ci --no-audit --no-fund
+export PATH="$PWD/node_modules/.bin:$PATH"
+deno --version | head -1
+
+step "build the shim (shim/build/libvio4wd_shim.so)"
+make -C shim
+deno cache --quiet src/main.ts
+
+step "hugepages"
+want=${VIO4WD_HUGEPAGES:-1024}
+hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+have=$(cat "$hp" 2>/dev/null || echo 0)
+if [ "$have" -ge "$want" ]; then
+  echo "$have x 2 MiB reserved"
+elif [ "$SUDO" = none ]; then
+  echo "not root: reserve hugepages with:  echo $want | sudo tee $hp" >&2
+else
+  echo "$want" | $SUDO tee "$hp" >/dev/null
+  echo "reserved $(cat "$hp") x 2 MiB (asked $want)"
+fi
+if mountpoint -q /dev/hugepages; then
+  echo "hugetlbfs mounted at /dev/hugepages"
+elif [ "$SUDO" = none ]; then
+  echo "not root: mount hugetlbfs with:  sudo mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages" >&2
+else
+  $SUDO mkdir -p /dev/hugepages
+  $SUDO mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages
+  echo "mounted hugetlbfs at /dev/hugepages"
+fi
+
+echo
+echo "setup done in $(($(date +%s) - t0)) s; try: ./vio4wd demo"

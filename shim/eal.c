@@ -1,0 +1,125 @@
+/* EAL init/shutdown, errors, shared memory, version. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_log.h>
+#include <rte_version.h>
+
+#include "internal.h"
+
+struct vio4wd_shared g_shared __attribute__((aligned(64)));
+struct relay_dp g_dp[VIO4WD_MAX_RELAYS];
+struct relay_ctl g_ctl[VIO4WD_MAX_RELAYS];
+volatile bool g_quit;
+uint32_t g_mbuf_data_size;
+
+static char g_error[512];
+static bool g_initialized;
+
+int set_error(int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(g_error, sizeof(g_error), fmt, ap);
+	va_end(ap);
+	return err > 0 ? -err : (err == 0 ? -EINVAL : err);
+}
+
+API const char *vio4wd_last_error(void) { return g_error; }
+API const char *vio4wd_version(void) { return rte_version(); }
+API struct vio4wd_shared *vio4wd_shared(void) { return &g_shared; }
+
+API void vio4wd_log_to_fd(int fd)
+{
+	FILE *f = fdopen(dup(fd), "w");
+	if (f != NULL) {
+		setvbuf(f, NULL, _IOLBF, 0);
+		rte_openlog_stream(f);
+	}
+}
+
+API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size)
+{
+	if (g_initialized)
+		return set_error(EALREADY, "DPDK EAL is already initialised in this process");
+	char *copy = strdup(args_nl);
+	char *argv[128];
+	int argc = 0;
+	for (char *save = NULL, *tok = strtok_r(copy, "\n", &save); tok != NULL && argc < 127;
+	     tok = strtok_r(NULL, "\n", &save))
+		argv[argc++] = tok;
+	argv[argc] = NULL;
+
+	g_shared.abi = VIO4WD_SHIM_ABI;
+	g_shared.max_relays = VIO4WD_MAX_RELAYS;
+	for (unsigned i = 0; i < VIO4WD_MAX_WORKERS; i++)
+		g_shared.workers[i].lcore = UINT64_MAX;
+	for (unsigned r = 0; r < VIO4WD_MAX_RELAYS; r++) {
+		pthread_mutexattr_t a;
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&g_ctl[r].lock, &a);
+		g_ctl[r].numa_node = -1;
+		g_dp[r].vid = NO_VID;
+		g_dp[r].port = NO_PORT;
+		g_dp[r].cpu[0] = g_dp[r].cpu[1] = -1;
+	}
+	g_mbuf_data_size = mbuf_data_size;
+
+	int ret = rte_eal_init(argc, argv);
+	/* argv strings stay referenced by EAL; copy is intentionally kept. */
+	if (ret < 0)
+		return set_error(rte_errno, "rte_eal_init failed: %s", rte_strerror(rte_errno));
+	g_initialized = true;
+	g_quit = false;
+
+	unsigned lcore, n = 0;
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		g_shared.workers[n].lcore = lcore;
+		n++;
+	}
+	g_shared.n_workers = n;
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		ret = rte_eal_remote_launch(worker_main, NULL, lcore);
+		if (ret != 0)
+			return set_error(-ret, "cannot start the worker on CPU %u: %s", lcore, strerror(-ret));
+	}
+	return 0;
+}
+
+API int vio4wd_shutdown(void)
+{
+	if (!g_initialized)
+		return 0;
+	vhost_unregister_all();
+	vf_detach_all();
+	g_quit = true;
+	rte_eal_mp_wait_lcore();
+	for (unsigned r = 0; r < VIO4WD_MAX_RELAYS; r++) {
+		if (g_dp[r].pool != NULL) {
+			rte_mempool_free(g_dp[r].pool);
+			g_dp[r].pool = NULL;
+		}
+	}
+	g_initialized = false;
+	int ret = rte_eal_cleanup();
+	if (ret != 0)
+		return set_error(rte_errno, "rte_eal_cleanup failed: %s", rte_strerror(rte_errno));
+	return 0;
+}
+
+/* The layout ffi/shim.ts reads; change both together. */
+_Static_assert(offsetof(struct vio4wd_shared, relays) == 64, "shared header is 64 bytes");
+_Static_assert(sizeof(struct vio4wd_relay_stats) == 128, "relay stats are 128 bytes");
+_Static_assert(offsetof(struct vio4wd_shared, workers) == 64 + 128 * VIO4WD_MAX_RELAYS, "workers follow relays");
+_Static_assert(sizeof(struct vio4wd_shared) == 64 + 128 * 64 + 64 * 64, "shared size");
+_Static_assert(sizeof(struct vio4wd_event) == 24, "event size");

@@ -1,0 +1,222 @@
+/* The VF side of relays: any DPDK ethdev given as devargs; and the relays' mbuf pools. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_dev.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#include "internal.h"
+
+/* 64 relays x 2559 mbufs of ~2.4 KiB stay within 512 MiB of hugepages. */
+#define POOL_MBUFS 2559
+#define POOL_CACHE 32
+#define RX_DESC 512
+#define TX_DESC 512
+
+static unsigned g_pool_seq;
+
+int relay_ensure_pool(uint32_t relay, int numa)
+{
+	struct relay_dp *dp = &g_dp[relay];
+	if (dp->pool != NULL)
+		return 0;
+	char name[RTE_MEMPOOL_NAMESIZE];
+	snprintf(name, sizeof(name), "vio4wd_r%u_%u", relay, g_pool_seq++);
+	uint16_t room = (uint16_t)(RTE_PKTMBUF_HEADROOM + g_mbuf_data_size);
+	struct rte_mempool *mp = rte_pktmbuf_pool_create(name, POOL_MBUFS, POOL_CACHE, 0, room,
+							 numa < 0 ? SOCKET_ID_ANY : numa);
+	if (mp == NULL && numa >= 0)
+		mp = rte_pktmbuf_pool_create(name, POOL_MBUFS, POOL_CACHE, 0, room, SOCKET_ID_ANY);
+	if (mp == NULL)
+		return set_error(rte_errno, "cannot allocate the mbuf pool of relay %u: %s (more hugepage memory needed?)",
+				 relay, rte_strerror(rte_errno));
+	g_ctl[relay].numa_node = numa;
+	__atomic_store_n(&dp->pool, mp, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* Frees the pool once neither a VM nor a VF uses it (workers already quiesced). */
+void relay_release_pool_if_idle(uint32_t relay)
+{
+	struct relay_dp *dp = &g_dp[relay];
+	if (dp->pool == NULL || dp->vid != NO_VID || dp->port != NO_PORT)
+		return;
+	struct rte_mempool *mp = dp->pool;
+	__atomic_store_n(&dp->pool, NULL, __ATOMIC_RELEASE);
+	int32_t cpus[2] = {dp->cpu[0], dp->cpu[1]};
+	quiesce(cpus);
+	rte_mempool_free(mp);
+	g_ctl[relay].numa_node = -1;
+}
+
+static void remove_device(const char *devname)
+{
+	uint16_t port;
+	if (rte_eth_dev_get_port_by_name(devname, &port) != 0)
+		return;
+	struct rte_eth_dev_info info;
+	struct rte_device *dev = rte_eth_dev_info_get(port, &info) == 0 ? info.device : NULL;
+	rte_eth_dev_close(port);
+	if (dev != NULL)
+		rte_dev_remove(dev);
+}
+
+API int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu)
+{
+	if (relay >= VIO4WD_MAX_RELAYS)
+		return set_error(EINVAL, "relay %u is out of range 0-%d", relay, VIO4WD_MAX_RELAYS - 1);
+	struct relay_ctl *c = &g_ctl[relay];
+	struct relay_dp *dp = &g_dp[relay];
+	/* The ethdev name: the devargs up to the first ',' (PCI addresses come normalised). */
+	char name[128];
+	size_t len = strcspn(devargs, ",");
+	if (len == 0 || len >= sizeof(name))
+		return set_error(EINVAL, "'%s' is not a DPDK device (give a PCI address or vdev devargs)", devargs);
+	memcpy(name, devargs, len);
+	name[len] = '\0';
+
+	pthread_mutex_lock(&c->lock);
+	int ret = 0;
+	uint16_t port;
+	if (dp->port != NO_PORT) {
+		ret = set_error(EEXIST, "relay %u already has a VF (%s); remove it first", relay, c->devargs);
+		goto out;
+	}
+	if (rte_eth_dev_get_port_by_name(name, &port) == 0) {
+		ret = set_error(EEXIST, "device %s is already in use by another relay", name);
+		goto out;
+	}
+	if (rte_eth_dev_count_avail() >= RTE_MAX_ETHPORTS) {
+		ret = set_error(ENOSPC, "DPDK allows %d ports per process (RTE_MAX_ETHPORTS) and all are in use",
+				RTE_MAX_ETHPORTS);
+		goto out;
+	}
+	ret = rte_dev_probe(devargs);
+	if (ret != 0) {
+		ret = set_error(-ret, "cannot probe device '%s': %s", devargs, rte_strerror(-ret));
+		goto out;
+	}
+	if (rte_eth_dev_get_port_by_name(name, &port) != 0) {
+		ret = set_error(ENODEV, "device '%s' was probed but has no ethdev port", devargs);
+		goto remove;
+	}
+	struct rte_eth_dev_info info;
+	if ((ret = rte_eth_dev_info_get(port, &info)) != 0) {
+		ret = set_error(-ret, "cannot read device info of %s: %s", name, rte_strerror(-ret));
+		goto remove;
+	}
+	int numa = rte_eth_dev_socket_id(port);
+	if ((ret = relay_ensure_pool(relay, c->numa_node >= 0 ? c->numa_node : numa)) != 0)
+		goto remove;
+	struct rte_eth_conf conf;
+	memset(&conf, 0, sizeof(conf));
+	/* Some devices (memif, tap) take smaller frames than the configured MTU: use what they allow. */
+	uint32_t max_mtu = info.max_rx_pktlen > RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN
+				   ? info.max_rx_pktlen - RTE_ETHER_HDR_LEN - RTE_ETHER_CRC_LEN
+				   : info.max_mtu;
+	if (max_mtu > info.max_mtu)
+		max_mtu = info.max_mtu;
+	if (mtu > max_mtu)
+		mtu = max_mtu;
+	if (mtu < info.min_mtu)
+		mtu = info.min_mtu;
+	conf.rxmode.mtu = mtu;
+	if ((ret = rte_eth_dev_configure(port, 1, 1, &conf)) != 0) {
+		ret = set_error(-ret, "cannot configure %s: %s", name, rte_strerror(-ret));
+		goto remove;
+	}
+	uint16_t nrx = RX_DESC, ntx = TX_DESC;
+	rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx);
+	int sock = numa < 0 ? (int)SOCKET_ID_ANY : numa;
+	if ((ret = rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)sock, NULL, dp->pool)) != 0) {
+		ret = set_error(-ret, "cannot set up the RX queue of %s: %s", name, rte_strerror(-ret));
+		goto remove;
+	}
+	if ((ret = rte_eth_tx_queue_setup(port, 0, ntx, (unsigned)sock, NULL)) != 0) {
+		ret = set_error(-ret, "cannot set up the TX queue of %s: %s", name, rte_strerror(-ret));
+		goto remove;
+	}
+	rte_eth_promiscuous_enable(port); /* not every device supports it; not fatal */
+	if ((ret = rte_eth_dev_start(port)) != 0) {
+		ret = set_error(-ret, "cannot start %s: %s", name, rte_strerror(-ret));
+		goto remove;
+	}
+	snprintf(c->devargs, sizeof(c->devargs), "%s", devargs);
+	snprintf(c->devname, sizeof(c->devname), "%s", name);
+	c->mtu = mtu;
+	__atomic_store_n(&dp->port, port, __ATOMIC_RELEASE);
+	goto out;
+remove:
+	remove_device(name);
+	relay_release_pool_if_idle(relay);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+API int vio4wd_vf_detach(uint32_t relay)
+{
+	if (relay >= VIO4WD_MAX_RELAYS)
+		return set_error(EINVAL, "relay %u is out of range 0-%d", relay, VIO4WD_MAX_RELAYS - 1);
+	struct relay_ctl *c = &g_ctl[relay];
+	struct relay_dp *dp = &g_dp[relay];
+	pthread_mutex_lock(&c->lock);
+	uint16_t port = dp->port;
+	if (port == NO_PORT) {
+		pthread_mutex_unlock(&c->lock);
+		return set_error(ENOENT, "relay %u has no VF", relay);
+	}
+	__atomic_store_n(&dp->port, NO_PORT, __ATOMIC_RELEASE);
+	int ret = quiesce(dp->cpu);
+	rte_eth_dev_stop(port);
+	remove_device(c->devname);
+	c->devargs[0] = c->devname[0] = '\0';
+	relay_release_pool_if_idle(relay);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+void vf_detach_all(void)
+{
+	for (uint32_t r = 0; r < VIO4WD_MAX_RELAYS; r++)
+		if (g_dp[r].port != NO_PORT)
+			vio4wd_vf_detach(r);
+}
+
+API uint32_t vio4wd_relay_state(uint32_t relay)
+{
+	if (relay >= VIO4WD_MAX_RELAYS)
+		return 0;
+	uint32_t s = 0;
+	if (g_ctl[relay].registered)
+		s |= VIO4WD_STATE_SOCKET;
+	if (__atomic_load_n(&g_dp[relay].vid, __ATOMIC_ACQUIRE) != NO_VID)
+		s |= VIO4WD_STATE_VM;
+	uint16_t port = __atomic_load_n(&g_dp[relay].port, __ATOMIC_ACQUIRE);
+	if (port != NO_PORT) {
+		s |= VIO4WD_STATE_VF;
+		struct rte_eth_link link;
+		if (rte_eth_link_get_nowait(port, &link) == 0 && link.link_status)
+			s |= VIO4WD_STATE_VF_LINK;
+	}
+	return s;
+}
+
+API int32_t vio4wd_relay_mbufs_in_use(uint32_t relay)
+{
+	if (relay >= VIO4WD_MAX_RELAYS)
+		return -1;
+	pthread_mutex_lock(&g_ctl[relay].lock);
+	struct rte_mempool *mp = g_dp[relay].pool;
+	int32_t n = mp == NULL ? -1 : (int32_t)rte_mempool_in_use_count(mp);
+	pthread_mutex_unlock(&g_ctl[relay].lock);
+	return n;
+}
+
+API int32_t vio4wd_relay_numa_node(uint32_t relay)
+{
+	return relay < VIO4WD_MAX_RELAYS ? g_ctl[relay].numa_node : -1;
+}

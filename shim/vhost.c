@@ -1,0 +1,266 @@
+/* vhost-user sockets of relays (rte_vhost directly) and the device callbacks. */
+#include <errno.h>
+#include <grp.h>
+#include <linux/virtio_net.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <rte_vhost.h>
+
+#include "internal.h"
+
+#ifndef VHOST_F_LOG_ALL
+#define VHOST_F_LOG_ALL 26
+#endif
+
+/* Control-side record of which vrings the guest enabled (bit q: pair q). */
+static uint32_t g_rx_enabled[VIO4WD_MAX_RELAYS], g_tx_enabled[VIO4WD_MAX_RELAYS];
+static bool g_ring_seen[VIO4WD_MAX_RELAYS];
+
+static int relay_of_vid(int vid)
+{
+	char path[256];
+	if (rte_vhost_get_ifname(vid, path, sizeof(path)) != 0)
+		return -1;
+	for (int r = 0; r < VIO4WD_MAX_RELAYS; r++)
+		if (g_ctl[r].path[0] != '\0' && strcmp(g_ctl[r].path, path) == 0)
+			return r;
+	return -1;
+}
+
+static void publish_masks(int r)
+{
+	__atomic_store_n(&g_dp[r].rxq_mask, g_rx_enabled[r], __ATOMIC_RELEASE);
+	__atomic_store_n(&g_dp[r].txq_mask, g_tx_enabled[r], __ATOMIC_RELEASE);
+}
+
+static int on_new_device(int vid)
+{
+	int r = relay_of_vid(vid);
+	if (r < 0)
+		return -1;
+	pthread_mutex_lock(&g_ctl[r].lock);
+	int ret = 0;
+	uint16_t nr = rte_vhost_get_vring_num(vid);
+	uint32_t pairs = nr / 2;
+	int numa = rte_vhost_get_numa_node(vid);
+	if (g_dp[r].vid != NO_VID) {
+		ret = -EBUSY;
+	} else if (pairs == 0 || pairs > VIO4WD_MAX_QUEUE_PAIRS) {
+		ret = -E2BIG;
+	} else if (relay_ensure_pool((uint32_t)r, numa) != 0) {
+		ret = -ENOMEM;
+	}
+	if (ret != 0) {
+		pthread_mutex_unlock(&g_ctl[r].lock);
+		push_event(VIO4WD_EV_VM_REJECTED, (uint32_t)r, ret, 0, 0);
+		return -1;
+	}
+	for (uint16_t q = 0; q < nr; q++)
+		rte_vhost_enable_guest_notification(vid, q, 0);
+	if (!g_ring_seen[r]) {
+		uint32_t all = pairs >= 32 ? UINT32_MAX : ((1u << pairs) - 1);
+		g_rx_enabled[r] = g_tx_enabled[r] = all;
+	}
+	publish_masks(r);
+	__atomic_store_n(&g_dp[r].vid, vid, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&g_ctl[r].lock);
+	push_event(VIO4WD_EV_VM_CONNECTED, (uint32_t)r, (int32_t)pairs, 1, (uint32_t)numa);
+	return 0;
+}
+
+static void on_destroy_device(int vid)
+{
+	int r = relay_of_vid(vid);
+	if (r < 0)
+		return;
+	pthread_mutex_lock(&g_ctl[r].lock);
+	if (g_dp[r].vid != vid) {
+		pthread_mutex_unlock(&g_ctl[r].lock);
+		return;
+	}
+	__atomic_store_n(&g_dp[r].vid, NO_VID, __ATOMIC_RELEASE);
+	quiesce(g_dp[r].cpu);
+	g_rx_enabled[r] = g_tx_enabled[r] = 0;
+	g_ring_seen[r] = false;
+	publish_masks(r);
+	relay_release_pool_if_idle((uint32_t)r);
+	pthread_mutex_unlock(&g_ctl[r].lock);
+	push_event(VIO4WD_EV_VM_DISCONNECTED, (uint32_t)r, 0, 0, 0);
+}
+
+static int on_vring_state_changed(int vid, uint16_t queue_id, int enable)
+{
+	int r = relay_of_vid(vid);
+	if (r < 0)
+		return 0;
+	uint32_t pair = queue_id / 2;
+	if (pair >= VIO4WD_MAX_QUEUE_PAIRS)
+		return 0;
+	pthread_mutex_lock(&g_ctl[r].lock);
+	uint32_t *set = (queue_id % 2 == 0) ? &g_rx_enabled[r] : &g_tx_enabled[r];
+	if (!g_ring_seen[r]) {
+		g_rx_enabled[r] = g_tx_enabled[r] = 0;
+		g_ring_seen[r] = true;
+	}
+	if (enable)
+		*set |= 1u << pair;
+	else
+		*set &= ~(1u << pair);
+	if (g_dp[r].vid == vid)
+		publish_masks(r);
+	pthread_mutex_unlock(&g_ctl[r].lock);
+	push_event(VIO4WD_EV_VRING_STATE, (uint32_t)r, queue_id, enable ? 1 : 0, 0);
+	return 0;
+}
+
+static int on_features_changed(int vid, uint64_t features)
+{
+	int r = relay_of_vid(vid);
+	if (r >= 0 && (features & (1ULL << VHOST_F_LOG_ALL)))
+		push_event(VIO4WD_EV_LIVE_MIGRATION, (uint32_t)r, 0, 1, 0);
+	return 0;
+}
+
+static const struct rte_vhost_device_ops g_ops = {
+	.new_device = on_new_device,
+	.destroy_device = on_destroy_device,
+	.vring_state_changed = on_vring_state_changed,
+	.features_changed = on_features_changed,
+};
+
+static int resolve_ids(const char *owner, const char *group, uid_t *uid, gid_t *gid)
+{
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	char buf[4096];
+	if (owner[0] != '\0') {
+		struct passwd pw, *res = NULL;
+		char *end;
+		unsigned long n = strtoul(owner, &end, 10);
+		if (*end == '\0')
+			*uid = (uid_t)n;
+		else if (getpwnam_r(owner, &pw, buf, sizeof(buf), &res) == 0 && res != NULL)
+			*uid = res->pw_uid;
+		else
+			return set_error(ENOENT, "socket owner '%s' does not exist (set VIRTIOFWD_SOCKET_OWNER to an existing user, or blank)", owner);
+	}
+	if (group[0] != '\0') {
+		struct group gr, *res = NULL;
+		char *end;
+		unsigned long n = strtoul(group, &end, 10);
+		if (*end == '\0')
+			*gid = (gid_t)n;
+		else if (getgrnam_r(group, &gr, buf, sizeof(buf), &res) == 0 && res != NULL)
+			*gid = res->gr_gid;
+		else
+			return set_error(ENOENT, "socket group '%s' does not exist (set VIRTIOFWD_SOCKET_GROUP to an existing group, or blank)", group);
+	}
+	return 0;
+}
+
+API int vio4wd_socket_register(uint32_t relay, const char *path, uint32_t flags, const char *owner,
+			       const char *group)
+{
+	if (relay >= VIO4WD_MAX_RELAYS)
+		return set_error(EINVAL, "relay %u is out of range 0-%d", relay, VIO4WD_MAX_RELAYS - 1);
+	if (strlen(path) >= sizeof(g_ctl[relay].path) || strlen(path) >= 108)
+		return set_error(ENAMETOOLONG, "socket path '%s' is too long for a unix socket (max 107)", path);
+	for (int r = 0; r < VIO4WD_MAX_RELAYS; r++)
+		if (strcmp(g_ctl[r].path, path) == 0)
+			return set_error(EEXIST, "socket '%s' is already used by relay %d", path, r);
+	uid_t uid;
+	gid_t gid;
+	int ret = resolve_ids(owner, group, &uid, &gid);
+	if (ret != 0)
+		return ret;
+	bool client = flags & VIO4WD_SOCK_CLIENT;
+	struct relay_ctl *c = &g_ctl[relay];
+	pthread_mutex_lock(&c->lock);
+	if (c->registered) {
+		pthread_mutex_unlock(&c->lock);
+		return set_error(EEXIST, "relay %u already has socket '%s'", relay, c->path);
+	}
+	struct stat st;
+	if (!client && lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			pthread_mutex_unlock(&c->lock);
+			return set_error(EEXIST, "'%s' already exists and is not a socket; remove it or change VIRTIOFWD_SOCKET_DIR", path);
+		}
+		unlink(path); /* a stale socket from an earlier run */
+	}
+	ret = rte_vhost_driver_register(path, client ? RTE_VHOST_USER_CLIENT : 0);
+	if (ret != 0) {
+		pthread_mutex_unlock(&c->lock);
+		return set_error(EIO, "rte_vhost_driver_register('%s') failed", path);
+	}
+	uint64_t off = 1ULL << VIRTIO_NET_F_CTRL_RX;
+	if (!(flags & VIO4WD_SOCK_MRGBUF))
+		off |= 1ULL << VIRTIO_NET_F_MRG_RXBUF;
+	if (!(flags & VIO4WD_SOCK_TSO))
+		off |= (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6);
+	rte_vhost_driver_disable_features(path, off);
+	rte_vhost_driver_callback_register(path, &g_ops);
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	ret = rte_vhost_driver_start(path);
+	if (ret == 0 && !client && (uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) != 0)
+		ret = set_error(errno, "cannot chown socket '%s' to %s:%s: %s", path, owner, group, strerror(errno));
+	else if (ret != 0)
+		ret = set_error(EIO, "cannot %s vhost-user socket '%s' (is the directory there and writable?)",
+				client ? "start connecting" : "listen on", path);
+	if (ret != 0) {
+		c->path[0] = '\0';
+		pthread_mutex_unlock(&c->lock);
+		rte_vhost_driver_unregister(path);
+		if (!client)
+			unlink(path);
+		return ret;
+	}
+	if (!client)
+		chmod(path, 0660);
+	c->registered = true;
+	c->client = client;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+API int vio4wd_socket_unregister(uint32_t relay)
+{
+	if (relay >= VIO4WD_MAX_RELAYS)
+		return set_error(EINVAL, "relay %u is out of range 0-%d", relay, VIO4WD_MAX_RELAYS - 1);
+	struct relay_ctl *c = &g_ctl[relay];
+	char path[256];
+	pthread_mutex_lock(&c->lock);
+	if (!c->registered) {
+		pthread_mutex_unlock(&c->lock);
+		return set_error(ENOENT, "relay %u has no socket", relay);
+	}
+	snprintf(path, sizeof(path), "%s", c->path);
+	c->registered = false;
+	pthread_mutex_unlock(&c->lock);
+	/* Not under the lock: unregistering may call on_destroy_device, which takes it. */
+	int ret = rte_vhost_driver_unregister(path);
+	for (int i = 0; ret != 0 && i < 100; i++) {
+		usleep(10000);
+		ret = rte_vhost_driver_unregister(path);
+	}
+	pthread_mutex_lock(&c->lock);
+	c->path[0] = '\0';
+	pthread_mutex_unlock(&c->lock);
+	struct stat st;
+	if (!c->client && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
+	if (ret != 0)
+		return set_error(EBUSY, "rte_vhost_driver_unregister('%s') kept failing", path);
+	return 0;
+}
+
+void vhost_unregister_all(void)
+{
+	for (uint32_t r = 0; r < VIO4WD_MAX_RELAYS; r++)
+		if (g_ctl[r].registered)
+			vio4wd_socket_unregister(r);
+}

@@ -1,0 +1,120 @@
+/*
+ * vio4wd shim: the whole API of the C data path over DPDK.
+ *
+ * Threading rule: every function here is called from one control thread (the daemon's JS
+ * thread, which EAL makes the main lcore). vhost callbacks run on DPDK's vhost thread; they and
+ * the control calls serialise per relay on the relay's control mutex. Worker lcores never take a
+ * lock: they read each relay's published state with acquire loads, and the control side waits for
+ * a worker quiescent point (its pass counter advancing) before it tears anything down.
+ *
+ * Return values: 0 (or a non-negative result) on success, a negative errno on failure; the
+ * failing step's message is then in vio4wd_last_error().
+ */
+#ifndef VIO4WD_SHIM_H
+#define VIO4WD_SHIM_H
+
+#include <stdint.h>
+
+#define VIO4WD_SHIM_ABI 1
+#define VIO4WD_MAX_RELAYS 64
+#define VIO4WD_MAX_WORKERS 64
+#define VIO4WD_MAX_QUEUE_PAIRS 32
+#define VIO4WD_BURST 32
+
+/* Counters of one direction of one relay; one writer (the worker serving it). 64 bytes. */
+struct vio4wd_dir_stats {
+	uint64_t rx_pkts;          /* taken from the source (VF RX or virtio TX ring) */
+	uint64_t rx_bytes;
+	uint64_t tx_pkts;          /* accepted by the destination */
+	uint64_t tx_bytes;
+	uint64_t drop_full_pkts;   /* destination queue full: freed */
+	uint64_t drop_full_bytes;
+	uint64_t drop_unavail_pkts;/* destination not connected: freed */
+	uint64_t drop_unavail_bytes;
+} __attribute__((aligned(64)));
+
+/* Per relay: VF->VM then VM->VF. */
+struct vio4wd_relay_stats {
+	struct vio4wd_dir_stats vf_to_vm;
+	struct vio4wd_dir_stats vm_to_vf;
+};
+
+/* Per worker lcore: loop passes, and passes that moved at least one packet. */
+struct vio4wd_worker_stats {
+	uint64_t passes;
+	uint64_t busy_passes;
+	uint64_t lcore;            /* the CPU, or UINT64_MAX when the slot is unused */
+	uint64_t pad[5];
+} __attribute__((aligned(64)));
+
+/* The memory the daemon reads directly (vio4wd_shared()). */
+struct vio4wd_shared {
+	uint32_t abi;
+	uint32_t max_relays;
+	uint32_t n_workers;
+	uint32_t pad0;
+	uint64_t pad1[6];
+	struct vio4wd_relay_stats relays[VIO4WD_MAX_RELAYS];
+	struct vio4wd_worker_stats workers[VIO4WD_MAX_WORKERS];
+};
+
+/* Events produced by vhost callbacks, read by the daemon with vio4wd_next_event(). */
+enum vio4wd_event_type {
+	VIO4WD_EV_VM_CONNECTED = 1,    /* value: number of queue pairs */
+	VIO4WD_EV_VM_DISCONNECTED = 2,
+	VIO4WD_EV_VRING_STATE = 3,     /* value: queue id; enabled: 0/1 */
+	VIO4WD_EV_VM_REJECTED = 4,     /* value: -errno */
+	VIO4WD_EV_LIVE_MIGRATION = 5,
+};
+
+struct vio4wd_event {
+	uint32_t type;
+	uint32_t relay;
+	int32_t value;
+	uint32_t enabled;
+	uint32_t numa_node;
+	uint32_t pad;
+};
+
+/* Flags for vio4wd_socket_register(). */
+#define VIO4WD_SOCK_CLIENT (1u << 0)   /* connect (with reconnect) instead of listen */
+#define VIO4WD_SOCK_MRGBUF (1u << 1)   /* offer VIRTIO_NET_F_MRG_RXBUF */
+#define VIO4WD_SOCK_TSO (1u << 2)      /* offer HOST_TSO4/6 */
+
+/* Relay state bits of vio4wd_relay_state(). */
+#define VIO4WD_STATE_SOCKET (1u << 0)
+#define VIO4WD_STATE_VM (1u << 1)
+#define VIO4WD_STATE_VF (1u << 2)
+#define VIO4WD_STATE_VF_LINK (1u << 3)
+
+const char *vio4wd_version(void);          /* DPDK's rte_version() */
+const char *vio4wd_last_error(void);
+struct vio4wd_shared *vio4wd_shared(void);
+
+/* EAL init from '\n'-separated arguments (argv[0] first); starts a worker on every non-main lcore. */
+int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size);
+/* Stops workers, removes all relays' sockets and VFs, frees pools, rte_eal_cleanup(). */
+int vio4wd_shutdown(void);
+/* Logs DPDK's own messages into this file descriptor's stream (stderr = 2). */
+void vio4wd_log_to_fd(int fd);
+
+/* vhost-user socket of a relay; owner/group may be "" (keep). Server mode removes a stale socket. */
+int vio4wd_socket_register(uint32_t relay, const char *path, uint32_t flags, const char *owner,
+			   const char *group);
+int vio4wd_socket_unregister(uint32_t relay);
+
+/* VF side: devargs (PCI address or vdev string) probed, configured and started. */
+int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu);
+int vio4wd_vf_detach(uint32_t relay);
+
+/* Worker CPUs of a relay's two directions (-1 = unassigned); waits until the old worker lets go. */
+int vio4wd_relay_set_cpus(uint32_t relay, int32_t vf_to_vm_cpu, int32_t vm_to_vf_cpu);
+uint32_t vio4wd_relay_state(uint32_t relay);
+/* Mbufs of the relay's pool in use (-1 when it has no pool), and the pool's NUMA node. */
+int32_t vio4wd_relay_mbufs_in_use(uint32_t relay);
+int32_t vio4wd_relay_numa_node(uint32_t relay);
+
+/* 1 and fills *ev when an event is pending, 0 when none. */
+int vio4wd_next_event(struct vio4wd_event *ev);
+
+#endif

@@ -1,0 +1,94 @@
+/**
+ * `vio4wd config check [FILE]` and `vio4wd config show [--json]`.
+ *
+ * @module
+ */
+
+import { object, or } from "@optique/core/constructs";
+import { message } from "@optique/core/message";
+import { optional } from "@optique/core/modifiers";
+import { argument, command, constant, flag, option } from "@optique/core/primitives";
+import { string } from "@optique/core/valueparser";
+import { type Config, describeSource, type LoadedConfig, readConfig, VARIABLES } from "../config/config.ts";
+import { formatCpuSet } from "../config/values.ts";
+
+/** The `config` command's parser. */
+export const configCommand = command(
+  "config",
+  or(
+    command(
+      "check",
+      object({
+        action: constant("config-check" as const),
+        file: optional(argument(string({ metavar: "FILE" }), { description: message`File to check.` })),
+      }),
+      {
+        brief: message`Validate a configuration file.`,
+        description: message`Validate a configuration file (default /etc/default/virtioforwarder). Exit 0 when valid, 2 with FILE:LINE, the variable, the value and what is allowed when not.`,
+        footer: message`Examples:
+  vio4wd config check
+  vio4wd config check /tmp/new.virtioforwarder`,
+      },
+    ),
+    command(
+      "show",
+      object({
+        action: constant("config-show" as const),
+        config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+        json: optional(flag("--json", { description: message`Print JSON: each variable's value and source.` })),
+      }),
+      {
+        brief: message`Print the effective configuration.`,
+        description: message`Print the effective configuration: every variable, its value and where it came from (default, FILE:LINE).`,
+        footer: message`Examples:
+  vio4wd config show
+  vio4wd config show --json | jq .VIRTIOFWD_CPU_MASK`,
+      },
+    ),
+  ),
+  { brief: message`Check or show the configuration.`, description: message`Check or show the configuration.` },
+);
+
+/** A value as the file would spell it. */
+function render(key: keyof Config, value: unknown): string {
+  if (key === "cpus") return formatCpuSet(value as number[]);
+  if (key === "cpuPins") return (value as Config["cpuPins"]).map((p) => `${p.relay}:${p.vfToVm},${p.vmToVf}`).join(" ");
+  if (key === "staticVfs") return (value as Config["staticVfs"]).map((s) => `${s.device}=${s.relay}`).join(" ");
+  if (Array.isArray(value)) return value.join(",");
+  if (typeof value === "boolean") return value ? "y" : "";
+  return String(value);
+}
+
+/** Prints the effective configuration, as a table or JSON. */
+export function showConfig(loaded: LoadedConfig, json: boolean): void {
+  if (json) {
+    const out: Record<string, unknown> = {};
+    for (const v of VARIABLES) {
+      out[v.name] = { value: loaded.config[v.key], source: describeSource(loaded.sources[v.key]) };
+    }
+    console.log(JSON.stringify({ file: loaded.file, variables: out, warnings: loaded.warnings }, null, 2));
+    return;
+  }
+  const width = Math.max(...VARIABLES.map((v) => v.name.length));
+  for (const v of VARIABLES) {
+    const value = render(v.key, loaded.config[v.key]);
+    console.log(`${v.name.padEnd(width)}  ${(value === "" ? "(off)" : value).padEnd(44)}  ${describeSource(loaded.sources[v.key])}`);
+  }
+  for (const w of loaded.warnings) console.error(`warning: ${w}`);
+}
+
+/** Runs `config check` or `config show`; returns the exit status. */
+export async function runConfig(a: { action: "config-check"; file?: string } | {
+  action: "config-show";
+  config?: string;
+  json?: boolean;
+}): Promise<number> {
+  if (a.action === "config-check") {
+    const loaded = await readConfig(a.file);
+    for (const w of loaded.warnings) console.error(`warning: ${w}`);
+    console.log(`${loaded.file ?? "built-in defaults"}: OK`);
+    return 0;
+  }
+  showConfig(await readConfig(a.config), a.json === true);
+  return 0;
+}

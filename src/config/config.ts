@@ -1,0 +1,589 @@
+/**
+ * The configuration: every variable of `/etc/default/virtioforwarder` (and vio4wd's own), typed,
+ * defaulted and validated, with where each effective value came from.
+ *
+ * One table ({@link VARIABLES}) describes each variable once: its name, the original daemon's
+ * command-line option, its default, its parser. The daemon's options, `config check`,
+ * `config show` and the shipped default file are all derived from it.
+ *
+ * @module
+ */
+
+import { EnvFileSyntaxError, type EnvValue, parseEnvFile } from "./envfile.ts";
+import {
+  type CpuPin,
+  MAX_RELAYS,
+  parseAbsolutePath,
+  parseAccountName,
+  parseBindList,
+  parseCpuPins,
+  parseCpuSet,
+  parseFilePrefix,
+  parseInteger,
+  parseNumber,
+  parseSocketPattern,
+  parseStaticVf,
+  parseVfioToken,
+  parseZmqEndpoint,
+  type StaticVf,
+  ValueError,
+} from "./values.ts";
+
+/** The packaged location of the config file. */
+export const DEFAULT_CONFIG_PATH = "/etc/default/virtioforwarder";
+
+/** The effective configuration. Empty strings mean "off" for endpoints and tokens. */
+export interface Config {
+  cpus: number[];
+  logLevel: number;
+  masterLcore: number;
+  pidDir: string;
+  hugeDir: string;
+  ovsdbSock: string;
+  ipcPortControl: boolean;
+  zmqConfigEp: string;
+  zmqPortControlEp: string;
+  zmqStatsEp: string;
+  zmqCoreSchedEp: string;
+  socketOwner: string;
+  socketGroup: string;
+  socketDir: string;
+  socketPattern: string;
+  cpuPins: CpuPin[];
+  jumbo: boolean;
+  mrgbuf: boolean;
+  tso: boolean;
+  zeroCopy: boolean;
+  vhostClient: boolean;
+  dynamicSockets: boolean;
+  sameNuma: boolean;
+  staticVfs: StaticVf[];
+  vfioVfToken: string;
+  bindVfioPci: string[];
+  binary: string;
+  coreSchedEnable: boolean;
+  coreSchedSensitivity: number;
+  coreSchedLogLevel: number;
+  coreSchedPollInterval: number;
+  coreSchedGlobalNumaOpt: boolean;
+  ealFilePrefix: string;
+  ealMemoryMb: number;
+}
+
+/** How a variable appears on the daemon's command line. */
+export type OptionKind = "value" | "flag" | "repeat";
+
+/** One configuration variable. */
+export interface Variable<K extends keyof Config = keyof Config> {
+  name: string;
+  key: K;
+  description: string;
+  /** Value when the variable is absent or blank. */
+  default: Config[K];
+  /** The original daemon's option (and vio4wd's), if the variable has one. */
+  option?: { short?: string; long: string; kind: OptionKind; metavar?: string };
+  /** Parses one non-blank scalar (or, for repeatable variables, one element). */
+  parse: (raw: string) => Config[K];
+  /** Array variables: elements parsed one by one and concatenated. */
+  repeat?: boolean;
+}
+
+const ZMQ_DIR = "ipc:///var/run/virtio-forwarder";
+const flag = (raw: string) => raw !== "";
+
+function v<K extends keyof Config>(spec: Variable<K>): Variable<K> {
+  return spec;
+}
+
+/** Every variable, in the order of the packaged file. */
+export const VARIABLES = [
+  v({
+    name: "VIRTIOFWD_CPU_MASK",
+    key: "cpus",
+    description: "Worker CPUs: a comma-separated list (1,2) or a hex mask (0x6).",
+    default: [1, 2],
+    option: { short: "-C", long: "--cpus", kind: "value", metavar: "CPUS" },
+    parse: parseCpuSet,
+  }),
+  v({
+    name: "VIRTIOFWD_LOG_LEVEL",
+    key: "logLevel",
+    description: "Log level, 0 (emergencies only) to 7 (debug).",
+    default: 6,
+    option: { short: "-l", long: "--loglevel", kind: "value", metavar: "LEVEL" },
+    parse: (r) => parseInteger(r, 0, 7),
+  }),
+  v({
+    name: "VIRTIOFWD_IPC_PORT_CONTROL",
+    key: "ipcPortControl",
+    description: "Non-empty: add/remove ports through the IPC file monitor.",
+    default: false,
+    option: { short: "-I", long: "--ipc", kind: "flag" },
+    parse: flag,
+  }),
+  v({
+    name: "VIRTIOFWD_OVSDB_SOCK_PATH",
+    key: "ovsdbSock",
+    description: "OVSDB server unix socket; setting it selects the OVSDB monitor for port control.",
+    default: "/usr/local/var/run/openvswitch/db.sock",
+    option: { short: "-O", long: "--ovsdb-sock", kind: "value", metavar: "PATH" },
+    parse: parseAbsolutePath,
+  }),
+  v({
+    name: "VIRTIOFWD_ZMQ_PORT_CONTROL_EP",
+    key: "zmqPortControlEp",
+    description: "ZeroMQ port-control endpoint; blank turns ZeroMQ port control off.",
+    default: "",
+    option: { short: "-Z", long: "--zmq-port-control-ep", kind: "value", metavar: "EP" },
+    parse: parseZmqEndpoint,
+  }),
+  v({
+    name: "VIRTIOFWD_JUMBO",
+    key: "jumbo",
+    description: "Non-empty: jumbo frames (VF MTU 9000, larger mbufs).",
+    default: false,
+    option: { short: "-J", long: "--enable-jumbo", kind: "flag" },
+    parse: flag,
+  }),
+  v({
+    name: "VIRTIOFWD_MRGBUF",
+    key: "mrgbuf",
+    description: "Non-empty: offer virtio mergeable RX buffers to the guest.",
+    default: false,
+    option: { short: "-R", long: "--enable-mrgbuf", kind: "flag" },
+    parse: flag,
+  }),
+  v({
+    name: "VIRTIOFWD_TSO",
+    key: "tso",
+    description: "Non-empty: TCP segmentation offload (guest TSO4/6, VF TSO, larger mbufs).",
+    default: false,
+    option: { short: "-T", long: "--enable-tso", kind: "flag" },
+    parse: flag,
+  }),
+  v({
+    name: "VIRTIOFWD_ZERO_COPY",
+    key: "zeroCopy",
+    description: "Non-empty: dequeue zero-copy; unsupported by DPDK >= 20.11 (accepted with a warning).",
+    default: false,
+    option: { short: "-0", long: "--zero-copy", kind: "flag" },
+    parse: flag,
+  }),
+  v({
+    name: "VIRTIOFWD_SOCKET_OWNER",
+    key: "socketOwner",
+    description: "Owner of the vhost-user sockets; blank keeps the daemon's user.",
+    default: "",
+    option: { short: "-u", long: "--vhost-username", kind: "value", metavar: "USER" },
+    parse: parseAccountName,
+  }),
+  v({
+    name: "VIRTIOFWD_SOCKET_GROUP",
+    key: "socketGroup",
+    description: "Group of the vhost-user sockets; blank keeps the daemon's group.",
+    default: "",
+    option: { short: "-g", long: "--vhost-groupname", kind: "value", metavar: "GROUP" },
+    parse: parseAccountName,
+  }),
+  v({
+    name: "VIRTIOFWD_HUGETLBFS_MOUNT_POINT",
+    key: "hugeDir",
+    description: "hugetlbfs mount point DPDK allocates from.",
+    default: "/dev/hugepages",
+    option: { short: "-H", long: "--huge-dir", kind: "value", metavar: "DIR" },
+    parse: parseAbsolutePath,
+  }),
+  v({
+    name: "VIRTIOFWD_STATIC_VFS",
+    key: "staticVfs",
+    description: "VFs added at start: <PCI address or devargs>=<relay id>; one value or a bash array.",
+    default: [],
+    option: { short: "-P", long: "--add-pci-vf", kind: "repeat", metavar: "DEV=ID" },
+    parse: (r) => [parseStaticVf(r)],
+    repeat: true,
+  }),
+  v({
+    name: "VIRTIOFWD_DYNAMIC_SOCKETS",
+    key: "dynamicSockets",
+    description: "Non-empty: create no sockets at start; they are added at run time (ADD_SOCK).",
+    default: false,
+    option: { short: "-d", long: "--dynamic-sockets", kind: "flag" },
+    parse: flag,
+  }),
+  v({
+    name: "VIRTIOFWD_CPU_NIC_SAME_NUMA",
+    key: "sameNuma",
+    description: "Non-empty: reserve hugepages only on NUMA nodes that have worker CPUs.",
+    default: false,
+    option: { short: "-a", long: "--same-numa", kind: "flag" },
+    parse: flag,
+  }),
+  v({
+    name: "VIRTIOFWD_VFIO_VF_TOKEN",
+    key: "vfioVfToken",
+    description: "VFIO VF token (a UUID); 0 = the default token; blank = none.",
+    default: "",
+    option: { short: "-t", long: "--vfio-vf-token", kind: "value", metavar: "UUID" },
+    parse: parseVfioToken,
+  }),
+  v({
+    name: "VIO4WD_CORE_SCHED_ENABLE",
+    key: "coreSchedEnable",
+    description: "true: run the core scheduler and its endpoint; anything else: off.",
+    default: false,
+    parse: (r) => {
+      if (r === "true") return true;
+      if (r === "false") return false;
+      throw new ValueError("true or false (only true enables it)", `'${r}'`);
+    },
+  }),
+  v({
+    name: "VIO4WD_CORE_SCHED_SENSITIVITY",
+    key: "coreSchedSensitivity",
+    description: "Core scheduler: minimum improvement of the load spread before it migrates (>= 0).",
+    default: 0.25,
+    parse: (r) => parseNumber(r, 0),
+  }),
+  v({
+    name: "VIO4WD_CORE_SCHED_LOG_LEVEL",
+    key: "coreSchedLogLevel",
+    description: "Core scheduler log level, 0-7.",
+    default: 6,
+    parse: (r) => parseInteger(r, 0, 7),
+  }),
+  v({
+    name: "VIO4WD_CORE_SCHED_POLL_INTERVAL",
+    key: "coreSchedPollInterval",
+    description: "Core scheduler poll interval in seconds (> 0).",
+    default: 5,
+    parse: (r) => parseNumber(r, 0, true),
+  }),
+  v({
+    name: "VIO4WD_CORE_SCHED_GLOBAL_NUMA_OPT",
+    key: "coreSchedGlobalNumaOpt",
+    description: "Non-empty: balance across NUMA nodes instead of within each.",
+    default: false,
+    parse: flag,
+  }),
+  v({
+    name: "VIRTIOFWD_CPU_PINS",
+    key: "cpuPins",
+    description: "Relay CPU pins <relay>:<cpu>[,<cpu>] (VF->VM, VM->VF); one value (; separated) or a bash array.",
+    default: [],
+    option: { short: "-c", long: "--virtio-cpu", kind: "repeat", metavar: "PIN" },
+    parse: parseCpuPins,
+    repeat: true,
+  }),
+  v({
+    name: "VIRTIOFWD_PID_DIR",
+    key: "pidDir",
+    description: "Directory of virtio-forwarder.pid.",
+    default: "/var/run",
+    option: { short: "-p", long: "--pid-path", kind: "value", metavar: "DIR" },
+    parse: parseAbsolutePath,
+  }),
+  v({
+    name: "VIRTIOFWD_ZMQ_CONFIG_EP",
+    key: "zmqConfigEp",
+    description: "ZeroMQ config-query endpoint; blank turns it off.",
+    default: "",
+    option: { short: "-Y", long: "--zmq-config-ep", kind: "value", metavar: "EP" },
+    parse: parseZmqEndpoint,
+  }),
+  v({
+    name: "VIRTIOFWD_ZMQ_STATS_EP",
+    key: "zmqStatsEp",
+    description: "ZeroMQ stats endpoint; blank turns it off.",
+    default: "",
+    option: { short: "-z", long: "--zmq-stats-ep", kind: "value", metavar: "EP" },
+    parse: parseZmqEndpoint,
+  }),
+  v({
+    name: "VIRTIOFWD_ZMQ_CORE_SCHED_EP",
+    key: "zmqCoreSchedEp",
+    description: "ZeroMQ core-scheduling endpoint; used only when VIO4WD_CORE_SCHED_ENABLE=true.",
+    default: "",
+    option: { short: "-s", long: "--zmq-core-sched-ep", kind: "value", metavar: "EP" },
+    parse: parseZmqEndpoint,
+  }),
+  v({
+    name: "VIRTIOFWD_SOCKET_DIR",
+    key: "socketDir",
+    description: "Directory of the vhost-user sockets.",
+    default: "/tmp",
+    option: { short: "-V", long: "--vhost-path", kind: "value", metavar: "DIR" },
+    parse: parseAbsolutePath,
+  }),
+  v({
+    name: "VIRTIOFWD_SOCKET_FNAME_PATTERN",
+    key: "socketPattern",
+    description: "Socket file name with exactly one %u for the relay id.",
+    default: "virtio-forwarder%u.sock",
+    option: { short: "-S", long: "--vhost-socket", kind: "value", metavar: "PATTERN" },
+    parse: parseSocketPattern,
+  }),
+  v({
+    name: "VIRTIOFWD_BINARY",
+    key: "binary",
+    description: "Path of the daemon executable (used by init scripts).",
+    default: "/usr/bin/vio4wd",
+    parse: parseAbsolutePath,
+  }),
+  v({
+    name: "VIRTIOFWD_MASTER_LCORE",
+    key: "masterLcore",
+    description: "DPDK main lcore (the control thread's CPU); must not be a worker CPU.",
+    default: 0,
+    option: { short: "-M", long: "--master-lcore", kind: "value", metavar: "CPU" },
+    parse: (r) => parseInteger(r, 0, 63),
+  }),
+  v({
+    name: "VIRTIOFWD_VHOST_CLIENT",
+    key: "vhostClient",
+    description: "Non-empty: vhost-user client mode (connect to QEMU's sockets, reconnect).",
+    default: false,
+    option: { short: "-i", long: "--vhostuser-client", kind: "flag" },
+    parse: flag,
+  }),
+  v({
+    name: "VIRTIOFWD_BIND_VFIO_PCI",
+    key: "bindVfioPci",
+    description: "Devices to bind to vfio-pci before start: PCI addresses, netdev or netdev:count.",
+    default: [],
+    parse: parseBindList,
+  }),
+  v({
+    name: "VIO4WD_EAL_FILE_PREFIX",
+    key: "ealFilePrefix",
+    description: "DPDK file prefix, so that several DPDK processes can share a machine.",
+    default: "vio4wd",
+    option: { long: "--file-prefix", kind: "value", metavar: "PREFIX" },
+    parse: parseFilePrefix,
+  }),
+  v({
+    name: "VIO4WD_EAL_MEMORY_MB",
+    key: "ealMemoryMb",
+    description: "Hugepage memory DPDK reserves, in MiB.",
+    default: 512,
+    option: { long: "--memory", kind: "value", metavar: "MB" },
+    parse: (r) => parseInteger(r, 64, 1 << 20),
+  }),
+] as const satisfies readonly Variable<keyof Config>[];
+
+/** Where an effective value came from. */
+export type Source = { kind: "default" } | { kind: "file"; file: string; line: number } | {
+  kind: "option";
+  option: string;
+};
+
+/** Renders a source as `default`, `FILE:LINE` or `option --cpus`. */
+export function describeSource(s: Source): string {
+  if (s.kind === "default") return "default";
+  if (s.kind === "file") return `${s.file}:${s.line}`;
+  return `option ${s.option}`;
+}
+
+/** A bad value: names where, which variable, the value and what is allowed. Exit status 2. */
+export class ConfigError extends Error {
+  constructor(
+    readonly where: string,
+    readonly variable: string,
+    readonly value: string,
+    readonly reason: string,
+  ) {
+    super(`${where}: ${variable}${value === "" ? "" : `='${value}'`}: ${reason}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** The result of loading: the values, their sources, and warnings (unknown variables...). */
+export interface LoadedConfig {
+  config: Config;
+  sources: Record<keyof Config, Source>;
+  warnings: string[];
+  file: string | null;
+}
+
+/** Raw command-line values keyed by variable name (flags as "y"; repeatable options as arrays). */
+export type OptionValues = Record<string, { value: EnvValue; option: string }>;
+
+function defaults(): Config {
+  const out: Record<string, unknown> = {};
+  for (const v of VARIABLES) out[v.key] = structuredClone(v.default);
+  return out as unknown as Config;
+}
+
+function parseValue(v: Variable, raw: EnvValue, where: string): Config[keyof Config] | undefined {
+  const items = Array.isArray(raw) ? raw : [raw];
+  if (!v.repeat && Array.isArray(raw) && raw.length > 1) {
+    throw new ConfigError(where, v.name, raw.join(" "), "is an array; a single value is expected");
+  }
+  const nonBlank = items.filter((x) => x !== "");
+  if (nonBlank.length === 0) return undefined;
+  try {
+    if (!v.repeat) return v.parse(nonBlank[0]);
+    return nonBlank.flatMap((x) => v.parse(x) as unknown[]) as Config[keyof Config];
+  } catch (e) {
+    if (e instanceof ValueError) throw new ConfigError(where, v.name, nonBlank.join(" "), e.message);
+    throw e;
+  }
+}
+
+/**
+ * Loads the configuration: defaults, then the file (if any), then command-line options.
+ * Throws {@link ConfigError} for the first bad value, with its file:line.
+ *
+ * @example
+ * ```ts
+ * const { config } = loadConfig("VIRTIOFWD_CPU_MASK=0x6\n", "/etc/default/virtioforwarder");
+ * // config.cpus -> [1, 2]
+ * ```
+ */
+export function loadConfig(text: string | null, file: string | null, options: OptionValues = {}): LoadedConfig {
+  const config = defaults() as unknown as Record<string, unknown>;
+  const sources = {} as Record<string, Source>;
+  const warnings: string[] = [];
+  const byName = new Map<string, Variable>(VARIABLES.map((v) => [v.name, v as Variable]));
+  for (const v of VARIABLES) sources[v.key] = { kind: "default" };
+
+  if (text !== null) {
+    let entries;
+    try {
+      entries = parseEnvFile(text);
+    } catch (e) {
+      if (e instanceof EnvFileSyntaxError) {
+        throw new ConfigError(`${file}:${e.line}`, "syntax", "", e.reason);
+      }
+      throw e;
+    }
+    for (const [name, entry] of entries) {
+      const v = byName.get(name);
+      const where = `${file}:${entry.line}`;
+      if (!v) {
+        warnings.push(`${where}: unknown variable ${name} ignored`);
+        continue;
+      }
+      const value = parseValue(v, entry.value, where);
+      if (value === undefined) continue;
+      config[v.key] = value;
+      sources[v.key] = { kind: "file", file: file ?? "-", line: entry.line };
+    }
+  }
+  for (const [name, o] of Object.entries(options)) {
+    const v = byName.get(name);
+    if (!v) continue;
+    const value = parseValue(v, o.value, `option ${o.option}`);
+    if (value === undefined) continue;
+    config[v.key] = value;
+    sources[v.key] = { kind: "option", option: o.option };
+  }
+  const result: LoadedConfig = {
+    config: config as unknown as Config,
+    sources: sources as Record<keyof Config, Source>,
+    warnings,
+    file,
+  };
+  crossCheck(result);
+  return result;
+}
+
+function whereOf(l: LoadedConfig, key: keyof Config): string {
+  return describeSource(l.sources[key]);
+}
+
+function nameOf(key: keyof Config): string {
+  return VARIABLES.find((v) => v.key === key)!.name;
+}
+
+/** Checks between variables: pins inside the worker set, one port-control mode, unique relays. */
+function crossCheck(l: LoadedConfig): void {
+  const c = l.config;
+  const fail = (key: keyof Config, value: string, reason: string): never => {
+    throw new ConfigError(whereOf(l, key), nameOf(key), value, reason);
+  };
+  if (c.cpus.includes(c.masterLcore)) {
+    fail(
+      "masterLcore",
+      String(c.masterLcore),
+      `the main lcore must not be one of the worker CPUs (${c.cpus.join(",")}); pick another CPU`,
+    );
+  }
+  const pinned = new Set<number>();
+  for (const p of c.cpuPins) {
+    for (const cpu of [p.vfToVm, p.vmToVf]) {
+      if (!c.cpus.includes(cpu)) {
+        fail("cpuPins", `${p.relay}:${p.vfToVm},${p.vmToVf}`, `CPU ${cpu} for relay ${p.relay} is not a worker CPU (VIRTIOFWD_CPU_MASK=${c.cpus.join(",")})`);
+      }
+    }
+    if (pinned.has(p.relay)) fail("cpuPins", String(p.relay), `relay ${p.relay} is pinned twice`);
+    pinned.add(p.relay);
+  }
+  const relays = new Set<number>();
+  const devices = new Set<string>();
+  for (const s of c.staticVfs) {
+    if (relays.has(s.relay)) fail("staticVfs", `${s.device}=${s.relay}`, `relay ${s.relay} is given twice`);
+    if (devices.has(s.device)) fail("staticVfs", `${s.device}=${s.relay}`, `device ${s.device} is given twice`);
+    relays.add(s.relay);
+    devices.add(s.device);
+  }
+  const modes = ([
+    ["zmqPortControlEp", c.zmqPortControlEp !== ""],
+    ["ipcPortControl", c.ipcPortControl],
+    ["ovsdbSock", l.sources.ovsdbSock.kind !== "default"],
+  ] as const).filter(([, on]) => on).map(([k]) => k);
+  if (modes.length > 1) {
+    const [a, b] = modes;
+    fail(
+      b,
+      "",
+      `port control can use only one of ZeroMQ, IPC and OVSDB, but both ${nameOf(a)} (${whereOf(l, a)}) and ${
+        nameOf(b)
+      } are set; blank one of them`,
+    );
+  }
+  if (c.staticVfs.length > MAX_RELAYS) fail("staticVfs", "", `more than ${MAX_RELAYS} entries`);
+}
+
+/** Which port source adds and removes VFs at run time. */
+export type PortControlMode = "zmq" | "ipc" | "ovsdb";
+
+/** The port-control mode the configuration selects (ZeroMQ, then IPC, else OVSDB). */
+export function portControlMode(c: Config): PortControlMode {
+  if (c.zmqPortControlEp !== "") return "zmq";
+  if (c.ipcPortControl) return "ipc";
+  return "ovsdb";
+}
+
+/** The core-sched endpoint in effect ("" when the scheduler is disabled). */
+export function coreSchedEndpoint(c: Config): string {
+  return c.coreSchedEnable ? c.zmqCoreSchedEp : "";
+}
+
+/** Reads and loads a config file; a missing file at the default path means built-in defaults. */
+export async function readConfig(
+  path: string | undefined,
+  options: OptionValues = {},
+): Promise<LoadedConfig> {
+  const file = path ?? DEFAULT_CONFIG_PATH;
+  let text: string | null;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    if (path === undefined && e instanceof Deno.errors.NotFound) {
+      const loaded = loadConfig(null, null, options);
+      loaded.warnings.push(`${file} not found: using built-in defaults (see 'vio4wd config show')`);
+      return loaded;
+    }
+    const why = e instanceof Error ? e.message : String(e);
+    throw new ConfigError(file, "config file", "", `cannot be read: ${why}; pass --config FILE`);
+  }
+  return loadConfig(text, file, options);
+}
+
+/** The default endpoints the original uses (for documentation and the shipped file). */
+export const ORIGINAL_ENDPOINTS = {
+  config: `${ZMQ_DIR}/config`,
+  portControl: `${ZMQ_DIR}/port_control`,
+  stats: `${ZMQ_DIR}/stats`,
+  coreSched: `${ZMQ_DIR}/core_sched`,
+} as const;

@@ -1,0 +1,218 @@
+/**
+ * The daemon: brings up DPDK, the relays of the configuration, and runs until SIGTERM/SIGINT.
+ *
+ * @module
+ */
+
+import type { Config, LoadedConfig } from "../config/config.ts";
+import { MAX_RELAYS } from "../config/values.ts";
+import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
+import { Logger } from "./log.ts";
+import { RelayTable, tryRelayOp } from "./relays.ts";
+
+/** vio4wd's version. */
+export const VERSION = "0.1.0";
+/** Name of the PID file in the PID directory, as the original. */
+export const PID_FILE = "virtio-forwarder.pid";
+/** How often vhost events are picked up. */
+const EVENT_POLL_MS = 20;
+
+/** Mbuf data room: the original's sizes (MTU + L2 overhead + slack). */
+export function mbufDataSize(c: Config): number {
+  return (c.jumbo || c.tso ? 9000 : 2100) + 22 + 32;
+}
+
+/** The EAL argv the daemon initialises DPDK with. */
+export function ealArgs(c: Config): string[] {
+  const args = [
+    "vio4wd",
+    "-l",
+    [c.masterLcore, ...c.cpus].join(","),
+    "--main-lcore",
+    String(c.masterLcore),
+    // DPDK counts 1 (emerg) to 8 (debug); its info chatter only at our debug level.
+    `--log-level=${c.logLevel >= 7 ? 8 : Math.min(c.logLevel + 1, 6)}`,
+    "--huge-dir",
+    c.hugeDir,
+    "--file-prefix",
+    c.ealFilePrefix,
+    "--huge-unlink",
+    "-m",
+    String(c.ealMemoryMb),
+    "-a",
+    "ffff:ff:ff.f", // an allow-list that matches nothing: no PCI device is probed unless asked
+    "--no-telemetry",
+  ];
+  if (c.vfioVfToken !== "") args.push("--vfio-vf-token", c.vfioVfToken);
+  return args;
+}
+
+/** A start-up failure with a message that says what to fix; exit status 1. */
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StartupError";
+  }
+}
+
+function checkCpusOnline(c: Config): void {
+  let online: Set<number>;
+  try {
+    const text = Deno.readTextFileSync("/sys/devices/system/cpu/online").trim();
+    online = new Set(
+      text.split(",").flatMap((part) => {
+        const [a, b] = part.split("-").map(Number);
+        return Array.from({ length: (b ?? a) - a + 1 }, (_, i) => a + i);
+      }),
+    );
+  } catch {
+    return;
+  }
+  const missing = [c.masterLcore, ...c.cpus].filter((x) => !online.has(x));
+  if (missing.length > 0) {
+    throw new StartupError(
+      `CPU ${missing.join(",")} is not online (online: ${[...online].join(",")}); ` +
+        `fix VIRTIOFWD_CPU_MASK / VIRTIOFWD_MASTER_LCORE`,
+    );
+  }
+}
+
+function prepareSocketDir(c: Config, log: Logger): void {
+  try {
+    const st = Deno.statSync(c.socketDir);
+    if (!st.isDirectory) throw new StartupError(`socket directory ${c.socketDir} is not a directory`);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    log.warn(`socket directory ${c.socketDir} does not exist: creating it`);
+    try {
+      Deno.mkdirSync(c.socketDir, { recursive: true, mode: 0o755 });
+    } catch (err) {
+      throw new StartupError(`cannot create socket directory ${c.socketDir}: ${(err as Error).message}`);
+    }
+  }
+}
+
+function writePidFile(c: Config): string {
+  const path = `${c.pidDir.replace(/\/+$/, "")}/${PID_FILE}`;
+  try {
+    const old = Number(Deno.readTextFileSync(path).trim());
+    if (old > 0 && old !== Deno.pid) {
+      const cmd = Deno.readTextFileSync(`/proc/${old}/cmdline`);
+      if (cmd.includes("vio4wd") || cmd.includes("virtio-forwarder")) {
+        throw new StartupError(`another forwarder (PID ${old}) runs with PID file ${path}; stop it first`);
+      }
+    }
+  } catch (e) {
+    if (e instanceof StartupError) throw e;
+  }
+  try {
+    Deno.writeTextFileSync(path, `${Deno.pid}\n`, { mode: 0o644 });
+  } catch (e) {
+    throw new StartupError(`cannot write PID file ${path}: ${(e as Error).message} (check VIRTIOFWD_PID_DIR)`);
+  }
+  return path;
+}
+
+/** A started daemon: its relay table, and how to stop it. */
+export interface RunningDaemon {
+  table: RelayTable;
+  dataplane: Dataplane;
+  /** Stops workers, sockets and VFs, removes the PID file; returns the exit status. */
+  stop(): number;
+}
+
+/**
+ * Starts the data plane and the relays of the configuration: sockets (unless dynamic), static
+ * VFs, and the vhost event loop. Throws {@link StartupError} with what to fix.
+ */
+export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
+  const c = loaded.config;
+  for (const w of loaded.warnings) log.warn(w);
+  if (c.zeroCopy) log.warn("VIRTIOFWD_ZERO_COPY: dequeue zero-copy is not supported by DPDK >= 20.11; ignored");
+  checkCpusOnline(c);
+  if (!c.dynamicSockets) prepareSocketDir(c, log);
+  const pidFile = writePidFile(c);
+
+  const dp = Dataplane.open();
+  log.notice(`starting vio4wd ${VERSION} (${dp.dpdkVersion}), workers on CPU ${c.cpus.join(",")}`);
+  const args = ealArgs(c);
+  args.forEach((a, i) => log.debug(`dpdk eal param ${i}: ${a}`));
+  try {
+    dp.init(args, mbufDataSize(c));
+  } catch (e) {
+    Deno.removeSync(pidFile);
+    if (e instanceof DataplaneError) {
+      throw new StartupError(
+        `${e.message} (hugepages reserved and mounted at ${c.hugeDir}? another process using file prefix '${c.ealFilePrefix}'?)`,
+      );
+    }
+    throw e;
+  }
+
+  const table = new RelayTable(c, dp, log);
+  if (!c.dynamicSockets) {
+    let failed = 0;
+    for (let id = 0; id < MAX_RELAYS; id++) {
+      if (!tryRelayOp(log, `relay ${id}`, () => table.addSocket(id))) failed++;
+    }
+    if (failed === MAX_RELAYS) {
+      dp.shutdown();
+      Deno.removeSync(pidFile);
+      throw new StartupError(`no vhost-user socket could be created in ${c.socketDir} (see the errors above)`);
+    }
+  }
+  for (const s of c.staticVfs) tryRelayOp(log, `static VF ${s.device}=${s.relay}`, () => table.addVf(s.relay, s.device));
+  const sockets = table.relays.filter((r) => r.socket !== null).length;
+  log.notice(`ready: ${sockets} vhost-user socket(s) in ${c.socketDir}, ${c.staticVfs.length} static VF(s)`);
+
+  const poll = setInterval(() => {
+    for (const ev of dp.events()) table.handle(ev);
+  }, EVENT_POLL_MS);
+
+  return {
+    table,
+    dataplane: dp,
+    stop(): number {
+      clearInterval(poll);
+      for (const ev of dp.events()) table.handle(ev);
+      logStatus(log, table);
+      let status = 0;
+      try {
+        dp.shutdown();
+      } catch (e) {
+        log.error(`shutdown: ${(e as Error).message}`);
+        status = 1;
+      }
+      for (const path of [`/var/run/dpdk/${c.ealFilePrefix}`, pidFile]) {
+        try {
+          Deno.removeSync(path, { recursive: true });
+        } catch { /* already gone */ }
+      }
+      log.notice("stopped");
+      return status;
+    },
+  };
+}
+
+/** Logs every relay with a VF or VM, with its counters, as one JSON line. */
+export function logStatus(log: Logger, table: RelayTable): void {
+  log.notice(`relay-status ${JSON.stringify(table.snapshot(), (_k, v) => typeof v === "bigint" ? Number(v) : v)}`);
+}
+
+/**
+ * Runs the daemon in the foreground until SIGTERM or SIGINT. Returns the exit status.
+ */
+export async function runDaemon(loaded: LoadedConfig, log = new Logger(loaded.config.logLevel)): Promise<number> {
+  const daemon = startDaemon(loaded, log);
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
+  const handlers = [
+    ["SIGTERM", () => stop("SIGTERM")],
+    ["SIGINT", () => stop("SIGINT")],
+    ["SIGHUP", () => log.notice("SIGHUP: logs go to stderr; nothing to reopen")],
+    ["SIGUSR1", () => logStatus(log, daemon.table)],
+  ] as const;
+  for (const [sig, fn] of handlers) Deno.addSignalListener(sig, fn);
+  log.notice(`${await stopped}: stopping`);
+  for (const [sig, fn] of handlers) Deno.removeSignalListener(sig, fn);
+  return daemon.stop();
+}

@@ -1,0 +1,78 @@
+/**
+ * vio4wd: the command-line entry point. One subcommand per file in src/cli/.
+ *
+ * @module
+ */
+
+import { or } from "@optique/core/constructs";
+import { message } from "@optique/core/message";
+import { run } from "@optique/run";
+import { ConfigError, readConfig } from "./config/config.ts";
+import { DataplaneError } from "./dataplane/dataplane.ts";
+import { runDaemon, StartupError, VERSION } from "./daemon/daemon.ts";
+import { configCommand, runConfig } from "./cli/config.ts";
+import { daemonCommand, normalizeOriginalArgs, optionOverrides } from "./cli/daemon.ts";
+import { demoCommand, runDemo } from "./cli/demo.ts";
+import { ShimNotFoundError } from "../ffi/shim.ts";
+import { Dataplane } from "./dataplane/dataplane.ts";
+
+/** Every subcommand. */
+export const parser = or(daemonCommand, configCommand, demoCommand);
+
+/** `vio4wd --version`: vio4wd, Deno and (when the shim loads) DPDK versions. */
+export function versionText(): string {
+  let dpdk: string;
+  try {
+    const dp = Dataplane.open();
+    dpdk = `${dp.dpdkVersion} (max 64 relays; ${32} DPDK ports per process, RTE_MAX_ETHPORTS)`;
+    dp.close();
+  } catch (e) {
+    dpdk = e instanceof ShimNotFoundError ? "DPDK: shim not built (run scripts/setup.sh)" : `DPDK: ${e}`;
+  }
+  return `vio4wd ${VERSION}\ndeno ${Deno.version.deno} (v8 ${Deno.version.v8})\n${dpdk}`;
+}
+
+/** Options for run(): shared with the completion generator so scripts match the CLI. */
+export const runOptions = {
+  programName: "vio4wd",
+  help: "both",
+  completion: { command: { names: ["completions"] as [string] } },
+  brief: message`vio4wd: relay packets between SR-IOV VFs (DPDK) and VMs' virtio-net devices (vhost-user).`,
+  footer: message`Configuration: /etc/default/virtioforwarder (see 'vio4wd config show'). Manual: README.md.`,
+} as const;
+
+/** Parses `args` and runs the command; returns the exit status. */
+export async function main(args: readonly string[]): Promise<number> {
+  const isDaemon = args[0] === "daemon";
+  const argv = isDaemon ? ["daemon", ...normalizeOriginalArgs(args.slice(1))] : [...args];
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v") || isDaemon && argv.includes("-v")) {
+    console.log(versionText());
+    return 0;
+  }
+  const a = run(parser, { ...runOptions, args: argv, version: { value: VERSION, option: { names: ["--version", "-v"] } } });
+  try {
+    switch (a.action) {
+      case "daemon": {
+        const loaded = await readConfig(a.config, optionOverrides(a.options as Record<string, unknown>));
+        return await runDaemon(loaded);
+      }
+      case "config-check":
+      case "config-show":
+        return await runConfig(a);
+      case "demo":
+        return await runDemo(a);
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`vio4wd: configuration error: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof StartupError || e instanceof ShimNotFoundError || e instanceof DataplaneError) {
+      console.error(`vio4wd: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

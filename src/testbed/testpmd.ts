@@ -1,0 +1,171 @@
+/**
+ * dpdk-testpmd as a VM stand-in (virtio_user over vhost-user) and VF peer (memif client),
+ * driven interactively through its stdin. Used by `vio4wd demo` and the tests.
+ *
+ * @module
+ */
+
+/** Per-port totals testpmd prints on `stop`. */
+export interface PortTotals {
+  rxPackets: number;
+  txPackets: number;
+  rxDropped: number;
+  txDropped: number;
+}
+
+/** How to start a testpmd. */
+export interface TestPmdOptions {
+  /** DPDK file prefix (unique per run; its hugepage files are removed on close). */
+  prefix: string;
+  /** `--vdev` arguments, in port order. */
+  vdevs: string[];
+  /** EAL core list and main lcore: forwarding runs on the other core. */
+  cores?: string;
+  mainLcore?: number;
+  memoryMb?: number;
+  /** Packet length for txonly / tx_first. */
+  packetLength?: number;
+  hugeDir?: string;
+}
+
+/** A running interactive testpmd. */
+export class TestPmd {
+  #child: Deno.ChildProcess;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #out = "";
+  #closed: Promise<void>;
+  #enc = new TextEncoder();
+
+  private constructor(child: Deno.ChildProcess, readonly options: TestPmdOptions) {
+    this.#child = child;
+    this.#writer = child.stdin.getWriter();
+    const dec = new TextDecoder();
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      for await (const chunk of s) this.#out += dec.decode(chunk, { stream: true });
+    };
+    this.#closed = Promise.all([pump(child.stdout), pump(child.stderr)]).then(() => {});
+  }
+
+  /** PID of the testpmd process. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** Everything testpmd printed so far. */
+  get output(): string {
+    return this.#out;
+  }
+
+  /** Starts testpmd in interactive mode and waits for its prompt. */
+  static async start(o: TestPmdOptions): Promise<TestPmd> {
+    const args = [
+      "-l",
+      o.cores ?? "0,1",
+      "--main-lcore",
+      String(o.mainLcore ?? 1),
+      "--no-pci",
+      "--no-telemetry",
+      "--file-prefix",
+      o.prefix,
+      "--single-file-segments", // vhost-user rejects a memory table with too many regions otherwise
+      "-m",
+      String(o.memoryMb ?? 256),
+      "--huge-dir",
+      o.hugeDir ?? "/dev/hugepages",
+      ...o.vdevs.flatMap((v) => ["--vdev", v]),
+      "--",
+      "-i",
+      "--total-num-mbufs=8192",
+      "--nb-cores=1",
+      ...(o.packetLength ? [`--txpkts=${o.packetLength}`] : []),
+    ];
+    const child = // stdbuf: testpmd printf()s into a pipe would be block-buffered and arrive late.
+    new Deno.Command("stdbuf", { args: ["-o0", "-e0", "dpdk-testpmd", ...args], stdin: "piped", stdout: "piped", stderr: "piped" })
+      .spawn();
+    const t = new TestPmd(child, o);
+    await t.waitFor(/testpmd> /, 30_000);
+    return t;
+  }
+
+  /** Sends one interactive command. */
+  async send(cmd: string): Promise<void> {
+    await this.#writer.write(this.#enc.encode(cmd + "\n"));
+  }
+
+  /** Waits until the output (from `from` on) matches `re`; returns the match. */
+  async waitFor(re: RegExp, timeoutMs = 10_000, from = 0): Promise<RegExpMatchArray> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.#out.slice(from).match(re);
+      if (m) return m;
+      if (Date.now() > end) {
+        throw new Error(`testpmd ${this.options.prefix}: timed out waiting for ${re}; last output:\n${this.#out.slice(-1500)}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Runs `show port info`-free link check: true when every port reports link up. */
+  async linksUp(): Promise<boolean> {
+    const from = this.#out.length;
+    await this.send("show port summary all");
+    const m = await this.waitFor(/Number of available ports: \d+[\s\S]*?testpmd> /, 5000, from);
+    const rows = m[0].split("\n").filter((l) => /^\d+\s/.test(l.trim()));
+    return rows.length === this.options.vdevs.length && rows.every((l) => /\bup\b/.test(l));
+  }
+
+  /** Waits until every port's link is up. */
+  async waitLinksUp(timeoutMs = 20_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!(await this.linksUp())) {
+      if (Date.now() > end) throw new Error(`testpmd ${this.options.prefix}: links not up after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** `stop`, returning each port's forward totals. */
+  async stop(): Promise<PortTotals[]> {
+    const from = this.#out.length;
+    await this.send("stop");
+    const m = await this.waitFor(/Done\.\s*\n/, 10_000, from);
+    void m;
+    const text = this.#out.slice(from);
+    const out: PortTotals[] = [];
+    const re = /Forward statistics for port (\d+)\s*-+\s*\n\s*RX-packets: (\d+)\s+RX-dropped: (\d+)\s+RX-total: \d+\s*\n\s*TX-packets: (\d+)\s+TX-dropped: (\d+)/g;
+    for (const x of text.matchAll(re)) {
+      out[Number(x[1])] = {
+        rxPackets: Number(x[2]),
+        rxDropped: Number(x[3]),
+        txPackets: Number(x[4]),
+        txDropped: Number(x[5]),
+      };
+    }
+    return out;
+  }
+
+  /** Quits (SIGKILL after 5 s), then removes its hugepage and runtime files. */
+  async close(): Promise<void> {
+    this.send("quit").catch(() => {});
+    const timer = setTimeout(() => {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch { /* exited */ }
+    }, 5000);
+    await this.#child.status;
+    clearTimeout(timer);
+    await this.#closed;
+    this.#writer.releaseLock();
+    removeDpdkFiles(this.options.prefix, this.options.hugeDir);
+  }
+}
+
+/** Removes the hugepage files and runtime directory a DPDK process with `prefix` left. */
+export function removeDpdkFiles(prefix: string, hugeDir = "/dev/hugepages"): void {
+  if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw new Error(`unsafe DPDK file prefix '${prefix}'`);
+  // Deno grants access under /dev only with --allow-all: find(1) removes the files instead.
+  new Deno.Command("find", { args: [hugeDir, "-maxdepth", "1", "-name", `${prefix}*`, "-delete"], stderr: "null" })
+    .outputSync();
+  try {
+    Deno.removeSync(`/var/run/dpdk/${prefix}`, { recursive: true });
+  } catch { /* none */ }
+}
