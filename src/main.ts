@@ -49,7 +49,11 @@ export async function main(args: readonly string[]): Promise<number> {
     console.log(versionText());
     return 0;
   }
-  const a = run(parser, { ...runOptions, args: argv, version: { value: VERSION, option: { names: ["--version", "-v"] } } });
+  const a = run(parser, {
+    ...runOptions,
+    args: argv,
+    version: { value: VERSION, option: { names: ["--version", "-v"] } },
+  });
   try {
     switch (a.action) {
       case "daemon": {

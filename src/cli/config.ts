@@ -24,7 +24,8 @@ export const configCommand = command(
       }),
       {
         brief: message`Validate a configuration file.`,
-        description: message`Validate a configuration file (default /etc/default/virtioforwarder). Exit 0 when valid, 2 with FILE:LINE, the variable, the value and what is allowed when not.`,
+        description:
+          message`Validate a configuration file (default /etc/default/virtioforwarder). Exit 0 when valid, 2 with FILE:LINE, the variable, the value and what is allowed when not.`,
         footer: message`Examples:
   vio4wd config check
   vio4wd config check /tmp/new.virtioforwarder`,
@@ -34,12 +35,15 @@ export const configCommand = command(
       "show",
       object({
         action: constant("config-show" as const),
-        config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+        config: optional(
+          option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` }),
+        ),
         json: optional(flag("--json", { description: message`Print JSON: each variable's value and source.` })),
       }),
       {
         brief: message`Print the effective configuration.`,
-        description: message`Print the effective configuration: every variable, its value and where it came from (default, FILE:LINE).`,
+        description:
+          message`Print the effective configuration: every variable, its value and where it came from (default, FILE:LINE).`,
         footer: message`Examples:
   vio4wd config show
   vio4wd config show --json | jq .VIRTIOFWD_CPU_MASK`,
@@ -72,17 +76,23 @@ export function showConfig(loaded: LoadedConfig, json: boolean): void {
   const width = Math.max(...VARIABLES.map((v) => v.name.length));
   for (const v of VARIABLES) {
     const value = render(v.key, loaded.config[v.key]);
-    console.log(`${v.name.padEnd(width)}  ${(value === "" ? "(off)" : value).padEnd(44)}  ${describeSource(loaded.sources[v.key])}`);
+    console.log(
+      `${v.name.padEnd(width)}  ${(value === "" ? "(off)" : value).padEnd(44)}  ${
+        describeSource(loaded.sources[v.key])
+      }`,
+    );
   }
   for (const w of loaded.warnings) console.error(`warning: ${w}`);
 }
 
 /** Runs `config check` or `config show`; returns the exit status. */
-export async function runConfig(a: { action: "config-check"; file?: string } | {
-  action: "config-show";
-  config?: string;
-  json?: boolean;
-}): Promise<number> {
+export async function runConfig(
+  a: { action: "config-check"; file?: string } | {
+    action: "config-show";
+    config?: string;
+    json?: boolean;
+  },
+): Promise<number> {
   if (a.action === "config-check") {
     const loaded = await readConfig(a.file);
     for (const w of loaded.warnings) console.error(`warning: ${w}`);

@@ -10,7 +10,7 @@ import { multiple, optional } from "@optique/core/modifiers";
 import { command, constant, flag, option } from "@optique/core/primitives";
 import type { Parser } from "@optique/core/parser";
 import { string } from "@optique/core/valueparser";
-import { ORIGINAL_ENDPOINTS, type OptionValues, VARIABLES } from "../config/config.ts";
+import { type OptionValues, ORIGINAL_ENDPOINTS, VARIABLES } from "../config/config.ts";
 
 /** Options whose value the original makes optional: their value when given bare. */
 const BARE_VALUE: Record<string, string> = {
@@ -86,7 +86,8 @@ export const daemonCommand = command(
   }),
   {
     brief: message`Run the forwarder in the foreground.`,
-    description: message`Run the forwarder in the foreground (systemd runs it this way). Reads the configuration file; the original daemon's options override its values. SIGTERM/SIGINT stop it cleanly, SIGUSR1 logs every relay's state and counters.`,
+    description:
+      message`Run the forwarder in the foreground (systemd runs it this way). Reads the configuration file; the original daemon's options override its values. SIGTERM/SIGINT stop it cleanly, SIGUSR1 logs every relay's state and counters.`,
     footer: message`Examples:
   vio4wd daemon
   vio4wd daemon --config /etc/default/virtioforwarder -C 1,2 --vhost-path /run/vio4wd

@@ -31,7 +31,8 @@ export const demoCommand = command(
   }),
   {
     brief: message`Relay real packets on virtual devices and report.`,
-    description: message`Run the forwarder on virtual devices: a memif VF stand-in and a dpdk-testpmd VM stand-in (virtio_user over vhost-user). Packets loop VM -> VF -> VM through the relay; live per-direction rates are printed, then PASS with packet counts. Needs root, hugepages and dpdk-testpmd (scripts/setup.sh).`,
+    description:
+      message`Run the forwarder on virtual devices: a memif VF stand-in and a dpdk-testpmd VM stand-in (virtio_user over vhost-user). Packets loop VM -> VF -> VM through the relay; live per-direction rates are printed, then PASS with packet counts. Needs root, hugepages and dpdk-testpmd (scripts/setup.sh).`,
     footer: message`Examples:
   vio4wd demo
   vio4wd demo --seconds 20
@@ -83,7 +84,9 @@ export async function runDemo(a: { seconds: number; json?: boolean }): Promise<n
       say(
         `  t=${s}s  VF->VM ${mpps(now.vfToVm.txPkts - prev.vfToVm.txPkts, 1)} Mpps  ` +
           `VM->VF ${mpps(now.vmToVf.txPkts - prev.vmToVf.txPkts, 1)} Mpps  ` +
-          `drops ${now.vfToVm.dropFullPkts + now.vmToVf.dropFullPkts + now.vfToVm.dropUnavailPkts + now.vmToVf.dropUnavailPkts}`,
+          `drops ${
+            now.vfToVm.dropFullPkts + now.vmToVf.dropFullPkts + now.vfToVm.dropUnavailPkts + now.vmToVf.dropUnavailPkts
+          }`,
       );
       prev = now;
     }
@@ -94,8 +97,16 @@ export async function runDemo(a: { seconds: number; json?: boolean }): Promise<n
     const result = {
       result: pass ? "PASS" : "FAIL",
       seconds: a.seconds,
-      vf_to_vm: { rx: Number(c.vfToVm.rxPkts), tx: Number(c.vfToVm.txPkts), drops: Number(c.vfToVm.dropFullPkts + c.vfToVm.dropUnavailPkts) },
-      vm_to_vf: { rx: Number(c.vmToVf.rxPkts), tx: Number(c.vmToVf.txPkts), drops: Number(c.vmToVf.dropFullPkts + c.vmToVf.dropUnavailPkts) },
+      vf_to_vm: {
+        rx: Number(c.vfToVm.rxPkts),
+        tx: Number(c.vfToVm.txPkts),
+        drops: Number(c.vfToVm.dropFullPkts + c.vfToVm.dropUnavailPkts),
+      },
+      vm_to_vf: {
+        rx: Number(c.vmToVf.rxPkts),
+        tx: Number(c.vmToVf.txPkts),
+        drops: Number(c.vmToVf.dropFullPkts + c.vmToVf.dropUnavailPkts),
+      },
       vm_standin: { rx: ports[0]?.rxPackets ?? 0, tx: ports[0]?.txPackets ?? 0 },
       vf_peer: { rx: ports[1]?.rxPackets ?? 0, tx: ports[1]?.txPackets ?? 0 },
     };

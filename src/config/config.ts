@@ -512,7 +512,11 @@ function crossCheck(l: LoadedConfig): void {
   for (const p of c.cpuPins) {
     for (const cpu of [p.vfToVm, p.vmToVf]) {
       if (!c.cpus.includes(cpu)) {
-        fail("cpuPins", `${p.relay}:${p.vfToVm},${p.vmToVf}`, `CPU ${cpu} for relay ${p.relay} is not a worker CPU (VIRTIOFWD_CPU_MASK=${c.cpus.join(",")})`);
+        fail(
+          "cpuPins",
+          `${p.relay}:${p.vfToVm},${p.vmToVf}`,
+          `CPU ${cpu} for relay ${p.relay} is not a worker CPU (VIRTIOFWD_CPU_MASK=${c.cpus.join(",")})`,
+        );
       }
     }
     if (pinned.has(p.relay)) fail("cpuPins", String(p.relay), `relay ${p.relay} is pinned twice`);

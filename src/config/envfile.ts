@@ -58,7 +58,7 @@ export function parseEnvFile(text: string, env: Record<string, string> = {}): Ma
     while (i < n && (text[i] === " " || text[i] === "\t" || text[i] === "\r")) i++;
   };
   const skipComment = () => {
-    if (text[i] === "#") while (i < n && text[i] !== "\n") i++;
+    if (text[i] === "#") { while (i < n && text[i] !== "\n") i++; }
   };
   const expandDollar = (): string => {
     i++; // the '$'

@@ -161,7 +161,9 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       throw new StartupError(`no vhost-user socket could be created in ${c.socketDir} (see the errors above)`);
     }
   }
-  for (const s of c.staticVfs) tryRelayOp(log, `static VF ${s.device}=${s.relay}`, () => table.addVf(s.relay, s.device));
+  for (const s of c.staticVfs) {
+    tryRelayOp(log, `static VF ${s.device}=${s.relay}`, () => table.addVf(s.relay, s.device));
+  }
   const sockets = table.relays.filter((r) => r.socket !== null).length;
   log.notice(`ready: ${sockets} vhost-user socket(s) in ${c.socketDir}, ${c.staticVfs.length} static VF(s)`);
 
@@ -203,16 +205,21 @@ export function logStatus(log: Logger, table: RelayTable): void {
  * Runs the daemon in the foreground until SIGTERM or SIGINT. Returns the exit status.
  */
 export async function runDaemon(loaded: LoadedConfig, log = new Logger(loaded.config.logLevel)): Promise<number> {
-  const daemon = startDaemon(loaded, log);
+  // Listeners go in before start-up so that a signal sent as soon as "ready" shows is handled.
+  let daemon: RunningDaemon | null = null;
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
   const handlers = [
     ["SIGTERM", () => stop("SIGTERM")],
     ["SIGINT", () => stop("SIGINT")],
     ["SIGHUP", () => log.notice("SIGHUP: logs go to stderr; nothing to reopen")],
-    ["SIGUSR1", () => logStatus(log, daemon.table)],
+    ["SIGUSR1", () => daemon && logStatus(log, daemon.table)],
   ] as const;
   for (const [sig, fn] of handlers) Deno.addSignalListener(sig, fn);
-  log.notice(`${await stopped}: stopping`);
-  for (const [sig, fn] of handlers) Deno.removeSignalListener(sig, fn);
-  return daemon.stop();
+  try {
+    daemon = startDaemon(loaded, log);
+    log.notice(`${await stopped}: stopping`);
+    return daemon.stop();
+  } finally {
+    for (const [sig, fn] of handlers) Deno.removeSignalListener(sig, fn);
+  }
 }

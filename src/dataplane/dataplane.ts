@@ -177,8 +177,7 @@ export class Dataplane {
     const out: RelayCounters[] = [];
     for (let r = 0; r < LAYOUT.maxRelays; r++) {
       const base = (LAYOUT.relaysOffset + r * LAYOUT.relayStride) / 8;
-      const dir = (at: number) =>
-        Object.fromEntries(DIR_COUNTERS.map((k, i) => [k, buf[at + i]])) as DirCounters;
+      const dir = (at: number) => Object.fromEntries(DIR_COUNTERS.map((k, i) => [k, buf[at + i]])) as DirCounters;
       out.push({ vfToVm: dir(base), vmToVf: dir(base + LAYOUT.vmToVfOffset / 8) });
     }
     return out;

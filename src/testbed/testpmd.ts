@@ -80,8 +80,13 @@ export class TestPmd {
       ...(o.packetLength ? [`--txpkts=${o.packetLength}`] : []),
     ];
     const child = // stdbuf: testpmd printf()s into a pipe would be block-buffered and arrive late.
-    new Deno.Command("stdbuf", { args: ["-o0", "-e0", "dpdk-testpmd", ...args], stdin: "piped", stdout: "piped", stderr: "piped" })
-      .spawn();
+      new Deno.Command("stdbuf", {
+        args: ["-o0", "-e0", "dpdk-testpmd", ...args],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      })
+        .spawn();
     const t = new TestPmd(child, o);
     await t.waitFor(/testpmd> /, 30_000);
     return t;
@@ -99,7 +104,9 @@ export class TestPmd {
       const m = this.#out.slice(from).match(re);
       if (m) return m;
       if (Date.now() > end) {
-        throw new Error(`testpmd ${this.options.prefix}: timed out waiting for ${re}; last output:\n${this.#out.slice(-1500)}`);
+        throw new Error(
+          `testpmd ${this.options.prefix}: timed out waiting for ${re}; last output:\n${this.#out.slice(-1500)}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -131,7 +138,8 @@ export class TestPmd {
     void m;
     const text = this.#out.slice(from);
     const out: PortTotals[] = [];
-    const re = /Forward statistics for port (\d+)\s*-+\s*\n\s*RX-packets: (\d+)\s+RX-dropped: (\d+)\s+RX-total: \d+\s*\n\s*TX-packets: (\d+)\s+TX-dropped: (\d+)/g;
+    const re =
+      /Forward statistics for port (\d+)\s*-+\s*\n\s*RX-packets: (\d+)\s+RX-dropped: (\d+)\s+RX-total: \d+\s*\n\s*TX-packets: (\d+)\s+TX-dropped: (\d+)/g;
     for (const x of text.matchAll(re)) {
       out[Number(x[1])] = {
         rxPackets: Number(x[2]),

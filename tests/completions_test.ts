@@ -1,0 +1,52 @@
+/** Shell completions: committed files are current, and real shells offer the subcommands. */
+import { completionScripts } from "../scripts/gen_completions.ts";
+
+const root = new URL("../", import.meta.url).pathname;
+const subcommands = ["config", "daemon", "demo"];
+
+async function sh(cmd: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, {
+    args,
+    env: { PATH: `${root}:${Deno.env.get("PATH")}` },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+}
+
+function assertOffers(output: string, shell: string): void {
+  for (const c of subcommands) {
+    if (!new RegExp(`(^|\\s)${c}(\\s|$)`, "m").test(output)) {
+      throw new Error(`${shell} does not offer '${c}':\n${output}`);
+    }
+  }
+}
+
+Deno.test("completions/ files equal what the CLI definitions generate (run 'deno task completions')", async () => {
+  for (const [name, text] of Object.entries(completionScripts())) {
+    const committed = await Deno.readTextFile(`${root}completions/${name}`);
+    if (committed !== text) throw new Error(`completions/${name} is stale: run 'deno task completions'`);
+  }
+});
+
+Deno.test("bash completion of 'vio4wd <TAB>' offers the subcommands", async () => {
+  const out = await sh("bash", [
+    "-c",
+    `source ${root}completions/vio4wd.bash; COMP_WORDS=(vio4wd ""); COMP_CWORD=1; COMP_LINE="vio4wd "; COMP_POINT=7; _vio4wd; printf '%s\\n' "\${COMPREPLY[@]}"`,
+  ]);
+  assertOffers(out, "bash");
+});
+
+Deno.test("fish completion of 'vio4wd <TAB>' offers the subcommands", async () => {
+  const out = await sh("fish", ["-c", `source ${root}completions/vio4wd.fish; complete -C 'vio4wd '`]);
+  assertOffers(out, "fish");
+});
+
+Deno.test("zsh loads the completion script and its function offers the subcommands", async () => {
+  const out = await sh("zsh", [
+    "-c",
+    `autoload -U compinit; compinit -u 2>/dev/null; source ${root}completions/vio4wd.zsh; whence -w _vio4wd; vio4wd completions zsh ''`,
+  ]);
+  if (!out.includes("_vio4wd: function")) throw new Error(`zsh did not define _vio4wd:\n${out}`);
+  assertOffers(out.replaceAll("\0", "\n"), "zsh");
+});
