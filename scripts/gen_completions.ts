@@ -15,6 +15,7 @@ export function completionScripts(): Record<string, string> {
 
 if (import.meta.main) {
   const dir = new URL("../completions/", import.meta.url).pathname;
-  for (const [name, text] of Object.entries(completionScripts())) await Deno.writeTextFile(dir + name, text);
-  console.log(`wrote ${Object.keys(completionScripts()).join(", ")} in ${dir}`);
+  const scripts = completionScripts();
+  for (const [name, text] of Object.entries(scripts)) await Deno.writeTextFile(dir + name, text);
+  console.log(`wrote ${Object.keys(scripts).join(", ")} in ${dir}`);
 }

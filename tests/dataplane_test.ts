@@ -4,7 +4,7 @@
  */
 
 import { TestPmd } from "../src/testbed/testpmd.ts";
-import { DaemonProcess, type RelayStatus, runVio4wd, uniqueTag, until } from "./helpers.ts";
+import { type RelayStatus, runVio4wd, uniqueTag, until, withDaemon } from "./helpers.ts";
 
 function assertEq<T>(actual: T, expected: T, what: string): void {
   if (actual !== expected) throw new Error(`${what}: expected ${expected}, got ${actual}`);
@@ -13,107 +13,100 @@ function assertEq<T>(actual: T, expected: T, what: string): void {
 const relay0 = (s: RelayStatus[]) => s.find((r) => r.id === 0);
 
 Deno.test("daemon relays exactly N packets each way and its counters agree with both ends", async () => {
-  const tag = uniqueTag("count");
-  const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
-  const d = await DaemonProcess.start(dir, tag, [
+  await withDaemon("count", (dir) => [
     `VIRTIOFWD_STATIC_VFS=(net_memif0,role=server,socket=${dir}/vf.sock=0)`,
-  ]);
-  let pmd: TestPmd | null = null;
-  try {
-    pmd = await TestPmd.start({
-      prefix: `${tag}-g`,
-      vdevs: [
-        `net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`,
-        `net_memif1,role=client,socket=${dir}/vf.sock`,
-      ],
-    });
-    await pmd.waitLinksUp();
-    await d.waitLog(/relay 0: VM connected/);
-    await pmd.send("set fwd rxonly");
-    // 6 bursts of 32 = 192 packets each way: within the virtio rings (256), so nothing may drop.
-    const bursts = 6;
-    await pmd.send(`start tx_first ${bursts}`);
-    const n = bursts * 32;
-    let last: RelayStatus | undefined;
-    await until("relay counters", async () => {
-      last = relay0(await d.status());
-      return last !== undefined && last.vf_to_vm.txPkts === n && last.vm_to_vf.txPkts === n;
-    }).catch((e) => {
-      throw new Error(`${e.message}: relay 0 = ${JSON.stringify(last)}; testpmd: ${pmd?.output.slice(-800)}`);
-    });
-    const ports = await pmd.stop();
-    const r = relay0(await d.status())!;
-    assertEq(ports[0].txPackets, n, "VM stand-in sent");
-    assertEq(ports[1].txPackets, n, "VF peer sent");
-    assertEq(ports[1].rxPackets, n, "VF peer received (VM->VF)");
-    assertEq(ports[0].rxPackets, n, "VM stand-in received (VF->VM)");
-    assertEq(r.vm_to_vf.rxPkts, n, "relay VM->VF rx");
-    assertEq(r.vf_to_vm.rxPkts, n, "relay VF->VM rx");
-    assertEq(r.vm_to_vf.dropFullPkts + r.vm_to_vf.dropUnavailPkts, 0, "relay VM->VF drops");
-    assertEq(r.vf_to_vm.dropFullPkts + r.vf_to_vm.dropUnavailPkts, 0, "relay VF->VM drops");
-    assertEq(r.vm_to_vf.txBytes, n * 64, "relay VM->VF bytes");
-  } finally {
-    await pmd?.close();
-    assertEq(await d.stop(), 0, "daemon exit status");
-    await Deno.remove(dir, { recursive: true });
-  }
+  ], async (d, dir, tag) => {
+    let pmd: TestPmd | null = null;
+    try {
+      pmd = await TestPmd.start({
+        prefix: `${tag}-g`,
+        vdevs: [
+          `net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`,
+          `net_memif1,role=client,socket=${dir}/vf.sock`,
+        ],
+      });
+      await pmd.waitLinksUp();
+      await d.waitLog(/relay 0: VM connected/);
+      await pmd.send("set fwd rxonly");
+      // 6 bursts of 32 = 192 packets each way: within the virtio rings (256), so nothing may drop.
+      const bursts = 6;
+      await pmd.send(`start tx_first ${bursts}`);
+      const n = bursts * 32;
+      let last: RelayStatus | undefined;
+      await until("relay counters", async () => {
+        last = relay0(await d.status());
+        return last !== undefined && last.vf_to_vm.txPkts === n && last.vm_to_vf.txPkts === n;
+      }).catch((e) => {
+        throw new Error(`${e.message}: relay 0 = ${JSON.stringify(last)}; testpmd: ${pmd?.output.slice(-800)}`);
+      });
+      const ports = await pmd.stop();
+      const r = relay0(await d.status())!;
+      assertEq(ports[0].txPackets, n, "VM stand-in sent");
+      assertEq(ports[1].txPackets, n, "VF peer sent");
+      assertEq(ports[1].rxPackets, n, "VF peer received (VM->VF)");
+      assertEq(ports[0].rxPackets, n, "VM stand-in received (VF->VM)");
+      assertEq(r.vm_to_vf.rxPkts, n, "relay VM->VF rx");
+      assertEq(r.vf_to_vm.rxPkts, n, "relay VF->VM rx");
+      assertEq(r.vm_to_vf.dropFullPkts + r.vm_to_vf.dropUnavailPkts, 0, "relay VM->VF drops");
+      assertEq(r.vf_to_vm.dropFullPkts + r.vf_to_vm.dropUnavailPkts, 0, "relay VF->VM drops");
+      assertEq(r.vm_to_vf.txBytes, n * 64, "relay VM->VF bytes");
+    } finally {
+      await pmd?.close();
+    }
+  });
 });
 
 Deno.test("VM reconnecting 50 times while the VF sends: no crash, drops account for every packet, mbufs back to baseline", async () => {
-  const tag = uniqueTag("churn");
-  const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
-  const d = await DaemonProcess.start(dir, tag, [
+  await withDaemon("churn", (dir) => [
     `VIRTIOFWD_STATIC_VFS=net_memif0,role=server,socket=${dir}/vf.sock=0`,
-  ]);
-  let vf: TestPmd | null = null;
-  try {
-    vf = await TestPmd.start({ prefix: `${tag}-vf`, vdevs: [`net_memif1,role=client,socket=${dir}/vf.sock`] });
-    await vf.waitLinksUp();
-    const baseline = relay0(await d.status())!.mbufs_in_use;
-    await vf.send("set fwd txonly");
-    await vf.send("start");
-    const cycles = Number(Deno.env.get("VIO4WD_TEST_CYCLES") ?? 50);
+  ], async (d, dir, tag) => {
+    let vf: TestPmd | null = null;
     let vm: TestPmd | null = null;
-    for (let i = 1; i <= cycles; i++) {
-      vm = await TestPmd.start({
-        prefix: `${tag}-vm`,
-        vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`],
-      });
-      await d.waitLog(new RegExp(`(relay 0: VM connected[\\s\\S]*){${i}}`), 15_000);
-      await vm.close();
-      await d.waitLog(new RegExp(`(relay 0: VM disconnected[\\s\\S]*){${i}}`), 15_000);
+    try {
+      vf = await TestPmd.start({ prefix: `${tag}-vf`, vdevs: [`net_memif1,role=client,socket=${dir}/vf.sock`] });
+      await vf.waitLinksUp();
+      const baseline = relay0(await d.status())!.mbufs_in_use;
+      await vf.send("set fwd txonly");
+      await vf.send("start");
+      const cycles = Number(Deno.env.get("VIO4WD_TEST_CYCLES") ?? 50);
+      for (let i = 1; i <= cycles; i++) {
+        vm = await TestPmd.start({
+          prefix: `${tag}-vm`,
+          vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`],
+        });
+        await d.waitCount(/relay 0: VM connected/, i, 15_000);
+        await vm.close();
+        vm = null;
+        await d.waitCount(/relay 0: VM disconnected/, i, 15_000);
+      }
+      const sent = (await vf.stop())[0].txPackets;
+      await new Promise((r) => setTimeout(r, 300));
+      const r = relay0(await d.status())!;
+      if (d.log.includes("Uncaught")) throw new Error("daemon threw: " + d.log.slice(-2000));
+      assertEq(r.vf_to_vm.rxPkts, sent, "relay received every packet the VF sent");
+      assertEq(
+        r.vf_to_vm.txPkts + r.vf_to_vm.dropFullPkts + r.vf_to_vm.dropUnavailPkts,
+        r.vf_to_vm.rxPkts,
+        "forwarded + dropped = received",
+      );
+      if (r.vf_to_vm.dropUnavailPkts === 0) throw new Error("no packet was counted as dropped while the VM was away");
+      assertEq(r.mbufs_in_use, baseline, "mbufs in use back to baseline");
+    } finally {
+      await vm?.close();
+      await vf?.close();
     }
-    const sent = (await vf.stop())[0].txPackets;
-    await new Promise((r) => setTimeout(r, 300));
-    const r = relay0(await d.status())!;
-    if (d.log.includes("Uncaught")) throw new Error("daemon threw: " + d.log.slice(-2000));
-    assertEq(r.vf_to_vm.rxPkts, sent, "relay received every packet the VF sent");
-    assertEq(
-      r.vf_to_vm.txPkts + r.vf_to_vm.dropFullPkts + r.vf_to_vm.dropUnavailPkts,
-      r.vf_to_vm.rxPkts,
-      "forwarded + dropped = received",
-    );
-    if (r.vf_to_vm.dropUnavailPkts === 0) throw new Error("no packet was counted as dropped while the VM was away");
-    assertEq(r.mbufs_in_use, baseline, "mbufs in use back to baseline");
-  } finally {
-    await vf?.close();
-    assertEq(await d.stop(), 0, "daemon exit status");
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("bad VFs and relay ids are clear errors, leave nothing behind and do not disturb other relays", async () => {
-  const tag = uniqueTag("bad");
-  const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
-  const d = await DaemonProcess.start(dir, tag, [
+  await withDaemon("bad", (dir) => [
     "VIRTIOFWD_STATIC_VFS=(",
     `  net_memif0,role=server,socket=${dir}/vf.sock=0`,
     "  net_bogus0=1",
     "  0000:0f:1f.7=2",
     `  net_memif0,role=server,socket=${dir}/vf2.sock=3`,
     ")",
-  ]);
-  try {
+  ], async (d, dir) => {
     await d.waitLog(/static VF net_bogus0=1: .*cannot probe device 'net_bogus0'/);
     await d.waitLog(/static VF 0000:0f:1f.7=2: .*cannot probe device '0000:0f:1f.7'/);
     await d.waitLog(
@@ -122,10 +115,7 @@ Deno.test("bad VFs and relay ids are clear errors, leave nothing behind and do n
     const s = await d.status();
     assertEq(s.map((r) => r.id).join(","), "0", "only relay 0 has a VF");
     assertEq(relay0(s)!.vf, `net_memif0,role=server,socket=${dir}/vf.sock`, "relay 0 VF");
-  } finally {
-    assertEq(await d.stop(), 0, "daemon exit status");
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
   const big = await runVio4wd(["config", "check", "/dev/null"]);
   assertEq(big.code, 0, "empty config is valid");
   const tag2 = uniqueTag("id");

@@ -87,6 +87,11 @@ export class DaemonProcess {
     }
   }
 
+  /** Waits until at least `n` log lines match `re` (a line count: no regex over the whole log). */
+  async waitCount(re: RegExp, n: number, timeoutMs = 10_000): Promise<void> {
+    await until(`${n} log lines matching ${re}`, () => this.count(re) >= n, timeoutMs);
+  }
+
   /** Counts log lines matching `re`. */
   count(re: RegExp): number {
     return this.#log.split("\n").filter((l) => re.test(l)).length;
@@ -136,5 +141,32 @@ export async function until(what: string, f: () => boolean | Promise<boolean>, t
   while (!(await f())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Runs `fn` against a daemon started in a fresh temp dir with a unique DPDK prefix; afterwards
+ * stops it (asserting exit status 0) and removes the dir, whatever `fn` did.
+ */
+export async function withDaemon(
+  name: string,
+  configLines: (dir: string) => string[],
+  fn: (d: DaemonProcess, dir: string, tag: string) => Promise<void>,
+): Promise<void> {
+  const tag = uniqueTag(name);
+  const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
+  try {
+    const d = await DaemonProcess.start(dir, tag, configLines(dir));
+    let failure: unknown = null;
+    try {
+      await fn(d, dir, tag);
+    } catch (e) {
+      failure = e;
+    }
+    const code = await d.stop();
+    if (failure) throw failure;
+    if (code !== 0) throw new Error(`daemon exit status: expected 0, got ${code}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 }

@@ -171,7 +171,7 @@ export class Dataplane {
     return this.#shared;
   }
 
-  /** Counters of every relay, read in one copy of the shared memory. */
+  /** Counters of every relay, read straight from the shared memory (one view, no call per counter). */
   counters(): RelayCounters[] {
     const buf = new BigUint64Array(this.#view().getArrayBuffer(LAYOUT.workersOffset, 0));
     const out: RelayCounters[] = [];

@@ -134,8 +134,7 @@ export class TestPmd {
   async stop(): Promise<PortTotals[]> {
     const from = this.#out.length;
     await this.send("stop");
-    const m = await this.waitFor(/Done\.\s*\n/, 10_000, from);
-    void m;
+    await this.waitFor(/Done\.\s*\n/, 10_000, from);
     const text = this.#out.slice(from);
     const out: PortTotals[] = [];
     const re =
