@@ -32,18 +32,23 @@ export interface TestPmdOptions {
 export class TestPmd {
   #child: Deno.ChildProcess;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** stdout only: prompts and statistics; stderr kept apart so it cannot split a prompt. */
   #out = "";
+  #err = "";
   #closed: Promise<void>;
   #enc = new TextEncoder();
 
   private constructor(child: Deno.ChildProcess, readonly options: TestPmdOptions) {
     this.#child = child;
     this.#writer = child.stdin.getWriter();
-    const dec = new TextDecoder();
-    const pump = async (s: ReadableStream<Uint8Array>) => {
-      for await (const chunk of s) this.#out += dec.decode(chunk, { stream: true });
+    const pump = async (s: ReadableStream<Uint8Array>, append: (text: string) => void) => {
+      const dec = new TextDecoder();
+      for await (const chunk of s) append(dec.decode(chunk, { stream: true }));
     };
-    this.#closed = Promise.all([pump(child.stdout), pump(child.stderr)]).then(() => {});
+    this.#closed = Promise.all([
+      pump(child.stdout, (t) => this.#out += t),
+      pump(child.stderr, (t) => this.#err += t),
+    ]).then(() => {});
   }
 
   /** PID of the testpmd process. */
@@ -51,9 +56,9 @@ export class TestPmd {
     return this.#child.pid;
   }
 
-  /** Everything testpmd printed so far. */
+  /** Everything testpmd printed so far: stdout, then stderr. */
   get output(): string {
-    return this.#out;
+    return `${this.#out}\n--- stderr ---\n${this.#err}`;
   }
 
   /** Starts testpmd in interactive mode and waits for its prompt. */
@@ -88,7 +93,12 @@ export class TestPmd {
       })
         .spawn();
     const t = new TestPmd(child, o);
-    await t.waitFor(/testpmd> /, 30_000);
+    try {
+      await t.waitFor(/testpmd> /, 30_000);
+    } catch (e) {
+      await t.close(); // never leave a half-started testpmd or its files behind
+      throw e;
+    }
     return t;
   }
 
@@ -105,7 +115,7 @@ export class TestPmd {
       if (m) return m;
       if (Date.now() > end) {
         throw new Error(
-          `testpmd ${this.options.prefix}: timed out waiting for ${re}; last output:\n${this.#out.slice(-1500)}`,
+          `testpmd ${this.options.prefix}: timed out waiting for ${re}; last output:\n${this.output.slice(-2500)}`,
         );
       }
       await new Promise((r) => setTimeout(r, 50));
