@@ -11,6 +11,8 @@ export const symbols = {
   vio4wd_version: { parameters: [], result: "pointer" },
   // const char *vio4wd_last_error(void)
   vio4wd_last_error: { parameters: [], result: "pointer" },
+  // int vio4wd_last_error_stage(void)
+  vio4wd_last_error_stage: { parameters: [], result: "i32" },
   // struct vio4wd_shared *vio4wd_shared(void)
   vio4wd_shared: { parameters: [], result: "pointer" },
   // int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size)
@@ -35,6 +37,8 @@ export const symbols = {
   vio4wd_relay_mbufs_in_use: { parameters: ["u32"], result: "i32" },
   // int32_t vio4wd_relay_numa_node(uint32_t relay)
   vio4wd_relay_numa_node: { parameters: ["u32"], result: "i32" },
+  // uint64_t vio4wd_hugepage_bytes_used(void)
+  vio4wd_hugepage_bytes_used: { parameters: [], result: "u64" },
   // int vio4wd_next_event(struct vio4wd_event *ev)
   vio4wd_next_event: { parameters: ["buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -71,6 +75,9 @@ export const DIR_COUNTERS = [
 /** `enum vio4wd_event_type`. */
 export const EVENT = { vmConnected: 1, vmDisconnected: 2, vringState: 3, vmRejected: 4, liveMigration: 5 } as const;
 /** Flags of vio4wd_socket_register(). */
+/** VIO4WD_STAGE_*: where a VF attach failed. */
+export const STAGE = { other: 0, probe: 1, info: 2, pool: 3, configure: 4, rxq: 5, txq: 6, start: 7 } as const;
+
 export const SOCK_FLAG = { client: 1, mrgbuf: 2, tso: 4 } as const;
 /** Bits of vio4wd_relay_state(). */
 export const STATE_BIT = { socket: 1, vm: 2, vf: 4, vfLink: 8 } as const;

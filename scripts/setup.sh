@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 t0=$(date +%s)
 step() { printf '\n== %s\n' "$*"; }
 APT_PACKAGES=(dpdk dpdk-dev libdpdk-dev pkg-config libzmq5 gcc make iproute2 procps
-  bash-completion zsh fish)
+  bash-completion zsh fish protobuf-compiler openvswitch-switch-dpdk)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; else SUDO=none; fi
@@ -24,7 +24,15 @@ elif [ "$SUDO" = none ]; then
   exit 1
 else
   $SUDO apt-get update -q
+  # Open vSwitch is for the tests and the bench, which start their own private instances: keep
+  # its packages from starting system services while they install (policy-rc.d, removed after).
+  rcd=/usr/sbin/policy-rc.d created_rcd=""
+  if [ ! -e "$rcd" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$rcd" >/dev/null && $SUDO chmod 755 "$rcd" && created_rcd=1
+    trap '$SUDO rm -f "$rcd"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ -n "$created_rcd" ]; then $SUDO rm -f "$rcd"; trap - EXIT; fi
 fi
 
 step "npm ci (deno, dprint, CLI libraries; .npmrc: ignore-scripts)"

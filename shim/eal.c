@@ -12,6 +12,7 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_log.h>
+#include <rte_malloc.h>
 #include <rte_version.h>
 
 #include "internal.h"
@@ -23,20 +24,48 @@ volatile bool g_quit;
 uint32_t g_mbuf_data_size;
 
 static char g_error[512];
+static int g_error_stage;
 static bool g_initialized;
+
+static int vset_error(int stage, int err, const char *fmt, va_list ap)
+{
+	vsnprintf(g_error, sizeof(g_error), fmt, ap);
+	g_error_stage = stage;
+	return err > 0 ? -err : (err == 0 ? -EINVAL : err);
+}
 
 int set_error(int err, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(g_error, sizeof(g_error), fmt, ap);
+	int ret = vset_error(VIO4WD_STAGE_OTHER, err, fmt, ap);
 	va_end(ap);
-	return err > 0 ? -err : (err == 0 ? -EINVAL : err);
+	return ret;
+}
+
+int set_stage_error(int stage, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int ret = vset_error(stage, err, fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 API const char *vio4wd_last_error(void) { return g_error; }
+API int vio4wd_last_error_stage(void) { return g_error_stage; }
 API const char *vio4wd_version(void) { return rte_version(); }
 API struct vio4wd_shared *vio4wd_shared(void) { return &g_shared; }
+
+API uint64_t vio4wd_hugepage_bytes_used(void)
+{
+	uint64_t used = 0;
+	struct rte_malloc_socket_stats st;
+	for (unsigned int i = 0; i < rte_socket_count(); i++)
+		if (rte_malloc_get_socket_stats(rte_socket_id_by_idx(i), &st) == 0)
+			used += st.heap_allocsz_bytes;
+	return used;
+}
 
 API void vio4wd_log_to_fd(int fd)
 {

@@ -44,6 +44,8 @@ extern volatile bool g_quit;
 extern uint32_t g_mbuf_data_size;
 
 int set_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* set_error() with the VIO4WD_STAGE_* it happened in. */
+int set_stage_error(int stage, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void push_event(uint32_t type, uint32_t relay, int32_t value, uint32_t enabled, uint32_t numa);
 
 /* worker.c */

@@ -31,7 +31,7 @@ int relay_ensure_pool(uint32_t relay, int numa)
 	if (mp == NULL && numa >= 0)
 		mp = rte_pktmbuf_pool_create(name, POOL_MBUFS, POOL_CACHE, 0, room, SOCKET_ID_ANY);
 	if (mp == NULL)
-		return set_error(rte_errno, "cannot allocate the mbuf pool of relay %u: %s (more hugepage memory needed?)",
+		return set_stage_error(VIO4WD_STAGE_POOL, rte_errno, "cannot allocate the mbuf pool of relay %u: %s (more hugepage memory needed?)",
 				 relay, rte_strerror(rte_errno));
 	g_ctl[relay].numa_node = numa;
 	__atomic_store_n(&dp->pool, mp, __ATOMIC_RELEASE);
@@ -86,26 +86,26 @@ API int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu)
 		goto out;
 	}
 	if (rte_eth_dev_get_port_by_name(name, &port) == 0) {
-		ret = set_error(EEXIST, "device %s is already in use by another relay", name);
+		ret = set_stage_error(VIO4WD_STAGE_PROBE, EEXIST, "device %s is already in use by another relay", name);
 		goto out;
 	}
 	if (rte_eth_dev_count_avail() >= RTE_MAX_ETHPORTS) {
-		ret = set_error(ENOSPC, "DPDK allows %d ports per process (RTE_MAX_ETHPORTS) and all are in use",
+		ret = set_stage_error(VIO4WD_STAGE_PROBE, ENOSPC, "DPDK allows %d ports per process (RTE_MAX_ETHPORTS) and all are in use",
 				RTE_MAX_ETHPORTS);
 		goto out;
 	}
 	ret = rte_dev_probe(devargs);
 	if (ret != 0) {
-		ret = set_error(-ret, "cannot probe device '%s': %s", devargs, rte_strerror(-ret));
+		ret = set_stage_error(VIO4WD_STAGE_PROBE, -ret, "cannot probe device '%s': %s", devargs, rte_strerror(-ret));
 		goto out;
 	}
 	if (rte_eth_dev_get_port_by_name(name, &port) != 0) {
-		ret = set_error(ENODEV, "device '%s' was probed but has no ethdev port", devargs);
+		ret = set_stage_error(VIO4WD_STAGE_PROBE, ENODEV, "device '%s' was probed but has no ethdev port", devargs);
 		goto remove;
 	}
 	struct rte_eth_dev_info info;
 	if ((ret = rte_eth_dev_info_get(port, &info)) != 0) {
-		ret = set_error(-ret, "cannot read device info of %s: %s", name, rte_strerror(-ret));
+		ret = set_stage_error(VIO4WD_STAGE_INFO, -ret, "cannot read device info of %s: %s", name, rte_strerror(-ret));
 		goto remove;
 	}
 	int numa = rte_eth_dev_socket_id(port);
@@ -125,23 +125,23 @@ API int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu)
 		mtu = info.min_mtu;
 	conf.rxmode.mtu = mtu;
 	if ((ret = rte_eth_dev_configure(port, 1, 1, &conf)) != 0) {
-		ret = set_error(-ret, "cannot configure %s: %s", name, rte_strerror(-ret));
+		ret = set_stage_error(VIO4WD_STAGE_CONFIGURE, -ret, "cannot configure %s: %s", name, rte_strerror(-ret));
 		goto remove;
 	}
 	uint16_t nrx = RX_DESC, ntx = TX_DESC;
 	rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx);
 	int sock = numa < 0 ? (int)SOCKET_ID_ANY : numa;
 	if ((ret = rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)sock, NULL, dp->pool)) != 0) {
-		ret = set_error(-ret, "cannot set up the RX queue of %s: %s", name, rte_strerror(-ret));
+		ret = set_stage_error(VIO4WD_STAGE_RXQ, -ret, "cannot set up the RX queue of %s: %s", name, rte_strerror(-ret));
 		goto remove;
 	}
 	if ((ret = rte_eth_tx_queue_setup(port, 0, ntx, (unsigned)sock, NULL)) != 0) {
-		ret = set_error(-ret, "cannot set up the TX queue of %s: %s", name, rte_strerror(-ret));
+		ret = set_stage_error(VIO4WD_STAGE_TXQ, -ret, "cannot set up the TX queue of %s: %s", name, rte_strerror(-ret));
 		goto remove;
 	}
 	rte_eth_promiscuous_enable(port); /* not every device supports it; not fatal */
 	if ((ret = rte_eth_dev_start(port)) != 0) {
-		ret = set_error(-ret, "cannot start %s: %s", name, rte_strerror(-ret));
+		ret = set_stage_error(VIO4WD_STAGE_START, -ret, "cannot start %s: %s", name, rte_strerror(-ret));
 		goto remove;
 	}
 	snprintf(c->devargs, sizeof(c->devargs), "%s", devargs);

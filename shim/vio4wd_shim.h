@@ -81,6 +81,16 @@ struct vio4wd_event {
 #define VIO4WD_SOCK_MRGBUF (1u << 1)   /* offer VIRTIO_NET_F_MRG_RXBUF */
 #define VIO4WD_SOCK_TSO (1u << 2)      /* offer HOST_TSO4/6 */
 
+/* Stages of vio4wd_vf_attach() a failure is reported from. */
+#define VIO4WD_STAGE_OTHER 0
+#define VIO4WD_STAGE_PROBE 1     /* device missing, not bound, already in use, port limit */
+#define VIO4WD_STAGE_INFO 2      /* rte_eth_dev_info_get */
+#define VIO4WD_STAGE_POOL 3      /* mbuf pool allocation */
+#define VIO4WD_STAGE_CONFIGURE 4 /* rte_eth_dev_configure (MTU) */
+#define VIO4WD_STAGE_RXQ 5
+#define VIO4WD_STAGE_TXQ 6
+#define VIO4WD_STAGE_START 7
+
 /* Relay state bits of vio4wd_relay_state(). */
 #define VIO4WD_STATE_SOCKET (1u << 0)
 #define VIO4WD_STATE_VM (1u << 1)
@@ -89,6 +99,8 @@ struct vio4wd_event {
 
 const char *vio4wd_version(void);          /* DPDK's rte_version() */
 const char *vio4wd_last_error(void);
+/* Where the last VF attach failed (VIO4WD_STAGE_*): callers map it to their own error codes. */
+int vio4wd_last_error_stage(void);
 struct vio4wd_shared *vio4wd_shared(void);
 
 /* EAL init from '\n'-separated arguments (argv[0] first); starts a worker on every non-main lcore. */
@@ -113,6 +125,8 @@ uint32_t vio4wd_relay_state(uint32_t relay);
 /* Mbufs of the relay's pool in use (-1 when it has no pool), and the pool's NUMA node. */
 int32_t vio4wd_relay_mbufs_in_use(uint32_t relay);
 int32_t vio4wd_relay_numa_node(uint32_t relay);
+/* Bytes of hugepage memory allocated from DPDK's heaps (pools, rings, vhost), all NUMA nodes. */
+uint64_t vio4wd_hugepage_bytes_used(void);
 
 /* 1 and fills *ev when an event is pending, 0 when none. */
 int vio4wd_next_event(struct vio4wd_event *ev);

@@ -13,11 +13,15 @@ import { runDaemon, StartupError, VERSION } from "./daemon/daemon.ts";
 import { configCommand, runConfig } from "./cli/config.ts";
 import { daemonCommand, normalizeOriginalArgs, optionOverrides } from "./cli/daemon.ts";
 import { demoCommand, runDemo } from "./cli/demo.ts";
+import { pinCommand, runPin } from "./cli/pin.ts";
+import { portCommand, runPort } from "./cli/port.ts";
+import { runStats, statsCommand } from "./cli/stats.ts";
+import { DaemonUnreachableError } from "./control/client.ts";
 import { ShimNotFoundError } from "../ffi/shim.ts";
 import { Dataplane } from "./dataplane/dataplane.ts";
 
 /** Every subcommand. */
-export const parser = or(daemonCommand, configCommand, demoCommand);
+export const parser = or(daemonCommand, configCommand, demoCommand, portCommand, statsCommand, pinCommand);
 
 /** `vio4wd --version`: vio4wd, Deno and (when the shim loads) DPDK versions. */
 export function versionText(): string {
@@ -65,10 +69,20 @@ export async function main(args: readonly string[]): Promise<number> {
         return await runConfig(a);
       case "demo":
         return await runDemo(a);
+      case "port":
+        return await runPort(a);
+      case "stats":
+        return await runStats(a);
+      case "pin":
+        return await runPin(a);
     }
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(`vio4wd: configuration error: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof DaemonUnreachableError) {
+      console.error(`vio4wd: ${e.message}`);
       return 2;
     }
     if (e instanceof StartupError || e instanceof ShimNotFoundError || e instanceof DataplaneError) {

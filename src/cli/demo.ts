@@ -121,7 +121,7 @@ export async function runDemo(a: { seconds: number; json?: boolean }): Promise<n
     status = pass ? 0 : 1;
   } finally {
     await pmd?.close();
-    daemon.stop();
+    await daemon.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
   return status;

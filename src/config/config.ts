@@ -47,6 +47,7 @@ export interface Config {
   zmqCoreSchedEp: string;
   socketOwner: string;
   socketGroup: string;
+  zmqGroup: string;
   socketDir: string;
   socketPattern: string;
   cpuPins: CpuPin[];
@@ -367,6 +368,15 @@ export const VARIABLES = [
     default: 512,
     option: { long: "--memory", kind: "value", metavar: "MB" },
     parse: (r) => parseInteger(r, 64, 1 << 20),
+  }),
+  v({
+    name: "VIO4WD_ZMQ_GROUP",
+    key: "zmqGroup",
+    description:
+      "Group that may use the ipc:// ZeroMQ endpoints (directory 0750, sockets 0660); blank keeps the daemon's group.",
+    default: "",
+    option: { long: "--zmq-group", kind: "value", metavar: "GROUP" },
+    parse: parseAccountName,
   }),
 ] as const satisfies readonly Variable<keyof Config>[];
 

@@ -45,6 +45,7 @@ const BAD: Record<string, [string, string]> = {
   VIRTIOFWD_BIND_VFIO_PCI: ["eth0:x", "is neither"],
   VIO4WD_EAL_FILE_PREFIX: ["a/b", "letters, digits"],
   VIO4WD_EAL_MEMORY_MB: ["12", "out of range"],
+  VIO4WD_ZMQ_GROUP: ["'two words'", "is not one"],
 };
 
 Deno.test("every variable has a bad-value case in this table", () => {

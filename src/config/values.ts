@@ -121,7 +121,7 @@ export function socketPath(dir: string, pattern: string, id: number): string {
 
 const PCI_FULL = /^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]$/;
 const PCI_SHORT = /^[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]$/;
-const DEVARGS = /^net_[a-z_]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$/;
+const DEVARGS = /^net_[a-z_]+[0-9]*(,[A-Za-z0-9_-]+=[^,\s]*)*$/;
 
 /** True for `0000:05:08.1` or `05:08.1`. */
 export function isPciAddress(s: string): boolean {

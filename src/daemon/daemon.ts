@@ -4,7 +4,12 @@
  * @module
  */
 
-import type { Config, LoadedConfig } from "../config/config.ts";
+import { type Config, coreSchedEndpoint, type LoadedConfig, ORIGINAL_ENDPOINTS } from "../config/config.ts";
+import { configService } from "../control/config_service.ts";
+import { coreSchedService } from "../control/core_sched.ts";
+import { portControlService } from "../control/port_control.ts";
+import { ControlServer, type Service } from "../control/server.ts";
+import { statsService } from "../control/stats.ts";
 import { MAX_RELAYS } from "../config/values.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
 import { Logger } from "./log.ts";
@@ -117,8 +122,8 @@ function writePidFile(c: Config): string {
 export interface RunningDaemon {
   table: RelayTable;
   dataplane: Dataplane;
-  /** Stops workers, sockets and VFs, removes the PID file; returns the exit status. */
-  stop(): number;
+  /** Stops the control endpoints, workers, sockets and VFs, removes the PID file; returns the exit status. */
+  stop(): Promise<number>;
 }
 
 /**
@@ -164,8 +169,20 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   for (const s of c.staticVfs) {
     tryRelayOp(log, `static VF ${s.device}=${s.relay}`, () => table.addVf(s.relay, s.device));
   }
+  let control: ControlServer;
+  try {
+    control = new ControlServer(controlServices(c, table), log, c.zmqGroup);
+  } catch (e) {
+    dp.shutdown();
+    Deno.removeSync(pidFile);
+    throw new StartupError(
+      `${e instanceof Error ? e.message : e} (does the endpoint's directory exist and is it writable?)`,
+    );
+  }
   const sockets = table.relays.filter((r) => r.socket !== null).length;
-  log.notice(`ready: ${sockets} vhost-user socket(s) in ${c.socketDir}, ${c.staticVfs.length} static VF(s)`);
+  const vfs = table.relays.filter((r) => r.vf !== null).length;
+  const mib = (dp.hugepageBytesUsed() / 2 ** 20).toFixed(1);
+  log.notice(`ready: ${sockets} vhost-user socket(s) in ${c.socketDir}, ${vfs} VF(s), ${mib} MiB of hugepages in use`);
 
   const poll = setInterval(() => {
     for (const ev of dp.events()) table.handle(ev);
@@ -174,7 +191,8 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   return {
     table,
     dataplane: dp,
-    stop(): number {
+    async stop(): Promise<number> {
+      await control.stop();
       clearInterval(poll);
       for (const ev of dp.events()) table.handle(ev);
       logStatus(log, table);
@@ -194,6 +212,21 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       return status;
     },
   };
+}
+
+/**
+ * The ZeroMQ services the configuration enables, in the original's start order; the core
+ * scheduler needs stats, so enabling it starts stats on the default endpoint if none is set.
+ */
+export function controlServices(c: Config, table: RelayTable): Service[] {
+  const coreSched = coreSchedEndpoint(c);
+  const stats = c.zmqStatsEp || (coreSched ? ORIGINAL_ENDPOINTS.stats : "");
+  return [
+    ...(c.zmqConfigEp ? [configService(c.zmqConfigEp, c, table.log)] : []),
+    ...(stats ? [statsService(stats, table)] : []),
+    ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, table)] : []),
+    ...(coreSched ? [coreSchedService(coreSched, table)] : []),
+  ];
 }
 
 /** Logs every relay with a VF or VM, with its counters, as one JSON line. */
@@ -218,7 +251,7 @@ export async function runDaemon(loaded: LoadedConfig, log = new Logger(loaded.co
   try {
     daemon = startDaemon(loaded, log);
     log.notice(`${await stopped}: stopping`);
-    return daemon.stop();
+    return await daemon.stop();
   } finally {
     for (const [sig, fn] of handlers) Deno.removeSignalListener(sig, fn);
   }

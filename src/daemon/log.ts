@@ -23,6 +23,9 @@ export class Logger {
     Deno.stderr.writeSync(this.#enc.encode(line));
   }
 
+  crit(msg: string): void {
+    this.log(2, msg);
+  }
   error(msg: string): void {
     this.log(3, msg);
   }

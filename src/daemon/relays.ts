@@ -26,8 +26,8 @@ export interface Relay {
   queuePairs: number;
   /** Worker CPU of [VF->VM, VM->VF]; -1 when unassigned. */
   cpus: [number, number];
-  /** From VIRTIOFWD_CPU_PINS: never moved by automatic placement. */
-  pinned: boolean;
+  /** CPUs from VIRTIOFWD_CPU_PINS ([VF->VM, VM->VF]): used whenever a side comes up. */
+  pin: [number, number] | null;
 }
 
 /** A relay-table operation was refused; `code` is an errno-like number. */
@@ -71,7 +71,7 @@ export class RelayTable {
         vm: false,
         queuePairs: 0,
         cpus: pin ? [pin.vfToVm, pin.vmToVf] : [-1, -1],
-        pinned: pin !== undefined,
+        pin: pin ? [pin.vfToVm, pin.vmToVf] : null,
       });
     }
   }
@@ -87,15 +87,16 @@ export class RelayTable {
     this.dp.setCpus(r.id, r.cpus[VF_TO_VM], r.cpus[VM_TO_VF]);
   }
 
-  /** Gives a direction a CPU (pinned relays keep theirs) and applies it. */
+  /** Gives a direction a CPU (its pin, else the least busy worker) and applies it. */
   #place(r: Relay, dir: number): void {
-    if (!r.pinned && r.cpus[dir] < 0) r.cpus[dir] = leastBusyCpu(this.config.cpus, this.relays);
+    if (r.pin) r.cpus[dir] = r.pin[dir];
+    else if (r.cpus[dir] < 0) r.cpus[dir] = leastBusyCpu(this.config.cpus, this.relays);
     this.#apply(r);
   }
 
   /** Releases a direction's CPU when its side went away (pinned relays keep theirs). */
   #unplace(r: Relay, dir: number): void {
-    if (!r.pinned) r.cpus[dir] = -1;
+    if (!r.pin) r.cpus[dir] = -1;
     this.#apply(r);
   }
 
@@ -157,6 +158,28 @@ export class RelayTable {
     this.log.info(`relay ${id}: VF ${r.vf} removed`);
     r.vf = null;
     this.#unplace(r, VF_TO_VM);
+  }
+
+  /**
+   * Moves a running relay's directions to other worker CPUs (core scheduling UPDATE): VF->VM only
+   * while a VF is attached, VM->VF only while the VM is connected; the old worker lets go first.
+   * Not persisted: a side that comes up again gets its pin or automatic placement.
+   */
+  migrate(id: number, vfToVmCpu: number, vmToVfCpu: number): void {
+    const r = this.#relay(id);
+    const want: [number, number] = [vfToVmCpu, vmToVfCpu];
+    for (const cpu of want) {
+      if (!this.config.cpus.includes(cpu)) throw new RelayError(EINVAL, `CPU ${cpu} is not a worker CPU`);
+    }
+    const next: [number, number] = [...r.cpus];
+    if (r.vf !== null) next[VF_TO_VM] = want[VF_TO_VM];
+    else this.log.warn(`relay ${id}: no VF; VF->VM CPU left as it is`);
+    if (r.vm) next[VM_TO_VF] = want[VM_TO_VF];
+    else this.log.warn(`relay ${id}: will not move VM->VF before the VM has connected`);
+    if (next[0] === r.cpus[0] && next[1] === r.cpus[1]) return;
+    this.dp.setCpus(r.id, next[VF_TO_VM], next[VM_TO_VF]);
+    this.log.info(`relay ${id}: VF->VM on CPU ${next[VF_TO_VM]}, VM->VF on CPU ${next[VM_TO_VF]}`);
+    r.cpus = next;
   }
 
   #syncVm(r: Relay, vm: boolean, queuePairs: number): void {

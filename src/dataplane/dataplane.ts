@@ -4,11 +4,26 @@
  * @module
  */
 
-import { DIR_COUNTERS, EVENT, LAYOUT, openShim, type ShimLibrary, SOCK_FLAG, STATE_BIT } from "../../ffi/shim.ts";
+import {
+  DIR_COUNTERS,
+  EVENT,
+  LAYOUT,
+  openShim,
+  type ShimLibrary,
+  SOCK_FLAG,
+  STAGE,
+  STATE_BIT,
+} from "../../ffi/shim.ts";
+
+/** Where a VF attach failed ({@link DataplaneError.stage}). */
+export const VF_ATTACH_STAGE = STAGE;
 
 /** A shim call failed; carries the errno and DPDK's/the shim's message. */
 export class DataplaneError extends Error {
-  constructor(readonly operation: string, readonly errno: number, readonly detail: string) {
+  /**
+   * @param stage where a VF attach failed (ffi STAGE values; 0 for anything else)
+   */
+  constructor(readonly operation: string, readonly errno: number, readonly detail: string, readonly stage = 0) {
     super(`${operation}: ${detail}`);
     this.name = "DataplaneError";
   }
@@ -96,7 +111,7 @@ export class Dataplane {
   #check(operation: string, rc: number): void {
     if (rc < 0) {
       const msg = Deno.UnsafePointerView.getCString(this.#lib.symbols.vio4wd_last_error()!);
-      throw new DataplaneError(operation, -rc, msg);
+      throw new DataplaneError(operation, -rc, msg, this.#lib.symbols.vio4wd_last_error_stage());
     }
   }
 
@@ -164,6 +179,11 @@ export class Dataplane {
   /** NUMA node of the relay's pool (-1: any / none). */
   numaNode(relay: number): number {
     return this.#lib.symbols.vio4wd_relay_numa_node(relay);
+  }
+
+  /** Bytes of hugepage memory in use by DPDK's heaps (pools, rings, vhost queues). */
+  hugepageBytesUsed(): number {
+    return Number(this.#lib.symbols.vio4wd_hugepage_bytes_used());
   }
 
   #view(): Deno.UnsafePointerView {

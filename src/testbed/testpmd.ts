@@ -23,6 +23,8 @@ export interface TestPmdOptions {
   cores?: string;
   mainLcore?: number;
   memoryMb?: number;
+  /** Mbufs in testpmd's pool (default 8192; every port's RX ring must fit). */
+  mbufs?: number;
   /** Packet length for txonly / tx_first. */
   packetLength?: number;
   hugeDir?: string;
@@ -80,7 +82,7 @@ export class TestPmd {
       ...o.vdevs.flatMap((v) => ["--vdev", v]),
       "--",
       "-i",
-      "--total-num-mbufs=8192",
+      `--total-num-mbufs=${o.mbufs ?? 8192}`,
       "--nb-cores=1",
       ...(o.packetLength ? [`--txpkts=${o.packetLength}`] : []),
     ];
@@ -135,9 +137,29 @@ export class TestPmd {
   async waitLinksUp(timeoutMs = 20_000): Promise<void> {
     const end = Date.now() + timeoutMs;
     while (!(await this.linksUp())) {
-      if (Date.now() > end) throw new Error(`testpmd ${this.options.prefix}: links not up after ${timeoutMs} ms`);
+      if (Date.now() > end) {
+        throw new Error(
+          `testpmd ${this.options.prefix}: links not up after ${timeoutMs} ms; last output:\n${
+            this.output.slice(-2000)
+          }`,
+        );
+      }
       await new Promise((r) => setTimeout(r, 200));
     }
+  }
+
+  /** Each port's hardware-level RX packet count (`show port stats all`), in port order. */
+  async rxPackets(): Promise<number[]> {
+    const from = this.#out.length;
+    await this.send("show port stats all");
+    const n = this.options.vdevs.length;
+    const m = await this.waitFor(new RegExp(`NIC statistics for port ${n - 1}[\\s\\S]*?testpmd> `), 5000, from);
+    const text = this.#out.slice(from, from + (m.index ?? 0) + m[0].length);
+    const out: number[] = [];
+    for (const x of text.matchAll(/NIC statistics for port (\d+)\s+#+\s*\n\s*RX-packets:\s+(\d+)/g)) {
+      out[Number(x[1])] = Number(x[2]);
+    }
+    return out;
   }
 
   /** `stop`, returning each port's forward totals. */

@@ -1,0 +1,224 @@
+/**
+ * `vio4wd port add|remove|add-sock|remove-sock|query-pci`: the original port-control tool's
+ * operations and options over the port-control endpoint, plus `--device DEVARGS`.
+ *
+ * @module
+ */
+
+import { isFieldSet, toJson } from "@bufbuild/protobuf";
+import { object, or } from "@optique/core/constructs";
+import { message } from "@optique/core/message";
+import { multiple, optional } from "@optique/core/modifiers";
+import { command, constant, flag, option } from "@optique/core/primitives";
+import { integer, string } from "@optique/core/valueparser";
+import { request, resolveEndpoint } from "../control/client.ts";
+import {
+  PortControlRequest_Op as Op,
+  PortControlRequestSchema,
+  PortControlResponse_Status as Status,
+  PortControlResponseSchema,
+} from "../control/gen/virtioforwarder_pb.ts";
+
+const OPS = {
+  add: Op.ADD,
+  remove: Op.REMOVE,
+  "add-sock": Op.ADD_SOCK,
+  "remove-sock": Op.REMOVE_SOCK,
+  "query-pci": Op.QUERY_PCI,
+} as const;
+type OpName = keyof typeof OPS;
+
+const BRIEF: Record<OpName, string> = {
+  add: "Attach a VF (or a bond of several) to relay --virtio-id.",
+  remove: "Detach the VF (or bond) of relay --virtio-id.",
+  "add-sock": "Register --vhost-path with a VF on the first free relay (dynamic sockets).",
+  "remove-sock": "Unregister a socket and its VF (by --vhost-path or device).",
+  "query-pci": "Print the device paired with --vhost-path.",
+};
+
+const EXAMPLES: Record<OpName, string> = {
+  add:
+    "vio4wd port add --virtio-id 1 --pci-addr 0000:05:08.1\n  vio4wd port add --virtio-id 2 --device net_tap0,iface=vf2",
+  remove: "vio4wd port remove --virtio-id 1 --pci-addr 0000:05:08.1 --conditional",
+  "add-sock": "vio4wd port add-sock --vhost-path /tmp/vm7.sock --pci-addr 05:08.2",
+  "remove-sock": "vio4wd port remove-sock --vhost-path /tmp/vm7.sock",
+  "query-pci": "vio4wd port query-pci --vhost-path /tmp/virtio-forwarder1.sock",
+};
+
+function opCommand<N extends OpName>(name: N) {
+  return command(
+    name,
+    object({
+      action: constant("port" as const),
+      op: constant(name),
+      virtioId: optional(
+        option("--virtio-id", integer({ min: 0, max: 2 ** 32 - 1, metavar: "N" }), {
+          description: message`Relay id (0-63).`,
+        }),
+      ),
+      pciAddr: multiple(
+        option("--pci-addr", string({ metavar: "ADDR" }), {
+          description: message`PCI address dddd:bb:ss.f or bb:ss.f (repeat for a bond).`,
+        }),
+      ),
+      device: multiple(
+        option("--device", string({ metavar: "DEVARGS" }), {
+          description: message`A non-PCI device as DPDK devargs, e.g. net_tap0,iface=vf0 (repeatable).`,
+        }),
+      ),
+      name: optional(
+        option("--name", string({ metavar: "NAME" }), { description: message`Bond name (net_bonding...).` }),
+      ),
+      mode: optional(
+        option("--mode", integer({ min: 0, max: 6 }), { description: message`Bond mode 0-6 (default 1).` }),
+      ),
+      vhostPath: optional(
+        option("--vhost-path", string({ metavar: "PATH" }), { description: message`vhost-user socket path.` }),
+      ),
+      conditional: optional(
+        flag("--conditional", { description: message`Succeed when nothing needs to change (the tool's default: no).` }),
+      ),
+      zmqEp: optional(
+        option("--zmq-ep", "--zmq_ep", string({ metavar: "EP" }), {
+          description:
+            message`Port-control endpoint (default: the config's, else ipc:///var/run/virtio-forwarder/port_control).`,
+        }),
+      ),
+      config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+      timeout: optional(
+        option("--timeout", integer({ min: 1, max: 600_000, metavar: "MS" }), {
+          description: message`How long to wait for the daemon (default 2000 ms).`,
+        }),
+      ),
+      json: optional(flag("--json", { description: message`Print the reply as JSON.` })),
+    }),
+    {
+      brief: message`${BRIEF[name]}`,
+      description: message`${BRIEF[name]}`,
+      footer: message`Example:\n  ${EXAMPLES[name]}`,
+    },
+  );
+}
+
+/** The `port` command's parser. */
+export const portCommand = command(
+  "port",
+  or(opCommand("add"), opCommand("remove"), opCommand("add-sock"), opCommand("remove-sock"), opCommand("query-pci")),
+  {
+    brief: message`Add or remove VFs and sockets on the running daemon (ZeroMQ port control).`,
+    description:
+      message`Add or remove VFs and sockets on the running daemon through its port-control endpoint. Exit 0 on OK, 1 when the daemon answers ERROR, 2 on bad arguments or no answer.`,
+  },
+);
+
+/** Parsed `port` arguments. */
+export interface PortArgs {
+  op: OpName;
+  virtioId?: number;
+  pciAddr: readonly string[];
+  device: readonly string[];
+  name?: string;
+  mode?: number;
+  vhostPath?: string;
+  conditional?: boolean;
+  zmqEp?: string;
+  config?: string;
+  timeout?: number;
+  json?: boolean;
+}
+
+/** `dddd:bb:ss.f` or `bb:ss.f` (hex) -> the wire's PciAddress; throws on anything else. */
+export function parsePciAddress(s: string): { domain: number; bus: number; slot: number; function: number } {
+  const m = /^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$/.exec(s);
+  if (!m) throw new Error(`--pci-addr '${s}': expected dddd:bb:ss.f or bb:ss.f (hex), e.g. 0000:05:08.1`);
+  return {
+    domain: parseInt(m[1] ?? "0", 16),
+    bus: parseInt(m[2], 16),
+    slot: parseInt(m[3], 16),
+    function: Number(m[4]),
+  };
+}
+
+/** What the original's error codes mean, per function. */
+const MEANING: Record<string, Record<number, string>> = {
+  "virtio_forwarder_add_vf2()": {
+    1: "relay id out of range (0-63)",
+    2: "the device could not be probed (missing, not bound to vfio-pci, in use, or the DPDK port limit is reached)",
+    4: "the device could not be configured (MTU)",
+    5: "RX queue setup failed",
+    6: "TX queue setup failed",
+    8: "the relay already has a VF or bond: remove it first",
+    [-1]: "no memory for the relay's mbuf pool (more hugepages needed)",
+  },
+  "virtio_forwarder_remove_vf2()": {
+    1: "relay id out of range (0-63)",
+    2: "detaching the device failed",
+    3: "the relay holds a different device",
+    4: "the relay has no device (use --conditional to accept that)",
+  },
+  "virtio_add_sock_dev_pair()": {
+    [-1]: "--vhost-path is required",
+    [-17]: "the device is already attached",
+    1: "the socket path is already registered",
+    2: "no free relay (without dynamic sockets every relay owns its default socket)",
+    3: "the device could not be attached",
+    4: "bonds are not available yet",
+    5: "the socket could not be registered (it must be directly inside the socket directory)",
+  },
+  "virtio_remove_sock_dev_pair()": {
+    [-1]: "give --vhost-path or a device",
+    1: "no relay has that socket (or device)",
+    2: "the relay holds a different device",
+    3: "the socket could not be unregistered",
+    4: "the relay has no device (use --conditional to accept that)",
+  },
+  "virtio_query_pci()": { 2: "no relay has that socket path" },
+  "virtio_forwarder_bond_add()": { 2: "bonds are not available yet in vio4wd" },
+};
+
+/** Runs `vio4wd port ...`; returns the exit status. */
+export async function runPort(a: PortArgs): Promise<number> {
+  let pciAddrs;
+  try {
+    pciAddrs = a.pciAddr.map(parsePciAddress);
+  } catch (e) {
+    console.error(`vio4wd port: ${(e as Error).message}`);
+    return 2;
+  }
+  const endpoint = await resolveEndpoint("portControl", a.zmqEp, a.config);
+  const res = await request(
+    endpoint,
+    PortControlRequestSchema,
+    {
+      op: OPS[a.op],
+      pciAddrs,
+      devargs: [...a.device],
+      ...(a.virtioId !== undefined ? { virtioId: a.virtioId } : {}),
+      // The original tool always sends `conditional`, false unless asked.
+      conditional: a.conditional === true,
+      ...(a.name !== undefined ? { name: a.name, mode: a.mode ?? 1 } : {}),
+      ...(a.vhostPath !== undefined ? { vhostPath: a.vhostPath } : {}),
+    },
+    PortControlResponseSchema,
+    a.timeout,
+  );
+  if (a.json) {
+    console.log(JSON.stringify(toJson(PortControlResponseSchema, res, { useProtoFieldName: true })));
+    return res.status === Status.OK ? 0 : 1;
+  }
+  if (res.status === Status.OK) {
+    if (res.queryString) console.log(res.queryString);
+    return 0;
+  }
+  const F = PortControlResponseSchema.field;
+  const hasCode = isFieldSet(res, F.errorCode), hasSource = isFieldSet(res, F.errorCodeSource);
+  const lines = ["status: ERROR"];
+  if (hasCode) lines.push(`error_code: ${res.errorCode}`);
+  if (hasSource) lines.push(`error_code_source: "${res.errorCodeSource}"`);
+  console.log(lines.join("\n"));
+  const meaning = hasCode && hasSource
+    ? MEANING[res.errorCodeSource]?.[res.errorCode]
+    : "the request was refused as invalid (see the daemon's log for why)";
+  if (meaning) console.error(`vio4wd port ${a.op}: ${meaning}`);
+  return 1;
+}

@@ -1,0 +1,259 @@
+/**
+ * `vio4wd stats`: relay counters and rates from the stats endpoint, as a table, the original
+ * tool's flat lines, or JSON with the .proto's field names.
+ *
+ * @module
+ */
+
+import { type DescMessage, isFieldSet, type Message, toJson } from "@bufbuild/protobuf";
+import { object } from "@optique/core/constructs";
+import { message } from "@optique/core/message";
+import { multiple, optional, withDefault } from "@optique/core/modifiers";
+import { command, constant, flag, option } from "@optique/core/primitives";
+import { choice, integer, string } from "@optique/core/valueparser";
+import { request, resolveEndpoint } from "../control/client.ts";
+import { STATS_MAX_DELAY_MS } from "../control/stats.ts";
+import {
+  type RelayState,
+  RelayState_CPUSchema,
+  RelayState_VFtoVMSchema as Up,
+  RelayState_VMtoVFSchema as Down,
+  StatsRequestSchema,
+  type StatsResponse,
+  StatsResponse_Status as Status,
+  StatsResponseSchema,
+} from "../control/gen/virtioforwarder_pb.ts";
+
+/** The `stats` command's parser. */
+export const statsCommand = command(
+  "stats",
+  object({
+    action: constant("stats" as const),
+    relay: multiple(
+      option("--relay", integer({ min: 0, max: 63, metavar: "N" }), {
+        description: message`Only relay N (repeatable).`,
+      }),
+    ),
+    delay: withDefault(
+      option("--delay", integer({ min: 0, max: STATS_MAX_DELAY_MS, metavar: "MS" }), {
+        description: message`Window the rates are measured over (default 200 ms).`,
+      }),
+      200,
+    ),
+    includeInactive: optional(
+      flag("--include-inactive", { description: message`Also relays that are not active (VM and VF both up).` }),
+    ),
+    watch: optional(
+      option("--watch", integer({ min: 1, max: 3600, metavar: "SECS" }), {
+        description: message`Repeat every SECS seconds until interrupted.`,
+      }),
+    ),
+    format: withDefault(
+      option("--output-format", choice(["table", "flat"] as const), {
+        description: message`table (default) or flat: the original tool's relay_N.key=value lines.`,
+      }),
+      "table" as const,
+    ),
+    json: optional(flag("--json", { description: message`Print the StatsResponse as JSON (.proto field names).` })),
+    zmqEp: optional(
+      option("--zmq-ep", "--stats-ep", string({ metavar: "EP" }), {
+        description: message`Stats endpoint (default: the config's, else ipc:///var/run/virtio-forwarder/stats).`,
+      }),
+    ),
+    config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+  }),
+  {
+    brief: message`Show relay counters and rates.`,
+    description:
+      message`Show each relay's packet and byte counters, rates over --delay ms and drops, per direction (VF->VM, VM->VF), from the daemon's stats endpoint.`,
+    footer: message`Examples:
+  vio4wd stats
+  vio4wd stats --include-inactive --relay 0 --relay 1
+  vio4wd stats --watch 1
+  vio4wd stats --json | jq '.relay[] | {id, active}'`,
+  },
+);
+
+/** Parsed `stats` arguments. */
+export interface StatsArgs {
+  relay: readonly number[];
+  delay: number;
+  includeInactive?: boolean;
+  watch?: number;
+  format: "table" | "flat";
+  json?: boolean;
+  zmqEp?: string;
+  config?: string;
+}
+
+const COUNTER = /^(pkts|bytes)_/;
+
+/** The response as JSON with .proto field names and 64-bit counters as numbers. */
+export function statsJson(res: StatsResponse): unknown {
+  return JSON.parse(
+    JSON.stringify(toJson(StatsResponseSchema, res, { useProtoFieldName: true })),
+    (k, v) => COUNTER.test(k) && typeof v === "string" ? Number(v) : v,
+  );
+}
+
+/** A field's value when present on the wire, else "-". */
+function shown<M extends Message>(schema: DescMessage, msg: M | undefined, key: keyof M & string): string {
+  const f = schema.fields.find((x) => x.localName === key);
+  return msg && f && isFieldSet(msg, f) ? String(msg[key]) : "-";
+}
+
+/** The CPU of a direction, when the relay reports one. */
+export function cpuOf(r: RelayState, dir: "vfToVm" | "vmToVf"): number | undefined {
+  return r.cpu && isFieldSet(r.cpu, RelayState_CPUSchema.field[dir]) ? r.cpu[dir] : undefined;
+}
+
+const si = (n: number) =>
+  n >= 1e9
+    ? `${(n / 1e9).toFixed(2)}G`
+    : n >= 1e6
+    ? `${(n / 1e6).toFixed(2)}M`
+    : n >= 1e3
+    ? `${(n / 1e3).toFixed(1)}k`
+    : n.toFixed(0);
+
+/** A readable table: one line per relay and direction. */
+export function statsTable(relays: readonly RelayState[]): string {
+  const head = [
+    "relay",
+    "dir",
+    "state",
+    "cpu",
+    "rx pps",
+    "tx pps",
+    "tx bps",
+    "rx pkts",
+    "tx pkts",
+    "drop full",
+    "drop unconn",
+  ];
+  const rows = [head];
+  for (const r of relays) {
+    const u = r.vfToVm!, d = r.vmToVf!;
+    rows.push([
+      `${r.id}${r.active ? "*" : ""}`,
+      "VF->VM",
+      u.internalState,
+      String(cpuOf(r, "vfToVm") ?? "-"),
+      si(u.pktRateRxFromVf),
+      si(u.pktRateTxToVm),
+      si(u.byteRateTxToVm * 8),
+      shown(Up, u, "pktsRxFromVf"),
+      shown(Up, u, "pktsTxToVm"),
+      shown(Up, u, "pktsDroppedVmQueueFull"),
+      shown(Up, u, "pktsDroppedVmNotConnected"),
+    ]);
+    rows.push([
+      "",
+      "VM->VF",
+      d.internalState,
+      String(cpuOf(r, "vmToVf") ?? "-"),
+      si(d.pktRateRxFromVm),
+      si(d.pktRateTxToVf),
+      si(d.byteRateTxToVf * 8),
+      shown(Down, d, "pktsRxFromVm"),
+      shown(Down, d, "pktsTxToVf"),
+      shown(Down, d, "pktsDroppedVfQueueFull"),
+      shown(Down, d, "pktsDroppedVfNotConnected"),
+    ]);
+    rows.push(["", "", `VF ${r.vf?.pciAddrStr ?? "-"}  socket ${r.vhost?.vhostSocketName}  NUMA ${r.socketId}`]);
+  }
+  if (relays.length === 0) return "no relays to show (none active; --include-inactive shows every relay)";
+  const widths = head.map((_, i) => Math.max(...rows.filter((r) => r.length === head.length).map((r) => r[i].length)));
+  return rows.map((r) =>
+    r.length === head.length
+      ? r.map((c, i) => i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ")
+      : r.join("  ")
+  ).join("\n") + "\n(* = active: VM connected and VF up)";
+}
+
+/** The original tool's flat format: relay_<id>.<path>=<value>, for fields present. */
+export function statsFlat(relays: readonly RelayState[]): string {
+  const out: string[] = [];
+  const py = (v: unknown) => typeof v === "boolean" ? (v ? "True" : "False") : String(v);
+  for (const r of relays) {
+    const j = toJson(StatsResponseSchema.field.relay.message!, r, { useProtoFieldName: true }) as Record<
+      string,
+      Record<string, unknown>
+    >;
+    const p = `relay_${r.id}`;
+    out.push(`${p}.active=${py(r.active)}`);
+    const up = cpuOf(r, "vfToVm"), down = cpuOf(r, "vmToVf");
+    if (up !== undefined) out.push(`${p}.cpu.vf_to_vm=${up}`);
+    if (down !== undefined) out.push(`${p}.cpu.vm_to_vf=${down}`);
+    if (r.vf) out.push(`${p}.vf.pci_addr_str=${r.vf.pciAddrStr}`);
+    out.push(`${p}.vhost.vhost_socket_name=${r.vhost?.vhostSocketName}`);
+    for (
+      const [dir, cpu, keys] of [
+        ["vf_to_vm", up, [
+          "pkts_rx_from_vf",
+          "bytes_rx_from_vf",
+          "pkts_tx_to_vm",
+          "bytes_tx_to_vm",
+          "pkt_rate_rx_from_vf",
+          "byte_rate_rx_from_vf",
+          "pkt_rate_tx_to_vm",
+          "byte_rate_tx_to_vm",
+          "pkts_dropped_vm_queue_full",
+          "bytes_dropped_vm_queue_full",
+          "pkts_dropped_vm_not_connected",
+          "bytes_dropped_vm_not_connected",
+        ]],
+        ["vm_to_vf", down, [
+          "pkts_rx_from_vm",
+          "bytes_rx_from_vm",
+          "pkts_tx_to_vf",
+          "bytes_tx_to_vf",
+          "pkt_rate_rx_from_vm",
+          "byte_rate_rx_from_vm",
+          "pkt_rate_tx_to_vf",
+          "byte_rate_tx_to_vf",
+          "pkts_dropped_vf_queue_full",
+          "bytes_dropped_vf_queue_full",
+          "pkts_dropped_vf_not_connected",
+          "bytes_dropped_vf_not_connected",
+        ]],
+      ] as const
+    ) {
+      const d = j[dir] ?? {};
+      out.push(`${p}.${dir}.active=${py(d.active ?? false)}`, `${p}.${dir}.internal_state=${d.internal_state}`);
+      const q = cpu !== undefined ? `${p}.${dir}.cpu_${cpu}.` : `${p}.${dir}.`;
+      for (const k of keys) {
+        if (!(k in d)) continue;
+        const v = d[k];
+        out.push(`${q}${k}=${typeof v === "number" && k.includes("rate") && Number.isInteger(v) ? v.toFixed(1) : v}`);
+      }
+    }
+  }
+  return out.join("\n");
+}
+
+/** Runs `vio4wd stats`; returns the exit status. */
+export async function runStats(a: StatsArgs): Promise<number> {
+  const endpoint = await resolveEndpoint("stats", a.zmqEp, a.config);
+  for (;;) {
+    const res = await request(
+      endpoint,
+      StatsRequestSchema,
+      { relay: [...a.relay], includeInactive: a.includeInactive === true, delay: a.delay },
+      StatsResponseSchema,
+      2000 + a.delay,
+    );
+    if (res.status !== Status.OK) {
+      console.error(`vio4wd stats: the daemon answered ${Status[res.status] ?? res.status}`);
+      return 1;
+    }
+    if (a.json) console.log(JSON.stringify(statsJson(res)));
+    else {
+      const text = a.format === "flat" ? statsFlat(res.relay) : statsTable(res.relay);
+      if (a.watch && Deno.stdout.isTerminal()) console.log("\x1b[H\x1b[2J" + new Date().toISOString());
+      console.log(text);
+    }
+    if (!a.watch) return 0;
+    await new Promise((r) => setTimeout(r, a.watch! * 1000));
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * A REQ client for the daemon's ZeroMQ endpoints: one request, one typed reply, a timeout with a
+ * message that says what was tried. Used by the `port`, `stats` and `pin` commands (and tests).
+ *
+ * @module
+ */
+
+import {
+  create,
+  type DescMessage,
+  fromBinary,
+  type MessageInitShape,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
+import { ZMQ_REQ, ZmqContext } from "../../ffi/zmq.ts";
+import { ORIGINAL_ENDPOINTS, readConfig } from "../config/config.ts";
+
+/** The daemon did not answer (not running, endpoint off, or wrong endpoint). */
+export class DaemonUnreachableError extends Error {
+  constructor(readonly endpoint: string, detail: string) {
+    super(`no answer from ${endpoint}: ${detail}. Is the daemon running with this endpoint enabled? (--zmq-ep EP)`);
+    this.name = "DaemonUnreachableError";
+  }
+}
+
+/** Default client timeout, as the original's tools (2 s). */
+export const DEFAULT_TIMEOUT_MS = 2000;
+
+/** Sends raw bytes and returns the raw reply (tests use this for malformed input). */
+export async function requestRaw(
+  endpoint: string,
+  frame: Uint8Array,
+  timeoutMs = DEFAULT_TIMEOUT_MS,
+): Promise<Uint8Array> {
+  if (endpoint.startsWith("ipc://")) {
+    try {
+      await Deno.stat(endpoint.slice("ipc://".length));
+    } catch {
+      throw new DaemonUnreachableError(endpoint, "the socket file does not exist");
+    }
+  }
+  const ctx = new ZmqContext();
+  try {
+    const s = ctx.socket(ZMQ_REQ);
+    s.connect(endpoint);
+    const end = performance.now() + timeoutMs;
+    while (!s.trySend(frame)) {
+      if (performance.now() > end) throw new DaemonUnreachableError(endpoint, `could not send in ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const reply = await s.receive(Math.max(1, end - performance.now()));
+    if (!reply) throw new DaemonUnreachableError(endpoint, `no reply in ${timeoutMs} ms`);
+    return reply[0] ?? new Uint8Array(0);
+  } finally {
+    ctx.close();
+  }
+}
+
+/** Sends one message and decodes the reply. */
+export async function request<Req extends DescMessage, Res extends DescMessage>(
+  endpoint: string,
+  reqSchema: Req,
+  req: MessageInitShape<Req>,
+  resSchema: Res,
+  timeoutMs = DEFAULT_TIMEOUT_MS,
+): Promise<MessageShape<Res>> {
+  const bytes = await requestRaw(endpoint, toBinary(reqSchema, create(reqSchema, req)), timeoutMs);
+  return fromBinary(resSchema, bytes);
+}
+
+/** Which of the daemon's endpoints. */
+export type EndpointKind = "portControl" | "stats" | "coreSched" | "config";
+
+/**
+ * The endpoint a client command talks to: `--zmq-ep` if given, else the configuration's value
+ * (from --config or /etc/default/virtioforwarder), else the original's default path.
+ */
+export async function resolveEndpoint(kind: EndpointKind, explicit?: string, configFile?: string): Promise<string> {
+  if (explicit) return explicit;
+  try {
+    const c = (await readConfig(configFile)).config;
+    const fromConfig = {
+      portControl: c.zmqPortControlEp,
+      stats: c.zmqStatsEp,
+      coreSched: c.zmqCoreSchedEp,
+      config: c.zmqConfigEp,
+    }[kind];
+    if (fromConfig) return fromConfig;
+  } catch (e) {
+    if (configFile) throw e; // a file the user named must be valid
+  }
+  return ORIGINAL_ENDPOINTS[kind];
+}
