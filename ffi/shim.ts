@@ -29,6 +29,8 @@ export const symbols = {
   vio4wd_vf_attach: { parameters: ["u32", "buffer", "u32"], result: "i32" },
   // int vio4wd_vf_detach(uint32_t relay)
   vio4wd_vf_detach: { parameters: ["u32"], result: "i32" },
+  // int vio4wd_bond_attach(uint32_t relay, const char *name, uint32_t mode, const char *members_nl, uint32_t mtu)
+  vio4wd_bond_attach: { parameters: ["u32", "buffer", "u32", "buffer", "u32"], result: "i32" },
   // int vio4wd_relay_set_cpus(uint32_t relay, int32_t vf_to_vm_cpu, int32_t vm_to_vf_cpu)
   vio4wd_relay_set_cpus: { parameters: ["u32", "i32", "i32"], result: "i32" },
   // uint32_t vio4wd_relay_state(uint32_t relay)
@@ -76,7 +78,18 @@ export const DIR_COUNTERS = [
 export const EVENT = { vmConnected: 1, vmDisconnected: 2, vringState: 3, vmRejected: 4, liveMigration: 5 } as const;
 /** Flags of vio4wd_socket_register(). */
 /** VIO4WD_STAGE_*: where a VF attach failed. */
-export const STAGE = { other: 0, probe: 1, info: 2, pool: 3, configure: 4, rxq: 5, txq: 6, start: 7 } as const;
+export const STAGE = {
+  other: 0,
+  probe: 1,
+  info: 2,
+  pool: 3,
+  configure: 4,
+  rxq: 5,
+  txq: 6,
+  start: 7,
+  bond: 8,
+  member: 9,
+} as const;
 
 export const SOCK_FLAG = { client: 1, mrgbuf: 2, tso: 4 } as const;
 /** Bits of vio4wd_relay_state(). */

@@ -31,7 +31,9 @@ struct relay_ctl {
 	bool registered;
 	bool client;            /* socket in client mode: the file is QEMU's */
 	char devargs[256];
-	char devname[128];       /* rte_device name of the VF, for removal */
+	char devname[128];       /* rte_device name of the VF (or the bond), for removal */
+	char members[VIO4WD_MAX_BOND_MEMBERS][128]; /* a bond's member devices */
+	unsigned nmembers;       /* 0: not a bond */
 	int numa_node;           /* node of the pool, -1 any */
 	uint32_t mtu;
 	bool lm_pending;

@@ -5,6 +5,7 @@
 
 #include <rte_dev.h>
 #include <rte_errno.h>
+#include <rte_eth_bond.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
@@ -59,58 +60,57 @@ static void remove_device(const char *devname)
 		return;
 	struct rte_eth_dev_info info;
 	struct rte_device *dev = rte_eth_dev_info_get(port, &info) == 0 ? info.device : NULL;
+	rte_eth_dev_stop(port); /* a bond that failed to start may have started it */
 	rte_eth_dev_close(port);
 	if (dev != NULL)
 		rte_dev_remove(dev);
 }
 
-API int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu)
+/* The ethdev name of devargs: up to the first ',' (PCI addresses come normalised). */
+static int device_name(const char *devargs, char *name, size_t size)
 {
-	if (relay >= VIO4WD_MAX_RELAYS)
-		return set_error(EINVAL, "relay %u is out of range 0-%d", relay, VIO4WD_MAX_RELAYS - 1);
-	struct relay_ctl *c = &g_ctl[relay];
-	struct relay_dp *dp = &g_dp[relay];
-	/* The ethdev name: the devargs up to the first ',' (PCI addresses come normalised). */
-	char name[128];
 	size_t len = strcspn(devargs, ",");
-	if (len == 0 || len >= sizeof(name))
+	if (len == 0 || len >= size)
 		return set_error(EINVAL, "'%s' is not a DPDK device (give a PCI address or vdev devargs)", devargs);
 	memcpy(name, devargs, len);
 	name[len] = '\0';
+	return 0;
+}
 
-	pthread_mutex_lock(&c->lock);
-	int ret = 0;
-	uint16_t port;
-	if (dp->port != NO_PORT) {
-		ret = set_error(EEXIST, "relay %u already has a VF (%s); remove it first", relay, c->devargs);
-		goto out;
+/* Probes one device that must not exist yet; returns its port in *port. */
+static int probe_device(const char *devargs, const char *name, uint16_t *port)
+{
+	if (rte_eth_dev_get_port_by_name(name, port) == 0)
+		return set_stage_error(VIO4WD_STAGE_PROBE, EEXIST, "device %s is already in use by another relay", name);
+	if (rte_eth_dev_count_avail() >= RTE_MAX_ETHPORTS)
+		return set_stage_error(VIO4WD_STAGE_PROBE, ENOSPC,
+				       "DPDK allows %d ports per process (RTE_MAX_ETHPORTS) and all are in use",
+				       RTE_MAX_ETHPORTS);
+	int ret = rte_dev_probe(devargs);
+	if (ret != 0)
+		return set_stage_error(VIO4WD_STAGE_PROBE, -ret, "cannot probe device '%s': %s", devargs,
+				       rte_strerror(-ret));
+	if (rte_eth_dev_get_port_by_name(name, port) != 0) {
+		remove_device(name);
+		return set_stage_error(VIO4WD_STAGE_PROBE, ENODEV, "device '%s' was probed but has no ethdev port",
+				       devargs);
 	}
-	if (rte_eth_dev_get_port_by_name(name, &port) == 0) {
-		ret = set_stage_error(VIO4WD_STAGE_PROBE, EEXIST, "device %s is already in use by another relay", name);
-		goto out;
-	}
-	if (rte_eth_dev_count_avail() >= RTE_MAX_ETHPORTS) {
-		ret = set_stage_error(VIO4WD_STAGE_PROBE, ENOSPC, "DPDK allows %d ports per process (RTE_MAX_ETHPORTS) and all are in use",
-				RTE_MAX_ETHPORTS);
-		goto out;
-	}
-	ret = rte_dev_probe(devargs);
-	if (ret != 0) {
-		ret = set_stage_error(VIO4WD_STAGE_PROBE, -ret, "cannot probe device '%s': %s", devargs, rte_strerror(-ret));
-		goto out;
-	}
-	if (rte_eth_dev_get_port_by_name(name, &port) != 0) {
-		ret = set_stage_error(VIO4WD_STAGE_PROBE, ENODEV, "device '%s' was probed but has no ethdev port", devargs);
-		goto remove;
-	}
+	return 0;
+}
+
+/* Configures and starts the relay's port (one RX and one TX queue on the relay's pool). */
+static int start_port(uint32_t relay, uint16_t port, const char *name, uint32_t mtu)
+{
+	struct relay_ctl *c = &g_ctl[relay];
+	struct relay_dp *dp = &g_dp[relay];
+	int ret;
 	struct rte_eth_dev_info info;
-	if ((ret = rte_eth_dev_info_get(port, &info)) != 0) {
-		ret = set_stage_error(VIO4WD_STAGE_INFO, -ret, "cannot read device info of %s: %s", name, rte_strerror(-ret));
-		goto remove;
-	}
+	if ((ret = rte_eth_dev_info_get(port, &info)) != 0)
+		return set_stage_error(VIO4WD_STAGE_INFO, -ret, "cannot read device info of %s: %s", name,
+				       rte_strerror(-ret));
 	int numa = rte_eth_dev_socket_id(port);
 	if ((ret = relay_ensure_pool(relay, c->numa_node >= 0 ? c->numa_node : numa)) != 0)
-		goto remove;
+		return ret;
 	struct rte_eth_conf conf;
 	memset(&conf, 0, sizeof(conf));
 	/* Some devices (memif, tap) take smaller frames than the configured MTU: use what they allow. */
@@ -124,34 +124,158 @@ API int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu)
 	if (mtu < info.min_mtu)
 		mtu = info.min_mtu;
 	conf.rxmode.mtu = mtu;
-	if ((ret = rte_eth_dev_configure(port, 1, 1, &conf)) != 0) {
-		ret = set_stage_error(VIO4WD_STAGE_CONFIGURE, -ret, "cannot configure %s: %s", name, rte_strerror(-ret));
-		goto remove;
-	}
+	if ((ret = rte_eth_dev_configure(port, 1, 1, &conf)) != 0)
+		return set_stage_error(VIO4WD_STAGE_CONFIGURE, -ret, "cannot configure %s: %s", name,
+				       rte_strerror(-ret));
 	uint16_t nrx = RX_DESC, ntx = TX_DESC;
 	rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx);
 	int sock = numa < 0 ? (int)SOCKET_ID_ANY : numa;
-	if ((ret = rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)sock, NULL, dp->pool)) != 0) {
-		ret = set_stage_error(VIO4WD_STAGE_RXQ, -ret, "cannot set up the RX queue of %s: %s", name, rte_strerror(-ret));
-		goto remove;
-	}
-	if ((ret = rte_eth_tx_queue_setup(port, 0, ntx, (unsigned)sock, NULL)) != 0) {
-		ret = set_stage_error(VIO4WD_STAGE_TXQ, -ret, "cannot set up the TX queue of %s: %s", name, rte_strerror(-ret));
-		goto remove;
-	}
+	if ((ret = rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)sock, NULL, dp->pool)) != 0)
+		return set_stage_error(VIO4WD_STAGE_RXQ, -ret, "cannot set up the RX queue of %s: %s", name,
+				       rte_strerror(-ret));
+	if ((ret = rte_eth_tx_queue_setup(port, 0, ntx, (unsigned)sock, NULL)) != 0)
+		return set_stage_error(VIO4WD_STAGE_TXQ, -ret, "cannot set up the TX queue of %s: %s", name,
+				       rte_strerror(-ret));
 	rte_eth_promiscuous_enable(port); /* not every device supports it; not fatal */
-	if ((ret = rte_eth_dev_start(port)) != 0) {
-		ret = set_stage_error(VIO4WD_STAGE_START, -ret, "cannot start %s: %s", name, rte_strerror(-ret));
-		goto remove;
+	if ((ret = rte_eth_dev_start(port)) != 0)
+		return set_stage_error(VIO4WD_STAGE_START, -ret, "cannot start %s: %s", name, rte_strerror(-ret));
+	c->mtu = mtu;
+	return 0;
+}
+
+/* Removes a bond and its members (members[0..n-1] are device names). */
+static void remove_bond(const char *name, char (*members)[128], unsigned n)
+{
+	uint16_t port, member;
+	if (rte_eth_dev_get_port_by_name(name, &port) == 0) {
+		rte_eth_dev_stop(port);
+		/* The bonding driver refuses to free a bond that still has members. */
+		for (unsigned i = 0; i < n; i++)
+			if (rte_eth_dev_get_port_by_name(members[i], &member) == 0)
+				rte_eth_bond_slave_remove(port, member);
+	}
+	if (rte_eth_bond_free(name) != 0)
+		fprintf(stderr, "vio4wd: bond %s could not be freed\n", name);
+	for (unsigned i = 0; i < n; i++)
+		remove_device(members[i]);
+}
+
+API int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu)
+{
+	if (relay >= VIO4WD_MAX_RELAYS)
+		return set_error(EINVAL, "relay %u is out of range 0-%d", relay, VIO4WD_MAX_RELAYS - 1);
+	struct relay_ctl *c = &g_ctl[relay];
+	struct relay_dp *dp = &g_dp[relay];
+	char name[128];
+	int ret = device_name(devargs, name, sizeof(name));
+	if (ret != 0)
+		return ret;
+	pthread_mutex_lock(&c->lock);
+	uint16_t port;
+	if (dp->port != NO_PORT) {
+		ret = set_error(EEXIST, "relay %u already has a VF (%s); remove it first", relay, c->devargs);
+		goto out;
+	}
+	if ((ret = probe_device(devargs, name, &port)) != 0)
+		goto out;
+	if ((ret = start_port(relay, port, name, mtu)) != 0) {
+		remove_device(name);
+		relay_release_pool_if_idle(relay);
+		goto out;
 	}
 	snprintf(c->devargs, sizeof(c->devargs), "%s", devargs);
 	snprintf(c->devname, sizeof(c->devname), "%s", name);
-	c->mtu = mtu;
+	c->nmembers = 0;
+	__atomic_store_n(&dp->port, port, __ATOMIC_RELEASE);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+API int vio4wd_bond_attach(uint32_t relay, const char *name, uint32_t mode, const char *members_nl, uint32_t mtu)
+{
+	if (relay >= VIO4WD_MAX_RELAYS)
+		return set_error(EINVAL, "relay %u is out of range 0-%d", relay, VIO4WD_MAX_RELAYS - 1);
+	if (strncmp(name, "net_bonding", 11) != 0 || strlen(name) >= 64)
+		return set_stage_error(VIO4WD_STAGE_BOND, EINVAL,
+				       "bond name '%s' must start with net_bonding (at most 63 characters)", name);
+	if (mode > BONDING_MODE_ALB)
+		return set_stage_error(VIO4WD_STAGE_BOND, EINVAL, "bond mode %u is not one of 0-6", mode);
+	/* Split the members. */
+	char devargs[VIO4WD_MAX_BOND_MEMBERS][256];
+	char names[VIO4WD_MAX_BOND_MEMBERS][128];
+	unsigned n = 0;
+	for (const char *p = members_nl; *p != '\0';) {
+		size_t len = strcspn(p, "\n");
+		if (n == VIO4WD_MAX_BOND_MEMBERS || len >= sizeof(devargs[0]))
+			return set_stage_error(VIO4WD_STAGE_BOND, EINVAL, "a bond takes 2-%d members of < 256 characters",
+					       VIO4WD_MAX_BOND_MEMBERS);
+		memcpy(devargs[n], p, len);
+		devargs[n][len] = '\0';
+		int ret = device_name(devargs[n], names[n], sizeof(names[n]));
+		if (ret != 0)
+			return ret;
+		n++;
+		p += len + (p[len] == '\n');
+	}
+	if (n < 2)
+		return set_stage_error(VIO4WD_STAGE_BOND, EINVAL, "a bond needs at least 2 members, got %u", n);
+
+	struct relay_ctl *c = &g_ctl[relay];
+	struct relay_dp *dp = &g_dp[relay];
+	pthread_mutex_lock(&c->lock);
+	int ret = 0;
+	unsigned probed = 0;
+	uint16_t port, member;
+	if (dp->port != NO_PORT) {
+		ret = set_error(EEXIST, "relay %u already has a VF (%s); remove it first", relay, c->devargs);
+		goto out;
+	}
+	if (rte_eth_dev_get_port_by_name(name, &port) == 0) {
+		ret = set_stage_error(VIO4WD_STAGE_BOND, EEXIST, "device %s is already in use by another relay", name);
+		goto out;
+	}
+	for (; probed < n; probed++) {
+		if ((ret = probe_device(devargs[probed], names[probed], &member)) != 0) {
+			char why[512];
+			snprintf(why, sizeof(why), "%s", vio4wd_last_error());
+			set_stage_error(VIO4WD_STAGE_MEMBER, -ret, "bond %s member: %s", name, why);
+			goto undo;
+		}
+	}
+	int numa = SOCKET_ID_ANY;
+	if (rte_eth_dev_get_port_by_name(names[0], &member) == 0 && rte_eth_dev_socket_id(member) >= 0)
+		numa = rte_eth_dev_socket_id(member);
+	int bond = rte_eth_bond_create(name, (uint8_t)mode, (uint8_t)(numa < 0 ? 0 : numa));
+	if (bond < 0) {
+		ret = set_stage_error(VIO4WD_STAGE_BOND, -bond, "cannot create bond %s: %s", name, rte_strerror(-bond));
+		goto undo;
+	}
+	port = (uint16_t)bond;
+	for (unsigned i = 0; i < n; i++) {
+		rte_eth_dev_get_port_by_name(names[i], &member);
+		if ((ret = rte_eth_bond_slave_add(port, member)) != 0) {
+			ret = set_stage_error(VIO4WD_STAGE_MEMBER, -ret, "cannot add %s to bond %s: %s", names[i], name,
+					      rte_strerror(-ret));
+			goto undo_bond;
+		}
+	}
+	if ((ret = start_port(relay, port, name, mtu)) != 0)
+		goto undo_bond;
+	snprintf(c->devargs, sizeof(c->devargs), "%s", name);
+	snprintf(c->devname, sizeof(c->devname), "%s", name);
+	_Static_assert(sizeof(c->members) == sizeof(names), "bond member name arrays differ");
+	memcpy(c->members, names, sizeof(names));
+	c->nmembers = n;
 	__atomic_store_n(&dp->port, port, __ATOMIC_RELEASE);
 	goto out;
-remove:
-	remove_device(name);
+undo_bond:
+	remove_bond(name, names, n);
 	relay_release_pool_if_idle(relay);
+	goto out;
+undo:
+	for (unsigned i = 0; i < probed; i++)
+		remove_device(names[i]);
 out:
 	pthread_mutex_unlock(&c->lock);
 	return ret;
@@ -172,8 +296,12 @@ API int vio4wd_vf_detach(uint32_t relay)
 	__atomic_store_n(&dp->port, NO_PORT, __ATOMIC_RELEASE);
 	int ret = quiesce(dp->cpu);
 	rte_eth_dev_stop(port);
-	remove_device(c->devname);
+	if (c->nmembers > 0)
+		remove_bond(c->devname, c->members, c->nmembers);
+	else
+		remove_device(c->devname);
 	c->devargs[0] = c->devname[0] = '\0';
+	c->nmembers = 0;
 	relay_release_pool_if_idle(relay);
 	pthread_mutex_unlock(&c->lock);
 	return ret;

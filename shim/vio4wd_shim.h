@@ -90,6 +90,8 @@ struct vio4wd_event {
 #define VIO4WD_STAGE_RXQ 5
 #define VIO4WD_STAGE_TXQ 6
 #define VIO4WD_STAGE_START 7
+#define VIO4WD_STAGE_BOND 8      /* bad bond name/mode, rte_eth_bond_create */
+#define VIO4WD_STAGE_MEMBER 9    /* a bond member: probe or add (EEXIST: already in use) */
 
 /* Relay state bits of vio4wd_relay_state(). */
 #define VIO4WD_STATE_SOCKET (1u << 0)
@@ -118,6 +120,10 @@ int vio4wd_socket_unregister(uint32_t relay);
 /* VF side: devargs (PCI address or vdev string) probed, configured and started. */
 int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu);
 int vio4wd_vf_detach(uint32_t relay);
+/* VF side as a bonding device: `name` (net_bonding...), mode 0-6, 2-8 member devices ('\n'-separated
+ * PCI addresses or devargs), each probed, then bonded; removed with vio4wd_vf_detach(). */
+#define VIO4WD_MAX_BOND_MEMBERS 8
+int vio4wd_bond_attach(uint32_t relay, const char *name, uint32_t mode, const char *members_nl, uint32_t mtu);
 
 /* Worker CPUs of a relay's two directions (-1 = unassigned); waits until the old worker lets go. */
 int vio4wd_relay_set_cpus(uint32_t relay, int32_t vf_to_vm_cpu, int32_t vm_to_vf_cpu);

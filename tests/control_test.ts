@@ -456,3 +456,57 @@ Deno.test("port, stats and pin commands: output, --json and exit statuses", asyn
     },
   );
 });
+
+Deno.test("bonds: a net_bonding device over two members relays both ways; errors leave nothing behind; REMOVE by name", async () => {
+  await withDaemon("bond", endpoints, async (d, dir, tag) => {
+    const src = "virtio_forwarder_bond_add()";
+    const bond = (id: number, name: string, devs: string[], mode = 0) =>
+      portControl(dir, { op: Op.ADD, virtioId: id, name, mode, devargs: devs });
+    assertEq(outcome(await bond(1, "net_foo0", ["net_null1", "net_null2"])), `ERROR 2 ${src}`, "bad bond name");
+    assertEq(outcome(await portControl(dir, { op: Op.ADD, virtioId: 3, devargs: ["net_null3"] })), "OK", "plain VF");
+    assertEq(outcome(await bond(1, "net_bonding1", ["net_null4", "net_null3"])), `ERROR 3 ${src}`, "member in use");
+    assertEq(outcome(await bond(3, "net_bonding1", ["net_null4", "net_null5"])), `ERROR 8 ${src}`, "relay busy");
+    // memif cannot take the bond's MAC address: the bond does not start, and its members are released.
+    assertEq(outcome(await bond(1, "net_bonding1", [memif(dir, 1), memif(dir, 2)])), `ERROR 6 ${src}`, "start fails");
+    assertEq(
+      outcome(await portControl(dir, { op: Op.ADD, virtioId: 1, devargs: [memif(dir, 1)] })),
+      "OK",
+      "member freed",
+    );
+    // net_null members: they receive an endless stream of 64-byte packets and swallow what is sent.
+    assertEq(
+      outcome(await bond(0, "net_bonding0", ["net_null1,size=64", "net_null2,size=64"])),
+      "OK",
+      "bond on relay 0",
+    );
+    const q = await portControl(dir, { op: Op.QUERY_PCI, vhostPath: `${dir}/sock/virtio-forwarder0.sock` });
+    assertEq(q.queryString, "net_bonding0", "QUERY_PCI shows the bond name");
+    const pmd = await TestPmd.start({
+      prefix: `${tag}-vm`,
+      vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`],
+    });
+    try {
+      await pmd.waitLinksUp();
+      await d.waitLog(/relay 0: VM connected/);
+      await pmd.send("set fwd rxonly");
+      await pmd.send("start tx_first 2"); // 64 packets VM->VF
+      await new Promise((r) => setTimeout(r, 500));
+      const ports = await pmd.stop();
+      if (ports[0].rxPackets === 0) throw new Error("no VF->VM packets from the bond reached the VM");
+      const r0 = (await d.status()).find((r) => r.id === 0)!;
+      assertEq(r0.vm_to_vf.txPkts, 64, "VM->VF packets sent into the bond");
+    } finally {
+      await pmd.close();
+    }
+    assertEq(
+      outcome(await portControl(dir, { op: Op.REMOVE, virtioId: 0, name: "net_bonding0" })),
+      "OK",
+      "REMOVE by name",
+    );
+    assertEq(
+      outcome(await bond(0, "net_bonding0", ["net_null1", "net_null2"])),
+      "OK",
+      `the same bond again: ${d.log.slice(-1200)}`,
+    );
+  });
+});

@@ -162,7 +162,7 @@ const MEANING: Record<string, Record<number, string>> = {
     1: "the socket path is already registered",
     2: "no free relay (without dynamic sockets every relay owns its default socket)",
     3: "the device could not be attached",
-    4: "bonds are not available yet",
+    4: "the bond could not be created (see the daemon's log)",
     5: "the socket could not be registered (it must be directly inside the socket directory)",
   },
   "virtio_remove_sock_dev_pair()": {
@@ -173,7 +173,15 @@ const MEANING: Record<string, Record<number, string>> = {
     4: "the relay has no device (use --conditional to accept that)",
   },
   "virtio_query_pci()": { 2: "no relay has that socket path" },
-  "virtio_forwarder_bond_add()": { 2: "bonds are not available yet in vio4wd" },
+  "virtio_forwarder_bond_add()": {
+    1: "relay id out of range (0-63)",
+    2: "the bond could not be created (its name must start with net_bonding)",
+    3: "a member device is already in use",
+    4: "the bond could not be configured",
+    5: "a member device could not be probed or added",
+    6: "the bond could not be started",
+    8: "the relay already has a VF or bond: remove it first",
+  },
 };
 
 /** Runs `vio4wd port ...`; returns the exit status. */

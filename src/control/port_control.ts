@@ -44,6 +44,8 @@ const F = PortControlRequestSchema.field;
 const virtioIdOf = (req: PortControlRequest) => isFieldSet(req, F.virtioId) ? req.virtioId : undefined;
 const nameOf = (req: PortControlRequest) => isFieldSet(req, F.name) ? req.name : undefined;
 const vhostPathOf = (req: PortControlRequest) => isFieldSet(req, F.vhostPath) ? req.vhostPath : undefined;
+/** Bond mode: as sent, else 1 (active-backup), as the original. */
+const modeOf = (req: PortControlRequest) => isFieldSet(req, F.mode) ? req.mode : 1;
 
 /** Devices of a request: PCI addresses (as the original formats them), then our devargs field. */
 function devicesOf(req: PortControlRequest): string[] {
@@ -89,10 +91,10 @@ export class PortControl {
           return null;
         }
         return devices.length === 1
-          ? this.#addVf(req.virtioId!, device, req.conditional)
-          : { code: 2, source: "virtio_forwarder_bond_add()", ...this.#bondUnsupported(name!) };
+          ? this.#addVf(req.virtioId, device, req.conditional)
+          : this.#addBond(req.virtioId, name!, modeOf(req), devices);
       case Op.REMOVE:
-        return this.#removeVf(req.virtioId!, device, req.conditional);
+        return this.#removeVf(req.virtioId, device, req.conditional);
       case Op.ADD_SOCK:
         return this.#addSock(req, devices);
       case Op.REMOVE_SOCK:
@@ -107,9 +109,17 @@ export class PortControl {
     return null;
   }
 
-  #bondUnsupported(name: string): Record<string, never> {
-    this.table.log.error(`bond ${name}: bonds are not available yet in vio4wd (relays issue); nothing was changed`);
-    return {};
+  /** virtio_forwarder_bond_add(): 0, 1 bad id, 8 busy, 2 create, 3 member in use, 4 configure, 5 member, 6 start. */
+  #addBond(id: number, name: string, mode: number, devices: string[]): Outcome {
+    const source = "virtio_forwarder_bond_add()";
+    if (id >= MAX_RELAYS) return { code: 1, source };
+    if (this.table.relays[id].vf !== null) return { code: 8, source };
+    const code = this.#attempt(
+      `relay ${id}: add bond ${name}`,
+      () => this.table.addBond(id, name, mode, devices),
+      bondCode,
+    );
+    return { code, source };
   }
 
   /** virtio_forwarder_add_vf2(): 0, 1 bad id, 8 busy, 2 probe, 4 configure, 5 RX, 6 TX, -1 pool. */
@@ -144,11 +154,8 @@ export class PortControl {
       this.table.log.warn("ADD_SOCK: virtio_id is ignored (the first free relay is used)");
     }
     if (path === undefined) return { code: -1, source };
-    if (devices.length !== 1) {
-      const name = nameOf(req);
-      return { code: 4, source, ...(name ? this.#bondUnsupported(name) : {}) };
-    }
-    const device = devices[0];
+    const name = nameOf(req);
+    const device = devices.length === 1 ? devices[0] : name ?? "";
     if (this.table.relays.some((r) => sameDevice(r.vf, device))) return { code: -17, source };
     if (this.table.relays.some((r) => r.socket === path)) return { code: 1, source };
     const dir = this.table.config.socketDir.replace(/\/+$/, "");
@@ -158,8 +165,15 @@ export class PortControl {
     }
     const r = this.table.relays.find((x) => x.socket === null && x.vf === null && !x.vm);
     if (!r) return { code: 2, source };
-    if (this.#attempt(`relay ${r.id}: add VF ${device}`, () => this.table.addVf(r.id, device)) !== 0) {
-      return { code: 3, source };
+    if (devices.length === 1) {
+      if (this.#attempt(`relay ${r.id}: add VF ${device}`, () => this.table.addVf(r.id, device)) !== 0) {
+        return { code: 3, source };
+      }
+    } else if (
+      name === undefined ||
+      this.#attempt(`relay ${r.id}: add bond ${name}`, () => this.table.addBond(r.id, name, modeOf(req), devices)) !== 0
+    ) {
+      return { code: 4, source };
     }
     if (this.#attempt(`relay ${r.id}: add socket ${path}`, () => this.table.addSocket(r.id, path)) !== 0) {
       this.#attempt(`relay ${r.id}: undo VF ${device}`, () => this.table.removeVf(r.id));
@@ -186,36 +200,57 @@ export class PortControl {
   }
 
   /** Runs a table operation; returns 0 or the original's code for the failure, logging why. */
-  #attempt(what: string, fn: () => void): number {
+  #attempt(what: string, fn: () => void, code: (e: DataplaneError | RelayError) => number = vfCode): number {
     try {
       fn();
       return 0;
     } catch (e) {
-      if (e instanceof DataplaneError) {
+      if (e instanceof DataplaneError || e instanceof RelayError) {
         this.table.log.error(`${what}: ${e.message}`);
-        switch (e.stage) {
-          case VF_ATTACH_STAGE.probe:
-            return 2;
-          case VF_ATTACH_STAGE.info:
-            return -e.errno;
-          case VF_ATTACH_STAGE.pool:
-            return -1;
-          case VF_ATTACH_STAGE.configure:
-            return 4;
-          case VF_ATTACH_STAGE.rxq:
-            return 5;
-          case VF_ATTACH_STAGE.txq:
-            return 6;
-          default:
-            return 1;
-        }
-      }
-      if (e instanceof RelayError) {
-        this.table.log.error(`${what}: ${e.message}`);
-        return 2;
+        return code(e);
       }
       throw e;
     }
+  }
+}
+
+/** virtio_forwarder_add_vf2()'s code for a failure. */
+function vfCode(e: DataplaneError | RelayError): number {
+  if (e instanceof RelayError) return 2;
+  switch (e.stage) {
+    case VF_ATTACH_STAGE.probe:
+      return 2;
+    case VF_ATTACH_STAGE.info:
+      return -e.errno;
+    case VF_ATTACH_STAGE.pool:
+      return -1;
+    case VF_ATTACH_STAGE.configure:
+      return 4;
+    case VF_ATTACH_STAGE.rxq:
+      return 5;
+    case VF_ATTACH_STAGE.txq:
+      return 6;
+    default:
+      return 1;
+  }
+}
+
+/** virtio_forwarder_bond_add()'s code for a failure. */
+function bondCode(e: DataplaneError | RelayError): number {
+  if (e instanceof RelayError) return 3; // a member is in another bond
+  switch (e.stage) {
+    case VF_ATTACH_STAGE.bond:
+      return 2;
+    case VF_ATTACH_STAGE.member:
+      return e.errno === 17 ? 3 : 5;
+    case VF_ATTACH_STAGE.configure:
+    case VF_ATTACH_STAGE.rxq:
+    case VF_ATTACH_STAGE.txq:
+      return 4;
+    case VF_ATTACH_STAGE.pool:
+      return -1;
+    default:
+      return 6;
   }
 }
 

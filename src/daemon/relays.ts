@@ -19,8 +19,10 @@ export interface Relay {
   id: number;
   /** vhost-user socket path, or null without one. */
   socket: string | null;
-  /** VF devargs or PCI address, or null without one. */
+  /** VF devargs or PCI address (a bond's name), or null without one. */
   vf: string | null;
+  /** When the VF side is a bond: its mode and member devices. */
+  bond: { mode: number; members: string[] } | null;
   /** A VM is connected on the socket. */
   vm: boolean;
   queuePairs: number;
@@ -68,6 +70,7 @@ export class RelayTable {
         id,
         socket: null,
         vf: null,
+        bond: null,
         vm: false,
         queuePairs: 0,
         cpus: pin ? [pin.vfToVm, pin.vmToVf] : [-1, -1],
@@ -132,22 +135,45 @@ export class RelayTable {
 
   /** Attaches a VF (PCI address or devargs) to a relay; on failure nothing is left behind. */
   addVf(id: number, device: string): void {
-    const r = this.#relay(id);
     const dev = isPciAddress(device) ? normalizePci(device) : device;
+    this.#attach(id, dev, null, () => this.dp.attachVf(id, dev, this.#mtu()));
+  }
+
+  /**
+   * Attaches a bond `name` (net_bonding...) of 2-8 devices in `mode` (0-6) as the relay's VF
+   * side; its members count against the DPDK port limit like VFs.
+   */
+  addBond(id: number, name: string, mode: number, members: readonly string[]): void {
+    const devs = members.map((m) => isPciAddress(m) ? normalizePci(m) : m);
+    const inUse = this.relays.find((x) => x.bond?.members.some((m) => devs.includes(m)));
+    if (inUse) {
+      throw new RelayError(EEXIST, `a member of bond ${name} is already in bond ${inUse.vf} on relay ${inUse.id}`);
+    }
+    this.#attach(id, name, { mode, members: devs }, () => this.dp.attachBond(id, name, mode, devs, this.#mtu()));
+  }
+
+  #mtu(): number {
+    return this.config.jumbo ? 9000 : 2100;
+  }
+
+  #attach(id: number, dev: string, bond: Relay["bond"], attach: () => void): void {
+    const r = this.#relay(id);
     if (r.vf !== null) throw new RelayError(EEXIST, `relay ${id} already has VF ${r.vf}; remove it first`);
     const other = this.relays.find((x) => x.vf === dev);
     if (other) throw new RelayError(EEXIST, `device ${dev} is already on relay ${other.id}`);
-    const mtu = this.config.jumbo ? 9000 : 2100;
-    this.dp.attachVf(id, dev, mtu);
+    attach();
     r.vf = dev;
+    r.bond = bond;
     try {
       this.#place(r, VF_TO_VM);
     } catch (e) {
       r.vf = null;
+      r.bond = null;
       this.dp.detachVf(id);
       throw e;
     }
-    this.log.info(`relay ${id}: VF ${dev} added (VF->VM on CPU ${r.cpus[VF_TO_VM]})`);
+    const what = bond ? `bond ${dev} (mode ${bond.mode}: ${bond.members.join(", ")})` : `VF ${dev}`;
+    this.log.info(`relay ${id}: ${what} added (VF->VM on CPU ${r.cpus[VF_TO_VM]})`);
   }
 
   /** Detaches the relay's VF. */
@@ -155,8 +181,9 @@ export class RelayTable {
     const r = this.#relay(id);
     if (r.vf === null) throw new RelayError(2, `relay ${id} has no VF`);
     this.dp.detachVf(id);
-    this.log.info(`relay ${id}: VF ${r.vf} removed`);
+    this.log.info(`relay ${id}: ${r.bond ? "bond" : "VF"} ${r.vf} removed`);
     r.vf = null;
+    r.bond = null;
     this.#unplace(r, VF_TO_VM);
   }
 

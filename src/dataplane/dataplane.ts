@@ -149,7 +149,22 @@ export class Dataplane {
     this.#check(`relay ${relay}: VF ${devargs}`, this.#lib.symbols.vio4wd_vf_attach(relay, cstr(devargs), mtu));
   }
 
-  /** Stops and removes the relay's VF. */
+  /**
+   * Attaches a bonding device `name` (net_bonding...) in `mode` (0-6) over 2-8 member devices
+   * (PCI addresses or devargs) as the relay's VF; removed with {@link detachVf}.
+   */
+  attachBond(relay: number, name: string, mode: number, members: readonly string[], mtu: number): void {
+    const bad = members.find((m) => m.includes("\n"));
+    if (bad !== undefined) {
+      throw new DataplaneError(`relay ${relay}: bond ${name}`, 22, `member contains a newline: ${bad}`);
+    }
+    this.#check(
+      `relay ${relay}: bond ${name}`,
+      this.#lib.symbols.vio4wd_bond_attach(relay, cstr(name), mode, cstr(members.join("\n")), mtu),
+    );
+  }
+
+  /** Stops and removes the relay's VF (or bond and its members). */
   detachVf(relay: number): void {
     this.#check(`relay ${relay}: VF removal`, this.#lib.symbols.vio4wd_vf_detach(relay));
   }
