@@ -1,9 +1,14 @@
 /* Worker lcores: the packet loop, and the quiescence the control side waits for. */
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
+#include <rte_ip.h>
+#include <rte_jhash.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_pause.h>
@@ -29,7 +34,63 @@ static inline uint64_t sum_bytes(struct rte_mbuf **pkts, uint16_t from, uint16_t
 	return b;
 }
 
-/* VF RX -> virtio RX queue of the lowest enabled pair. Returns packets moved. */
+/* The original's hash seed, so that flows land on the same queues as with it. */
+#define FLOW_HASH_SEED 0xdeadbee5
+
+/*
+ * A packet's flow hash: IPv4/IPv6 addresses, protocol and L4 ports (first fragments and
+ * unfragmented packets), else the MAC addresses. One flow always gets one hash, so its packets
+ * stay in order on one virtio queue.
+ */
+static inline uint32_t flow_hash(const struct rte_mbuf *m)
+{
+	const uint8_t *p = rte_pktmbuf_mtod(m, const uint8_t *);
+	uint32_t len = rte_pktmbuf_data_len(m), off = sizeof(struct rte_ether_hdr);
+	if (len < off)
+		return 0;
+	uint16_t type = ((const struct rte_ether_hdr *)p)->ether_type;
+	while ((type == RTE_BE16(RTE_ETHER_TYPE_VLAN) || type == RTE_BE16(RTE_ETHER_TYPE_QINQ)) && len >= off + 4) {
+		type = *(const uint16_t *)(p + off + 2);
+		off += 4;
+	}
+	uint32_t ports = 0;
+	if (type == RTE_BE16(RTE_ETHER_TYPE_IPV4) && len >= off + sizeof(struct rte_ipv4_hdr)) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(p + off);
+		uint32_t ihl = (uint32_t)(ip->version_ihl & 0xf) * 4;
+		bool first = (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK)) == 0;
+		bool l4 = ip->next_proto_id == IPPROTO_TCP || ip->next_proto_id == IPPROTO_UDP ||
+			  ip->next_proto_id == IPPROTO_SCTP;
+		if (first && l4 && len >= off + ihl + 4)
+			memcpy(&ports, p + off + ihl, 4);
+		return rte_jhash_3words(ip->src_addr, ip->dst_addr, ports ^ ip->next_proto_id, FLOW_HASH_SEED);
+	}
+	if (type == RTE_BE16(RTE_ETHER_TYPE_IPV6) && len >= off + sizeof(struct rte_ipv6_hdr)) {
+		const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(p + off);
+		uint8_t proto = ip->proto;
+		if ((proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP) &&
+		    len >= off + sizeof(*ip) + 4)
+			memcpy(&ports, p + off + sizeof(*ip), 4);
+		return rte_jhash_1word(ports ^ proto, rte_jhash(ip->src_addr, 32, FLOW_HASH_SEED));
+	}
+	return rte_jhash(p, 12, FLOW_HASH_SEED); /* destination and source MAC */
+}
+
+/* Enqueues pkts[0..n) to one virtio RX queue pair; counts what was sent and what not. */
+static inline void enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint16_t n, uint64_t bytes,
+			   struct vio4wd_dir_stats *st)
+{
+	uint16_t sent = rte_vhost_enqueue_burst(vid, (uint16_t)(pair * 2), pkts, n);
+	uint64_t unsent_bytes = sent < n ? sum_bytes(pkts, sent, n) : 0;
+	st->tx_pkts += sent;
+	st->tx_bytes += bytes - unsent_bytes;
+	st->drop_full_pkts += n - sent;
+	st->drop_full_bytes += unsent_bytes;
+}
+
+/*
+ * VF RX -> the guest's enabled virtio RX queues: one queue takes the whole burst; with several,
+ * each packet goes to the queue its flow hash picks. Returns packets moved.
+ */
 static inline unsigned vf_to_vm(struct relay_dp *dp, struct vio4wd_dir_stats *st)
 {
 	uint16_t port = LOAD(dp->port);
@@ -50,13 +111,30 @@ static inline unsigned vf_to_vm(struct relay_dp *dp, struct vio4wd_dir_stats *st
 		rte_pktmbuf_free_bulk(pkts, n);
 		return n;
 	}
-	uint16_t q = (uint16_t)__builtin_ctz(mask);
-	uint16_t sent = rte_vhost_enqueue_burst(vid, (uint16_t)(q * 2), pkts, n);
-	uint64_t unsent_bytes = sum_bytes(pkts, sent, n);
-	st->tx_pkts += sent;
-	st->tx_bytes += bytes - unsent_bytes;
-	st->drop_full_pkts += n - sent;
-	st->drop_full_bytes += unsent_bytes;
+	if ((mask & (mask - 1)) == 0) {
+		enqueue(vid, (uint16_t)__builtin_ctz(mask), pkts, n, bytes, st);
+	} else {
+		uint16_t pairs[VIO4WD_MAX_QUEUE_PAIRS], npairs = 0;
+		for (uint32_t m = mask; m != 0; m &= m - 1)
+			pairs[npairs++] = (uint16_t)__builtin_ctz(m);
+		/* Bucket the burst by queue, keeping each flow's order. */
+		uint8_t pick[VIO4WD_BURST];
+		uint16_t count[VIO4WD_MAX_QUEUE_PAIRS] = {0};
+		for (uint16_t i = 0; i < n; i++) {
+			pick[i] = (uint8_t)(flow_hash(pkts[i]) % npairs);
+			count[pick[i]]++;
+		}
+		struct rte_mbuf *bucket[VIO4WD_BURST];
+		uint16_t start[VIO4WD_MAX_QUEUE_PAIRS], fill[VIO4WD_MAX_QUEUE_PAIRS];
+		for (uint16_t q = 0, at = 0; q < npairs; at = (uint16_t)(at + count[q]), q++)
+			start[q] = fill[q] = at;
+		for (uint16_t i = 0; i < n; i++)
+			bucket[fill[pick[i]]++] = pkts[i];
+		for (uint16_t q = 0; q < npairs; q++)
+			if (count[q] != 0)
+				enqueue(vid, pairs[q], &bucket[start[q]], count[q],
+					sum_bytes(bucket, start[q], (uint16_t)(start[q] + count[q])), st);
+	}
 	rte_pktmbuf_free_bulk(pkts, n); /* the vhost enqueue copies */
 	return n;
 }

@@ -66,6 +66,7 @@ Deno.test("VM reconnecting 50 times while the VF sends: no crash, drops account 
       vf = await TestPmd.start({ prefix: `${tag}-vf`, vdevs: [`net_memif1,role=client,socket=${dir}/vf.sock`] });
       await vf.waitLinksUp();
       const baseline = relay0(await d.status())!.mbufs_in_use;
+      await vf.stop();
       await vf.send("set fwd txonly");
       await vf.send("start");
       const cycles = Number(Deno.env.get("VIO4WD_TEST_CYCLES") ?? 50);
@@ -201,4 +202,54 @@ Deno.test("client mode: the daemon restarts while the VM (virtio_user server=1) 
     await vm?.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("multiqueue: VF->VM flows spread over both enabled virtio RX queues, VM->VF served from both TX queues", async () => {
+  await withDaemon("mq", (dir) => [
+    `VIRTIOFWD_STATIC_VFS=net_memif0,role=server,socket=${dir}/vf.sock=0`,
+  ], async (d, dir, tag) => {
+    let vm: TestPmd | null = null;
+    let vf: TestPmd | null = null;
+    try {
+      vm = await TestPmd.start({
+        prefix: `${tag}-vm`,
+        vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=2`],
+        appArgs: ["--rxq=2", "--txq=2"],
+      });
+      vf = await TestPmd.start({
+        prefix: `${tag}-vf`,
+        vdevs: [`net_memif1,role=client,socket=${dir}/vf.sock`],
+        appArgs: ["--txonly-multi-flow"],
+      });
+      await vm.waitLinksUp();
+      await vf.waitLinksUp();
+      await d.waitLog(/relay 0: VM connected \(2 queue pair/);
+      await until("the VF link", async () => relay0(await d.status())?.vf_link === true);
+      // memif takes packets only once its peer polls: the VF peer receives first, then sends.
+      await vf.send("set fwd rxonly");
+      await vf.send("start");
+      await vm.send("set fwd rxonly");
+      await vm.send("start tx_first"); // one burst of 32 on each of the VM's two TX queues
+      await until("VM->VF from both queues", async () => relay0(await d.status())?.vm_to_vf.txPkts === 64).catch(
+        async (e) => {
+          throw new Error(`${e.message}: ${JSON.stringify(relay0(await d.status()))}\n${d.log.slice(-1500)}`);
+        },
+      );
+      await vf.stop();
+      await vf.send("set fwd txonly");
+      await vf.send("start");
+      await new Promise((r) => setTimeout(r, 1000));
+      await vf.stop();
+      await new Promise((r) => setTimeout(r, 300));
+      const { queues } = await vm.stopWithQueues();
+      const r = relay0(await d.status())!;
+      const q = queues[0] ?? [];
+      if (!(q[0] > 0 && q[1] > 0)) throw new Error(`VF->VM packets per VM RX queue: ${JSON.stringify(q)}`);
+      assertEq(q[0] + q[1], r.vf_to_vm.txPkts, "VM received what the relay sent VF->VM");
+      assertEq(r.vm_to_vf.rxPkts, 64, "relay received VM->VF from both TX queues");
+    } finally {
+      await vf?.close();
+      await vm?.close();
+    }
+  });
 });

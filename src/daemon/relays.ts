@@ -254,6 +254,7 @@ export class RelayTable {
       socket: r.socket,
       vf: r.vf,
       vm: r.vm,
+      vf_link: r.vf !== null && this.dp.state(r.id).vfLink,
       cpus: { vf_to_vm: r.cpus[VF_TO_VM], vm_to_vf: r.cpus[VM_TO_VF] },
       mbufs_in_use: this.dp.mbufsInUse(r.id),
       vf_to_vm: counters[r.id].vfToVm,

@@ -15,6 +15,7 @@ export interface RelayStatus {
   id: number;
   vf: string | null;
   vm: boolean;
+  vf_link: boolean;
   mbufs_in_use: number | null;
   vf_to_vm: Record<string, number>;
   vm_to_vf: Record<string, number>;

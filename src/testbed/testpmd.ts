@@ -28,6 +28,8 @@ export interface TestPmdOptions {
   /** Packet length for txonly / tx_first. */
   packetLength?: number;
   hugeDir?: string;
+  /** More testpmd (application) arguments, e.g. `--rxq=2`, `--txonly-multi-flow`. */
+  appArgs?: string[];
 }
 
 /** A running interactive testpmd. */
@@ -85,6 +87,7 @@ export class TestPmd {
       `--total-num-mbufs=${o.mbufs ?? 8192}`,
       "--nb-cores=1",
       ...(o.packetLength ? [`--txpkts=${o.packetLength}`] : []),
+      ...(o.appArgs ?? []),
     ];
     const child = // stdbuf: testpmd printf()s into a pipe would be block-buffered and arrive late.
       new Deno.Command("stdbuf", {
@@ -164,10 +167,22 @@ export class TestPmd {
 
   /** `stop`, returning each port's forward totals. */
   async stop(): Promise<PortTotals[]> {
+    return (await this.stopWithQueues()).ports;
+  }
+
+  /**
+   * `stop`, returning each port's forward totals and the RX packets of each port's queues
+   * (`queues[port][queue]`, from the per-stream statistics testpmd prints with several queues).
+   */
+  async stopWithQueues(): Promise<{ ports: PortTotals[]; queues: number[][] }> {
     const from = this.#out.length;
     await this.send("stop");
     await this.waitFor(/Done\.\s*\n/, 10_000, from);
     const text = this.#out.slice(from);
+    const queues: number[][] = [];
+    for (const x of text.matchAll(/Forward Stats for RX Port=\s*(\d+)\/Queue=\s*(\d+)[^\n]*\n\s*RX-packets: (\d+)/g)) {
+      (queues[Number(x[1])] ??= [])[Number(x[2])] = Number(x[3]);
+    }
     const out: PortTotals[] = [];
     const re =
       /Forward statistics for port (\d+)\s*-+\s*\n\s*RX-packets: (\d+)\s+RX-dropped: (\d+)\s+RX-total: \d+\s*\n\s*TX-packets: (\d+)\s+TX-dropped: (\d+)/g;
@@ -179,7 +194,7 @@ export class TestPmd {
         txDropped: Number(x[5]),
       };
     }
-    return out;
+    return { ports: out, queues };
   }
 
   /** Quits (SIGKILL after 5 s), then removes its hugepage and runtime files. */
