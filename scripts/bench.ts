@@ -14,6 +14,16 @@
  * @module
  */
 
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ZMQ_REQ, ZmqContext } from "../ffi/zmq.ts";
+import {
+  PortControlRequest_Op,
+  PortControlRequestSchema,
+  PortControlResponse_Status,
+  PortControlResponseSchema,
+  StatsRequestSchema,
+  StatsResponseSchema,
+} from "../src/control/gen/virtioforwarder_pb.ts";
 import { DaemonProcess, uniqueTag } from "../src/testbed/daemon_process.ts";
 import { OvsDb, OvsDpdk } from "../src/testbed/ovs.ts";
 import { TestPmd } from "../src/testbed/testpmd.ts";
@@ -24,6 +34,8 @@ const MANY_RELAYS = MAX_ETHPORTS / 2;
 const SIZES = [64, 1518] as const;
 
 interface Options {
+  /** Only cases whose name contains this (for investigating one case). */
+  only: string;
   rounds: number;
   seconds: number;
   warmup: number;
@@ -33,7 +45,7 @@ interface Options {
 }
 
 function parseArgs(args: string[]): Options {
-  const o: Options = { rounds: 5, seconds: 3, warmup: 2, json: false, write: false, quick: false };
+  const o: Options = { only: "", rounds: 5, seconds: 3, warmup: 2, json: false, write: false, quick: false };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const num = () => {
@@ -44,6 +56,7 @@ function parseArgs(args: string[]): Options {
     if (a === "--quick") Object.assign(o, { quick: true, rounds: 1, seconds: 1, warmup: 1 });
     else if (a === "--rounds") o.rounds = num();
     else if (a === "--seconds") o.seconds = num();
+    else if (a === "--only") o.only = args[++i] ?? "";
     else if (a === "--json") o.json = true;
     else if (a === "--write") o.write = true;
     else throw new Error(`unknown option '${a}' (try --quick, --rounds N, --seconds S, --json, --write)`);
@@ -88,17 +101,19 @@ async function startRelay(c: Case, dir: string, tag: string): Promise<RunningRel
   const vfs = Array.from({ length: c.relays }, (_, i) => vfDevargs(c.vf, i, `${dir}/vf${i}.sock`));
   const vfPeers = vfs.map((v, i) => v.peer(2 * i + 1));
   if (c.kind === "testpmd") {
+    // VM side net_vhost100+i: clear of the vhost VF stand-in's names (net_vhost1...).
     const pmd = await TestPmd.start({
       prefix: `${tag}-r`,
       cores: "0,1",
       mainLcore: 0,
       memoryMb: 512,
-      mbufs: 16384,
-      vdevs: [`net_vhost0,iface=${dir}/vm0.sock,queues=1`, vfs[0].relay],
+      mbufs: 16384 * c.relays,
+      vdevs: vfs.flatMap((v, i) => [`net_vhost${100 + i},iface=${dir}/vm${i}.sock,queues=1`, v.relay]),
     });
     await pmd.send("set fwd io");
     await pmd.send("start");
-    return { vmSockets: [`${dir}/vm0.sock`], vfPeers, stop: () => pmd.close() };
+    const vmSockets = vfs.map((_, i) => `${dir}/vm${i}.sock`);
+    return { vmSockets, vfPeers, stop: () => pmd.close() };
   }
   if (c.kind === "vio4wd") {
     const d = await DaemonProcess.start(dir, `${tag}-r`, [
@@ -181,35 +196,102 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** Start-up and memory figures of a daemon with 64 sockets and a VF on every ethdev port. */
-async function daemonFigures(tag: string): Promise<Record<string, number>> {
+/** A REQ socket for many requests in a row; returns the reply bytes. */
+function requester(ctx: ZmqContext, endpoint: string): (req: Uint8Array) => Promise<Uint8Array> {
+  const sock = ctx.socket(ZMQ_REQ);
+  sock.connect(endpoint);
+  return async (req) => {
+    while (!sock.trySend(req)) await sleep(1);
+    const reply = await sock.receive(5000);
+    if (!reply) throw new Error(`no reply from ${endpoint}`);
+    return reply[0];
+  };
+}
+
+const percentile = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+
+/**
+ * Control-plane and memory figures of a daemon with 64 sockets and a VF on every ethdev port
+ * but one: start-up time, hugepages, RSS, stats latency for 64 relays, and port add -> first
+ * packet forwarded (a net_null VF, which receives from the moment it starts, onto a relay whose
+ * VM is connected).
+ */
+async function daemonFigures(tag: string, o: Options): Promise<Record<string, number>> {
   const dir = await Deno.makeTempDir({ prefix: `${tag}-mem-` });
+  const vfs = MAX_ETHPORTS - 1;
+  const ctx = new ZmqContext();
+  let vm: TestPmd | null = null;
   try {
     const t0 = performance.now();
     const d = await DaemonProcess.start(dir, `${tag}-m`, [
       "VIO4WD_EAL_MEMORY_MB=512",
       "VIRTIOFWD_LOG_LEVEL=5",
+      `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=ipc://${dir}/port_control`,
+      `VIRTIOFWD_ZMQ_STATS_EP=ipc://${dir}/stats`,
       "VIRTIOFWD_STATIC_VFS=(",
-      ...Array.from({ length: MAX_ETHPORTS }, (_, i) => `  ${vfDevargs("memif", i, `${dir}/vf${i}.sock`).relay}=${i}`),
+      ...Array.from({ length: vfs }, (_, i) => `  ${vfDevargs("memif", i, `${dir}/vf${i}.sock`).relay}=${i}`),
       ")",
     ]);
     const readyMs = performance.now() - t0;
     try {
       const m = d.log.match(/ready: (\d+) vhost-user socket\(s\).*?, (\d+) VF\(s\), ([\d.]+) MiB of hugepages/);
-      if (!m || m[1] !== "64" || m[2] !== String(MAX_ETHPORTS)) {
-        throw new Error(`expected 64 sockets and ${MAX_ETHPORTS} VFs; daemon log:\n${d.log.slice(-2000)}`);
+      if (!m || m[1] !== "64" || m[2] !== String(vfs)) {
+        throw new Error(`expected 64 sockets and ${vfs} VFs; daemon log:\n${d.log.slice(-2000)}`);
       }
       const status = await Deno.readTextFile(`/proc/${d.pid}/status`);
       const rssKb = Number(status.match(/VmRSS:\s+(\d+)/)?.[1] ?? 0);
+
+      const stats = requester(ctx, `ipc://${dir}/stats`);
+      const all = toBinary(StatsRequestSchema, create(StatsRequestSchema, {}));
+      const lat: number[] = [];
+      for (let i = 0; i < (o.quick ? 100 : 1000); i++) {
+        const t = performance.now();
+        const res = fromBinary(StatsResponseSchema, await stats(all));
+        lat.push(performance.now() - t);
+        if (res.relay.length !== 64) throw new Error(`stats: ${res.relay.length} relays, expected 64`);
+      }
+
+      vm = await TestPmd.start({
+        prefix: `${tag}-mvm`,
+        vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder63.sock,queues=1`],
+      });
+      await vm.send("set fwd rxonly");
+      await vm.send("start");
+      const control = requester(ctx, `ipc://${dir}/port_control`);
+      const relay63 = toBinary(StatsRequestSchema, create(StatsRequestSchema, { relay: [63] }));
+      const firstPacket: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const op = (o: PortControlRequest_Op) =>
+          toBinary(
+            PortControlRequestSchema,
+            create(PortControlRequestSchema, { op: o, virtioId: 63, devargs: [`net_null${i}`] }),
+          );
+        const before = fromBinary(StatsResponseSchema, await stats(relay63)).relay[0].vfToVm!.pktsTxToVm;
+        const t = performance.now();
+        const added = fromBinary(PortControlResponseSchema, await control(op(PortControlRequest_Op.ADD)));
+        if (added.status !== PortControlResponse_Status.OK) throw new Error(`port add net_null${i} failed`);
+        while (fromBinary(StatsResponseSchema, await stats(relay63)).relay[0].vfToVm!.pktsTxToVm === before) {
+          if (performance.now() - t > 5000) throw new Error("no packet forwarded 5 s after port add");
+        }
+        firstPacket.push(performance.now() - t);
+        await control(op(PortControlRequest_Op.REMOVE));
+      }
+      const r2 = (x: number) => Math.round(x * 100) / 100;
       return {
-        daemon_start_64_sockets_32_vfs_ms: Math.round(readyMs),
-        hugepages_64_sockets_32_vfs_mib: Number(m[3]),
+        daemon_start_64_sockets_31_vfs_ms: Math.round(readyMs),
+        hugepages_64_sockets_31_vfs_mib: Number(m[3]),
         daemon_rss_mib: Math.round(rssKb / 102.4) / 10,
+        stats_64_relays_median_ms: r2(median(lat)),
+        stats_64_relays_p99_ms: r2(percentile(lat, 0.99)),
+        port_add_to_first_packet_ms: r2(median(firstPacket)),
       };
     } finally {
+      await vm?.close();
       await d.stop();
     }
   } finally {
+    ctx.close();
     await Deno.remove(dir, { recursive: true });
   }
 }
@@ -225,35 +307,37 @@ async function main(): Promise<number> {
     { kind: "testpmd", relays: 1, vf: "memif" },
     { kind: "vio4wd", relays: 1, vf: "memif" },
     { kind: "vio4wd", relays: MANY_RELAYS, vf: "memif" },
+    { kind: "testpmd", relays: MANY_RELAYS, vf: "memif" },
     { kind: "testpmd", relays: 1, vf: "vhost" },
     { kind: "vio4wd", relays: 1, vf: "vhost" },
     { kind: "ovs", relays: 1, vf: "vhost" },
   ];
   const samples = new Map<string, number[]>();
-  for (let round = 1; round <= o.rounds; round++) {
-    for (const c of cases) {
-      for (const size of SIZES) {
-        // A fresh relay per sample: testpmd's relay does not survive its generator going away.
-        const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
-        let relay: RunningRelay | null = null;
-        try {
-          relay = await startRelay(c, dir, tag);
-          const r = await measure(relay, size, o, tag);
-          const key = `${caseName(c)}_${size}`;
-          samples.set(key, [...(samples.get(key) ?? []), r.mppsPerDir]);
-          progress(
-            `round ${round}/${o.rounds} ${caseName(c)} ${size} B: ${r.mppsPerDir.toFixed(3)} Mpps per direction ` +
-              `(VF->VM ${r.vfToVm.toFixed(3)}, VM->VF ${r.vmToVf.toFixed(3)})`,
-          );
-        } finally {
-          await relay?.stop();
-          await Deno.remove(dir, { recursive: true }).catch(() => {});
-        }
-      }
+  /** One sample: a fresh relay (testpmd's relay does not survive its generator going away). */
+  const sample = async (c: Case, size: number, round: number) => {
+    const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
+    let relay: RunningRelay | null = null;
+    try {
+      relay = await startRelay(c, dir, tag);
+      const r = await measure(relay, size, o, tag);
+      const key = `${caseName(c)}_${size}`;
+      samples.set(key, [...(samples.get(key) ?? []), r.mppsPerDir]);
+      progress(
+        `round ${round}/${o.rounds} ${caseName(c)} ${size} B: ${r.mppsPerDir.toFixed(3)} Mpps per direction ` +
+          `(VF->VM ${r.vfToVm.toFixed(3)}, VM->VF ${r.vmToVf.toFixed(3)})`,
+      );
+    } finally {
+      await relay?.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
+  };
+  const selected = cases.filter((c) => caseName(c).includes(o.only));
+  for (let round = 1; round <= o.rounds; round++) {
+    for (const c of selected) for (const size of SIZES) await sample(c, size, round);
   }
-  progress("daemon start-up, hugepages and RSS with 64 sockets and 32 VFs");
-  const daemon = await daemonFigures(tag);
+  if (o.only) return 0; // a partial run: the figures below need every case
+  progress("control plane and memory: 64 sockets, 31 VFs, stats latency, port add -> first packet");
+  const daemon = await daemonFigures(tag, o);
 
   const med = (key: string) => median(samples.get(key)!);
   const ratio = (a: string, b: string) => Math.round(med(a) / med(b) * 1000) / 1000;
@@ -301,8 +385,10 @@ function markdown(r: Record<string, unknown>, cases: Case[]): string {
     `| vio4wd / OVS-DPDK (vhost VF) | ${r.ratio_vio4wd_ovs_64} | ${r.ratio_vio4wd_ovs_1518} |`,
     `| vio4wd ${r.many_relays} relays / 1 relay | ${r.ratio_64_relays_vs_1} | ${r.ratio_many_relays_vs_1_1518} |`,
     "",
-    `Daemon with 64 sockets and 32 VFs (every ethdev port): ready in ${r.daemon_start_64_sockets_32_vfs_ms} ms, ` +
-    `${r.hugepages_64_sockets_32_vfs_mib} MiB of hugepages, RSS ${r.daemon_rss_mib} MiB.`,
+    `Daemon with 64 sockets and 31 VFs: ready in ${r.daemon_start_64_sockets_31_vfs_ms} ms, ` +
+    `${r.hugepages_64_sockets_31_vfs_mib} MiB of hugepages, RSS ${r.daemon_rss_mib} MiB; ` +
+    `stats for 64 relays ${r.stats_64_relays_median_ms} ms median (p99 ${r.stats_64_relays_p99_ms} ms); ` +
+    `port add -> first packet forwarded ${r.port_add_to_first_packet_ms} ms (median of 5).`,
   ].join("\n");
 }
 

@@ -253,3 +253,19 @@ Deno.test("multiqueue: VF->VM flows spread over both enabled virtio RX queues, V
     }
   });
 });
+
+Deno.test("64 relays: all sockets exist, VFs up to DPDK's port limit, the next VF refused with an error naming the limit", async () => {
+  await withDaemon("limit", (dir) => [
+    "VIO4WD_EAL_MEMORY_MB=512",
+    "VIRTIOFWD_STATIC_VFS=(",
+    ...Array.from({ length: 33 }, (_, i) => `  net_memif${i},role=server,socket=${dir}/vf${i}.sock=${i}`),
+    ")",
+  ], async (d, dir) => {
+    const sockets = [...Deno.readDirSync(`${dir}/sock`)].filter((e) => /^virtio-forwarder\d+\.sock$/.test(e.name));
+    assertEq(sockets.length, 64, "vhost-user sockets");
+    await d.waitLog(/static VF net_memif32,.*=32: .*DPDK allows 32 ports per process \(RTE_MAX_ETHPORTS\)/);
+    const s = await d.status();
+    assertEq(s.length, 32, "relays with a VF");
+    assertEq(s.map((r) => r.id).join(","), Array.from({ length: 32 }, (_, i) => i).join(","), "relay ids");
+  });
+});
