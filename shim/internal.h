@@ -35,6 +35,7 @@ struct relay_ctl {
 	char members[VIO4WD_MAX_BOND_MEMBERS][128]; /* a bond's member devices */
 	unsigned nmembers;       /* 0: not a bond */
 	int numa_node;           /* node of the pool, -1 any */
+	struct rte_mempool *retired; /* a pool replaced while some of its mbufs were still out */
 	uint32_t mtu;
 	bool lm_pending;
 };
@@ -57,6 +58,9 @@ int quiesce(const int32_t cpus[2]);
 /* pool.c-ish helpers in vf.c */
 int relay_ensure_pool(uint32_t relay, int numa);
 void relay_release_pool_if_idle(uint32_t relay);
+/* Moves the relay's pool to `numa` (the VM's node) when it is elsewhere; caller holds the lock
+ * and has not yet published the VM. The VF, if any, is restarted on the new pool. */
+void relay_rehome_pool(uint32_t relay, int numa);
 void vhost_unregister_all(void);
 void vf_detach_all(void);
 

@@ -34,9 +34,64 @@ int relay_ensure_pool(uint32_t relay, int numa)
 	if (mp == NULL)
 		return set_stage_error(VIO4WD_STAGE_POOL, rte_errno, "cannot allocate the mbuf pool of relay %u: %s (more hugepage memory needed?)",
 				 relay, rte_strerror(rte_errno));
-	g_ctl[relay].numa_node = numa;
+	/* The node the memory really is on (a pool asked for "any" node still lives on one). */
+	g_ctl[relay].numa_node = mp->mz != NULL ? mp->mz->socket_id : numa;
 	__atomic_store_n(&dp->pool, mp, __ATOMIC_RELEASE);
 	return 0;
+}
+
+/* Frees a replaced pool once all its mbufs are back. */
+static void free_retired_pool(uint32_t relay)
+{
+	struct relay_ctl *c = &g_ctl[relay];
+	if (c->retired != NULL && rte_mempool_in_use_count(c->retired) == 0) {
+		rte_mempool_free(c->retired);
+		c->retired = NULL;
+	}
+}
+
+void relay_rehome_pool(uint32_t relay, int numa)
+{
+	struct relay_ctl *c = &g_ctl[relay];
+	struct relay_dp *dp = &g_dp[relay];
+	free_retired_pool(relay);
+	if (numa < 0 || dp->pool == NULL || c->numa_node == numa || c->retired != NULL)
+		return;
+	char name[RTE_MEMPOOL_NAMESIZE];
+	snprintf(name, sizeof(name), "vio4wd_r%u_%u", relay, g_pool_seq++);
+	uint16_t room = (uint16_t)(RTE_PKTMBUF_HEADROOM + g_mbuf_data_size);
+	struct rte_mempool *mp = rte_pktmbuf_pool_create(name, POOL_MBUFS, POOL_CACHE, 0, room, numa);
+	if (mp == NULL)
+		return; /* no memory on that node: keep the pool where it is */
+	uint16_t port = dp->port;
+	if (port != NO_PORT) {
+		/* The VF's RX queue allocates from the pool: take it out of the loop, move it, restart. */
+		__atomic_store_n(&dp->port, NO_PORT, __ATOMIC_RELEASE);
+		quiesce(dp->cpu);
+		rte_eth_dev_stop(port);
+		uint16_t nrx = RX_DESC, ntx = TX_DESC;
+		rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx);
+		if (rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)numa, NULL, mp) != 0 &&
+		    rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)rte_eth_dev_socket_id(port), NULL, dp->pool) != 0) {
+			fprintf(stderr, "vio4wd: relay %u: the VF's RX queue could not be set up again\n", relay);
+		}
+		rte_eth_dev_start(port);
+		struct rte_eth_rxq_info qi;
+		if (rte_eth_rx_queue_info_get(port, 0, &qi) == 0 && qi.mp != mp) {
+			/* The VF stayed on the old pool: keep it there. */
+			__atomic_store_n(&dp->port, port, __ATOMIC_RELEASE);
+			rte_mempool_free(mp);
+			return;
+		}
+	}
+	struct rte_mempool *old = dp->pool;
+	__atomic_store_n(&dp->pool, mp, __ATOMIC_RELEASE);
+	c->numa_node = mp->mz != NULL ? mp->mz->socket_id : numa;
+	if (port != NO_PORT)
+		__atomic_store_n(&dp->port, port, __ATOMIC_RELEASE);
+	quiesce(dp->cpu);
+	c->retired = old;
+	free_retired_pool(relay);
 }
 
 /* Frees the pool once neither a VM nor a VF uses it (workers already quiesced). */
@@ -51,6 +106,7 @@ void relay_release_pool_if_idle(uint32_t relay)
 	quiesce(cpus);
 	rte_mempool_free(mp);
 	g_ctl[relay].numa_node = -1;
+	free_retired_pool(relay);
 }
 
 static void remove_device(const char *devname)

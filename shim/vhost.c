@@ -53,6 +53,8 @@ static int on_new_device(int vid)
 		ret = -E2BIG;
 	} else if (relay_ensure_pool((uint32_t)r, numa) != 0) {
 		ret = -ENOMEM;
+	} else {
+		relay_rehome_pool((uint32_t)r, numa); /* a VF came first: follow the VM's memory */
 	}
 	if (ret != 0) {
 		pthread_mutex_unlock(&g_ctl[r].lock);

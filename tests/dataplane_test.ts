@@ -66,7 +66,6 @@ Deno.test("VM reconnecting 50 times while the VF sends: no crash, drops account 
       vf = await TestPmd.start({ prefix: `${tag}-vf`, vdevs: [`net_memif1,role=client,socket=${dir}/vf.sock`] });
       await vf.waitLinksUp();
       const baseline = relay0(await d.status())!.mbufs_in_use;
-      await vf.stop();
       await vf.send("set fwd txonly");
       await vf.send("start");
       const cycles = Number(Deno.env.get("VIO4WD_TEST_CYCLES") ?? 50);
