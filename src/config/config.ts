@@ -48,6 +48,7 @@ export interface Config {
   socketOwner: string;
   socketGroup: string;
   zmqGroup: string;
+  ipcCmdFile: string;
   socketDir: string;
   socketPattern: string;
   cpuPins: CpuPin[];
@@ -377,6 +378,14 @@ export const VARIABLES = [
     default: "",
     option: { long: "--zmq-group", kind: "value", metavar: "GROUP" },
     parse: parseAccountName,
+  }),
+  v({
+    name: "VIO4WD_IPC_CMD_FILE",
+    key: "ipcCmdFile",
+    description: "Command file of the IPC port control (VIRTIOFWD_IPC_PORT_CONTROL): add_port/del_port <netdev>.",
+    default: "/tmp/vio_cmd",
+    option: { long: "--ipc-cmd-file", kind: "value", metavar: "PATH" },
+    parse: parseAbsolutePath,
   }),
 ] as const satisfies readonly Variable<keyof Config>[];
 

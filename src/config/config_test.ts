@@ -46,6 +46,7 @@ const BAD: Record<string, [string, string]> = {
   VIO4WD_EAL_FILE_PREFIX: ["a/b", "letters, digits"],
   VIO4WD_EAL_MEMORY_MB: ["12", "out of range"],
   VIO4WD_ZMQ_GROUP: ["'two words'", "is not one"],
+  VIO4WD_IPC_CMD_FILE: ["vio_cmd", "is relative"],
 };
 
 Deno.test("every variable has a bad-value case in this table", () => {

@@ -4,7 +4,15 @@
  * @module
  */
 
-import { type Config, coreSchedEndpoint, type LoadedConfig, ORIGINAL_ENDPOINTS } from "../config/config.ts";
+import {
+  type Config,
+  coreSchedEndpoint,
+  type LoadedConfig,
+  ORIGINAL_ENDPOINTS,
+  portControlMode,
+} from "../config/config.ts";
+import { IpcMonitor } from "../monitors/ipc.ts";
+import { OvsdbMonitor } from "../monitors/ovsdb.ts";
 import { configService } from "../control/config_service.ts";
 import { coreSchedService } from "../control/core_sched.ts";
 import { portControlService } from "../control/port_control.ts";
@@ -179,10 +187,23 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       `${e instanceof Error ? e.message : e} (does the endpoint's directory exist and is it writable?)`,
     );
   }
+  // Port control at run time: ZeroMQ (a service above), or one of the monitors.
+  const mode = portControlMode(c);
+  const monitor = mode === "ovsdb"
+    ? new OvsdbMonitor(table, c.ovsdbSock)
+    : mode === "ipc"
+    ? new IpcMonitor(table, c.ipcCmdFile)
+    : null;
+  monitor?.start();
   const sockets = table.relays.filter((r) => r.socket !== null).length;
   const vfs = table.relays.filter((r) => r.vf !== null).length;
   const mib = (dp.hugepageBytesUsed() / 2 ** 20).toFixed(1);
-  log.notice(`ready: ${sockets} vhost-user socket(s) in ${c.socketDir}, ${vfs} VF(s), ${mib} MiB of hugepages in use`);
+  log.notice(
+    `ready: ${sockets} vhost-user socket(s) in ${c.socketDir}, ${vfs} VF(s), ${mib} MiB of hugepages in use, ` +
+      `port control: ${
+        mode === "zmq" ? c.zmqPortControlEp : mode === "ipc" ? `IPC file ${c.ipcCmdFile}` : `OVSDB ${c.ovsdbSock}`
+      }`,
+  );
 
   const poll = setInterval(() => {
     for (const ev of dp.events()) table.handle(ev);
@@ -192,6 +213,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
     table,
     dataplane: dp,
     async stop(): Promise<number> {
+      await monitor?.stop();
       await control.stop();
       clearInterval(poll);
       for (const ev of dp.events()) table.handle(ev);

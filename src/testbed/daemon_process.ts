@@ -56,6 +56,7 @@ export class DaemonProcess {
     prefix: string,
     configLines: string[],
     extraArgs: string[] = [],
+    env: Record<string, string> = {},
   ): Promise<DaemonProcess> {
     const conf = `${dir}/vio4wd.conf`;
     await Deno.writeTextFile(
@@ -73,6 +74,7 @@ export class DaemonProcess {
     );
     const child = new Deno.Command(LAUNCHER, {
       args: ["daemon", "--config", conf, ...extraArgs],
+      env,
       stdin: "null",
       stdout: "null",
       stderr: "piped",

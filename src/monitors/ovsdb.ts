@@ -1,0 +1,246 @@
+/**
+ * The OVSDB monitor: speaks RFC 7047 JSON-RPC to ovsdb-server's unix socket, monitors the
+ * Interface table's `name` and `external_ids`, and keeps one relay per tagged interface.
+ *
+ * An interface is relayed while `external_ids:virtio_forwarder` (or `virtio_relay`) holds a
+ * number (any number, 0 too, as the original). Its VF and relay id come from sysfs (the VF's
+ * number under its PF), or, for devices without SR-IOV, from `external_ids:vio4wd_device=<PCI
+ * address or devargs>` with the tag's number as the relay id. After every (re)connection the
+ * full table is reconciled against the relays this monitor owns: tagged ones added, untagged
+ * ones removed, unchanged ones untouched. Connection losses are logged once, then retried.
+ *
+ * @module
+ */
+
+import type { RelayTable } from "../daemon/relays.ts";
+import { mapNetdev, type VfMapping } from "./netdev.ts";
+import { OwnedRelays } from "./relay_sync.ts";
+
+/** Keys of external_ids that tag an interface for relaying. */
+export const TAG_KEYS = ["virtio_forwarder", "virtio_relay"] as const;
+/** Key naming the device directly (no sysfs). */
+export const DEVICE_KEY = "vio4wd_device";
+
+const MONITOR_ID = "vio4wd-interfaces";
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 1000;
+const ECHO_EVERY_MS = 5000;
+
+/** One Interface row as monitored. */
+export interface InterfaceRow {
+  name: string;
+  externalIds: Record<string, string>;
+}
+
+/** An OVSDB map value (`["map", [[k, v], ...]]`) as an object. */
+export function ovsdbMap(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (Array.isArray(v) && v[0] === "map" && Array.isArray(v[1])) {
+    for (const pair of v[1]) if (Array.isArray(pair) && pair.length === 2) out[String(pair[0])] = String(pair[1]);
+  }
+  return out;
+}
+
+/** C's strtol(base 0) on a whole tag value: decimal, 0x hex or 0-octal; null when not a number. */
+export function tagNumber(v: string): number | null {
+  const s = v.trim();
+  if (/^[+-]?0[xX][0-9a-fA-F]+$/.test(s)) return parseInt(s, 16);
+  if (/^[+-]?0[0-7]+$/.test(s)) return parseInt(s, 8);
+  if (/^[+-]?\d+$/.test(s)) return parseInt(s, 10);
+  return null;
+}
+
+/** Where a row's interface should be relayed, null when it is not tagged; throws when it cannot be mapped. */
+export function rowMapping(row: InterfaceRow, map: (netdev: string) => VfMapping = mapNetdev): VfMapping | null {
+  const key = TAG_KEYS.find((k) => k in row.externalIds);
+  if (key === undefined) return null;
+  const n = tagNumber(row.externalIds[key]);
+  if (n === null) return null;
+  const device = row.externalIds[DEVICE_KEY];
+  if (device !== undefined) {
+    if (n < 0 || n > 63) {
+      throw new Error(`${key}=${row.externalIds[key]}: with ${DEVICE_KEY} the tag is the relay id (0-63)`);
+    }
+    return { device, relay: n };
+  }
+  return map(row.name);
+}
+
+/** Splits a byte stream into complete top-level JSON texts. */
+export class JsonFramer {
+  #buf = "";
+  #dec = new TextDecoder();
+
+  push(chunk: Uint8Array): unknown[] {
+    this.#buf += this.#dec.decode(chunk, { stream: true });
+    const out: unknown[] = [];
+    let depth = 0, inString = false, escaped = false, start = -1;
+    let consumed = 0;
+    for (let i = 0; i < this.#buf.length; i++) {
+      const c = this.#buf[i];
+      if (inString) {
+        if (escaped) escaped = false;
+        else if (c === "\\") escaped = true;
+        else if (c === '"') inString = false;
+        continue;
+      }
+      if (c === '"') inString = true;
+      else if (c === "{" || c === "[") {
+        if (depth++ === 0) start = i;
+      } else if ((c === "}" || c === "]") && --depth === 0) {
+        out.push(JSON.parse(this.#buf.slice(start, i + 1)));
+        consumed = i + 1;
+      }
+    }
+    this.#buf = this.#buf.slice(consumed);
+    if (this.#buf.length > 64 << 20) throw new Error("a JSON-RPC message above 64 MiB");
+    return out;
+  }
+}
+
+/** The OVSDB monitor of one relay table. */
+export class OvsdbMonitor {
+  readonly rows = new Map<string, InterfaceRow>();
+  readonly #owned: OwnedRelays;
+  #conn: Deno.UnixConn | null = null;
+  #stopping = false;
+  #loop: Promise<void> = Promise.resolve();
+  #mapErrors = new Map<string, string>();
+  /** Resolves the first time the table has been reconciled with the server (tests, logs). */
+  synced = 0;
+
+  constructor(
+    readonly table: RelayTable,
+    readonly path: string,
+    readonly map: (netdev: string) => VfMapping = mapNetdev,
+  ) {
+    this.#owned = new OwnedRelays(table, "ovsdb");
+  }
+
+  start(): void {
+    this.#loop = this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    try {
+      this.#conn?.close();
+    } catch { /* closed */ }
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const log = this.table.log;
+    let retry = RETRY_MIN_MS;
+    let down: string | null = null;
+    while (!this.#stopping) {
+      try {
+        this.#conn = await Deno.connect({ transport: "unix", path: this.path });
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        if (down === null) {
+          log.notice(`ovsdb: cannot connect to ${this.path} (${why}); retrying every ${RETRY_MAX_MS / 1000} s`);
+          down = why;
+        }
+        await new Promise((r) => setTimeout(r, retry));
+        retry = Math.min(retry * 2, RETRY_MAX_MS);
+        continue;
+      }
+      log.notice(`ovsdb: ${down === null ? "connected to" : "reconnected to"} ${this.path}`);
+      down = null;
+      retry = RETRY_MIN_MS;
+      try {
+        await this.#session(this.#conn);
+      } catch (e) {
+        if (!this.#stopping) down = e instanceof Error ? e.message : String(e);
+      }
+      try {
+        this.#conn.close();
+      } catch { /* closed */ }
+      this.#conn = null;
+      if (!this.#stopping) {
+        down ??= "the server closed the connection";
+        log.warn(`ovsdb: connection to ${this.path} lost (${down}); relays stay as they are, reconnecting`);
+      }
+    }
+  }
+
+  async #session(conn: Deno.UnixConn): Promise<void> {
+    const enc = new TextEncoder();
+    const send = (msg: unknown) => conn.write(enc.encode(JSON.stringify(msg)));
+    await send({
+      id: MONITOR_ID,
+      method: "monitor",
+      params: ["Open_vSwitch", MONITOR_ID, { Interface: { columns: ["name", "external_ids"] } }],
+    });
+    const framer = new JsonFramer();
+    let lastHeard = Date.now();
+    const keepalive = setInterval(() => {
+      if (Date.now() - lastHeard > 2 * ECHO_EVERY_MS) {
+        try {
+          conn.close(); // no answer to two echoes: the read below ends and we reconnect
+        } catch { /* closed */ }
+        return;
+      }
+      send({ id: `echo-${Date.now()}`, method: "echo", params: [] }).catch(() => {});
+    }, ECHO_EVERY_MS);
+    try {
+      const buf = new Uint8Array(64 * 1024);
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        lastHeard = Date.now();
+        for (const msg of framer.push(buf.subarray(0, n))) await this.#handle(msg as Record<string, unknown>, send);
+      }
+    } finally {
+      clearInterval(keepalive);
+    }
+  }
+
+  async #handle(msg: Record<string, unknown>, send: (m: unknown) => Promise<number>): Promise<void> {
+    if (msg.method === "echo") {
+      await send({ id: msg.id, result: msg.params ?? [], error: null });
+      return;
+    }
+    if (msg.id === MONITOR_ID) {
+      if (msg.error) throw new Error(`monitor request refused: ${JSON.stringify(msg.error)}`);
+      this.rows.clear();
+      this.#apply(msg.result);
+      this.synced++;
+      return;
+    }
+    if (msg.method === "update" && Array.isArray(msg.params) && msg.params[0] === MONITOR_ID) {
+      this.#apply(msg.params[1]);
+    }
+  }
+
+  /** Applies table-updates to the rows, then reconciles the relays. */
+  #apply(updates: unknown): void {
+    const table = (updates as Record<string, Record<string, { new?: Record<string, unknown> }>> | null)?.Interface ??
+      {};
+    for (const [uuid, change] of Object.entries(table)) {
+      if (!change.new) {
+        this.rows.delete(uuid);
+        continue;
+      }
+      const prev = this.rows.get(uuid);
+      this.rows.set(uuid, {
+        name: typeof change.new.name === "string" ? change.new.name : prev?.name ?? "",
+        externalIds: "external_ids" in change.new ? ovsdbMap(change.new.external_ids) : prev?.externalIds ?? {},
+      });
+    }
+    const desired = new Map<string, VfMapping>();
+    for (const row of this.rows.values()) {
+      try {
+        const m = rowMapping(row, this.map);
+        if (m) desired.set(row.name, m);
+        this.#mapErrors.delete(row.name);
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        if (this.#mapErrors.get(row.name) !== why) this.table.log.error(`ovsdb: interface ${row.name}: ${why}`);
+        this.#mapErrors.set(row.name, why);
+      }
+    }
+    this.#owned.reconcile(desired);
+  }
+}

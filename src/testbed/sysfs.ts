@@ -1,0 +1,22 @@
+/**
+ * A fake sysfs tree for the netdev -> VF mapping (VIO4WD_SYSFS_ROOT): an SR-IOV PF with VFs and
+ * their network interfaces, laid out as the kernel does.
+ *
+ * @module
+ */
+
+/** A fake sysfs tree: PF 0000:05:00.0 with VF n at 0000:05:08.n, netdev `vf<n>` for each. */
+export function fakeSysfs(root: string, vfs: number[]): void {
+  const devices = `${root}/devices/pci0000:00`;
+  Deno.mkdirSync(`${devices}/0000:05:00.0`, { recursive: true });
+  Deno.mkdirSync(`${root}/class/net`, { recursive: true });
+  for (const n of vfs) {
+    const vf = `0000:05:08.${n}`;
+    Deno.mkdirSync(`${devices}/${vf}`, { recursive: true });
+    Deno.symlinkSync(`../0000:05:00.0`, `${devices}/${vf}/physfn`);
+    Deno.symlinkSync(`../${vf}`, `${devices}/0000:05:00.0/virtfn${n}`);
+    Deno.mkdirSync(`${root}/class/net/vf${n}`);
+    Deno.symlinkSync(`${devices}/${vf}`, `${root}/class/net/vf${n}/device`);
+  }
+  Deno.mkdirSync(`${root}/class/net/lo`);
+}
