@@ -16,12 +16,23 @@ import { demoCommand, runDemo } from "./cli/demo.ts";
 import { pinCommand, runPin } from "./cli/pin.ts";
 import { portCommand, runPort } from "./cli/port.ts";
 import { runStats, statsCommand } from "./cli/stats.ts";
+import { runSched, schedCommand } from "./cli/sched.ts";
+import { monitorCommand, runMonitor } from "./cli/monitor.ts";
 import { DaemonUnreachableError } from "./control/client.ts";
 import { ShimNotFoundError } from "../ffi/shim.ts";
 import { Dataplane } from "./dataplane/dataplane.ts";
 
 /** Every subcommand. */
-export const parser = or(daemonCommand, configCommand, demoCommand, portCommand, statsCommand, pinCommand);
+export const parser = or(
+  daemonCommand,
+  configCommand,
+  demoCommand,
+  portCommand,
+  statsCommand,
+  pinCommand,
+  schedCommand,
+  monitorCommand,
+);
 
 /** `vio4wd --version`: vio4wd, Deno and (when the shim loads) DPDK versions. */
 export function versionText(): string {
@@ -75,6 +86,10 @@ export async function main(args: readonly string[]): Promise<number> {
         return await runStats(a);
       case "pin":
         return await runPin(a);
+      case "sched":
+        return await runSched(a);
+      case "monitor":
+        return await runMonitor(a);
     }
   } catch (e) {
     if (e instanceof ConfigError) {

@@ -10,7 +10,7 @@ import { optional } from "@optique/core/modifiers";
 import { argument, command, constant, flag, option } from "@optique/core/primitives";
 import { string } from "@optique/core/valueparser";
 import { type Config, describeSource, type LoadedConfig, readConfig, VARIABLES } from "../config/config.ts";
-import { formatCpuSet } from "../config/values.ts";
+import { formatCpuSet, formatLcoreMap } from "../config/values.ts";
 
 /** The `config` command's parser. */
 export const configCommand = command(
@@ -58,6 +58,7 @@ function render(key: keyof Config, value: unknown): string {
   if (key === "cpus") return formatCpuSet(value as number[]);
   if (key === "cpuPins") return (value as Config["cpuPins"]).map((p) => `${p.relay}:${p.vfToVm},${p.vmToVf}`).join(" ");
   if (key === "staticVfs") return (value as Config["staticVfs"]).map((s) => `${s.device}=${s.relay}`).join(" ");
+  if (key === "ealLcores") return value === null ? "" : formatLcoreMap(value as Map<number, number>);
   if (Array.isArray(value)) return value.join(",");
   if (typeof value === "boolean") return value ? "y" : "";
   return String(value);
@@ -68,7 +69,11 @@ export function showConfig(loaded: LoadedConfig, json: boolean): void {
   if (json) {
     const out: Record<string, unknown> = {};
     for (const v of VARIABLES) {
-      out[v.name] = { value: loaded.config[v.key], source: describeSource(loaded.sources[v.key]) };
+      const value = loaded.config[v.key];
+      out[v.name] = {
+        value: value instanceof Map ? Object.fromEntries(value) : value,
+        source: describeSource(loaded.sources[v.key]),
+      };
     }
     console.log(JSON.stringify({ file: loaded.file, variables: out, warnings: loaded.warnings }, null, 2));
     return;

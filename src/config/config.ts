@@ -20,6 +20,7 @@ import {
   parseCpuSet,
   parseFilePrefix,
   parseInteger,
+  parseLcoreMap,
   parseNumber,
   parseSocketPattern,
   parseStaticVf,
@@ -49,6 +50,7 @@ export interface Config {
   socketGroup: string;
   zmqGroup: string;
   ipcCmdFile: string;
+  ealLcores: Map<number, number> | null;
   socketDir: string;
   socketPattern: string;
   cpuPins: CpuPin[];
@@ -380,6 +382,15 @@ export const VARIABLES = [
     parse: parseAccountName,
   }),
   v({
+    name: "VIO4WD_EAL_LCORES",
+    key: "ealLcores",
+    description:
+      "DPDK lcore-to-CPU map (LCORE@CPU,...): VIRTIOFWD_CPU_MASK and VIRTIOFWD_MASTER_LCORE then name lcores, which may share a CPU (small test machines).",
+    default: null,
+    option: { long: "--lcores", kind: "value", metavar: "MAP" },
+    parse: parseLcoreMap,
+  }),
+  v({
     name: "VIO4WD_IPC_CMD_FILE",
     key: "ipcCmdFile",
     description: "Command file of the IPC port control (VIRTIOFWD_IPC_PORT_CONTROL): add_port/del_port <netdev>.",
@@ -520,6 +531,12 @@ function crossCheck(l: LoadedConfig): void {
   const fail = (key: keyof Config, value: string, reason: string): never => {
     throw new ConfigError(whereOf(l, key), nameOf(key), value, reason);
   };
+  if (c.ealLcores) {
+    const missing = [c.masterLcore, ...c.cpus].filter((l) => !c.ealLcores!.has(l));
+    if (missing.length) {
+      fail("ealLcores", "", `lcore ${missing.join(",")} (workers and main lcore) must be in the map`);
+    }
+  }
   if (c.cpus.includes(c.masterLcore)) {
     fail(
       "masterLcore",

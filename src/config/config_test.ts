@@ -47,6 +47,7 @@ const BAD: Record<string, [string, string]> = {
   VIO4WD_EAL_MEMORY_MB: ["12", "out of range"],
   VIO4WD_ZMQ_GROUP: ["'two words'", "is not one"],
   VIO4WD_IPC_CMD_FILE: ["vio_cmd", "is relative"],
+  VIO4WD_EAL_LCORES: ["1:1", "is not LCORE@CPU"],
 };
 
 Deno.test("every variable has a bad-value case in this table", () => {

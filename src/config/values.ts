@@ -207,3 +207,22 @@ export function parseFilePrefix(raw: string): string {
   if (/^[A-Za-z0-9_-]{1,64}$/.test(raw)) return raw;
   throw new ValueError("letters, digits, _ and - (up to 64)", `'${raw}'`);
 }
+
+/** A DPDK `--lcores` map restricted to `lcore@cpu` pairs: lcore id -> physical CPU. */
+export function parseLcoreMap(raw: string): Map<number, number> {
+  const map = new Map<number, number>();
+  for (const part of raw.split(",")) {
+    const m = /^(\d{1,3})@(\d{1,4})$/.exec(part.trim());
+    if (!m) throw new ValueError("comma-separated LCORE@CPU pairs, e.g. 0@0,1@1,2@1", `'${part}' is not LCORE@CPU`);
+    const lcore = Number(m[1]);
+    if (lcore >= MAX_CPUS) throw new ValueError(`lcore ids 0-${MAX_CPUS - 1}`, `lcore ${lcore} is out of range`);
+    if (map.has(lcore)) throw new ValueError("each lcore once", `lcore ${lcore} is given twice`);
+    map.set(lcore, Number(m[2]));
+  }
+  return map;
+}
+
+/** The map as DPDK's --lcores argument. */
+export function formatLcoreMap(map: ReadonlyMap<number, number>): string {
+  return [...map].map(([l, c]) => `${l}@${c}`).join(",");
+}

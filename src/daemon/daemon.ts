@@ -18,7 +18,7 @@ import { coreSchedService } from "../control/core_sched.ts";
 import { portControlService } from "../control/port_control.ts";
 import { ControlServer, type Service } from "../control/server.ts";
 import { statsService } from "../control/stats.ts";
-import { MAX_RELAYS } from "../config/values.ts";
+import { formatLcoreMap, MAX_RELAYS } from "../config/values.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
 import { Logger } from "./log.ts";
 import { RelayTable, tryRelayOp } from "./relays.ts";
@@ -39,8 +39,7 @@ export function mbufDataSize(c: Config): number {
 export function ealArgs(c: Config): string[] {
   const args = [
     "vio4wd",
-    "-l",
-    [c.masterLcore, ...c.cpus].join(","),
+    ...(c.ealLcores ? ["--lcores", formatLcoreMap(c.ealLcores)] : ["-l", [c.masterLcore, ...c.cpus].join(",")]),
     "--main-lcore",
     String(c.masterLcore),
     // DPDK counts 1 (emerg) to 8 (debug); its info chatter only at our debug level.
@@ -81,11 +80,12 @@ function checkCpusOnline(c: Config): void {
   } catch {
     return;
   }
-  const missing = [c.masterLcore, ...c.cpus].filter((x) => !online.has(x));
+  const cpus = c.ealLcores ? [...c.ealLcores.values()] : [c.masterLcore, ...c.cpus];
+  const missing = [...new Set(cpus)].filter((x) => !online.has(x));
   if (missing.length > 0) {
     throw new StartupError(
       `CPU ${missing.join(",")} is not online (online: ${[...online].join(",")}); ` +
-        `fix VIRTIOFWD_CPU_MASK / VIRTIOFWD_MASTER_LCORE`,
+        `fix ${c.ealLcores ? "VIO4WD_EAL_LCORES" : "VIRTIOFWD_CPU_MASK / VIRTIOFWD_MASTER_LCORE"}`,
     );
   }
 }

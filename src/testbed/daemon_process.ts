@@ -16,6 +16,7 @@ export interface RelayStatus {
   vf: string | null;
   vm: boolean;
   vf_link: boolean;
+  cpus: { vf_to_vm: number; vm_to_vf: number };
   mbufs_in_use: number | null;
   vf_to_vm: Record<string, number>;
   vm_to_vf: Record<string, number>;

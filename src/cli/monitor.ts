@@ -1,0 +1,236 @@
+/**
+ * `vio4wd monitor`: a live view of worker CPU load (bars from the scheduler's load model) and
+ * per-relay rates and drops, refreshed every second. Full screen on a terminal (q quits, s
+ * changes the sort), plain lines otherwise, `--once --json` for scripts.
+ *
+ * @module
+ */
+
+import { object } from "@optique/core/constructs";
+import { message } from "@optique/core/message";
+import { optional, withDefault } from "@optique/core/modifiers";
+import { command, constant, flag, option } from "@optique/core/primitives";
+import { float, string } from "@optique/core/valueparser";
+import { DaemonUnreachableError, request, resolveEndpoint } from "../control/client.ts";
+import {
+  CoreSchedRequest_Op,
+  CoreSchedRequestSchema,
+  CoreSchedResponse_Status,
+  CoreSchedResponseSchema,
+  StatsRequestSchema,
+  StatsResponse_Status,
+  StatsResponseSchema,
+} from "../control/gen/virtioforwarder_pb.ts";
+import { type RelayRates, vfToVmLoad, vmToVfLoad } from "../sched/plan.ts";
+import { relayRates } from "../sched/scheduler.ts";
+
+/** The original's full-scale load: a relay at 15 Mpps and 50 Gbps in both directions. */
+export const MAX_LOAD = 0.082 * 15 + 9.3e-5 * 6250 + 0.0795 * 15 + 8.2e-5 * 6250;
+const BAR = 60;
+
+/** The `monitor` command's parser. */
+export const monitorCommand = command(
+  "monitor",
+  object({
+    action: constant("monitor" as const),
+    config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+    statsEp: optional(option("--stats-ep", string({ metavar: "EP" }), { description: message`Stats endpoint.` })),
+    schedEp: optional(
+      option("--sched-ep", string({ metavar: "EP" }), {
+        description: message`Core-scheduling endpoint (for the worker list; else the CPUs relays are on).`,
+      }),
+    ),
+    interval: withDefault(
+      option("--poll-interval", float({ min: 0.5, max: 3600, metavar: "SECONDS" }), {
+        description: message`Refresh period (default 1 s).`,
+      }),
+      1,
+    ),
+    once: optional(flag("--once", { description: message`One snapshot, then exit.` })),
+    json: optional(flag("--json", { description: message`With --once: print the snapshot as JSON.` })),
+  }),
+  {
+    brief: message`Live worker CPU load and relay rates.`,
+    description:
+      message`Show one bar per worker CPU (estimated load, the relays on it) and each active relay's rates and drops in both directions, refreshed every second. Keys: q quits, s sorts relays by id or by load. Without a terminal: plain lines.`,
+    footer: message`Examples:
+  vio4wd monitor
+  vio4wd monitor --once --json`,
+  },
+);
+
+/** Parsed `monitor` arguments. */
+export interface MonitorArgs {
+  config?: string;
+  statsEp?: string;
+  schedEp?: string;
+  interval: number;
+  once?: boolean;
+  json?: boolean;
+}
+
+/** One snapshot: per-CPU load and the relays. */
+export interface Snapshot {
+  cpus: { cpu: number; load: number; relays: { vf_to_vm: number[]; vm_to_vf: number[] } }[];
+  relays: {
+    id: number;
+    load: number;
+    vf_to_vm: { cpu: number; pps: number; bps: number; drops: number };
+    vm_to_vf: { cpu: number; pps: number; bps: number; drops: number };
+  }[];
+}
+
+/** Builds a snapshot from workers and relay rates (`drops` = total drop counters per relay/dir). */
+export function snapshot(
+  workers: readonly number[],
+  rates: readonly RelayRates[],
+  drops: Map<number, [number, number]>,
+): Snapshot {
+  const cpus = [...new Set([...workers, ...rates.flatMap((r) => [r.vfToVmCpu, r.vmToVfCpu])])].sort((a, b) => a - b);
+  return {
+    cpus: cpus.map((cpu) => ({
+      cpu,
+      load: rates.reduce(
+        (s, r) => s + (r.vfToVmCpu === cpu ? vfToVmLoad(r) : 0) + (r.vmToVfCpu === cpu ? vmToVfLoad(r) : 0),
+        0,
+      ),
+      relays: {
+        vf_to_vm: rates.filter((r) => r.vfToVmCpu === cpu).map((r) => r.id),
+        vm_to_vf: rates.filter((r) => r.vmToVfCpu === cpu).map((r) => r.id),
+      },
+    })),
+    relays: rates.map((r) => ({
+      id: r.id,
+      load: vfToVmLoad(r) + vmToVfLoad(r),
+      vf_to_vm: { cpu: r.vfToVmCpu, pps: r.pktTxToVm, bps: r.byteTxToVm * 8, drops: drops.get(r.id)?.[0] ?? 0 },
+      vm_to_vf: { cpu: r.vmToVfCpu, pps: r.pktTxToVf, bps: r.byteTxToVf * 8, drops: drops.get(r.id)?.[1] ?? 0 },
+    })),
+  };
+}
+
+const si = (n: number) =>
+  n >= 1e9
+    ? `${(n / 1e9).toFixed(2)}G`
+    : n >= 1e6
+    ? `${(n / 1e6).toFixed(2)}M`
+    : n >= 1e3
+    ? `${(n / 1e3).toFixed(1)}k`
+    : n.toFixed(0);
+
+/** The screen (or plain text) for a snapshot. */
+export function render(s: Snapshot, sortByLoad: boolean, width = 100): string {
+  const lines = ["CPU loads"];
+  for (const c of s.cpus) {
+    const n = Math.min(BAR, Math.round(c.load / MAX_LOAD * BAR));
+    const on = [...new Set([...c.relays.vf_to_vm, ...c.relays.vm_to_vf])].sort((a, b) => a - b);
+    lines.push(
+      `CPU${c.cpu}: ${"#".repeat(n).padEnd(BAR, ".")} ${(c.load / MAX_LOAD * 100).toFixed(1).padStart(5)}%  relays ${
+        on.join(",") || "-"
+      }`,
+    );
+  }
+  lines.push("");
+  const relays = [...s.relays].sort((a, b) => sortByLoad ? b.load - a.load : a.id - b.id);
+  lines.push(
+    `relay  VF->VM cpu      pps      bps    drops  VM->VF cpu      pps      bps    drops   (sorted by ${
+      sortByLoad ? "load" : "id"
+    })`,
+  );
+  for (const r of relays) {
+    const d = (x: Snapshot["relays"][number]["vf_to_vm"]) =>
+      `${String(x.cpu).padStart(3)} ${si(x.pps).padStart(8)} ${si(x.bps).padStart(8)} ${String(x.drops).padStart(8)}`;
+    lines.push(`${String(r.id).padStart(5)}         ${d(r.vf_to_vm)}         ${d(r.vm_to_vf)}`);
+  }
+  if (relays.length === 0) lines.push("(no active relays)");
+  return lines.map((l) => l.slice(0, width)).join("\n");
+}
+
+/** Runs `vio4wd monitor`; returns the exit status. */
+export async function runMonitor(a: MonitorArgs): Promise<number> {
+  const statsEp = await resolveEndpoint("stats", a.statsEp, a.config);
+  const schedEp = await resolveEndpoint("coreSched", a.schedEp, a.config);
+  const tty = !a.once && Deno.stdout.isTerminal() && Deno.stdin.isTerminal();
+  const out = (t: string) => Deno.stdout.writeSync(new TextEncoder().encode(t));
+  let quit = false, sortByLoad = false;
+  let keys: Promise<void> | null = null;
+  if (tty) {
+    Deno.stdin.setRaw(true);
+    out("\x1b[?1049h\x1b[?25l"); // alternate screen, hide cursor
+    keys = (async () => {
+      const buf = new Uint8Array(16);
+      while (!quit) {
+        const n = await Deno.stdin.read(buf);
+        if (n === null) break;
+        for (const k of buf.subarray(0, n)) {
+          if (k === 0x71 || k === 0x03) quit = true; // q, Ctrl-C
+          if (k === 0x73) sortByLoad = !sortByLoad; // s
+        }
+      }
+    })();
+  }
+  const onSignal = () => quit = true;
+  Deno.addSignalListener("SIGTERM", onSignal);
+  if (!tty) Deno.addSignalListener("SIGINT", onSignal);
+  let workers: number[] | null = null;
+  try {
+    while (!quit) {
+      let text: string;
+      try {
+        const stats = await request(
+          statsEp,
+          StatsRequestSchema,
+          { includeInactive: false, delay: 200 },
+          StatsResponseSchema,
+          2200,
+        );
+        if (stats.status !== StatsResponse_Status.OK) {
+          throw new Error(`stats answered ${StatsResponse_Status[stats.status]}`);
+        }
+        if (workers === null) {
+          workers = await request(
+            schedEp,
+            CoreSchedRequestSchema,
+            { op: CoreSchedRequest_Op.GET_EAL_CORES },
+            CoreSchedResponseSchema,
+          )
+            .then((r) => r.status === CoreSchedResponse_Status.OK ? r.ealCores : [])
+            .catch(() => []);
+        }
+        const drops = new Map(stats.relay.map((r) => [r.id, [
+          Number((r.vfToVm?.pktsDroppedVmQueueFull ?? 0n) + (r.vfToVm?.pktsDroppedVmNotConnected ?? 0n)),
+          Number((r.vmToVf?.pktsDroppedVfQueueFull ?? 0n) + (r.vmToVf?.pktsDroppedVfNotConnected ?? 0n)),
+        ] as [number, number]]));
+        const snap = snapshot(workers, relayRates(stats.relay), drops);
+        if (a.once && a.json) {
+          console.log(JSON.stringify(snap));
+          return 0;
+        }
+        text = render(snap, sortByLoad, tty ? Deno.consoleSize().columns : 200);
+      } catch (e) {
+        if (!(e instanceof DaemonUnreachableError)) throw e;
+        if (a.once) {
+          console.error(`vio4wd monitor: ${e.message}`);
+          return 2;
+        }
+        workers = null; // fetch the worker list again when the daemon is back
+        text = `${e.message}\nretrying every ${a.interval} s (q quits)`;
+      }
+      if (tty) out(`\x1b[H\x1b[2J${new Date().toISOString()}  vio4wd monitor  (q quit, s sort)\n${text}\n`);
+      else console.log(`${new Date().toISOString()}\n${text}\n`);
+      if (a.once) return 0;
+      const end = Date.now() + a.interval * 1000;
+      while (!quit && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    }
+    return 0;
+  } finally {
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    if (!tty) Deno.removeSignalListener("SIGINT", onSignal);
+    if (tty) {
+      quit = true;
+      out("\x1b[?25h\x1b[?1049l");
+      Deno.stdin.setRaw(false);
+      // A pending read keeps the process alive: stdin is left to exit.
+      void keys;
+    }
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The core scheduler and the monitor against a running daemon with two worker lcores (mapped
+ * onto one CPU with VIO4WD_EAL_LCORES, so this runs on a 2-CPU machine) and uneven load.
+ */
+
+import { TestPmd } from "../src/testbed/testpmd.ts";
+import { type RelayStatus, runVio4wd, until, withDaemon } from "./helpers.ts";
+
+function assertEq<T>(actual: T, expected: T, what: string): void {
+  if (actual !== expected) throw new Error(`${what}: expected ${expected}, got ${actual}`);
+}
+
+/** Three relays with net_null VFs (endless VF->VM traffic), all pinned to worker lcore 1. */
+const unevenDaemon = (dir: string) => [
+  "VIO4WD_EAL_LCORES=0@0,1@1,2@1",
+  "VIRTIOFWD_CPU_MASK=1,2",
+  `VIRTIOFWD_ZMQ_STATS_EP=ipc://${dir}/zmq/stats`,
+  `VIRTIOFWD_ZMQ_CORE_SCHED_EP=ipc://${dir}/zmq/core_sched`,
+  "VIO4WD_CORE_SCHED_ENABLE=true",
+  "VIRTIOFWD_CPU_PINS=(0:1 1:1 2:1)",
+  "VIRTIOFWD_STATIC_VFS=(net_null0=0 net_null1=1 net_null2=2)",
+];
+
+const vms = (dir: string, tag: string) =>
+  TestPmd.start({
+    prefix: `${tag}-vm`,
+    vdevs: [0, 1, 2].map((i) => `net_virtio_user${i},path=${dir}/sock/virtio-forwarder${i}.sock,queues=1`),
+  });
+
+const cpusOf = (s: RelayStatus[]) => s.filter((r) => r.vm).map((r) => `${r.id}:${r.cpus.vf_to_vm}`).join(" ");
+
+Deno.test("sched: uneven load on two worker CPUs converges to a balanced map and then stays put", async () => {
+  await withDaemon("sched", unevenDaemon, async (d, dir, tag) => {
+    const pmd = await vms(dir, tag);
+    try {
+      await pmd.send("set fwd rxonly");
+      await pmd.send("start");
+      await until("3 VMs", async () => (await d.status()).filter((r) => r.vm).length === 3, 10_000);
+      assertEq(cpusOf(await d.status()), "0:1 1:1 2:1", "all on lcore 1 before");
+      const dry = await runVio4wd([
+        "sched",
+        "--stats-ep",
+        `ipc://${dir}/zmq/stats`,
+        "--sched-ep",
+        `ipc://${dir}/zmq/core_sched`,
+        "--dry-run",
+        "--global-numa-opt",
+      ]);
+      if (!/NUMA global \(workers 1,2\).*plan CV/.test(dry.stdout)) {
+        throw new Error(`dry run: ${dry.stdout}${dry.stderr}`);
+      }
+      assertEq(cpusOf(await d.status()), "0:1 1:1 2:1", "a dry run changes nothing");
+      const r = await runVio4wd([
+        "sched",
+        "--stats-ep",
+        `ipc://${dir}/zmq/stats`,
+        "--sched-ep",
+        `ipc://${dir}/zmq/core_sched`,
+        "--poll-interval",
+        "0.5",
+        "--polls",
+        "5",
+        "--global-numa-opt",
+        "--loglevel",
+        "6",
+      ]);
+      assertEq(r.code, 0, `sched exit status: ${r.stderr}`);
+      const moves = r.stderr.split("\n").filter((l) => l.includes("Migrating workers")).length;
+      assertEq(moves, 1, `migrations (then balanced):\n${r.stderr}`);
+      if (!r.stderr.includes("Scheduler response: OK")) throw new Error(r.stderr);
+      const after = (await d.status()).filter((x) => x.vm).map((x) => x.cpus.vf_to_vm);
+      if (!after.includes(1) || !after.includes(2)) {
+        throw new Error(`not spread over lcores 1 and 2: ${cpusOf(await d.status())}`);
+      }
+    } finally {
+      await pmd.close();
+    }
+  });
+});
+
+Deno.test("monitor under tmux: bars per worker CPU, relays listed, q quits; --once --json for scripts", async () => {
+  await withDaemon("mon", unevenDaemon, async (d, dir, tag) => {
+    const pmd = await vms(dir, tag);
+    const session = tag.replace(/[^a-zA-Z0-9-]/g, "");
+    // A private tmux server (-L) in its own session (setsid): nothing shared with the test process.
+    const tmux = (...args: string[]) =>
+      new Deno.Command("setsid", {
+        args: ["tmux", "-L", session, ...args],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      })
+        .output();
+    try {
+      await pmd.send("set fwd rxonly");
+      await pmd.send("start");
+      await until("3 VMs", async () => (await d.status()).filter((r) => r.vm).length === 3, 10_000);
+      const json = await runVio4wd([
+        "monitor",
+        "--stats-ep",
+        `ipc://${dir}/zmq/stats`,
+        "--sched-ep",
+        `ipc://${dir}/zmq/core_sched`,
+        "--once",
+        "--json",
+      ]);
+      const snap = JSON.parse(json.stdout);
+      assertEq(snap.cpus.map((c: { cpu: number }) => c.cpu).join(","), "1,2", "worker CPUs");
+      assertEq(snap.relays.length, 3, "active relays");
+      if (!(snap.cpus[0].load > 0)) throw new Error(`no load on CPU 1: ${json.stdout}`);
+
+      const launcher = new URL("../vio4wd", import.meta.url).pathname;
+      const cmd = `${launcher} monitor --stats-ep ipc://${dir}/zmq/stats --sched-ep ipc://${dir}/zmq/core_sched`;
+      const started = await tmux("new-session", "-d", "-s", session, "-x", "140", "-y", "30", cmd);
+      if (!started.success) throw new Error(`tmux: ${new TextDecoder().decode(started.stderr)}`);
+      let screen = "";
+      await until("bars on screen", async () => {
+        screen = new TextDecoder().decode((await tmux("capture-pane", "-p", "-t", session)).stdout);
+        return /CPU1: #+/.test(screen) && /CPU2: /.test(screen) && /relays 0,1,2/.test(screen);
+      }, 15_000).catch(() => {
+        throw new Error(`screen:\n${screen}`);
+      });
+      await tmux("send-keys", "-t", session, "q");
+      await until("monitor quits on q", async () => !(await tmux("has-session", "-t", session)).success, 5000);
+    } finally {
+      await tmux("kill-session", "-t", session);
+      await pmd.close();
+    }
+  });
+});
