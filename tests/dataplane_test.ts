@@ -268,3 +268,108 @@ Deno.test("64 relays: all sockets exist, VFs up to DPDK's port limit, the next V
     assertEq(s.map((r) => r.id).join(","), Array.from({ length: 32 }, (_, i) => i).join(","), "relay ids");
   });
 });
+
+Deno.test("CPU migration under traffic: a relay moves between worker lcores with no packet lost, the other relay keeps flowing", async () => {
+  await withDaemon("migrate", (dir) => [
+    "VIO4WD_EAL_LCORES=0@0,1@1,2@1",
+    "VIRTIOFWD_CPU_MASK=1,2",
+    `VIRTIOFWD_ZMQ_STATS_EP=ipc://${dir}/zmq/stats`,
+    `VIRTIOFWD_ZMQ_CORE_SCHED_EP=ipc://${dir}/zmq/core_sched`,
+    "VIO4WD_CORE_SCHED_ENABLE=true",
+    "VIRTIOFWD_CPU_PINS=(0:1 1:2)",
+    "VIRTIOFWD_STATIC_VFS=(",
+    `  net_memif0,role=server,socket=${dir}/vf0.sock=0`,
+    `  net_memif1,role=server,socket=${dir}/vf1.sock=1`,
+    ")",
+  ], async (d, dir, tag) => {
+    let pmd: TestPmd | null = null;
+    try {
+      // Two VM + VF-peer pairs looping packets through relays 0 and 1 (io forwarding).
+      pmd = await TestPmd.start({
+        prefix: `${tag}-vm`,
+        vdevs: [
+          `net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`,
+          `net_memif10,role=client,socket=${dir}/vf0.sock`,
+          `net_virtio_user1,path=${dir}/sock/virtio-forwarder1.sock,queues=1`,
+          `net_memif11,role=client,socket=${dir}/vf1.sock`,
+        ],
+      });
+      await pmd.waitLinksUp();
+      await until("both VMs", async () => (await d.status()).filter((r) => r.vm).length === 2);
+      await pmd.send("set fwd io");
+      await pmd.send("start tx_first 2");
+      const pin = (spec: string) =>
+        runVio4wd([
+          "pin",
+          "--zmq-ep",
+          `ipc://${dir}/zmq/core_sched`,
+          "--stats-ep",
+          `ipc://${dir}/zmq/stats`,
+          `--virtio-cpu=${spec}`,
+        ]);
+      for (let i = 0; i < 6; i++) {
+        const to = i % 2 === 0 ? 2 : 1;
+        const before = (await d.status()).find((r) => r.id === 1)!.vf_to_vm.txPkts;
+        const r = await pin(`0:${to},${to}`); // C1 = VM->VF, C2 = VF->VM
+        assertEq(r.code, 0, `pin ${i}: ${r.stdout}${r.stderr}`);
+        const s = await d.status();
+        const r0 = s.find((r) => r.id === 0)!;
+        assertEq(`${r0.cpus.vf_to_vm},${r0.cpus.vm_to_vf}`, `${to},${to}`, `relay 0 CPUs after move ${i}`);
+        await new Promise((r) => setTimeout(r, 200));
+        const after = (await d.status()).find((r) => r.id === 1)!.vf_to_vm.txPkts;
+        if (!(after > before)) throw new Error(`relay 1 stalled during move ${i}: ${before} -> ${after}`);
+      }
+      await pmd.stop();
+      await new Promise((r) => setTimeout(r, 300));
+      for (const r of (await d.status()).filter((x) => x.id <= 1)) {
+        for (const dir of ["vf_to_vm", "vm_to_vf"] as const) {
+          const c = r[dir];
+          assertEq(c.dropFullPkts + c.dropUnavailPkts, 0, `relay ${r.id} ${dir} drops`);
+          assertEq(c.rxPkts, c.txPkts, `relay ${r.id} ${dir}: every packet received was sent`);
+        }
+      }
+    } finally {
+      await pmd?.close();
+    }
+  });
+});
+
+Deno.test("feature flags: jumbo frames (MTU 9000, big mbufs) cross both ways with mergeable RX buffers; zero-copy is a warning", async () => {
+  await withDaemon("jumbo", () => [
+    "VIRTIOFWD_JUMBO=y",
+    "VIRTIOFWD_MRGBUF=y",
+    "VIRTIOFWD_ZERO_COPY=y",
+    "VIRTIOFWD_STATIC_VFS=net_null0,size=9000=0",
+  ], async (d, dir, tag) => {
+    await d.waitLog(/VIRTIOFWD_ZERO_COPY: dequeue zero-copy is not supported by DPDK >= 20\.11/);
+    let pmd: TestPmd | null = null;
+    try {
+      pmd = await TestPmd.start({
+        prefix: `${tag}-vm`,
+        vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1,mrg_rxbuf=1`],
+        // --txpkts after --mbuf-size: testpmd checks the length against the mbuf size it has parsed so far.
+        appArgs: ["--mbuf-size=10240", "--max-pkt-len=9018", "--txpkts=9000"],
+      });
+      await pmd.waitLinksUp();
+      await d.waitLog(/relay 0: VM connected/);
+      await pmd.send("set fwd rxonly");
+      await pmd.send("start tx_first"); // 32 jumbo frames VM->VF; net_null sends 9000-byte frames VF->VM
+      await until("jumbo frames both ways", async () => {
+        const r = relay0(await d.status())!;
+        return r.vm_to_vf.txPkts === 32 && r.vf_to_vm.txPkts > 0;
+      }, 10_000).catch(async (e) => {
+        throw new Error(`${e.message}: ${JSON.stringify(relay0(await d.status()))}`);
+      });
+      const r = relay0(await d.status())!;
+      assertEq(r.vm_to_vf.txBytes, 32 * 9000, "VM->VF bytes: whole 9000-byte frames");
+      assertEq(r.vm_to_vf.dropFullPkts, 0, "VM->VF drops");
+      if (r.vf_to_vm.txBytes !== r.vf_to_vm.txPkts * 9000) {
+        throw new Error(`VF->VM frames not whole: ${JSON.stringify(r)}`);
+      }
+      const ports = await pmd.stop();
+      if (!(ports[0].rxPackets > 0)) throw new Error("the VM received no jumbo frame");
+    } finally {
+      await pmd?.close();
+    }
+  });
+});
