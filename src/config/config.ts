@@ -21,6 +21,7 @@ import {
   parseFilePrefix,
   parseInteger,
   parseLcoreMap,
+  parseListen,
   parseNumber,
   parseSocketPattern,
   parseStaticVf,
@@ -51,6 +52,7 @@ export interface Config {
   zmqGroup: string;
   ipcCmdFile: string;
   ealLcores: Map<number, number> | null;
+  metricsListen: string;
   socketDir: string;
   socketPattern: string;
   cpuPins: CpuPin[];
@@ -389,6 +391,14 @@ export const VARIABLES = [
     default: null,
     option: { long: "--lcores", kind: "value", metavar: "MAP" },
     parse: parseLcoreMap,
+  }),
+  v({
+    name: "VIO4WD_METRICS_LISTEN",
+    key: "metricsListen",
+    description: "HOST:PORT serving Prometheus metrics at /metrics (e.g. 127.0.0.1:9464); blank turns it off.",
+    default: "",
+    option: { long: "--metrics-listen", kind: "value", metavar: "HOST:PORT" },
+    parse: parseListen,
   }),
   v({
     name: "VIO4WD_IPC_CMD_FILE",

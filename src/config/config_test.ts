@@ -48,6 +48,7 @@ const BAD: Record<string, [string, string]> = {
   VIO4WD_ZMQ_GROUP: ["'two words'", "is not one"],
   VIO4WD_IPC_CMD_FILE: ["vio_cmd", "is relative"],
   VIO4WD_EAL_LCORES: ["1:1", "is not LCORE@CPU"],
+  VIO4WD_METRICS_LISTEN: ["9464", "is not HOST:PORT"],
 };
 
 Deno.test("every variable has a bad-value case in this table", () => {

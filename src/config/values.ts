@@ -226,3 +226,12 @@ export function parseLcoreMap(raw: string): Map<number, number> {
 export function formatLcoreMap(map: ReadonlyMap<number, number>): string {
   return [...map].map(([l, c]) => `${l}@${c}`).join(",");
 }
+
+/** `HOST:PORT` to listen on (`127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`). */
+export function parseListen(raw: string): string {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(raw);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    throw new ValueError("HOST:PORT, e.g. 127.0.0.1:9464", `'${raw}' is not HOST:PORT`);
+  }
+  return raw;
+}

@@ -11,6 +11,7 @@ import {
   ORIGINAL_ENDPOINTS,
   portControlMode,
 } from "../config/config.ts";
+import { serveMetrics } from "../metrics/metrics.ts";
 import { IpcMonitor } from "../monitors/ipc.ts";
 import { OvsdbMonitor } from "../monitors/ovsdb.ts";
 import { configService } from "../control/config_service.ts";
@@ -195,6 +196,14 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
     ? new IpcMonitor(table, c.ipcCmdFile)
     : null;
   monitor?.start();
+  let metrics: Deno.HttpServer | null = null;
+  if (c.metricsListen) {
+    try {
+      metrics = serveMetrics(c.metricsListen, table, { version: VERSION, dpdk: dp.dpdkVersion });
+    } catch (e) {
+      log.error(`metrics: cannot listen on ${c.metricsListen}: ${e instanceof Error ? e.message : e}; metrics are off`);
+    }
+  }
   const sockets = table.relays.filter((r) => r.socket !== null).length;
   const vfs = table.relays.filter((r) => r.vf !== null).length;
   const mib = (dp.hugepageBytesUsed() / 2 ** 20).toFixed(1);
@@ -213,6 +222,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
     table,
     dataplane: dp,
     async stop(): Promise<number> {
+      await metrics?.shutdown();
       await monitor?.stop();
       await control.stop();
       clearInterval(poll);

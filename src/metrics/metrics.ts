@@ -1,0 +1,109 @@
+/**
+ * Prometheus metrics (`VIO4WD_METRICS_LISTEN=127.0.0.1:9464`, off by default): per relay and
+ * direction packet, byte and drop counters, connection state, per-worker busy share, relay info
+ * and build info, in the text exposition format at `/metrics`.
+ *
+ * @module
+ */
+
+import type { RelayTable } from "../daemon/relays.ts";
+
+/** Escapes a label value for the text format. */
+const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+
+/** Worker pass counters at the previous scrape, for the busy share over the scrape interval. */
+export interface WorkerSample {
+  lcore: number;
+  passes: bigint;
+  busyPasses: bigint;
+}
+
+/** Renders every metric of the relay table; `prev` gives the busy share since the last scrape. */
+export function renderMetrics(
+  table: RelayTable,
+  build: { version: string; dpdk: string },
+  prev: WorkerSample[] | null,
+): { text: string; workers: WorkerSample[] } {
+  const out: string[] = [];
+  const family = (name: string, type: string, help: string) =>
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  const counters = table.dp.counters();
+  const relays = table.relays.filter((r) => r.socket !== null || r.vf !== null);
+  const dirs = [["vf_to_vm", "vfToVm"], ["vm_to_vf", "vmToVf"]] as const;
+  const series: [string, string, string, (c: (typeof counters)[number]["vfToVm"]) => bigint][] = [
+    ["vio4wd_relay_rx_packets_total", "Packets received by a relay direction.", "", (c) => c.rxPkts],
+    ["vio4wd_relay_rx_bytes_total", "Bytes received by a relay direction.", "", (c) => c.rxBytes],
+    ["vio4wd_relay_tx_packets_total", "Packets sent on by a relay direction.", "", (c) => c.txPkts],
+    ["vio4wd_relay_tx_bytes_total", "Bytes sent on by a relay direction.", "", (c) => c.txBytes],
+  ];
+  for (const [name, help, , get] of series) {
+    family(name, "counter", help);
+    for (const r of relays) {
+      for (const [dir, key] of dirs) {
+        out.push(`${name}{relay="${r.id}",direction="${dir}"} ${get(counters[r.id][key])}`);
+      }
+    }
+  }
+  for (const [unit, pick] of [["packets", "Pkts"], ["bytes", "Bytes"]] as const) {
+    const name = `vio4wd_relay_dropped_${unit}_total`;
+    family(
+      name,
+      "counter",
+      `${unit === "packets" ? "Packets" : "Bytes"} dropped, by reason (queue_full, not_connected).`,
+    );
+    for (const r of relays) {
+      for (const [dir, key] of dirs) {
+        const c = counters[r.id][key];
+        out.push(`${name}{relay="${r.id}",direction="${dir}",reason="queue_full"} ${c[`dropFull${pick}`]}`);
+        out.push(`${name}{relay="${r.id}",direction="${dir}",reason="not_connected"} ${c[`dropUnavail${pick}`]}`);
+      }
+    }
+  }
+  family("vio4wd_relay_vm_connected", "gauge", "1 when a VM is connected on the relay's socket.");
+  for (const r of relays) out.push(`vio4wd_relay_vm_connected{relay="${r.id}"} ${r.vm ? 1 : 0}`);
+  family("vio4wd_relay_vf_attached", "gauge", "1 when the relay has a VF (or bond).");
+  for (const r of relays) out.push(`vio4wd_relay_vf_attached{relay="${r.id}"} ${r.vf !== null ? 1 : 0}`);
+  family("vio4wd_relay_info", "gauge", "Relay identity: socket, VF device and worker CPUs (value 1).");
+  for (const r of relays) {
+    out.push(
+      `vio4wd_relay_info{relay="${r.id}",socket="${esc(r.socket ?? "")}",vf="${esc(r.vf ?? "")}",vf_to_vm_cpu="${
+        r.cpus[0]
+      }",vm_to_vf_cpu="${r.cpus[1]}"} 1`,
+    );
+  }
+  const workers = table.dp.workers().map((w) => ({ lcore: w.cpu, passes: w.passes, busyPasses: w.busyPasses }));
+  family(
+    "vio4wd_worker_busy_ratio",
+    "gauge",
+    "Share of a worker's loop passes that moved packets, since the last scrape.",
+  );
+  for (const w of workers) {
+    const p = prev?.find((x) => x.lcore === w.lcore);
+    const passes = p ? w.passes - p.passes : w.passes;
+    const busy = p ? w.busyPasses - p.busyPasses : w.busyPasses;
+    out.push(`vio4wd_worker_busy_ratio{cpu="${w.lcore}"} ${passes > 0n ? Number(busy) / Number(passes) : 0}`);
+  }
+  family("vio4wd_build_info", "gauge", "vio4wd and DPDK versions (value 1).");
+  out.push(`vio4wd_build_info{version="${esc(build.version)}",dpdk="${esc(build.dpdk)}"} 1`);
+  return { text: out.join("\n") + "\n", workers };
+}
+
+/** Serves /metrics on `listen` (HOST:PORT) until closed. */
+export function serveMetrics(
+  listen: string,
+  table: RelayTable,
+  build: { version: string; dpdk: string },
+): Deno.HttpServer {
+  const m = /^(.*):(\d+)$/.exec(listen)!;
+  let prev: WorkerSample[] | null = null;
+  return Deno.serve({
+    hostname: m[1].replace(/^\[|\]$/g, ""),
+    port: Number(m[2]),
+    onListen: ({ hostname, port }) => table.log.info(`metrics: http://${hostname}:${port}/metrics`),
+  }, (req) => {
+    if (new URL(req.url).pathname !== "/metrics") return new Response("see /metrics\n", { status: 404 });
+    const r = renderMetrics(table, build, prev);
+    prev = r.workers;
+    return new Response(r.text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+  });
+}
