@@ -51,3 +51,45 @@ Deno.test("metrics: /metrics serves every relay's counters by direction and reas
     if (notFound.status !== 404) throw new Error(`/other: ${notFound.status}`);
   });
 });
+
+Deno.test("install.sh --prefix stages a working vio4wd, and systemd-analyze verify accepts its units", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const run = (cmd: string, args: string[], cwd?: string) =>
+      new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" }).output();
+    const dec = new TextDecoder();
+    const script = new URL("../scripts/install.sh", import.meta.url).pathname;
+    let r = await run(script, ["--prefix", root]);
+    if (!r.success) throw new Error(`install.sh: ${dec.decode(r.stderr)}`);
+    for (
+      const f of [
+        "usr/bin/vio4wd",
+        "lib/systemd/system/vio4wd.service",
+        "lib/systemd/system/vio4wd-sched.service",
+        "etc/default/virtioforwarder",
+        "usr/share/bash-completion/completions/vio4wd",
+        "usr/share/zsh/vendor-completions/_vio4wd",
+        "usr/share/fish/vendor_completions.d/vio4wd.fish",
+        "usr/lib/vio4wd/shim/build/libvio4wd_shim.so",
+      ]
+    ) await Deno.stat(`${root}/${f}`);
+    r = await run(`${root}/usr/bin/vio4wd`, ["config", "check", `${root}/etc/default/virtioforwarder`]);
+    if (!r.success) throw new Error(`installed vio4wd config check: ${dec.decode(r.stderr)}`);
+    // The units as installed, with paths pointing into the staging root so that verify can check them.
+    await Deno.mkdir(`${root}/verify`);
+    for (const u of ["vio4wd.service", "vio4wd-sched.service"]) {
+      const text = (await Deno.readTextFile(`${root}/lib/systemd/system/${u}`))
+        .replaceAll("/usr/bin/vio4wd", `${root}/usr/bin/vio4wd`)
+        .replaceAll("/etc/default/virtioforwarder", `${root}/etc/default/virtioforwarder`);
+      await Deno.writeTextFile(`${root}/verify/${u}`, text);
+    }
+    r = await run("systemd-analyze", ["verify", "vio4wd.service", "vio4wd-sched.service"], `${root}/verify`);
+    if (!r.success || dec.decode(r.stderr).trim() !== "") {
+      throw new Error(`systemd-analyze verify: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);
+    }
+    r = await run(script, ["--prefix", root]); // again: the edited configuration is kept
+    if (!dec.decode(r.stdout).includes("etc/default/virtioforwarder kept")) throw new Error(dec.decode(r.stdout));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

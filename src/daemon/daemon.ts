@@ -207,6 +207,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   const sockets = table.relays.filter((r) => r.socket !== null).length;
   const vfs = table.relays.filter((r) => r.vf !== null).length;
   const mib = (dp.hugepageBytesUsed() / 2 ** 20).toFixed(1);
+  notifySystemd(log);
   log.notice(
     `ready: ${sockets} vhost-user socket(s) in ${c.socketDir}, ${vfs} VF(s), ${mib} MiB of hugepages in use, ` +
       `port control: ${
@@ -259,6 +260,21 @@ export function controlServices(c: Config, table: RelayTable): Service[] {
     ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, table)] : []),
     ...(coreSched ? [coreSchedService(coreSched, table)] : []),
   ];
+}
+
+/**
+ * Tells systemd the daemon is ready (Type=notify) when started by it: `systemd-notify --ready`
+ * with NotifyAccess=all, as Deno has no datagram sockets for $NOTIFY_SOCKET.
+ */
+function notifySystemd(log: Logger): void {
+  if (!Deno.env.get("NOTIFY_SOCKET")) return;
+  try {
+    const r = new Deno.Command("systemd-notify", { args: ["--ready", `--pid=${Deno.pid}`], stderr: "piped" })
+      .outputSync();
+    if (!r.success) log.warn(`systemd-notify --ready failed: ${new TextDecoder().decode(r.stderr).trim()}`);
+  } catch (e) {
+    log.warn(`systemd-notify --ready: ${e instanceof Error ? e.message : e}`);
+  }
 }
 
 /** Logs every relay with a VF or VM, with its counters, as one JSON line. */
