@@ -18,6 +18,7 @@ import { portCommand, runPort } from "./cli/port.ts";
 import { runStats, statsCommand } from "./cli/stats.ts";
 import { runSched, schedCommand } from "./cli/sched.ts";
 import { monitorCommand, runMonitor } from "./cli/monitor.ts";
+import { runVmConfig, vmConfigCommand } from "./cli/vm_config.ts";
 import { DaemonUnreachableError } from "./control/client.ts";
 import { ShimNotFoundError } from "../ffi/shim.ts";
 import { Dataplane } from "./dataplane/dataplane.ts";
@@ -32,6 +33,7 @@ export const parser = or(
   pinCommand,
   schedCommand,
   monitorCommand,
+  vmConfigCommand,
 );
 
 /** `vio4wd --version`: vio4wd, Deno and (when the shim loads) DPDK versions. */
@@ -90,6 +92,8 @@ export async function main(args: readonly string[]): Promise<number> {
         return await runSched(a);
       case "monitor":
         return await runMonitor(a);
+      case "vm-config":
+        return await runVmConfig(a);
     }
   } catch (e) {
     if (e instanceof ConfigError) {

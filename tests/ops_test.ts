@@ -3,7 +3,7 @@
  * libvirt snippets checked by virt-xml-validate.
  */
 
-import { withDaemon } from "./helpers.ts";
+import { runVio4wd, withDaemon } from "./helpers.ts";
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -91,5 +91,38 @@ Deno.test("install.sh --prefix stages a working vio4wd, and systemd-analyze veri
     if (!dec.decode(r.stdout).includes("etc/default/virtioforwarder kept")) throw new Error(dec.decode(r.stdout));
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("vm-config: libvirt XML validates with virt-xml-validate in both socket modes; QEMU arguments carry path, queues and vectors", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const conf = `${dir}/c.conf`;
+    await Deno.writeTextFile(conf, `VIRTIOFWD_SOCKET_DIR=${dir}\nVIRTIOFWD_SOCKET_FNAME_PATTERN=vm%u.sock\n`);
+    const dec = new TextDecoder();
+    for (const extra of [[], ["--client"]]) {
+      const r = await runVio4wd(["vm-config", "7", "--queues", "4", "--config", conf, ...extra]);
+      if (r.code !== 0) throw new Error(r.stderr);
+      if (!r.stdout.includes(`path='${dir}/vm7.sock' mode='${extra.length ? "server" : "client"}'`)) {
+        throw new Error(r.stdout);
+      }
+      if (!r.stdout.includes("<driver queues='4'/>")) throw new Error(r.stdout);
+      await Deno.writeTextFile(`${dir}/d.xml`, r.stdout);
+      const v = await new Deno.Command("virt-xml-validate", {
+        args: [`${dir}/d.xml`, "domain"],
+        stdout: "piped",
+        stderr: "piped",
+      })
+        .output();
+      if (!v.success) throw new Error(`virt-xml-validate ${extra}: ${dec.decode(v.stdout)}${dec.decode(v.stderr)}`);
+    }
+    const q = await runVio4wd(["vm-config", "7", "--queues", "4", "--qemu", "--config", conf]);
+    for (const want of [`path=${dir}/vm7.sock,reconnect=1`, "queues=4", "mq=on,vectors=10", "share=on"]) {
+      if (!q.stdout.includes(want)) throw new Error(`no '${want}' in:\n${q.stdout}`);
+    }
+    const bad = await runVio4wd(["vm-config", "64", "--config", conf]);
+    if (bad.code === 0) throw new Error("relay 64 accepted");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
