@@ -19,6 +19,7 @@ import { runStats, statsCommand } from "./cli/stats.ts";
 import { runSched, schedCommand } from "./cli/sched.ts";
 import { monitorCommand, runMonitor } from "./cli/monitor.ts";
 import { runVmConfig, vmConfigCommand } from "./cli/vm_config.ts";
+import { doctorCommand, runDoctor } from "./cli/doctor.ts";
 import { DaemonUnreachableError } from "./control/client.ts";
 import { ShimNotFoundError } from "../ffi/shim.ts";
 import { Dataplane } from "./dataplane/dataplane.ts";
@@ -34,6 +35,7 @@ export const parser = or(
   schedCommand,
   monitorCommand,
   vmConfigCommand,
+  doctorCommand,
 );
 
 /** `vio4wd --version`: vio4wd, Deno and (when the shim loads) DPDK versions. */
@@ -94,6 +96,8 @@ export async function main(args: readonly string[]): Promise<number> {
         return await runMonitor(a);
       case "vm-config":
         return await runVmConfig(a);
+      case "doctor":
+        return await runDoctor(a);
     }
   } catch (e) {
     if (e instanceof ConfigError) {

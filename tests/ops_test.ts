@@ -126,3 +126,14 @@ Deno.test("vm-config: libvirt XML validates with virt-xml-validate in both socke
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("doctor --json on this host: every check has a verdict, and the exit status follows the failures", async () => {
+  const r = await runVio4wd(["doctor", "--json", "--config", "/dev/null"]);
+  const out = JSON.parse(r.stdout);
+  const failed = out.checks.filter((c: { status: string }) => c.status === "fail");
+  if (r.code !== (failed.length ? 1 : 0)) throw new Error(`exit ${r.code} with failures ${JSON.stringify(failed)}`);
+  for (const c of out.checks) {
+    if (!["ok", "warn", "fail"].includes(c.status) || (c.status !== "ok" && !c.fix)) throw new Error(JSON.stringify(c));
+  }
+  if (!out.checks.some((c: { name: string }) => c.name === "hugepages")) throw new Error("no hugepages check");
+});

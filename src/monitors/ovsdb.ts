@@ -129,39 +129,44 @@ export class OvsdbMonitor {
     await this.#loop;
   }
 
+  /** starting: never synced; up: synced on the current connection; down: lost, not yet resynced. */
+  #state: "starting" | "up" | "down" = "starting";
+
   async #run(): Promise<void> {
     const log = this.table.log;
     let retry = RETRY_MIN_MS;
-    let down: string | null = null;
+    let reported = false; // the current outage has been logged
     while (!this.#stopping) {
       try {
         this.#conn = await Deno.connect({ transport: "unix", path: this.path });
       } catch (e) {
-        const why = e instanceof Error ? e.message : String(e);
-        if (down === null) {
+        if (!reported) {
+          const why = e instanceof Error ? e.message : String(e);
           log.notice(`ovsdb: cannot connect to ${this.path} (${why}); retrying every ${RETRY_MAX_MS / 1000} s`);
-          down = why;
+          reported = true;
         }
         await new Promise((r) => setTimeout(r, retry));
         retry = Math.min(retry * 2, RETRY_MAX_MS);
         continue;
       }
-      log.notice(`ovsdb: ${down === null ? "connected to" : "reconnected to"} ${this.path}`);
-      down = null;
       retry = RETRY_MIN_MS;
+      let why = "the server closed the connection";
       try {
         await this.#session(this.#conn);
       } catch (e) {
-        if (!this.#stopping) down = e instanceof Error ? e.message : String(e);
+        why = e instanceof Error ? e.message : String(e);
       }
       try {
         this.#conn.close();
       } catch { /* closed */ }
       this.#conn = null;
-      if (!this.#stopping) {
-        down ??= "the server closed the connection";
-        log.warn(`ovsdb: connection to ${this.path} lost (${down}); relays stay as they are, reconnecting`);
+      // A session that never synced belongs to the outage already reported (or to start-up).
+      if (this.#state === "up" && !this.#stopping) {
+        log.warn(`ovsdb: connection to ${this.path} lost (${why}); relays stay as they are, reconnecting`);
+        this.#state = "down";
+        reported = true;
       }
+      if (this.#state !== "up") await new Promise((r) => setTimeout(r, retry));
     }
   }
 
@@ -207,6 +212,8 @@ export class OvsdbMonitor {
       this.rows.clear();
       this.#apply(msg.result);
       this.synced++;
+      this.table.log.notice(`ovsdb: ${this.#state === "down" ? "reconnected to" : "connected to"} ${this.path}`);
+      this.#state = "up";
       return;
     }
     if (msg.method === "update" && Array.isArray(msg.params) && msg.params[0] === MONITOR_ID) {

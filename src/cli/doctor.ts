@@ -1,0 +1,50 @@
+/**
+ * `vio4wd doctor [--json]`: checks the host against the configuration and names each fix.
+ *
+ * @module
+ */
+
+import { object } from "@optique/core/constructs";
+import { message } from "@optique/core/message";
+import { optional } from "@optique/core/modifiers";
+import { command, constant, flag, option } from "@optique/core/primitives";
+import { string } from "@optique/core/valueparser";
+import { readConfig } from "../config/config.ts";
+import { runChecks } from "../doctor/doctor.ts";
+
+/** The `doctor` command's parser. */
+export const doctorCommand = command(
+  "doctor",
+  object({
+    action: constant("doctor" as const),
+    config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+    json: optional(flag("--json", { description: message`Print the checks as JSON.` })),
+  }),
+  {
+    brief: message`Check the host: hugepages, CPUs, VFIO, sockets, MAC, DPDK prefixes.`,
+    description:
+      message`Check what the daemon and VMs need under the configuration: 2 MiB hugepages reserved and free, hugetlbfs mounted, worker CPUs online and isolated, IOMMU/VFIO and each PCI VF's driver, socket directory and accounts, AppArmor/SELinux, other DPDK processes on the file prefix. Each problem comes with the command that fixes it. Exit 0 when nothing fails, 1 otherwise.`,
+    footer: message`Examples:
+  vio4wd doctor
+  vio4wd doctor --json | jq '.checks[] | select(.status != "ok")'`,
+  },
+);
+
+/** Runs `vio4wd doctor`; returns the exit status. */
+export async function runDoctor(a: { config?: string; json?: boolean }): Promise<number> {
+  const loaded = await readConfig(a.config);
+  const checks = runChecks(loaded.config);
+  const failed = checks.filter((c) => c.status === "fail").length;
+  if (a.json) {
+    console.log(JSON.stringify({ ok: failed === 0, config: loaded.file, checks }, null, 2));
+  } else {
+    const mark = { ok: "ok  ", warn: "WARN", fail: "FAIL" };
+    const width = Math.max(...checks.map((c) => c.name.length));
+    for (const c of checks) {
+      console.log(`${mark[c.status]}  ${c.name.padEnd(width)}  ${c.detail}`);
+      if (c.fix) console.log(`      ${"".padEnd(width)}  fix: ${c.fix}`);
+    }
+    console.log(failed === 0 ? "\nall checks passed" : `\n${failed} check(s) failed`);
+  }
+  return failed === 0 ? 0 : 1;
+}

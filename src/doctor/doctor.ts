@@ -1,0 +1,227 @@
+/**
+ * Host checks for `vio4wd doctor`: each finds one thing that keeps the daemon or VMs from working
+ * and names the command that fixes it. Reads /sys, /proc and the configuration; changes nothing.
+ *
+ * @module
+ */
+
+import type { Config } from "../config/config.ts";
+import { isPciAddress, normalizePci } from "../config/values.ts";
+
+/** One check's verdict. */
+export interface Check {
+  name: string;
+  status: "ok" | "warn" | "fail";
+  detail: string;
+  /** The command (or edit) that fixes it, when not ok. */
+  fix?: string;
+}
+
+/** Where the checks read the host (a fake tree in tests). */
+export interface HostPaths {
+  sys: string;
+  proc: string;
+  etc: string;
+  run: string;
+}
+
+export const REAL_HOST: HostPaths = { sys: "/sys", proc: "/proc", etc: "/etc", run: "/var/run" };
+
+const read = (p: string) => {
+  try {
+    return Deno.readTextFileSync(p);
+  } catch {
+    return null;
+  }
+};
+const exists = (p: string) => {
+  try {
+    Deno.statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+function cpuList(text: string): number[] {
+  return text.trim().split(",").filter(Boolean).flatMap((part) => {
+    const [a, b] = part.split("-").map(Number);
+    return Array.from({ length: (b ?? a) - a + 1 }, (_, i) => a + i);
+  });
+}
+
+/** Looks up a user or group in /etc/passwd or /etc/group; numeric ids always exist. */
+function accountExists(etc: string, file: "passwd" | "group", name: string): boolean {
+  if (/^\d+$/.test(name)) return true;
+  return (read(`${etc}/${file}`) ?? "").split("\n").some((l) => l.split(":")[0] === name);
+}
+
+/** Runs every check against `c`. */
+export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
+  const out: Check[] = [];
+  const add = (name: string, status: Check["status"], detail: string, fix?: string) =>
+    out.push({ name, status, detail, ...(fix ? { fix } : {}) });
+
+  // Hugepages: reserved, free, and what the daemon will take (VIO4WD_EAL_MEMORY_MB).
+  const hp = `${h.sys}/kernel/mm/hugepages/hugepages-2048kB`;
+  const total = Number(read(`${hp}/nr_hugepages`) ?? 0), free = Number(read(`${hp}/free_hugepages`) ?? 0);
+  const need = Math.ceil(c.ealMemoryMb / 2);
+  if (total === 0) {
+    add(
+      "hugepages",
+      "fail",
+      "no 2 MiB hugepages reserved",
+      `echo ${need + 512} > ${hp.replace(h.sys, "/sys")}/nr_hugepages`,
+    );
+  } else if (free < need) {
+    add(
+      "hugepages",
+      "fail",
+      `${free} of ${total} 2 MiB pages free; the daemon needs ${need} (VIO4WD_EAL_MEMORY_MB=${c.ealMemoryMb})`,
+      `echo ${total + need - free} > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`,
+    );
+  } else add("hugepages", "ok", `${free} of ${total} 2 MiB pages free; the daemon needs ${need}`);
+
+  // hugetlbfs mounted where the configuration says.
+  const mounts = (read(`${h.proc}/mounts`) ?? "").split("\n").map((l) => l.split(" "));
+  if (mounts.some((m) => m[1] === c.hugeDir && m[2] === "hugetlbfs")) add("hugetlbfs", "ok", `mounted at ${c.hugeDir}`);
+  else {
+    add(
+      "hugetlbfs",
+      "fail",
+      `no hugetlbfs mounted at ${c.hugeDir} (VIRTIOFWD_HUGETLBFS_MOUNT_POINT)`,
+      `mkdir -p ${c.hugeDir} && mount -t hugetlbfs -o pagesize=2M nodev ${c.hugeDir}`,
+    );
+  }
+
+  // Worker CPUs online, main lcore apart, ideally isolated from the scheduler.
+  const online = new Set(cpuList(read(`${h.sys}/devices/system/cpu/online`) ?? ""));
+  const physical = c.ealLcores ? [...new Set(c.ealLcores.values())] : [c.masterLcore, ...c.cpus];
+  const offline = physical.filter((x) => !online.has(x));
+  if (offline.length) {
+    add(
+      "cpus",
+      "fail",
+      `CPU ${offline.join(",")} not online (online: ${[...online].join(",")})`,
+      "fix VIRTIOFWD_CPU_MASK",
+    );
+  } else add("cpus", "ok", `workers ${c.cpus.join(",")}, main lcore ${c.masterLcore}`);
+  const isolated = new Set(cpuList(read(`${h.sys}/devices/system/cpu/isolated`) ?? ""));
+  const shared = c.ealLcores ? [] : c.cpus.filter((x) => !isolated.has(x));
+  if (shared.length) {
+    add(
+      "cpu isolation",
+      "warn",
+      `worker CPU ${shared.join(",")} also runs other tasks (not in isolcpus): rates will vary`,
+      `add isolcpus=${c.cpus.join(",")} to the kernel command line`,
+    );
+  } else add("cpu isolation", "ok", "worker CPUs are isolated");
+
+  // IOMMU / VFIO, and the driver of each configured PCI VF.
+  const groups = exists(`${h.sys}/kernel/iommu_groups`)
+    ? [...Deno.readDirSync(`${h.sys}/kernel/iommu_groups`)].length
+    : 0;
+  const vfio = exists(`${h.sys}/bus/pci/drivers/vfio-pci`), uio = exists(`${h.sys}/bus/pci/drivers/igb_uio`);
+  if (groups > 0 && vfio) add("vfio", "ok", `IOMMU on (${groups} groups), vfio-pci loaded`);
+  else if (uio) {
+    add(
+      "vfio",
+      "warn",
+      "no IOMMU/vfio-pci; igb_uio is loaded (no DMA isolation)",
+      "enable intel_iommu=on / amd_iommu=on",
+    );
+  } else {
+    add(
+      "vfio",
+      "fail",
+      `${groups === 0 ? "no IOMMU groups (IOMMU off?)" : "IOMMU on"}; vfio-pci ${vfio ? "loaded" : "not loaded"}`,
+      groups === 0
+        ? "add intel_iommu=on iommu=pt (or amd_iommu=on) to the kernel command line, reboot; modprobe vfio-pci"
+        : "modprobe vfio-pci",
+    );
+  }
+  for (const s of c.staticVfs.filter((s) => isPciAddress(s.device))) {
+    const pci = normalizePci(s.device);
+    const dev = `${h.sys}/bus/pci/devices/${pci}`;
+    if (!exists(dev)) {
+      add(`VF ${pci}`, "fail", `static VF of relay ${s.relay} does not exist`, "fix VIRTIOFWD_STATIC_VFS (lspci -D)");
+      continue;
+    }
+    let driver = "none";
+    try {
+      driver = Deno.realPathSync(`${dev}/driver`).split("/").pop()!;
+    } catch { /* unbound */ }
+    if (driver === "vfio-pci" || driver === "igb_uio" || driver === "uio_pci_generic") {
+      add(`VF ${pci}`, "ok", `bound to ${driver}`);
+    } else {
+      add(
+        `VF ${pci}`,
+        "fail",
+        `bound to ${driver}: DPDK cannot use it`,
+        `dpdk-devbind.py -b vfio-pci ${pci}   (or VIRTIOFWD_BIND_VFIO_PCI=${pci})`,
+      );
+    }
+  }
+
+  // Socket directory and the accounts sockets are given to.
+  if (!exists(c.socketDir)) {
+    add("socket dir", "warn", `${c.socketDir} does not exist (the daemon creates it)`, `mkdir -p ${c.socketDir}`);
+  } else {
+    try {
+      const probe = Deno.makeTempFileSync({ dir: c.socketDir, prefix: ".vio4wd-doctor-" });
+      Deno.removeSync(probe);
+      add("socket dir", "ok", `${c.socketDir} is writable`);
+    } catch {
+      add(
+        "socket dir",
+        "fail",
+        `${c.socketDir} is not writable by this user`,
+        `chmod u+w ${c.socketDir} or run as root`,
+      );
+    }
+  }
+  for (const [what, name, file] of [["owner", c.socketOwner, "passwd"], ["group", c.socketGroup, "group"]] as const) {
+    if (name === "") continue;
+    if (accountExists(h.etc, file, name)) add(`socket ${what}`, "ok", `${name} exists`);
+    else {
+      add(
+        `socket ${what}`,
+        "fail",
+        `${name} does not exist: sockets cannot be given to it (is libvirt/QEMU installed?)`,
+        `apt-get install libvirt-daemon-system, or set VIRTIOFWD_SOCKET_${what.toUpperCase()} to an existing ${
+          what === "owner" ? "user" : "group"
+        }`,
+      );
+    }
+  }
+
+  // Mandatory access control that confines QEMU.
+  if ((read(`${h.sys}/module/apparmor/parameters/enabled`) ?? "").trim() === "Y") {
+    add(
+      "apparmor",
+      "warn",
+      `AppArmor is on: libvirt's QEMU profile must allow the sockets in ${c.socketDir}`,
+      `echo '"${c.socketDir}/" r, "${c.socketDir}/**" rw,' >> /etc/apparmor.d/local/abstractions/libvirt-qemu`,
+    );
+  }
+  if ((read(`${h.sys}/fs/selinux/enforce`) ?? "").trim() === "1") {
+    add(
+      "selinux",
+      "warn",
+      `SELinux is enforcing: QEMU needs access to ${c.socketDir}`,
+      `semanage fcontext -a -t svirt_image_t '${c.socketDir}(/.*)?' && restorecon -R ${c.socketDir}`,
+    );
+  }
+
+  // Another DPDK process with our file prefix.
+  const runDir = `${h.run}/dpdk/${c.ealFilePrefix}`;
+  if (exists(`${runDir}/config`)) {
+    add(
+      "file prefix",
+      "warn",
+      `${runDir} exists: another DPDK process (or a crashed one) uses prefix '${c.ealFilePrefix}'`,
+      `stop it, or set VIO4WD_EAL_FILE_PREFIX to another name (stale: rm -rf ${runDir})`,
+    );
+  } else add("file prefix", "ok", `no DPDK process uses prefix '${c.ealFilePrefix}'`);
+  return out;
+}

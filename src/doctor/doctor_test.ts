@@ -1,0 +1,76 @@
+import { loadConfig } from "../config/config.ts";
+import { type HostPaths, runChecks } from "./doctor.ts";
+
+function assertEq<T>(actual: T, expected: T, what: string): void {
+  if (actual !== expected) throw new Error(`${what}: expected ${expected}, got ${actual}`);
+}
+
+/** A fake host: 4 CPUs (2,3 isolated), hugepages, IOMMU + vfio-pci, VF 0000:05:08.1 bound to `driver`. */
+function fakeHost(
+  root: string,
+  o: { pages: number; free: number; mounted: boolean; driver: string; apparmor: boolean },
+): HostPaths {
+  const h: HostPaths = { sys: `${root}/sys`, proc: `${root}/proc`, etc: `${root}/etc`, run: `${root}/run` };
+  const w = (p: string, text: string) => {
+    Deno.mkdirSync(p.slice(0, p.lastIndexOf("/")), { recursive: true });
+    Deno.writeTextFileSync(p, text);
+  };
+  w(`${h.sys}/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`, `${o.pages}\n`);
+  w(`${h.sys}/kernel/mm/hugepages/hugepages-2048kB/free_hugepages`, `${o.free}\n`);
+  w(`${h.proc}/mounts`, o.mounted ? "nodev /dev/hugepages hugetlbfs rw,pagesize=2M 0 0\n" : "proc /proc proc rw 0 0\n");
+  w(`${h.sys}/devices/system/cpu/online`, "0-3\n");
+  w(`${h.sys}/devices/system/cpu/isolated`, "2-3\n");
+  Deno.mkdirSync(`${h.sys}/kernel/iommu_groups/7`, { recursive: true });
+  Deno.mkdirSync(`${h.sys}/bus/pci/drivers/vfio-pci`, { recursive: true });
+  Deno.mkdirSync(`${h.sys}/bus/pci/drivers/${o.driver}`, { recursive: true });
+  Deno.mkdirSync(`${h.sys}/bus/pci/devices/0000:05:08.1`, { recursive: true });
+  Deno.symlinkSync(`${h.sys}/bus/pci/drivers/${o.driver}`, `${h.sys}/bus/pci/devices/0000:05:08.1/driver`);
+  w(`${h.etc}/passwd`, "root:x:0:0::/root:/bin/sh\nlibvirt-qemu:x:64055:108::/var/lib/libvirt:/usr/sbin/nologin\n");
+  w(`${h.etc}/group`, "root:x:0:\nkvm:x:108:\n");
+  if (o.apparmor) w(`${h.sys}/module/apparmor/parameters/enabled`, "Y\n");
+  return h;
+}
+
+const config = (extra = "") =>
+  loadConfig(
+    `VIRTIOFWD_CPU_MASK=2,3\nVIRTIOFWD_SOCKET_DIR=/tmp\nVIRTIOFWD_SOCKET_OWNER=libvirt-qemu\nVIRTIOFWD_SOCKET_GROUP=kvm\nVIRTIOFWD_STATIC_VFS=0000:05:08.1=1\nVIO4WD_EAL_FILE_PREFIX=doctor-test-${Deno.pid}\n${extra}`,
+    "t.conf",
+  ).config;
+
+Deno.test("doctor: a well-prepared host passes every check", () => {
+  const root = Deno.makeTempDirSync();
+  try {
+    const checks = runChecks(
+      config(),
+      fakeHost(root, { pages: 1024, free: 1024, mounted: true, driver: "vfio-pci", apparmor: false }),
+    );
+    const bad = checks.filter((c) => c.status !== "ok");
+    assertEq(bad.length, 0, `non-ok checks: ${JSON.stringify(bad)}`);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("doctor: each problem fails or warns with the command that fixes it", () => {
+  const root = Deno.makeTempDirSync();
+  try {
+    const h = fakeHost(root, { pages: 100, free: 10, mounted: false, driver: "ixgbevf", apparmor: true });
+    Deno.mkdirSync(`${h.run}/dpdk/doctor-test-${Deno.pid}`, { recursive: true });
+    Deno.writeTextFileSync(`${h.run}/dpdk/doctor-test-${Deno.pid}/config`, "");
+    const checks = runChecks(config("VIRTIOFWD_SOCKET_GROUP=nogroup\n"), h);
+    const by = (name: string) => checks.find((c) => c.name === name)!;
+    assertEq(by("hugepages").status, "fail", "hugepages");
+    if (!by("hugepages").fix?.includes("nr_hugepages")) throw new Error(JSON.stringify(by("hugepages")));
+    assertEq(by("hugetlbfs").status, "fail", "hugetlbfs");
+    if (!by("hugetlbfs").fix?.includes("mount -t hugetlbfs")) throw new Error(JSON.stringify(by("hugetlbfs")));
+    assertEq(by("VF 0000:05:08.1").status, "fail", "VF driver");
+    if (!by("VF 0000:05:08.1").fix?.includes("dpdk-devbind.py -b vfio-pci 0000:05:08.1")) {
+      throw new Error("no devbind fix");
+    }
+    assertEq(by("socket group").status, "fail", "missing group");
+    assertEq(by("apparmor").status, "warn", "apparmor");
+    assertEq(by("file prefix").status, "warn", "file prefix in use");
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
