@@ -137,3 +137,38 @@ Deno.test("doctor --json on this host: every check has a verdict, and the exit s
   }
   if (!out.checks.some((c: { name: string }) => c.name === "hugepages")) throw new Error("no hugepages check");
 });
+
+Deno.test("the self-extracting dist/vio4wd runs --version, config check and stats against a daemon", async () => {
+  const root = new URL("..", import.meta.url).pathname;
+  const dec = new TextDecoder();
+  const build = await new Deno.Command(`${root}scripts/build-sfx.sh`, { stdout: "piped", stderr: "piped" }).output();
+  if (!build.success) throw new Error(`build-sfx.sh: ${dec.decode(build.stderr)}`);
+  const home = await Deno.makeTempDir();
+  const sfx = (args: string[]) =>
+    new Deno.Command(`${root}dist/vio4wd`, { args, env: { VIO4WD_HOME: home }, stdout: "piped", stderr: "piped" })
+      .output();
+  try {
+    let r = await sfx(["--version"]);
+    if (!r.success || !/^vio4wd \d/.test(dec.decode(r.stdout)) || !dec.decode(r.stdout).includes("DPDK 22.11")) {
+      throw new Error(`--version: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);
+    }
+    r = await sfx(["config", "check", `${root}scripts/virtioforwarder.default`]);
+    if (!r.success) throw new Error(`config check: ${dec.decode(r.stderr)}`);
+    await withDaemon("sfx", (dir) => [`VIRTIOFWD_ZMQ_STATS_EP=ipc://${dir}/zmq/stats`], async (_d, dir) => {
+      const s = await sfx([
+        "stats",
+        "--zmq-ep",
+        `ipc://${dir}/zmq/stats`,
+        "--include-inactive",
+        "--relay",
+        "5",
+        "--json",
+      ]);
+      if (!s.success) throw new Error(`stats: ${dec.decode(s.stderr)}`);
+      const j = JSON.parse(dec.decode(s.stdout));
+      if (j.status !== "OK" || j.relay[0].id !== 5) throw new Error(dec.decode(s.stdout));
+    });
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
