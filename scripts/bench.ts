@@ -404,6 +404,12 @@ async function writeResults(md: string, result: Record<string, unknown>): Promis
   if (i < 0 || j < i) throw new Error(`README.md has no ${start} ... ${end} block to update`);
   const block = `${start}\nLatest (bench/results/${day}.md):\n\n${md}\n${end}`;
   await Deno.writeTextFile(`${root}README.md`, readme.slice(0, i) + block + readme.slice(j + end.length));
+  // The project's formatter owns markdown and JSON layout: leave the files as `dprint check` wants them.
+  await new Deno.Command(`${root}node_modules/.bin/dprint`, {
+    args: ["fmt", `${root}README.md`, `${root}bench/results/${day}.md`, `${root}bench/results/${day}.json`],
+    cwd: root,
+    stdout: "null",
+  }).output();
   progress(`wrote bench/results/${day}.md, .json and the README block`);
 }
 
