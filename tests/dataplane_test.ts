@@ -183,9 +183,17 @@ Deno.test("client mode: the daemon restarts while the VM (virtio_user server=1) 
     const vmPid = vm.pid;
     // The VM keeps its loop running; its packets have nowhere to go until the daemon is back.
     d = await DaemonProcess.start(dir, `${tag}-d2`, config);
-    // DPDK's vhost client redials every second; a loaded machine may need several tries.
-    await d.waitLog(/relay 0: VM connected/, 30_000).catch((e) => {
-      throw new Error(`${e.message}\ntestpmd (VM):\n${vm?.output.slice(-2000)}`);
+    // DPDK's vhost client redials every second. virtio_user's server side notices the old
+    // connection is gone when its link is looked at (QEMU does that itself): poll the link meanwhile.
+    const restarted = d;
+    await until("the VM reconnected to the restarted daemon", async () => {
+      if (restarted.count(/relay 0: VM connected/) > 0) return true;
+      await vm!.linksUp().catch(() => false);
+      return false;
+    }, 30_000).catch((e) => {
+      throw new Error(
+        `${e.message}\ndaemon:\n${restarted.log.slice(-1500)}\ntestpmd (VM):\n${vm?.output.slice(-2000)}`,
+      );
     });
     // The memif peer stands in for the VF's wire and does not redial a server that went away:
     // restart that port only (port 1), never the VM's virtio port (port 0). The packets in flight

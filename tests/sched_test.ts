@@ -4,7 +4,7 @@
  */
 
 import { TestPmd } from "../src/testbed/testpmd.ts";
-import { type RelayStatus, runVio4wd, until, withDaemon } from "./helpers.ts";
+import { type RelayStatus, runVio4wd, uniqueTag, until, withDaemon } from "./helpers.ts";
 
 function assertEq<T>(actual: T, expected: T, what: string): void {
   if (actual !== expected) throw new Error(`${what}: expected ${expected}, got ${actual}`);
@@ -127,4 +127,53 @@ Deno.test("monitor under tmux: bars per worker CPU, relays listed, q quits; --on
       await pmd.close();
     }
   });
+});
+
+Deno.test("sched and monitor wait for a daemon that is not there yet, say so once, and carry on when it comes", async () => {
+  const tag = uniqueTag("away");
+  const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
+  const launcher = new URL("../vio4wd", import.meta.url).pathname;
+  const eps = ["--stats-ep", `ipc://${dir}/zmq/stats`, "--sched-ep", `ipc://${dir}/zmq/core_sched`];
+  const spawn = (args: string[]) =>
+    new Deno.Command(launcher, { args, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
+  const sched = spawn(["sched", ...eps, "--poll-interval", "0.5", "--loglevel", "6"]);
+  const monitor = spawn(["monitor", ...eps, "--poll-interval", "0.5"]);
+  const text = { sched: "", monitor: "" };
+  const dec = new TextDecoder();
+  const pump = (s: ReadableStream<Uint8Array>, k: keyof typeof text) =>
+    (async () => {
+      for await (const c of s) text[k] += dec.decode(c, { stream: true });
+    })();
+  const pumps = [
+    pump(sched.stderr, "sched"),
+    pump(sched.stdout, "sched"),
+    pump(monitor.stdout, "monitor"),
+    pump(monitor.stderr, "monitor"),
+  ];
+  try {
+    await until("sched reports the daemon missing", () => text.sched.includes("No response from stats server"), 10_000);
+    await until("monitor reports the daemon missing", () => text.monitor.includes("no answer from"), 10_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    assertEq(text.sched.split("No response from stats server").length - 1, 1, "outage reported once");
+    await withDaemon("away-d", () => unevenDaemon(dir), async () => {
+      await until("sched reconnects", () => text.sched.includes("Reconnected to stats server"), 15_000);
+      await until("monitor shows CPU loads", () => text.monitor.includes("CPU loads"), 15_000);
+    }).catch((e) => {
+      throw new Error(`${e.message}\nsched:\n${text.sched.slice(-1500)}\nmonitor:\n${text.monitor.slice(-800)}`);
+    });
+  } finally {
+    for (const p of [sched, monitor]) {
+      try {
+        p.kill("SIGTERM");
+      } catch { /* exited */ }
+    }
+    const codes = [(await sched.status).code, (await monitor.status).code];
+    await Promise.all(pumps);
+    await Deno.remove(dir, { recursive: true });
+    for (const [k, code] of [["sched", codes[0]], ["monitor", codes[1]]] as const) {
+      if (code !== 0 || /Uncaught|error: Uncaught|    at /.test(text[k])) {
+        throw new Error(`${k} exit ${code}:\n${text[k].slice(-1500)}`);
+      }
+    }
+  }
 });
