@@ -167,13 +167,13 @@ Deno.test("sched and monitor wait for a daemon that is not there yet, say so onc
         p.kill("SIGTERM");
       } catch { /* exited */ }
     }
-    const codes = [(await sched.status).code, (await monitor.status).code];
     await Promise.all(pumps);
     await Deno.remove(dir, { recursive: true });
-    for (const [k, code] of [["sched", codes[0]], ["monitor", codes[1]]] as const) {
-      if (code !== 0 || /Uncaught|error: Uncaught|    at /.test(text[k])) {
-        throw new Error(`${k} exit ${code}:\n${text[k].slice(-1500)}`);
-      }
+  }
+  const codes = { sched: (await sched.status).code, monitor: (await monitor.status).code };
+  for (const k of ["sched", "monitor"] as const) {
+    if (codes[k] !== 0 || /Uncaught| {4}at /.test(text[k])) {
+      throw new Error(`${k} exit ${codes[k]}:\n${text[k].slice(-1500)}`);
     }
   }
 });
