@@ -614,12 +614,13 @@ export async function readConfig(
   path: string | undefined,
   options: OptionValues = {},
 ): Promise<LoadedConfig> {
-  const file = path ?? DEFAULT_CONFIG_PATH;
+  // VIO4WD_CONFIG names another default file (a second daemon, a staging config, the manual's tests).
+  const file = path ?? Deno.env.get("VIO4WD_CONFIG") ?? DEFAULT_CONFIG_PATH;
   let text: string | null;
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    if (path === undefined && e instanceof Deno.errors.NotFound) {
+    if (path === undefined && file === DEFAULT_CONFIG_PATH && e instanceof Deno.errors.NotFound) {
       const loaded = loadConfig(null, null, options);
       loaded.warnings.push(`${file} not found: using built-in defaults (see 'vio4wd config show')`);
       return loaded;
