@@ -32,7 +32,7 @@ export async function withDaemon(
     }
     const code = await d.stop();
     if (failure) throw failure;
-    if (code !== 0) throw new Error(`daemon exit status: expected 0, got ${code}`);
+    if (code !== 0) throw new Error(`daemon exit status: expected 0, got ${code}; log:\n${d.log.slice(-2500)}`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
