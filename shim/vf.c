@@ -206,10 +206,6 @@ static void remove_bond(const char *name, char (*members)[128], unsigned n)
 	uint16_t port, member;
 	if (rte_eth_dev_get_port_by_name(name, &port) == 0) {
 		rte_eth_dev_stop(port);
-		/* Members without link interrupts are polled by an EAL alarm of the bonding driver that
-		 * reads the bond's private data: let a pending one run (it stops re-arming once the bond
-		 * is stopped) before the bond is freed under it. */
-		rte_delay_us_sleep(50 * 1000);
 		/* The bonding driver refuses to free a bond that still has members. */
 		for (unsigned i = 0; i < n; i++)
 			if (rte_eth_dev_get_port_by_name(members[i], &member) == 0)
