@@ -120,9 +120,11 @@ static inline unsigned vf_to_vm(struct relay_dp *dp, struct vio4wd_dir_stats *st
 		/* Bucket the burst by queue, keeping each flow's order. */
 		uint8_t pick[VIO4WD_BURST];
 		uint16_t count[VIO4WD_MAX_QUEUE_PAIRS] = {0};
+		uint64_t qbytes[VIO4WD_MAX_QUEUE_PAIRS] = {0};
 		for (uint16_t i = 0; i < n; i++) {
 			pick[i] = (uint8_t)(flow_hash(pkts[i]) % npairs);
 			count[pick[i]]++;
+			qbytes[pick[i]] += rte_pktmbuf_pkt_len(pkts[i]);
 		}
 		struct rte_mbuf *bucket[VIO4WD_BURST];
 		uint16_t start[VIO4WD_MAX_QUEUE_PAIRS], fill[VIO4WD_MAX_QUEUE_PAIRS];
@@ -132,8 +134,7 @@ static inline unsigned vf_to_vm(struct relay_dp *dp, struct vio4wd_dir_stats *st
 			bucket[fill[pick[i]]++] = pkts[i];
 		for (uint16_t q = 0; q < npairs; q++)
 			if (count[q] != 0)
-				enqueue(vid, pairs[q], &bucket[start[q]], count[q],
-					sum_bytes(bucket, start[q], (uint16_t)(start[q] + count[q])), st);
+				enqueue(vid, pairs[q], &bucket[start[q]], count[q], qbytes[q], st);
 	}
 	rte_pktmbuf_free_bulk(pkts, n); /* the vhost enqueue copies */
 	return n;
