@@ -26,10 +26,7 @@ import {
 import { ZMQ_REQ, ZmqContext } from "../ffi/zmq.ts";
 import { TestPmd } from "../src/testbed/testpmd.ts";
 import { type DaemonProcess, runVio4wd, withDaemon } from "./helpers.ts";
-
-function assertEq<T>(actual: T, expected: T, what: string): void {
-  if (actual !== expected) throw new Error(`${what}: expected ${expected}, got ${actual}`);
-}
+import { assertEq } from "../src/testbed/assert.ts";
 
 /** Config lines enabling every endpoint under `dir/zmq`. */
 const endpoints = (dir: string) => [

@@ -5,10 +5,7 @@
 
 import { TestPmd } from "../src/testbed/testpmd.ts";
 import { DaemonProcess, type RelayStatus, runVio4wd, uniqueTag, until, withDaemon } from "./helpers.ts";
-
-function assertEq<T>(actual: T, expected: T, what: string): void {
-  if (actual !== expected) throw new Error(`${what}: expected ${expected}, got ${actual}`);
-}
+import { assertEq } from "../src/testbed/assert.ts";
 
 const relay0 = (s: RelayStatus[]) => s.find((r) => r.id === 0);
 

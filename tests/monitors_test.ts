@@ -7,10 +7,7 @@
 import { OvsDb } from "../src/testbed/ovs.ts";
 import { fakeSysfs } from "../src/testbed/sysfs.ts";
 import { DaemonProcess, type RelayStatus, uniqueTag, until } from "./helpers.ts";
-
-function assertEq<T>(actual: T, expected: T, what: string): void {
-  if (actual !== expected) throw new Error(`${what}: expected ${expected}, got ${actual}`);
-}
+import { assertEq } from "../src/testbed/assert.ts";
 
 const relays = (s: RelayStatus[]) => s.filter((r) => r.vf !== null).map((r) => `${r.id}=${r.vf}`).join(" ");
 

@@ -5,10 +5,7 @@
 
 import { TestPmd } from "../src/testbed/testpmd.ts";
 import { type RelayStatus, runVio4wd, uniqueTag, until, withDaemon } from "./helpers.ts";
-
-function assertEq<T>(actual: T, expected: T, what: string): void {
-  if (actual !== expected) throw new Error(`${what}: expected ${expected}, got ${actual}`);
-}
+import { assertEq } from "../src/testbed/assert.ts";
 
 /** Three relays with net_null VFs (endless VF->VM traffic), all pinned to worker lcore 1. */
 const unevenDaemon = (dir: string) => [

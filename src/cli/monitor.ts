@@ -23,6 +23,7 @@ import {
 } from "../control/gen/virtioforwarder_pb.ts";
 import { type RelayRates, vfToVmLoad, vmToVfLoad } from "../sched/plan.ts";
 import { relayRates } from "../sched/scheduler.ts";
+import { si } from "./stats.ts";
 
 /** The original's full-scale load: a relay at 15 Mpps and 50 Gbps in both directions. */
 export const MAX_LOAD = 0.082 * 15 + 9.3e-5 * 6250 + 0.0795 * 15 + 8.2e-5 * 6250;
@@ -107,15 +108,6 @@ export function snapshot(
     })),
   };
 }
-
-const si = (n: number) =>
-  n >= 1e9
-    ? `${(n / 1e9).toFixed(2)}G`
-    : n >= 1e6
-    ? `${(n / 1e6).toFixed(2)}M`
-    : n >= 1e3
-    ? `${(n / 1e3).toFixed(1)}k`
-    : n.toFixed(0);
 
 /** The screen (or plain text) for a snapshot. */
 export function render(s: Snapshot, sortByLoad: boolean, width = 100): string {

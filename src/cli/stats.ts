@@ -107,7 +107,8 @@ export function cpuOf(r: RelayState, dir: "vfToVm" | "vmToVf"): number | undefin
   return r.cpu && isFieldSet(r.cpu, RelayState_CPUSchema.field[dir]) ? r.cpu[dir] : undefined;
 }
 
-const si = (n: number) =>
+/** A rate or count with an SI suffix (k, M, G), for tables. */
+export const si = (n: number) =>
   n >= 1e9
     ? `${(n / 1e9).toFixed(2)}G`
     : n >= 1e6

@@ -604,6 +604,11 @@ export function portControlMode(c: Config): PortControlMode {
   return "ovsdb";
 }
 
+/** The physical CPUs the daemon's lcores run on (the lcore map's CPUs, else the main lcore and workers). */
+export function physicalCpus(c: Config): number[] {
+  return [...new Set(c.ealLcores ? c.ealLcores.values() : [c.masterLcore, ...c.cpus])];
+}
+
 /** The core-sched endpoint in effect ("" when the scheduler is disabled). */
 export function coreSchedEndpoint(c: Config): string {
   return c.coreSchedEnable ? c.zmqCoreSchedEp : "";

@@ -235,3 +235,27 @@ export function parseListen(raw: string): string {
   }
   return raw;
 }
+
+/** A CPU list as the kernel writes it in sysfs (`0-3,8,10-11`); empty text is an empty list. */
+export function parseKernelCpuList(text: string): number[] {
+  return text.trim().split(",").filter(Boolean).flatMap((part) => {
+    const [a, b] = part.split("-").map(Number);
+    return Array.from({ length: (b ?? a) - a + 1 }, (_, i) => a + i);
+  });
+}
+
+/**
+ * The numeric id of a user (`passwd`) or group (`group`) from `<etc>/<file>`; a number is its own
+ * id; null when the name is unknown.
+ */
+export function accountId(file: "passwd" | "group", name: string, etc = "/etc"): number | null {
+  if (/^\d+$/.test(name)) return Number(name);
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`${etc}/${file}`);
+  } catch {
+    return null;
+  }
+  const line = text.split("\n").find((l) => l.split(":")[0] === name);
+  return line ? Number(line.split(":")[2]) : null;
+}

@@ -6,12 +6,9 @@ import {
   StatsRequestSchema,
 } from "./gen/virtioforwarder_pb.ts";
 import { missingRequired } from "./proto_check.ts";
+import { assertEq } from "../testbed/assert.ts";
 
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
-
-function assertEq<T>(actual: T, expected: T, what: string): void {
-  if (actual !== expected) throw new Error(`${what}: expected ${expected}, got ${actual}`);
-}
 
 Deno.test("the generated code is what `deno task proto` makes from virtioforwarder.proto (not stale)", async () => {
   const out = await Deno.makeTempDir();

@@ -9,6 +9,7 @@
 
 import { dirname } from "node:path";
 import { ZMQ_MAXMSGSIZE, ZMQ_PAIR, ZMQ_REP, ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
+import { accountId } from "../config/values.ts";
 import type { Logger } from "../daemon/log.ts";
 
 /** One control service: where it listens and how it answers. */
@@ -36,14 +37,6 @@ interface Entry {
   file: string | null;
 }
 
-/** Group id of a group name or number, from /etc/group. */
-function groupId(group: string): number {
-  if (/^\d+$/.test(group)) return Number(group);
-  const line = Deno.readTextFileSync("/etc/group").split("\n").find((l) => l.split(":")[0] === group);
-  if (!line) throw new Error(`group '${group}' does not exist (see /etc/group)`);
-  return Number(line.split(":")[2]);
-}
-
 /** A running set of control services. */
 export class ControlServer {
   readonly #ctx = new ZmqContext();
@@ -59,7 +52,8 @@ export class ControlServer {
    * given) and starts serving. Throws, with nothing left bound, when an endpoint cannot be bound.
    */
   constructor(services: readonly Service[], readonly log: Logger, group = "") {
-    const gid = group === "" ? null : groupId(group);
+    const gid = group === "" ? null : accountId("group", group);
+    if (group !== "" && gid === null) throw new Error(`group '${group}' does not exist (see /etc/group)`);
     const wake = `inproc://vio4wd-wake-${crypto.randomUUID()}`;
     this.#wakeReader = this.#ctx.socket(ZMQ_PAIR);
     this.#wakeReader.bind(wake);

@@ -9,6 +9,7 @@ import {
   coreSchedEndpoint,
   type LoadedConfig,
   ORIGINAL_ENDPOINTS,
+  physicalCpus,
   portControlMode,
 } from "../config/config.ts";
 import { serveMetrics } from "../metrics/metrics.ts";
@@ -19,7 +20,7 @@ import { coreSchedService } from "../control/core_sched.ts";
 import { portControlService } from "../control/port_control.ts";
 import { ControlServer, type Service } from "../control/server.ts";
 import { statsService } from "../control/stats.ts";
-import { formatLcoreMap, MAX_RELAYS } from "../config/values.ts";
+import { formatLcoreMap, MAX_RELAYS, parseKernelCpuList } from "../config/values.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
 import { Logger } from "./log.ts";
 import { RelayTable, tryRelayOp } from "./relays.ts";
@@ -71,18 +72,11 @@ export class StartupError extends Error {
 function checkCpusOnline(c: Config): void {
   let online: Set<number>;
   try {
-    const text = Deno.readTextFileSync("/sys/devices/system/cpu/online").trim();
-    online = new Set(
-      text.split(",").flatMap((part) => {
-        const [a, b] = part.split("-").map(Number);
-        return Array.from({ length: (b ?? a) - a + 1 }, (_, i) => a + i);
-      }),
-    );
+    online = new Set(parseKernelCpuList(Deno.readTextFileSync("/sys/devices/system/cpu/online")));
   } catch {
     return;
   }
-  const cpus = c.ealLcores ? [...c.ealLcores.values()] : [c.masterLcore, ...c.cpus];
-  const missing = [...new Set(cpus)].filter((x) => !online.has(x));
+  const missing = physicalCpus(c).filter((x) => !online.has(x));
   if (missing.length > 0) {
     throw new StartupError(
       `CPU ${missing.join(",")} is not online (online: ${[...online].join(",")}); ` +

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Config } from "../config/config.ts";
-import { isPciAddress, normalizePci } from "../config/values.ts";
+import { type Config, physicalCpus } from "../config/config.ts";
+import { accountId, isPciAddress, normalizePci, parseKernelCpuList } from "../config/values.ts";
 
 /** One check's verdict. */
 export interface Check {
@@ -42,19 +42,6 @@ const exists = (p: string) => {
     return false;
   }
 };
-
-function cpuList(text: string): number[] {
-  return text.trim().split(",").filter(Boolean).flatMap((part) => {
-    const [a, b] = part.split("-").map(Number);
-    return Array.from({ length: (b ?? a) - a + 1 }, (_, i) => a + i);
-  });
-}
-
-/** Looks up a user or group in /etc/passwd or /etc/group; numeric ids always exist. */
-function accountExists(etc: string, file: "passwd" | "group", name: string): boolean {
-  if (/^\d+$/.test(name)) return true;
-  return (read(`${etc}/${file}`) ?? "").split("\n").some((l) => l.split(":")[0] === name);
-}
 
 /** Runs every check against `c`. */
 export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
@@ -95,9 +82,8 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
   }
 
   // Worker CPUs online, main lcore apart, ideally isolated from the scheduler.
-  const online = new Set(cpuList(read(`${h.sys}/devices/system/cpu/online`) ?? ""));
-  const physical = c.ealLcores ? [...new Set(c.ealLcores.values())] : [c.masterLcore, ...c.cpus];
-  const offline = physical.filter((x) => !online.has(x));
+  const online = new Set(parseKernelCpuList(read(`${h.sys}/devices/system/cpu/online`) ?? ""));
+  const offline = physicalCpus(c).filter((x) => !online.has(x));
   if (offline.length) {
     add(
       "cpus",
@@ -106,7 +92,7 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       "fix VIRTIOFWD_CPU_MASK",
     );
   } else add("cpus", "ok", `workers ${c.cpus.join(",")}, main lcore ${c.masterLcore}`);
-  const isolated = new Set(cpuList(read(`${h.sys}/devices/system/cpu/isolated`) ?? ""));
+  const isolated = new Set(parseKernelCpuList(read(`${h.sys}/devices/system/cpu/isolated`) ?? ""));
   const shared = c.ealLcores ? [] : c.cpus.filter((x) => !isolated.has(x));
   if (shared.length) {
     add(
@@ -182,7 +168,7 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
   }
   for (const [what, name, file] of [["owner", c.socketOwner, "passwd"], ["group", c.socketGroup, "group"]] as const) {
     if (name === "") continue;
-    if (accountExists(h.etc, file, name)) add(`socket ${what}`, "ok", `${name} exists`);
+    if (accountId(file, name, h.etc) !== null) add(`socket ${what}`, "ok", `${name} exists`);
     else {
       add(
         `socket ${what}`,

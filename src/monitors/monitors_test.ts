@@ -2,10 +2,7 @@ import { JsonFramer, ovsdbMap, rowMapping, tagNumber } from "./ovsdb.ts";
 import { parseIpcCommand } from "./ipc.ts";
 import { mapNetdev } from "./netdev.ts";
 import { fakeSysfs } from "../testbed/sysfs.ts";
-
-function assertEq<T>(actual: T, expected: T, what: string): void {
-  if (actual !== expected) throw new Error(`${what}: expected ${expected}, got ${actual}`);
-}
+import { assertEq } from "../testbed/assert.ts";
 
 Deno.test("sysfs maps a VF netdev to its PCI address and VF number; other interfaces are clear errors", () => {
   const root = Deno.makeTempDirSync();

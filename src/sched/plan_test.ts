@@ -1,8 +1,5 @@
 import { coefficientOfVariation, decide, proposeMapping, type RelayRates, vfToVmLoad, vmToVfLoad } from "./plan.ts";
-
-function assertEq<T>(actual: T, expected: T, what: string): void {
-  if (actual !== expected) throw new Error(`${what}: expected ${expected}, got ${actual}`);
-}
+import { assertEq } from "../testbed/assert.ts";
 
 /** A relay moving `mpps` of 64-byte packets each way, on CPUs [vfToVm, vmToVf], pool on `node`. */
 function relay(id: number, mpps: number, cpus: [number, number], node = 0): RelayRates {

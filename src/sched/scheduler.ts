@@ -20,6 +20,7 @@ import {
   StatsResponse_Status,
   StatsResponseSchema,
 } from "../control/gen/virtioforwarder_pb.ts";
+import { parseKernelCpuList } from "../config/values.ts";
 import type { Logger } from "../daemon/log.ts";
 import { decide, type GroupDecision, type RelayRates } from "./plan.ts";
 
@@ -62,10 +63,8 @@ export function numaNodes(root = "/sys/devices/system/node"): (cpu: number) => n
     for (const e of Deno.readDirSync(root)) {
       const m = /^node(\d+)$/.exec(e.name);
       if (!m) continue;
-      const list = Deno.readTextFileSync(`${root}/${e.name}/cpulist`).trim();
-      for (const part of list.split(",").filter(Boolean)) {
-        const [a, b] = part.split("-").map(Number);
-        for (let c = a; c <= (b ?? a); c++) map.set(c, Number(m[1]));
+      for (const cpu of parseKernelCpuList(Deno.readTextFileSync(`${root}/${e.name}/cpulist`))) {
+        map.set(cpu, Number(m[1]));
       }
     }
   } catch { /* no NUMA information: one node */ }

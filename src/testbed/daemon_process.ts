@@ -5,7 +5,7 @@
  * @module
  */
 
-import { removeDpdkFiles } from "./testpmd.ts";
+import { removeDpdkFiles, stopChild } from "./testpmd.ts";
 
 /** The `./vio4wd` launcher at the top of the checkout. */
 export const LAUNCHER = new URL("../../vio4wd", import.meta.url).pathname;
@@ -124,16 +124,7 @@ export class DaemonProcess {
 
   /** SIGTERM, wait (SIGKILL after 10 s), remove DPDK files; returns the exit code. */
   async stop(): Promise<number> {
-    try {
-      this.#child.kill("SIGTERM");
-    } catch { /* exited */ }
-    const timer = setTimeout(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch { /* exited */ }
-    }, 10_000);
-    const st = await this.#child.status;
-    clearTimeout(timer);
+    const st = await stopChild(this.#child, 10_000);
     await this.#pump;
     removeDpdkFiles(this.prefix);
     return st.code;

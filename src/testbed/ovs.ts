@@ -7,7 +7,7 @@
  * @module
  */
 
-import { removeDpdkFiles } from "./testpmd.ts";
+import { removeDpdkFiles, stopChild } from "./testpmd.ts";
 
 const SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema";
 /** Debian's openvswitch-switch-dpdk installs the DPDK build of ovs-vswitchd here. */
@@ -33,19 +33,6 @@ async function waitForPath(path: string, what: string, timeoutMs: number, logFil
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-async function stopChild(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* exited */ }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }, 5000);
-  await child.status;
-  clearTimeout(timer);
 }
 
 /** A private ovsdb-server with a fresh Open_vSwitch database. */
@@ -120,7 +107,7 @@ export class OvsDb {
 
   /** Stops ovsdb-server. */
   async stop(): Promise<void> {
-    if (this.#child) await stopChild(this.#child);
+    if (this.#child) await stopChild(this.#child, 5000);
     this.#child = null;
   }
 }
@@ -235,7 +222,7 @@ export class OvsDpdk {
 
   /** Stops vswitchd and removes its DPDK files. */
   async stop(): Promise<void> {
-    await stopChild(this.child);
+    await stopChild(this.child, 5000);
     removeDpdkFiles(this.options.prefix);
   }
 }

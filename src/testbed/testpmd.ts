@@ -199,18 +199,33 @@ export class TestPmd {
 
   /** Quits (SIGKILL after 5 s), then removes its hugepage and runtime files. */
   async close(): Promise<void> {
-    this.send("quit").catch(() => {});
-    const timer = setTimeout(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch { /* exited */ }
-    }, 5000);
-    await this.#child.status;
-    clearTimeout(timer);
+    await stopChild(this.#child, 5000, () => void this.send("quit").catch(() => {}));
     await this.#closed;
     this.#writer.releaseLock();
     removeDpdkFiles(this.options.prefix, this.options.hugeDir);
   }
+}
+
+/**
+ * Asks a child process to end (`ask`, SIGTERM by default), sends SIGKILL after `graceMs`, and
+ * waits for it; returns its status.
+ */
+export async function stopChild(
+  child: Deno.ChildProcess,
+  graceMs: number,
+  ask: () => void = () => child.kill("SIGTERM"),
+): Promise<Deno.CommandStatus> {
+  try {
+    ask();
+  } catch { /* exited */ }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, graceMs);
+  const status = await child.status;
+  clearTimeout(timer);
+  return status;
 }
 
 /** Removes the hugepage files and runtime directory a DPDK process with `prefix` left. */
