@@ -15,8 +15,8 @@ export const symbols = {
   vio4wd_last_error_stage: { parameters: [], result: "i32" },
   // struct vio4wd_shared *vio4wd_shared(void)
   vio4wd_shared: { parameters: [], result: "pointer" },
-  // int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size)
-  vio4wd_init: { parameters: ["buffer", "u32"], result: "i32" },
+  // int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags)
+  vio4wd_init: { parameters: ["buffer", "u32", "u32"], result: "i32" },
   // int vio4wd_shutdown(void)
   vio4wd_shutdown: { parameters: [], result: "i32" },
   // void vio4wd_log_to_fd(int fd)
@@ -92,6 +92,8 @@ export const STAGE = {
 } as const;
 
 export const SOCK_FLAG = { client: 1, mrgbuf: 2, tso: 4 } as const;
+/** Flags of vio4wd_init (VIO4WD_INIT_*). */
+export const INIT_FLAG = { vfTso: 1 } as const;
 /** Bits of vio4wd_relay_state(). */
 export const STATE_BIT = { socket: 1, vm: 2, vf: 4, vfLink: 8 } as const;
 

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 t0=$(date +%s)
 step() { printf '\n== %s\n' "$*"; }
 APT_PACKAGES=(dpdk dpdk-dev libdpdk-dev pkg-config libzmq5 gcc make iproute2 procps
-  bash-completion zsh fish protobuf-compiler openvswitch-switch-dpdk tmux prometheus libvirt-clients libxml2-utils systemd)
+  bash-completion zsh fish protobuf-compiler openvswitch-switch-dpdk tmux prometheus libvirt-clients libxml2-utils systemd
+  qemu-system-x86 busybox-static ethtool)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; else SUDO=none; fi
@@ -43,6 +44,25 @@ deno --version | head -1
 step "build the shim (shim/build/libvio4wd_shim.so)"
 make -C shim
 deno cache --quiet src/main.ts
+
+step "guest kernel for the QEMU end-to-end tests (apt-get download, extracted, not installed)"
+guest=${VIO4WD_GUEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vio4wd-guest}
+if ls "$guest"/kernel/boot/vmlinuz-* >/dev/null 2>&1; then
+  echo "cached: $(ls "$guest"/kernel/boot/vmlinuz-*)"
+else
+  # the cloud flavour boots in about 2 s under TCG; its virtio modules go into the test initramfs
+  pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
+  if [ -z "$pkg" ]; then
+    echo "cannot resolve linux-image-cloud-amd64: run apt-get update, then re-run scripts/setup.sh" >&2
+    exit 1
+  fi
+  mkdir -p "$guest/download"
+  (cd "$guest/download" && apt-get download -q "$pkg")
+  rm -rf "$guest/kernel.tmp" && mkdir -p "$guest/kernel.tmp"
+  dpkg-deb -x "$guest/download/${pkg}"_*.deb "$guest/kernel.tmp"
+  rm -rf "$guest/kernel" && mv "$guest/kernel.tmp" "$guest/kernel" && rm -rf "$guest/download"
+  echo "extracted $pkg into $guest/kernel"
+fi
 
 step "hugepages"
 want=${VIO4WD_HUGEPAGES:-1024}

@@ -22,6 +22,7 @@ struct relay_dp g_dp[VIO4WD_MAX_RELAYS];
 struct relay_ctl g_ctl[VIO4WD_MAX_RELAYS];
 volatile bool g_quit;
 uint32_t g_mbuf_data_size;
+bool g_vf_tso;
 
 static char g_error[512];
 static int g_error_stage;
@@ -76,7 +77,7 @@ API void vio4wd_log_to_fd(int fd)
 	}
 }
 
-API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size)
+API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags)
 {
 	if (g_initialized)
 		return set_error(EALREADY, "DPDK EAL is already initialised in this process");
@@ -103,6 +104,7 @@ API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size)
 		g_dp[r].cpu[0] = g_dp[r].cpu[1] = -1;
 	}
 	g_mbuf_data_size = mbuf_data_size;
+	g_vf_tso = (flags & VIO4WD_INIT_VF_TSO) != 0;
 
 	int ret = rte_eal_init(argc, argv);
 	/* argv strings stay referenced by EAL; copy is intentionally kept. */

@@ -181,6 +181,15 @@ static int start_port(uint32_t relay, uint16_t port, const char *name, uint32_t 
 	if (mtu < info.min_mtu)
 		mtu = info.min_mtu;
 	conf.rxmode.mtu = mtu;
+	/* As the original: checksum offloads where the device has them, TSO when asked for; what the
+	 * VF lacks, the worker does in software (offload.c). */
+	conf.rxmode.offloads = info.rx_offload_capa & (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM |
+						       RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
+	uint64_t tx = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM |
+		      RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	if (g_vf_tso)
+		tx |= RTE_ETH_TX_OFFLOAD_TCP_TSO | RTE_ETH_TX_OFFLOAD_UDP_TSO;
+	conf.txmode.offloads = info.tx_offload_capa & tx;
 	if ((ret = rte_eth_dev_configure(port, 1, 1, &conf)) != 0)
 		return set_stage_error(VIO4WD_STAGE_CONFIGURE, -ret, "cannot configure %s: %s", name,
 				       rte_strerror(-ret));
@@ -197,6 +206,7 @@ static int start_port(uint32_t relay, uint16_t port, const char *name, uint32_t 
 	if ((ret = rte_eth_dev_start(port)) != 0)
 		return set_stage_error(VIO4WD_STAGE_START, -ret, "cannot start %s: %s", name, rte_strerror(-ret));
 	c->mtu = mtu;
+	__atomic_store_n(&dp->tx_offloads, conf.txmode.offloads, __ATOMIC_RELEASE);
 	return 0;
 }
 

@@ -105,8 +105,11 @@ const char *vio4wd_last_error(void);
 int vio4wd_last_error_stage(void);
 struct vio4wd_shared *vio4wd_shared(void);
 
+/* Flags for vio4wd_init(). */
+#define VIO4WD_INIT_VF_TSO (1u << 0)   /* ask VFs for TCP/UDP TSO (the guest is offered HOST_TSO4/6) */
+
 /* EAL init from '\n'-separated arguments (argv[0] first); starts a worker on every non-main lcore. */
-int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size);
+int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags);
 /* Stops workers, removes all relays' sockets and VFs, frees pools, rte_eal_cleanup(). */
 int vio4wd_shutdown(void);
 /* Logs DPDK's own messages into this file descriptor's stream (stderr = 2). */

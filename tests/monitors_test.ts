@@ -32,8 +32,8 @@ Deno.test("OVSDB monitor: tagged ports become relays, tags removed/re-added, ser
     await db.vsctl("--no-wait", "add-br", "br0");
     await db.vsctl("--no-wait", "add-port", "br0", "p0", ...tagged("p0", 0));
     // Started after p0 exists: the initial table is picked up.
-    d = await DaemonProcess.start(dir, tag, [`VIRTIOFWD_OVSDB_SOCK_PATH=${db.socket}`], [], {
-      VIO4WD_SYSFS_ROOT: `${dir}/sys`,
+    d = await DaemonProcess.start(dir, tag, [`VIRTIOFWD_OVSDB_SOCK_PATH=${db.socket}`], {
+      env: { VIO4WD_SYSFS_ROOT: `${dir}/sys` },
     });
     const expect = async (want: string, what: string, ms = 5000) => {
       let got = "";
@@ -106,8 +106,8 @@ Deno.test("IPC file monitor: commands are carried out and the file removed; malf
   let d: DaemonProcess | null = null;
   const gone = () => Deno.stat(cmd).then(() => false, () => true);
   try {
-    d = await DaemonProcess.start(dir, tag, ["VIRTIOFWD_IPC_PORT_CONTROL=y", `VIO4WD_IPC_CMD_FILE=${cmd}`], [], {
-      VIO4WD_SYSFS_ROOT: `${dir}/sys`,
+    d = await DaemonProcess.start(dir, tag, ["VIRTIOFWD_IPC_PORT_CONTROL=y", `VIO4WD_IPC_CMD_FILE=${cmd}`], {
+      env: { VIO4WD_SYSFS_ROOT: `${dir}/sys` },
     });
     await Deno.writeTextFile(cmd, "add_port vf3\n");
     await until("command file consumed", gone, 2000);

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { examples } from "./help.ts";
 import { object, or } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional } from "@optique/core/modifiers";
@@ -26,9 +27,10 @@ export const configCommand = command(
         brief: message`Validate a configuration file.`,
         description:
           message`Validate a configuration file (default /etc/default/virtioforwarder). Exit 0 when valid, 2 with FILE:LINE, the variable, the value and what is allowed when not.`,
-        footer: message`Examples:
-  vio4wd config check
-  vio4wd config check /tmp/new.virtioforwarder`,
+        footer: examples(
+          "vio4wd config check",
+          "vio4wd config check /tmp/new.virtioforwarder",
+        ),
       },
     ),
     command(
@@ -44,9 +46,10 @@ export const configCommand = command(
         brief: message`Print the effective configuration.`,
         description:
           message`Print the effective configuration: every variable, its value and where it came from (default, FILE:LINE).`,
-        footer: message`Examples:
-  vio4wd config show
-  vio4wd config show --json | jq .VIRTIOFWD_CPU_MASK`,
+        footer: examples(
+          "vio4wd config show",
+          "vio4wd config show --json | jq .VIRTIOFWD_CPU_MASK",
+        ),
       },
     ),
   ),

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message, text } from "@optique/core/message";
 import { multiple, optional } from "@optique/core/modifiers";
@@ -88,10 +89,11 @@ export const daemonCommand = command(
     brief: message`Run the forwarder in the foreground.`,
     description:
       message`Run the forwarder in the foreground (systemd runs it this way). Reads the configuration file; the original daemon's options override its values. SIGTERM/SIGINT stop it cleanly, SIGUSR1 logs every relay's state and counters.`,
-    footer: message`Examples:
-  vio4wd daemon
-  vio4wd daemon --config /etc/default/virtioforwarder -C 1,2 --vhost-path /run/vio4wd
-  vio4wd daemon -P net_tap0,iface=vf0=1 --file-prefix test1 --memory 256`,
+    footer: examples(
+      "vio4wd daemon",
+      "vio4wd daemon --config /etc/default/virtioforwarder -C 1,2 --vhost-path /run/vio4wd",
+      "vio4wd daemon -P net_tap0,iface=vf0=1 --file-prefix test1 --memory 256",
+    ),
   },
 );
 

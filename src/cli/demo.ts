@@ -6,6 +6,7 @@
  * @module
  */
 
+import { examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional, withDefault } from "@optique/core/modifiers";
@@ -33,10 +34,11 @@ export const demoCommand = command(
     brief: message`Relay real packets on virtual devices and report.`,
     description:
       message`Run the forwarder on virtual devices: a memif VF stand-in and a dpdk-testpmd VM stand-in (virtio_user over vhost-user). Packets loop VM -> VF -> VM through the relay; live per-direction rates are printed, then PASS with packet counts. Needs root, hugepages and dpdk-testpmd (scripts/setup.sh).`,
-    footer: message`Examples:
-  vio4wd demo
-  vio4wd demo --seconds 20
-  vio4wd demo --json`,
+    footer: examples(
+      "vio4wd demo",
+      "vio4wd demo --seconds 20",
+      "vio4wd demo --json",
+    ),
   },
 );
 

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional } from "@optique/core/modifiers";
@@ -24,9 +25,10 @@ export const doctorCommand = command(
     brief: message`Check the host: hugepages, CPUs, VFIO, sockets, MAC, DPDK prefixes.`,
     description:
       message`Check what the daemon and VMs need under the configuration: 2 MiB hugepages reserved and free, hugetlbfs mounted, worker CPUs online and isolated, IOMMU/VFIO and each PCI VF's driver, socket directory and accounts, AppArmor/SELinux, other DPDK processes on the file prefix. Each problem comes with the command that fixes it. Exit 0 when nothing fails, 1 otherwise.`,
-    footer: message`Examples:
-  vio4wd doctor
-  vio4wd doctor --json | jq '.checks[] | select(.status != "ok")'`,
+    footer: examples(
+      "vio4wd doctor",
+      "vio4wd doctor --json | jq '.checks[] | select(.status != \"ok\")'",
+    ),
   },
 );
 

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional, withDefault } from "@optique/core/modifiers";
@@ -54,9 +55,10 @@ export const monitorCommand = command(
     brief: message`Live worker CPU load and relay rates.`,
     description:
       message`Show one bar per worker CPU (estimated load, the relays on it) and each active relay's rates and drops in both directions, refreshed every second. Keys: q quits, s sorts relays by id or by load. Without a terminal: plain lines.`,
-    footer: message`Examples:
-  vio4wd monitor
-  vio4wd monitor --once --json`,
+    footer: examples(
+      "vio4wd monitor",
+      "vio4wd monitor --once --json",
+    ),
   },
 );
 

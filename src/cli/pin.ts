@@ -6,6 +6,7 @@
  * @module
  */
 
+import { examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { multiple, optional } from "@optique/core/modifiers";
@@ -50,9 +51,10 @@ export const pinCommand = command(
     brief: message`Show or change which worker CPU serves each relay direction.`,
     description:
       message`Without --virtio-cpu: print the worker CPUs and the relays on each (VM->VF and VF->VM columns). With it: move the relays, then print the new map. Needs VIO4WD_CORE_SCHED_ENABLE=true in the daemon.`,
-    footer: message`Examples:
-  vio4wd pin
-  vio4wd pin --virtio-cpu=0:2,1 --virtio-cpu=3:1,1`,
+    footer: examples(
+      "vio4wd pin",
+      "vio4wd pin --virtio-cpu=0:2,1 --virtio-cpu=3:1,1",
+    ),
   },
 );
 

@@ -5,9 +5,10 @@
  * @module
  */
 
+import { examples } from "./help.ts";
 import { isFieldSet, toJson } from "@bufbuild/protobuf";
 import { object, or } from "@optique/core/constructs";
-import { message } from "@optique/core/message";
+import { message, text } from "@optique/core/message";
 import { multiple, optional } from "@optique/core/modifiers";
 import { command, constant, flag, option } from "@optique/core/primitives";
 import { integer, string } from "@optique/core/valueparser";
@@ -36,13 +37,15 @@ const BRIEF: Record<OpName, string> = {
   "query-pci": "Print the device paired with --vhost-path.",
 };
 
-const EXAMPLES: Record<OpName, string> = {
-  add:
-    "vio4wd port add --virtio-id 1 --pci-addr 0000:05:08.1\n  vio4wd port add --virtio-id 2 --device net_tap0,iface=vf2",
-  remove: "vio4wd port remove --virtio-id 1 --pci-addr 0000:05:08.1 --conditional",
-  "add-sock": "vio4wd port add-sock --vhost-path /tmp/vm7.sock --pci-addr 05:08.2",
-  "remove-sock": "vio4wd port remove-sock --vhost-path /tmp/vm7.sock",
-  "query-pci": "vio4wd port query-pci --vhost-path /tmp/virtio-forwarder1.sock",
+const EXAMPLES: Record<OpName, string[]> = {
+  add: [
+    "vio4wd port add --virtio-id 1 --pci-addr 0000:05:08.1",
+    "vio4wd port add --virtio-id 2 --device net_tap0,iface=vf2",
+  ],
+  remove: ["vio4wd port remove --virtio-id 1 --pci-addr 0000:05:08.1 --conditional"],
+  "add-sock": ["vio4wd port add-sock --vhost-path /tmp/vm7.sock --pci-addr 05:08.2"],
+  "remove-sock": ["vio4wd port remove-sock --vhost-path /tmp/vm7.sock"],
+  "query-pci": ["vio4wd port query-pci --vhost-path /tmp/virtio-forwarder1.sock"],
 };
 
 function opCommand<N extends OpName>(name: N) {
@@ -93,9 +96,9 @@ function opCommand<N extends OpName>(name: N) {
       json: optional(flag("--json", { description: message`Print the reply as JSON.` })),
     }),
     {
-      brief: message`${BRIEF[name]}`,
-      description: message`${BRIEF[name]}`,
-      footer: message`Example:\n  ${EXAMPLES[name]}`,
+      brief: [text(BRIEF[name])],
+      description: [text(BRIEF[name])],
+      footer: examples(...EXAMPLES[name]),
     },
   );
 }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional } from "@optique/core/modifiers";
@@ -48,10 +49,11 @@ export const schedCommand = command(
     brief: message`Balance relay directions over the worker CPUs (core scheduler).`,
     description:
       message`Poll relay rates, estimate each worker CPU's load with the original's model, and move relay directions when the plan is better by more than the sensitivity. Runs until SIGTERM/SIGINT; the daemon needs VIO4WD_CORE_SCHED_ENABLE=true.`,
-    footer: message`Examples:
-  vio4wd sched
-  vio4wd sched --dry-run
-  vio4wd sched --poll-interval 2 --sensitivity 0.1`,
+    footer: examples(
+      "vio4wd sched",
+      "vio4wd sched --dry-run",
+      "vio4wd sched --poll-interval 2 --sensitivity 0.1",
+    ),
   },
 );
 

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { examples } from "./help.ts";
 import { type DescMessage, isFieldSet, type Message, toJson } from "@bufbuild/protobuf";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
@@ -66,11 +67,12 @@ export const statsCommand = command(
     brief: message`Show relay counters and rates.`,
     description:
       message`Show each relay's packet and byte counters, rates over --delay ms and drops, per direction (VF->VM, VM->VF), from the daemon's stats endpoint.`,
-    footer: message`Examples:
-  vio4wd stats
-  vio4wd stats --include-inactive --relay 0 --relay 1
-  vio4wd stats --watch 1
-  vio4wd stats --json | jq '.relay[] | {id, active}'`,
+    footer: examples(
+      "vio4wd stats",
+      "vio4wd stats --include-inactive --relay 0 --relay 1",
+      "vio4wd stats --watch 1",
+      "vio4wd stats --json | jq '.relay[] | {id, active}'",
+    ),
   },
 );
 

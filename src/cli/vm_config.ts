@@ -5,6 +5,7 @@
  * @module
  */
 
+import { examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional, withDefault } from "@optique/core/modifiers";
@@ -41,9 +42,10 @@ export const vmConfigCommand = command(
     brief: message`Print the libvirt XML or QEMU arguments for a VM on a relay.`,
     description:
       message`Print what a VM needs to use relay RELAY: the vhost-user interface (socket path and mode from the configuration, queues, MSI-X vectors = 2*queues+2), guest memory on shared hugepages and the NUMA cell vhost-user requires. libvirt: a domain skeleton to merge into yours.`,
-    footer: message`Examples:
-  vio4wd vm-config 1
-  vio4wd vm-config 1 --queues 4 --qemu`,
+    footer: examples(
+      "vio4wd vm-config 1",
+      "vio4wd vm-config 1 --queues 4 --qemu",
+    ),
   },
 );
 

@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig, VARIABLES } from "./config.ts";
 import { parseEnvFile } from "./envfile.ts";
+import { BAD_VALUES as BAD } from "../../tests/fixtures/bad_config_values.ts";
 
 const ORIGINAL = new URL("../../tests/fixtures/original.virtioforwarder", import.meta.url).pathname;
 
@@ -8,48 +9,6 @@ Deno.test("the original's example file (every variable, arrays included) loads w
   if (warnings.length) throw new Error(warnings.join("\n"));
   if (config.staticVfs.length !== 2 || config.cpuPins[0].vmToVf !== 2) throw new Error(JSON.stringify(config));
 });
-
-/** One bad value per variable, and the text its error must contain. */
-const BAD: Record<string, [string, string]> = {
-  VIRTIOFWD_CPU_MASK: ["1,x", "allowed: a comma-separated list of CPUs"],
-  VIRTIOFWD_LOG_LEVEL: ["8", "8 is out of range; allowed: an integer from 0 to 7"],
-  VIRTIOFWD_IPC_PORT_CONTROL: ["(a b)", "is an array; a single value is expected"],
-  VIRTIOFWD_OVSDB_SOCK_PATH: ["db.sock", "'db.sock' is relative"],
-  VIRTIOFWD_ZMQ_PORT_CONTROL_EP: ["udp://x", "is not a ZeroMQ endpoint"],
-  VIRTIOFWD_JUMBO: ["(y n)", "is an array"],
-  VIRTIOFWD_MRGBUF: ["(y n)", "is an array"],
-  VIRTIOFWD_TSO: ["(y n)", "is an array"],
-  VIRTIOFWD_ZERO_COPY: ["(y n)", "is an array"],
-  VIRTIOFWD_SOCKET_OWNER: ["'bad user'", "is not one"],
-  VIRTIOFWD_SOCKET_GROUP: ["'bad group'", "is not one"],
-  VIRTIOFWD_HUGETLBFS_MOUNT_POINT: ["huge", "is relative"],
-  VIRTIOFWD_STATIC_VFS: ["(0000:05:08.1)", "has no '=<relay id>'"],
-  VIRTIOFWD_DYNAMIC_SOCKETS: ["(y n)", "is an array"],
-  VIRTIOFWD_CPU_NIC_SAME_NUMA: ["(y n)", "is an array"],
-  VIRTIOFWD_VFIO_VF_TOKEN: ["not-a-uuid", "allowed: 0 (the default token) or a UUID"],
-  VIO4WD_CORE_SCHED_ENABLE: ["yes", "allowed: true or false"],
-  VIO4WD_CORE_SCHED_SENSITIVITY: ["-1", "is not a number"],
-  VIO4WD_CORE_SCHED_LOG_LEVEL: ["9", "out of range"],
-  VIO4WD_CORE_SCHED_POLL_INTERVAL: ["0", "allowed: a number > 0"],
-  VIO4WD_CORE_SCHED_GLOBAL_NUMA_OPT: ["(y n)", "is an array"],
-  VIRTIOFWD_CPU_PINS: ["1:3", "CPU 3 for relay 1 is not a worker CPU"],
-  VIRTIOFWD_PID_DIR: ["run", "is relative"],
-  VIRTIOFWD_ZMQ_CONFIG_EP: ["ipc://relative", "is not a ZeroMQ endpoint"],
-  VIRTIOFWD_ZMQ_STATS_EP: ["tcp://host", "is not a ZeroMQ endpoint"],
-  VIRTIOFWD_ZMQ_CORE_SCHED_EP: ["x", "is not a ZeroMQ endpoint"],
-  VIRTIOFWD_SOCKET_DIR: ["tmp", "is relative"],
-  VIRTIOFWD_SOCKET_FNAME_PATTERN: ["vm%u%u.sock", "'%u' occurs more than once"],
-  VIRTIOFWD_BINARY: ["vio4wd", "is relative"],
-  VIRTIOFWD_MASTER_LCORE: ["1", "must not be one of the worker CPUs"],
-  VIRTIOFWD_VHOST_CLIENT: ["(y n)", "is an array"],
-  VIRTIOFWD_BIND_VFIO_PCI: ["eth0:x", "is neither"],
-  VIO4WD_EAL_FILE_PREFIX: ["a/b", "letters, digits"],
-  VIO4WD_EAL_MEMORY_MB: ["12", "out of range"],
-  VIO4WD_ZMQ_GROUP: ["'two words'", "is not one"],
-  VIO4WD_IPC_CMD_FILE: ["vio_cmd", "is relative"],
-  VIO4WD_EAL_LCORES: ["1:1", "is not LCORE@CPU"],
-  VIO4WD_METRICS_LISTEN: ["9464", "is not HOST:PORT"],
-};
 
 Deno.test("every variable has a bad-value case in this table", () => {
   const missing = VARIABLES.map((v) => v.name).filter((n) => !(n in BAD));

@@ -138,7 +138,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   for (const w of loaded.warnings) log.warn(w);
   if (c.zeroCopy) log.warn("VIRTIOFWD_ZERO_COPY: dequeue zero-copy is not supported by DPDK >= 20.11; ignored");
   checkCpusOnline(c);
-  if (!c.dynamicSockets) prepareSocketDir(c, log);
+  prepareSocketDir(c, log); // dynamic sockets too: ADD_SOCK paths must lie directly inside it
   const pidFile = writePidFile(c);
 
   const dp = Dataplane.open();
@@ -146,7 +146,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   const args = ealArgs(c);
   args.forEach((a, i) => log.debug(`dpdk eal param ${i}: ${a}`));
   try {
-    dp.init(args, mbufDataSize(c));
+    dp.init(args, mbufDataSize(c), c.tso);
   } catch (e) {
     Deno.removeSync(pidFile);
     if (e instanceof DataplaneError) {

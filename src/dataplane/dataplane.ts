@@ -7,6 +7,7 @@
 import {
   DIR_COUNTERS,
   EVENT,
+  INIT_FLAG,
   LAYOUT,
   openShim,
   type ShimLibrary,
@@ -115,12 +116,15 @@ export class Dataplane {
     }
   }
 
-  /** Initialises EAL with `args` (argv[0] first) and starts the workers. */
-  init(args: readonly string[], mbufDataSize: number): void {
+  /** Initialises EAL with `args` (argv[0] first) and starts the workers; `tso`: ask VFs for TSO. */
+  init(args: readonly string[], mbufDataSize: number, tso = false): void {
     const bad = args.find((a) => a.includes("\n"));
     if (bad !== undefined) throw new DataplaneError("init", 22, `EAL argument contains a newline: ${bad}`);
     this.#lib.symbols.vio4wd_log_to_fd(2);
-    this.#check("EAL init", this.#lib.symbols.vio4wd_init(cstr(args.join("\n")), mbufDataSize));
+    this.#check(
+      "EAL init",
+      this.#lib.symbols.vio4wd_init(cstr(args.join("\n")), mbufDataSize, tso ? INIT_FLAG.vfTso : 0),
+    );
     this.#shared = new Deno.UnsafePointerView(this.#lib.symbols.vio4wd_shared()!);
   }
 

@@ -27,6 +27,16 @@ export function uniqueTag(name: string): string {
   return `v4t-${name}-${Deno.pid}-${Math.floor(Math.random() * 1e6)}`;
 }
 
+/** How to start a daemon besides its configuration. */
+export interface DaemonOptions {
+  /** More `vio4wd daemon` arguments. */
+  args?: string[];
+  /** More environment variables. */
+  env?: Record<string, string>;
+  /** A network namespace to run in (its net_tap VFs appear there). */
+  netns?: string;
+}
+
 /** A running daemon subprocess. */
 export class DaemonProcess {
   #child: Deno.ChildProcess;
@@ -56,8 +66,7 @@ export class DaemonProcess {
     dir: string,
     prefix: string,
     configLines: string[],
-    extraArgs: string[] = [],
-    env: Record<string, string> = {},
+    options: DaemonOptions = {},
   ): Promise<DaemonProcess> {
     const conf = `${dir}/vio4wd.conf`;
     await Deno.writeTextFile(
@@ -73,9 +82,12 @@ export class DaemonProcess {
         ...configLines,
       ].join("\n") + "\n",
     );
-    const child = new Deno.Command(LAUNCHER, {
-      args: ["daemon", "--config", conf, ...extraArgs],
-      env,
+    const argv = [LAUNCHER, "daemon", "--config", conf, ...(options.args ?? [])];
+    // `ip netns exec` execs the command: the PID stays the daemon's
+    if (options.netns) argv.unshift("ip", "netns", "exec", options.netns);
+    const child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      env: options.env ?? {},
       stdin: "null",
       stdout: "null",
       stderr: "piped",

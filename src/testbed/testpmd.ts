@@ -30,6 +30,8 @@ export interface TestPmdOptions {
   hugeDir?: string;
   /** More testpmd (application) arguments, e.g. `--rxq=2`, `--txonly-multi-flow`. */
   appArgs?: string[];
+  /** A network namespace to run in (where its net_tap interfaces appear). */
+  netns?: string;
 }
 
 /** A running interactive testpmd. */
@@ -90,8 +92,8 @@ export class TestPmd {
       ...(o.appArgs ?? []),
     ];
     const child = // stdbuf: testpmd printf()s into a pipe would be block-buffered and arrive late.
-      new Deno.Command("stdbuf", {
-        args: ["-o0", "-e0", "dpdk-testpmd", ...args],
+      new Deno.Command(o.netns ? "ip" : "stdbuf", {
+        args: [...(o.netns ? ["netns", "exec", o.netns, "stdbuf"] : []), "-o0", "-e0", "dpdk-testpmd", ...args],
         stdin: "piped",
         stdout: "piped",
         stderr: "piped",
@@ -226,6 +228,14 @@ export async function stopChild(
   const status = await child.status;
   clearTimeout(timer);
   return status;
+}
+
+/** The hugepage files of DPDK processes with `prefix` (find(1): Deno reads /dev only with --allow-all). */
+export function hugepageFiles(prefix: string, hugeDir = "/dev/hugepages"): string[] {
+  if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw new Error(`unsafe DPDK file prefix '${prefix}'`);
+  const out = new Deno.Command("find", { args: [hugeDir, "-maxdepth", "1", "-name", `${prefix}*`], stderr: "null" })
+    .outputSync();
+  return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l !== "");
 }
 
 /** Removes the hugepage files and runtime directory a DPDK process with `prefix` left. */

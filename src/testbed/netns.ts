@@ -1,0 +1,75 @@
+/**
+ * A network namespace for a test: where a net_tap VF stand-in's interface lives, with the
+ * host-side peer of a guest. Commands run in it through `ip netns exec`.
+ *
+ * @module
+ */
+
+/** What a command run in the namespace returned. */
+export interface NsOutput {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A network namespace created for one test and deleted after it. */
+export class NetNs {
+  private constructor(readonly name: string) {}
+
+  /** Creates namespace `name` (replacing a stale one of that name) with `lo` up. */
+  static async create(name: string): Promise<NetNs> {
+    if (!/^[A-Za-z0-9_.-]{1,60}$/.test(name)) throw new Error(`unsafe netns name '${name}'`);
+    await new Deno.Command("ip", { args: ["netns", "del", name], stderr: "null" }).output();
+    const ns = new NetNs(name);
+    await ns.#ip(["netns", "add", name]);
+    await ns.#ip(["-n", name, "link", "set", "lo", "up"]);
+    return ns;
+  }
+
+  async #ip(args: string[]): Promise<void> {
+    const out = await new Deno.Command("ip", { args, stdout: "null", stderr: "piped" }).output();
+    if (!out.success) throw new Error(`ip ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+
+  /** Runs `argv` in the namespace to completion. */
+  async run(argv: string[]): Promise<NsOutput> {
+    const out = await new Deno.Command("ip", {
+      args: ["netns", "exec", this.name, ...argv],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  }
+
+  /** Runs a `sh -c` script in the namespace to completion. */
+  sh(script: string): Promise<NsOutput> {
+    return this.run(["sh", "-c", script]);
+  }
+
+  /** Waits for interface `iface` to appear (a VF stand-in creates it), then gives it `cidr` and sets it up. */
+  async configure(iface: string, cidr: string, timeoutMs = 10_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while ((await this.run(["ip", "link", "show", iface])).code !== 0) {
+      if (Date.now() > end) throw new Error(`netns ${this.name}: no interface ${iface} after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await this.#ip(["-n", this.name, "addr", "replace", cidr, "dev", iface]);
+    await this.#ip(["-n", this.name, "link", "set", iface, "up"]);
+  }
+
+  /** Milliseconds until `peer` answers one ping (each try waits 1 s at most); throws after `timeoutMs`. */
+  async firstReply(peer: string, timeoutMs: number): Promise<number> {
+    const t0 = Date.now();
+    while ((await this.run(["busybox", "ping", "-c", "1", "-W", "1", peer])).code !== 0) {
+      if (Date.now() - t0 > timeoutMs) throw new Error(`netns ${this.name}: ${peer} silent for ${timeoutMs} ms`);
+    }
+    return Date.now() - t0;
+  }
+
+  /** Deletes the namespace (its interfaces go with it). */
+  async delete(): Promise<void> {
+    await new Deno.Command("ip", { args: ["netns", "del", this.name], stderr: "null" }).output();
+  }
+}

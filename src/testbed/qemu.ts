@@ -1,0 +1,155 @@
+/**
+ * A real Linux guest under QEMU (TCG) with one virtio-net device over vhost-user: the VM side of
+ * the end-to-end tests. The guest is a Debian cloud kernel (fetched by scripts/setup.sh) with a
+ * busybox initramfs whose /init (guest/init.sh) runs one shell script given on the kernel command
+ * line and prints `E2E-RESULT: PASS|FAIL` on the serial console, then powers off.
+ *
+ * @module
+ */
+
+import { stopChild } from "./testpmd.ts";
+
+const GUEST_DIR = new URL("./guest/", import.meta.url).pathname;
+
+/** Where scripts/setup.sh extracts the guest kernel package. */
+export function guestCacheDir(): string {
+  const env = Deno.env.toObject();
+  return env.VIO4WD_GUEST_CACHE ?? `${env.XDG_CACHE_HOME ?? `${env.HOME ?? "/root"}/.cache`}/vio4wd-guest`;
+}
+
+/** The guest kernel tree (extracted .deb) and its vmlinuz; a clear error when setup has not fetched it. */
+export function guestKernel(): { tree: string; vmlinuz: string } {
+  const tree = `${guestCacheDir()}/kernel`;
+  try {
+    for (const e of Deno.readDirSync(`${tree}/boot`)) {
+      if (e.name.startsWith("vmlinuz-")) return { tree, vmlinuz: `${tree}/boot/${e.name}` };
+    }
+  } catch { /* missing */ }
+  throw new Error(`no guest kernel under ${tree}/boot: run scripts/setup.sh (it fetches linux-image-cloud-amd64)`);
+}
+
+/** Builds the guest initramfs into `out` (busybox, virtio-net modules, ethtool, guest/init.sh). */
+export async function buildInitramfs(out: string): Promise<void> {
+  const { tree } = guestKernel();
+  const res = await new Deno.Command(`${GUEST_DIR}/mkinitramfs.sh`, { args: [tree, out], stderr: "piped" }).output();
+  if (!res.success) throw new Error(`mkinitramfs.sh failed: ${new TextDecoder().decode(res.stderr)}`);
+}
+
+/** How to start a guest. */
+export interface GuestOptions {
+  /** Run directory: serial log and QEMU output go here. */
+  dir: string;
+  /** The initramfs built by buildInitramfs. */
+  initrd: string;
+  /** vhost-user socket path. */
+  socket: string;
+  /** QEMU as the vhost-user server (the backend connects: vio4wd client mode); default client. */
+  server?: boolean;
+  /** Queue pairs (mq=on when more than one). */
+  queues?: number;
+  /** eth0's address in CIDR form. */
+  ip: string;
+  /** The case: a shell script the guest runs once eth0 is up; its exit status is the result. */
+  script: string;
+}
+
+/** A running QEMU guest. */
+export class QemuGuest {
+  #child: Deno.ChildProcess;
+  #output = "";
+  #pump: Promise<void>;
+  #exited = false;
+
+  private constructor(child: Deno.ChildProcess, readonly serialPath: string) {
+    this.#child = child;
+    child.status.then(() => this.#exited = true);
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      const dec = new TextDecoder();
+      for await (const c of s) this.#output += dec.decode(c, { stream: true });
+    };
+    this.#pump = Promise.all([pump(child.stdout), pump(child.stderr)]).then(() => {});
+  }
+
+  /** PID of the QEMU process. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** Whether QEMU has exited. */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /** Starts QEMU. In client mode it blocks until the backend's socket accepts it. */
+  static start(o: GuestOptions): QemuGuest {
+    const queues = o.queues ?? 1;
+    const { vmlinuz } = guestKernel();
+    const serial = `${o.dir}/serial.log`;
+    const script = btoa(o.script);
+    // kernel command lines stop at 2048 bytes on x86
+    if (script.length > 1800) throw new Error(`guest script too long for the kernel command line (${script.length} B)`);
+    const chardev = `socket,id=chr0,path=${o.socket}` + (o.server ? ",server=on,wait=off" : ",reconnect=1");
+    // vectors=0 (INTx): QEMU 7.2 under TCG crashes on vhost-user with MSI-X
+    const device = "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,romfile=,vectors=0" + (queues > 1 ? ",mq=on" : "");
+    const args = [
+      ...["-machine", "pc", "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "256"],
+      // guest RAM must be shared with the backend
+      ...["-object", "memory-backend-memfd,id=mem0,size=256M,share=on", "-numa", "node,memdev=mem0"],
+      ...["-chardev", chardev, "-netdev", `vhost-user,id=net0,chardev=chr0,queues=${queues}`, "-device", device],
+      ...["-display", "none", "-nodefaults", "-no-reboot", "-serial", `file:${serial}`],
+      ...["-kernel", vmlinuz, "-initrd", o.initrd],
+      ...["-append", `console=ttyS0 quiet panic=-1 e2e.ip=${o.ip} e2e.script=${script}`],
+    ];
+    const child = new Deno.Command("qemu-system-x86_64", {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    return new QemuGuest(child, serial);
+  }
+
+  /** The guest's serial console so far. */
+  serial(): string {
+    try {
+      return Deno.readTextFileSync(this.serialPath);
+    } catch {
+      return "";
+    }
+  }
+
+  /** What QEMU itself printed. */
+  get output(): string {
+    return this.#output;
+  }
+
+  /** Waits until the serial console matches `re`. */
+  async waitSerial(re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.serial().match(re);
+      if (m) return m;
+      if (this.#exited) throw new Error(`QEMU exited before ${re}; ${this.describe()}`);
+      if (Date.now() > end) throw new Error(`guest: no ${re} after ${timeoutMs} ms; ${this.describe()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Waits for the guest's verdict; throws with its console unless it is PASS. */
+  async expectPass(timeoutMs: number): Promise<void> {
+    const m = await this.waitSerial(/E2E-RESULT: (PASS|FAIL)/, timeoutMs);
+    if (m[1] !== "PASS") throw new Error(`guest: FAIL; ${this.describe()}`);
+  }
+
+  /** The guest's E2E lines and QEMU's own output, for failure messages. */
+  describe(): string {
+    const lines = this.serial().split("\n").filter((l) => l.includes("E2E") || l.includes("virtio"));
+    return `serial:\n${lines.join("\n")}\nqemu:\n${this.#output.slice(-1500)}`;
+  }
+
+  /** Stops QEMU (SIGTERM, SIGKILL after 5 s). */
+  async stop(): Promise<void> {
+    await stopChild(this.#child, 5000);
+    await this.#pump;
+  }
+}

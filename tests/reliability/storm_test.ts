@@ -1,0 +1,174 @@
+/**
+ * Port storm: random port-control operations (ADD, REMOVE, ADD_SOCK, REMOVE_SOCK; valid and
+ * invalid) against a daemon with dynamic sockets while relay 0 carries traffic. Every operation is
+ * answered; the daemon's own relay table, `vio4wd stats --json` and the socket directory agree
+ * throughout; relay 0 keeps forwarding; once everything is removed again no socket file is left and
+ * hugepage use is back to where it was.
+ */
+
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import {
+  PortControlRequest_Op as Op,
+  PortControlRequestSchema,
+  PortControlResponse_Status as Status,
+  PortControlResponseSchema,
+} from "../../src/control/gen/virtioforwarder_pb.ts";
+import { ZmqContext } from "../../ffi/zmq.ts";
+import { hugepageFiles, TestPmd } from "../../src/testbed/testpmd.ts";
+import { type DaemonProcess, type RelayStatus, runVio4wd, withDaemon } from "../helpers.ts";
+import { Requester, Rng, SEED, sized, summary } from "./common.ts";
+
+const OPS = sized(1_000, 10_000);
+const CHECK_EVERY = sized(250, 1_000);
+
+type Req = MessageInitShape<typeof PortControlRequestSchema>;
+
+/** A random operation: mostly on net_null VFs and sockets in the socket directory, some invalid. */
+function randomOp(rng: Rng, dir: string): Req {
+  const dev = () => rng.next() < 0.1 ? `net_bogus${rng.int(4)}` : `net_null${1 + rng.int(40)}`;
+  const path = () => rng.next() < 0.1 ? `${dir}/elsewhere/s${rng.int(4)}.sock` : `${dir}/sock/s${rng.int(80)}.sock`;
+  const id = 1 + rng.int(70); // relay 0 carries the traffic and is never touched; 64-70 are invalid
+  const conditional = rng.next() < 0.5;
+  switch (rng.int(4)) {
+    case 0:
+      return { op: Op.ADD, virtioId: id, devargs: [dev()], conditional };
+    case 1:
+      return { op: Op.REMOVE, virtioId: id, devargs: [dev()], conditional };
+    case 2:
+      return { op: Op.ADD_SOCK, vhostPath: path(), devargs: [dev()], conditional };
+    default:
+      return rng.next() < 0.7
+        ? { op: Op.REMOVE_SOCK, vhostPath: path(), conditional }
+        : { op: Op.REMOVE_SOCK, devargs: [dev()], conditional };
+  }
+}
+
+interface StatsRelay {
+  id: number;
+  vhost?: { vhost_socket_name?: string };
+  vf?: { pci_addr_str?: string };
+}
+
+/** Relay table, stats and socket directory agree; returns the sockets and VFs (id -> name) stats reports. */
+async function checkConsistent(d: DaemonProcess, dir: string, when: string) {
+  const table: RelayStatus[] = await d.status();
+  const out = await runVio4wd(["stats", "--json", "--include-inactive", "--zmq-ep", `ipc://${dir}/zmq/stats`]);
+  if (out.code !== 0) throw new Error(`${when}: vio4wd stats --json: ${out.stderr}`);
+  const relays: StatsRelay[] = JSON.parse(out.stdout).relay;
+  const sockets = new Map<number, string>(), vfs = new Map<number, string>();
+  const named = (s: string | undefined) => s !== undefined && s !== "" && s !== "NONE"; // the original's "none"
+  for (const r of relays) {
+    if (named(r.vhost?.vhost_socket_name)) sockets.set(r.id, r.vhost!.vhost_socket_name!);
+    if (named(r.vf?.pci_addr_str)) vfs.set(r.id, r.vf!.pci_addr_str!);
+  }
+  const problems: string[] = [];
+  for (const t of table) {
+    if ((t.vf ?? undefined) !== vfs.get(t.id)) {
+      problems.push(`relay ${t.id}: table VF ${t.vf}, stats VF ${vfs.get(t.id)}`);
+    }
+  }
+  const files = [...Deno.readDirSync(`${dir}/sock`)].map((e) => `${dir}/sock/${e.name}`).sort();
+  const listed = [...sockets.values()].sort();
+  if (files.join() !== listed.join()) problems.push(`socket files [${files}] but stats lists [${listed}]`);
+  if (problems.length) throw new Error(`${when}: ${problems.join("; ")}`);
+  return { sockets, vfs };
+}
+
+Deno.test(`port storm: ${OPS} random add/remove/add_sock/remove_sock ops under traffic, table = stats, no leaks`, async () => {
+  await withDaemon("storm", (dir) => [
+    "VIRTIOFWD_DYNAMIC_SOCKETS=y",
+    `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=ipc://${dir}/zmq/port_control`,
+    `VIRTIOFWD_ZMQ_STATS_EP=ipc://${dir}/zmq/stats`,
+  ], async (d, dir, tag) => {
+    const ctx = new ZmqContext();
+    let pmd: TestPmd | null = null;
+    try {
+      const pc = new Requester(ctx, `ipc://${dir}/zmq/port_control`, 10_000);
+      const ask = async (req: Req) => {
+        const reply = await pc.ask(toBinary(PortControlRequestSchema, create(PortControlRequestSchema, req)));
+        return reply === null ? null : fromBinary(PortControlResponseSchema, reply);
+      };
+      // relay 0: a socket paired with a memif VF, looped through one testpmd (VM and VF peer)
+      const sock0 = `${dir}/sock/virtio-forwarder0.sock`;
+      const first = await ask({
+        op: Op.ADD_SOCK,
+        vhostPath: sock0,
+        devargs: [`net_memif0,role=server,socket=${dir}/vf0.sock,socket-abstract=no`],
+      });
+      if (first?.status !== Status.OK) throw new Error(`relay 0 ADD_SOCK: ${JSON.stringify(first)}`);
+      pmd = await TestPmd.start({
+        prefix: `${tag}-g`,
+        vdevs: [
+          `net_virtio_user0,path=${sock0},queues=1`,
+          `net_memif1,role=client,socket=${dir}/vf0.sock,socket-abstract=no`,
+        ],
+      });
+      await pmd.waitLinksUp();
+      await pmd.send("start tx_first");
+      await checkConsistent(d, dir, "before the storm");
+      const hugeBaseline = hugepageFiles(tag).length;
+      const before = (await d.status()).find((r) => r.id === 0)!;
+
+      const rng = new Rng(SEED);
+      let ok = 0, refused = 0, unanswered = 0, checks = 0;
+      const t0 = performance.now();
+      for (let i = 1; i <= OPS; i++) {
+        const r = await ask(randomOp(rng, dir));
+        if (r === null) unanswered++;
+        else if (r.status === Status.OK) ok++;
+        else refused++;
+        if (i % CHECK_EVERY === 0) {
+          await checkConsistent(d, dir, `after op ${i}`);
+          checks++;
+        }
+      }
+      const stormSecs = (performance.now() - t0) / 1000;
+      const during = (await d.status()).find((r) => r.id === 0)!;
+
+      // remove everything but relay 0, then look for leftovers
+      const { sockets, vfs } = await checkConsistent(d, dir, "after the storm");
+      for (const [id, path] of sockets) if (id !== 0) await ask({ op: Op.REMOVE_SOCK, vhostPath: path });
+      for (const [id, vf] of vfs) if (id !== 0) await ask({ op: Op.REMOVE, virtioId: id, devargs: [vf] });
+      const left = await checkConsistent(d, dir, "after removing everything");
+      const leakedSockets = [...left.sockets.keys()].filter((id) => id !== 0).length;
+      const leakedVfs = [...left.vfs.keys()].filter((id) => id !== 0).length;
+      const leakedHugepageFiles = hugepageFiles(tag).length - hugeBaseline;
+      const ports = await pmd.stop();
+      pmd = null;
+      const after = (await d.status()).find((r) => r.id === 0)!;
+      const unaccounted = (["vf_to_vm", "vm_to_vf"] as const).map((dirn) => {
+        const c = after[dirn];
+        return c.rxPkts - c.txPkts - c.dropFullPkts - c.dropUnavailPkts;
+      });
+      summary("storm", {
+        ops: OPS,
+        ok,
+        refused,
+        unanswered,
+        consistency_checks: checks,
+        relay0_pkts_during: during.vm_to_vf.txPkts - before.vm_to_vf.txPkts,
+        relay0_unaccounted: unaccounted.join("/"),
+        leaked_sockets: leakedSockets,
+        leaked_vfs: leakedVfs,
+        leaked_hugepage_files: leakedHugepageFiles,
+        crashes: d.log.includes("Uncaught") ? 1 : 0,
+        ops_per_sec: (OPS / stormSecs).toFixed(0),
+      });
+      if (unanswered) throw new Error(`${unanswered} operations unanswered`);
+      if (ok < OPS / 20 || refused < OPS / 20) {
+        throw new Error(`a storm of ${ok} OK / ${refused} refused is too one-sided`);
+      }
+      if (!(during.vm_to_vf.txPkts > before.vm_to_vf.txPkts && during.vf_to_vm.txPkts > before.vf_to_vm.txPkts)) {
+        throw new Error(`relay 0 stopped forwarding during the storm: ${JSON.stringify({ before, during })}`);
+      }
+      if (unaccounted.some((n) => n !== 0)) throw new Error(`relay 0 packets unaccounted: ${unaccounted}`);
+      if (ports[0].rxPackets === 0) throw new Error("the VM stand-in received nothing");
+      if (leakedSockets || leakedVfs || leakedHugepageFiles > 0) {
+        throw new Error(`leaks: ${leakedSockets} sockets, ${leakedVfs} VFs, ${leakedHugepageFiles} hugepage files`);
+      }
+    } finally {
+      await pmd?.close();
+      ctx.close();
+    }
+  });
+});
