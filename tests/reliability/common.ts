@@ -47,11 +47,12 @@ export function summary(name: string, figures: Record<string, string | number>):
   console.log(`reliability ${name} [${PROFILE}, seed ${SEED}]: ${kv}`);
 }
 
-/** Resident memory of process `pid` in KiB (VmRSS). */
+/** Resident memory of process `pid` in KiB (ps(1): Deno reads /proc only with --allow-all). */
 export function rssKiB(pid: number): number {
-  const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmRSS:\s+(\d+) kB/m);
-  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(m[1]);
+  const out = new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(pid)], stderr: "null" }).outputSync();
+  const kib = Number(new TextDecoder().decode(out.stdout).trim());
+  if (!out.success || !(kib > 0)) throw new Error(`no resident memory figure for pid ${pid}`);
+  return kib;
 }
 
 /** One REQ socket per endpoint, kept open: a fresh context per message would measure libzmq, not the daemon. */
