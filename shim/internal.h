@@ -68,7 +68,7 @@ bool offload_needs_segmenting(const struct rte_mbuf *m, uint64_t tx_offloads);
 /* Completes the checksums `m` asks for that tx_offloads lacks; -EINVAL when its headers are unreadable. */
 int offload_sw_checksums(struct rte_mbuf *m, uint64_t tx_offloads);
 /* Segments `m` in software into segs[] (checksums complete) and frees it; returns the segment
- * count, or a negative errno with `m` untouched (IPv6 TSO: -ENOTSUP). */
+ * count, or a negative errno with `m` untouched (-ENOTSUP: UDP over IPv6). */
 int offload_segment(struct rte_mbuf *m, struct rte_mempool *pool, struct rte_mbuf **segs, uint16_t max);
 /* pool.c-ish helpers in vf.c */
 int relay_ensure_pool(uint32_t relay, int numa);

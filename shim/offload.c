@@ -2,8 +2,8 @@
  * VM->VF transmit offloads the VF cannot do: a guest that negotiated VIRTIO_NET_F_CSUM hands over
  * packets whose TCP/UDP checksum is left to the device, and with HOST_TSO4/6 packets of up to
  * 64 KiB for the device to segment. The VF is configured with whichever of those offloads it has
- * (vf.c); for the rest this file completes checksums in software and segments TCP/UDP over IPv4
- * with DPDK's GSO library.
+ * (vf.c); for the rest this file completes checksums in software and segments: TCP/UDP over IPv4
+ * with DPDK's GSO library, TCP over IPv6 (which that library does not do) by copying.
  */
 /* The multi-segment checksum helpers are static inline, marked experimental in 22.11. */
 #define ALLOW_EXPERIMENTAL_API
@@ -71,10 +71,61 @@ int offload_sw_checksums(struct rte_mbuf *m, uint64_t tx_offloads)
 	return 0;
 }
 
+/* TCP over IPv6: each segment a fresh mbuf with a copy of the headers and its part of the payload. */
+static int segment_tcp_ipv6(struct rte_mbuf *m, struct rte_mempool *pool, struct rte_mbuf **segs, uint16_t max)
+{
+	uint32_t l3_off = m->l2_len, l4_off = l3_off + m->l3_len, hdrs = l4_off + m->l4_len;
+	if (!(m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) || m->l3_len < sizeof(struct rte_ipv6_hdr))
+		return -ENOTSUP; /* UDP segmentation over IPv6: not offered by Linux guests over virtio-net */
+	if (m->l4_len < sizeof(struct rte_tcp_hdr) || m->data_len < hdrs || m->pkt_len <= hdrs)
+		return -EINVAL;
+	uint32_t mss = m->tso_segsz, payload = m->pkt_len - hdrs;
+	if (mss == 0 || hdrs + mss > (uint32_t)(rte_pktmbuf_data_room_size(pool) - RTE_PKTMBUF_HEADROOM))
+		return -EINVAL;
+	uint32_t n = (payload + mss - 1) / mss;
+	if (n > max)
+		return -EINVAL;
+	const uint8_t *head = rte_pktmbuf_mtod(m, const uint8_t *);
+	const struct rte_tcp_hdr *tcp0 = (const struct rte_tcp_hdr *)(head + l4_off);
+	uint32_t seq = rte_be_to_cpu_32(tcp0->sent_seq);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t len = RTE_MIN(mss, payload - i * mss);
+		struct rte_mbuf *s = rte_pktmbuf_alloc(pool);
+		uint8_t *d = s == NULL ? NULL : (uint8_t *)rte_pktmbuf_append(s, (uint16_t)(hdrs + len));
+		if (d == NULL) {
+			rte_pktmbuf_free(s);
+			rte_pktmbuf_free_bulk(segs, i);
+			return -ENOMEM;
+		}
+		memcpy(d, head, hdrs);
+		const void *part = rte_pktmbuf_read(m, hdrs + i * mss, len, d + hdrs);
+		if (part != d + hdrs)
+			memcpy(d + hdrs, part, len);
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(d + l3_off);
+		ip->payload_len = rte_cpu_to_be_16((uint16_t)(m->l3_len - sizeof(*ip) + m->l4_len + len));
+		struct rte_tcp_hdr *tcp = (struct rte_tcp_hdr *)(d + l4_off);
+		tcp->sent_seq = rte_cpu_to_be_32(seq + i * mss);
+		if (i != 0)
+			tcp->tcp_flags &= (uint8_t)~RTE_TCP_CWR_FLAG; /* congestion window reduced: said once */
+		if (i != n - 1)
+			tcp->tcp_flags &= (uint8_t)~(RTE_TCP_FIN_FLAG | RTE_TCP_PSH_FLAG); /* the last one ends it */
+		tcp->cksum = 0;
+		tcp->cksum = rte_ipv6_udptcp_cksum(ip, tcp);
+		s->l2_len = m->l2_len;
+		s->l3_len = m->l3_len;
+		s->l4_len = m->l4_len;
+		segs[i] = s;
+	}
+	rte_pktmbuf_free(m);
+	return (int)n;
+}
+
 int offload_segment(struct rte_mbuf *m, struct rte_mempool *pool, struct rte_mbuf **segs, uint16_t max)
 {
+	if (m->ol_flags & RTE_MBUF_F_TX_IPV6)
+		return segment_tcp_ipv6(m, pool, segs, max);
 	if (!(m->ol_flags & RTE_MBUF_F_TX_IPV4))
-		return -ENOTSUP; /* DPDK's GSO segments IPv4 only */
+		return -ENOTSUP;
 	uint32_t hdrs = (uint32_t)m->l2_len + m->l3_len + m->l4_len;
 	if (m->tso_segsz == 0 || hdrs + m->tso_segsz > UINT16_MAX)
 		return -EINVAL;

@@ -235,31 +235,62 @@ ping -c 3 -i 0.2 -W 1 ${HOST}
   });
 });
 
-Deno.test("e2e: TSO guest over a VF without offloads: vio4wd segments and checksums in software, TCP intact", async () => {
-  await e2e("tso", async (run) => {
-    // guest -> vio4wd -> memif VF (no offloads) -> testpmd io forwarding -> tap in the namespace
-    const vfSock = `${run.dir}/vf.sock`;
-    const d = await run.daemon(["VIRTIOFWD_TSO=y"], `net_memif0,role=server,socket=${vfSock}`);
-    let wire: TestPmd | null = null;
-    try {
-      wire = await TestPmd.start({
-        prefix: `${run.tag}-w`,
-        vdevs: [`net_memif1,role=client,socket=${vfSock}`, TAP_VF],
-        netns: run.ns.name,
-        appArgs: ["--forward-mode=io"],
+/**
+ * guest -> vio4wd -> memif VF (no offloads) -> testpmd io forwarding -> tap in the namespace: the
+ * guest's TSO packets must be segmented, and their checksums completed, by vio4wd.
+ */
+async function tsoOverMemif(run: E2eRun, ipv6: boolean): Promise<void> {
+  const vfSock = `${run.dir}/vf.sock`;
+  const d = await run.daemon(["VIRTIOFWD_TSO=y"], `net_memif0,role=server,socket=${vfSock}`);
+  let wire: TestPmd | null = null;
+  try {
+    wire = await TestPmd.start({
+      prefix: `${run.tag}-w`,
+      vdevs: [`net_memif1,role=client,socket=${vfSock}`, TAP_VF],
+      netns: run.ns.name,
+      appArgs: ["--forward-mode=io"],
+    });
+    await wire.send("start");
+    await run.ns.configure("vtap0", `${HOST}/30`);
+    let guest: QemuGuest;
+    if (ipv6) {
+      const add = await run.ns.run(["ip", "-6", "addr", "add", "fd00::1/64", "dev", "vtap0", "nodad"]);
+      assertEq(add.code, 0, `IPv6 address on the tap: ${add.stderr}`);
+      const fifo = `${run.dir}/nofin`;
+      const receiver = run.ns.sh(`mkfifo ${fifo}; timeout 90 busybox nc -l -p 5001 3<>${fifo} <&3 | wc -c`);
+      guest = run.guest({
+        script: `
+echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad
+ip -6 addr add fd00::2/64 dev eth0 || exit 1
+wait_peer fd00::1 30 || exit 1
+dd if=/dev/zero bs=65536 count=64 2>/dev/null | nc fd00::1 5001
+`,
       });
-      await wire.send("start");
-      await run.ns.configure("vtap0", `${HOST}/30`);
-      const guest = run.guest({ script: pingAndTcpScript(4) });
+      await guest.expectPass(GUEST_TIMEOUT);
+      assertEq((await receiver).stdout.trim(), String(4 * MIB), "bytes the host received over TCP/IPv6");
+    } else {
+      guest = run.guest({ script: pingAndTcpScript(4) });
       await pingAndTcp(run, guest, 4);
-      const r = (await d.status()).find((s) => s.id === 0)!;
-      // the guest handed over packets of several MSS: more went to the VF than came from the VM
-      if (!(r.vm_to_vf.txPkts > r.vm_to_vf.rxPkts && r.vm_to_vf.dropFullPkts === 0)) {
-        throw new Error(`no software segmentation seen: vm_to_vf ${JSON.stringify(r.vm_to_vf)}`);
-      }
-      console.log(`e2e tso: VM->VF ${r.vm_to_vf.rxPkts} packets from the guest became ${r.vm_to_vf.txPkts} on the VF`);
-    } finally {
-      await wire?.close();
     }
-  });
+    const r = (await d.status()).find((s) => s.id === 0)!;
+    // the guest handed over packets of several MSS: more went to the VF than came from the VM
+    if (!(r.vm_to_vf.txPkts > r.vm_to_vf.rxPkts && r.vm_to_vf.dropFullPkts === 0)) {
+      throw new Error(`no software segmentation seen: vm_to_vf ${JSON.stringify(r.vm_to_vf)}`);
+    }
+    console.log(
+      `e2e tso (${
+        ipv6 ? "IPv6" : "IPv4"
+      }): VM->VF ${r.vm_to_vf.rxPkts} packets from the guest became ${r.vm_to_vf.txPkts} on the VF`,
+    );
+  } finally {
+    await wire?.close();
+  }
+}
+
+Deno.test("e2e: TSO guest over a VF without offloads: vio4wd segments TCP/IPv4 and checksums in software", async () => {
+  await e2e("tso4", (run) => tsoOverMemif(run, false));
+});
+
+Deno.test("e2e: TSO guest over a VF without offloads: vio4wd segments TCP/IPv6 in software", async () => {
+  await e2e("tso6", (run) => tsoOverMemif(run, true));
 });
