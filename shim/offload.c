@@ -20,8 +20,6 @@
 
 #include "internal.h"
 
-#define SEG_FLAGS (RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_UDP_SEG)
-
 uint64_t offload_flags_of(struct rte_mbuf **pkts, uint16_t n)
 {
 	uint64_t f = 0;
@@ -43,6 +41,8 @@ int offload_sw_checksums(struct rte_mbuf *m, uint64_t tx_offloads)
 {
 	uint64_t f = m->ol_flags;
 	uint64_t l4 = f & RTE_MBUF_F_TX_L4_MASK;
+	if (l4 == 0 && !(f & RTE_MBUF_F_TX_IP_CKSUM))
+		return 0;
 	uint32_t l3_off = m->l2_len, l4_off = (uint32_t)m->l2_len + m->l3_len;
 	uint32_t l4_hdr = l4 == RTE_MBUF_F_TX_TCP_CKSUM ? sizeof(struct rte_tcp_hdr) : sizeof(struct rte_udp_hdr);
 	if (m->data_len < l4_off + l4_hdr)

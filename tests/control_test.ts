@@ -167,7 +167,7 @@ Deno.test("port control: ADD/REMOVE/QUERY_PCI answer with the original's codes a
   });
 });
 
-Deno.test("port control with dynamic sockets: ADD_SOCK/REMOVE_SOCK allocate the first free relay and check paths", async () => {
+Deno.test("port control with dynamic sockets: ADD_SOCK/REMOVE_SOCK allocate the first free relay, check paths, 100 rounds", async () => {
   await withDaemon("pcdyn", (dir) => [...endpoints(dir), "VIRTIOFWD_DYNAMIC_SOCKETS=y"], async (d, dir) => {
     // no mkdir here: the daemon creates the socket directory with dynamic sockets too (the storm found it did not)
     const src = "virtio_add_sock_dev_pair()", rsrc = "virtio_remove_sock_dev_pair()";
@@ -208,6 +208,16 @@ Deno.test("port control with dynamic sockets: ADD_SOCK/REMOVE_SOCK allocate the 
       `ADD_SOCK reuses relay 0; log: ${d.log.slice(-1500)}`,
     );
     assertEq((await d.status())[0].id, 0, "first free relay is 0 again");
+    // 100 more rounds of add and remove: the same relay, the socket file there and gone each time
+    for (let i = 0; i < 100; i++) {
+      assertEq(outcome(await addSock(`${dir}/sock/d.sock`, vfDev(dir, 2))), "OK", `round ${i}: ADD_SOCK`);
+      await Deno.stat(`${dir}/sock/d.sock`);
+      assertEq(outcome(await rmSock({ vhostPath: `${dir}/sock/d.sock` })), "OK", `round ${i}: REMOVE_SOCK`);
+      if (await Deno.stat(`${dir}/sock/d.sock`).then(() => true, () => false)) {
+        throw new Error(`round ${i}: socket left`);
+      }
+    }
+    assertEq((await d.status()).map((r) => `${r.id}:${r.vf}`).join(" "), `0:${vfDev(dir, 1)}`, "only relay 0 is left");
   });
 });
 
@@ -353,6 +363,7 @@ Deno.test("stats: every slot by default, filters, E2BIG, delay, and counters tha
         }
         if (last[0] === 0n || last[1] === 0n) throw new Error(`no traffic counted: ${last}`);
       } finally {
+        await d.stop(); // before its memif peers leave (see withDaemon)
         ctx.close();
         await pmd.close();
       }

@@ -6,6 +6,13 @@
 import { TestPmd } from "../src/testbed/testpmd.ts";
 import { DaemonProcess, type RelayStatus, runVio4wd, uniqueTag, until, withDaemon } from "./helpers.ts";
 import { assertEq } from "../src/testbed/assert.ts";
+import { request } from "../src/control/client.ts";
+import {
+  CoreSchedRequest_Op,
+  CoreSchedRequestSchema,
+  CoreSchedResponse_Status,
+  CoreSchedResponseSchema,
+} from "../src/control/gen/virtioforwarder_pb.ts";
 
 const relay0 = (s: RelayStatus[]) => s.find((r) => r.id === 0);
 
@@ -48,6 +55,7 @@ Deno.test("daemon relays exactly N packets each way and its counters agree with 
       assertEq(r.vf_to_vm.dropFullPkts + r.vf_to_vm.dropUnavailPkts, 0, "relay VF->VM drops");
       assertEq(r.vm_to_vf.txBytes, n * 64, "relay VM->VF bytes");
     } finally {
+      await d.stop(); // before its memif peers leave (see withDaemon)
       await pmd?.close();
     }
   });
@@ -169,7 +177,7 @@ Deno.test("client mode: the daemon restarts while the VM (virtio_user server=1) 
   }
 });
 
-Deno.test("multiqueue: VF->VM flows spread over both enabled virtio RX queues, VM->VF served from both TX queues", async () => {
+Deno.test("multiqueue: 4 queue pairs, VF->VM flows spread over every virtio RX queue, VM->VF served from every TX queue", async () => {
   await withDaemon("mq", (dir) => [
     `VIRTIOFWD_STATIC_VFS=net_memif0,role=server,socket=${dir}/vf.sock=0`,
   ], async (d, dir, tag) => {
@@ -178,8 +186,8 @@ Deno.test("multiqueue: VF->VM flows spread over both enabled virtio RX queues, V
     try {
       vm = await TestPmd.start({
         prefix: `${tag}-vm`,
-        vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=2`],
-        appArgs: ["--rxq=2", "--txq=2"],
+        vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=4`],
+        appArgs: ["--rxq=4", "--txq=4"],
       });
       vf = await TestPmd.start({
         prefix: `${tag}-vf`,
@@ -188,14 +196,14 @@ Deno.test("multiqueue: VF->VM flows spread over both enabled virtio RX queues, V
       });
       await vm.waitLinksUp();
       await vf.waitLinksUp();
-      await d.waitLog(/relay 0: VM connected \(2 queue pair/);
+      await d.waitLog(/relay 0: VM connected \(4 queue pair/);
       await until("the VF link", async () => relay0(await d.status())?.vf_link === true);
       // memif takes packets only once its peer polls: the VF peer receives first, then sends.
       await vf.send("set fwd rxonly");
       await vf.send("start");
       await vm.send("set fwd rxonly");
-      await vm.send("start tx_first"); // one burst of 32 on each of the VM's two TX queues
-      await until("VM->VF from both queues", async () => relay0(await d.status())?.vm_to_vf.txPkts === 64).catch(
+      await vm.send("start tx_first"); // one burst of 32 on each of the VM's four TX queues
+      await until("VM->VF from every queue", async () => relay0(await d.status())?.vm_to_vf.txPkts === 128).catch(
         async (e) => {
           throw new Error(`${e.message}: ${JSON.stringify(relay0(await d.status()))}\n${d.log.slice(-1500)}`);
         },
@@ -209,33 +217,78 @@ Deno.test("multiqueue: VF->VM flows spread over both enabled virtio RX queues, V
       const { queues } = await vm.stopWithQueues();
       const r = relay0(await d.status())!;
       const q = queues[0] ?? [];
-      if (!(q[0] > 0 && q[1] > 0)) throw new Error(`VF->VM packets per VM RX queue: ${JSON.stringify(q)}`);
-      assertEq(q[0] + q[1], r.vf_to_vm.txPkts, "VM received what the relay sent VF->VM");
-      assertEq(r.vm_to_vf.rxPkts, 64, "relay received VM->VF from both TX queues");
+      if (!(q.length === 4 && q.every((n) => n > 0))) {
+        throw new Error(`VF->VM packets per VM RX queue: ${JSON.stringify(q)}`);
+      }
+      assertEq(q.reduce((a, b) => a + b, 0), r.vf_to_vm.txPkts, "VM received what the relay sent VF->VM");
+      assertEq(r.vm_to_vf.rxPkts, 128, "relay received VM->VF from all four TX queues (32 each)");
     } finally {
+      await d.stop(); // before its memif peers leave (see withDaemon)
       await vf?.close();
       await vm?.close();
     }
   });
 });
 
-Deno.test("64 relays: all sockets exist, VFs up to DPDK's port limit, the next VF refused with an error naming the limit", async () => {
+Deno.test("64 relays: VFs up to DPDK's port limit each pass traffic both ways, the next VF is refused naming the limit, VM-only relays are served", async () => {
   await withDaemon("limit", (dir) => [
     "VIO4WD_EAL_MEMORY_MB=512",
     "VIRTIOFWD_STATIC_VFS=(",
     ...Array.from({ length: 33 }, (_, i) => `  net_memif${i},role=server,socket=${dir}/vf${i}.sock=${i}`),
     ")",
-  ], async (d, dir) => {
+  ], async (d, dir, tag) => {
     const sockets = [...Deno.readDirSync(`${dir}/sock`)].filter((e) => /^virtio-forwarder\d+\.sock$/.test(e.name));
     assertEq(sockets.length, 64, "vhost-user sockets");
     await d.waitLog(/static VF net_memif32,.*=32: .*DPDK allows 32 ports per process \(RTE_MAX_ETHPORTS\)/);
-    const s = await d.status();
-    assertEq(s.length, 32, "relays with a VF");
-    assertEq(s.map((r) => r.id).join(","), Array.from({ length: 32 }, (_, i) => i).join(","), "relay ids");
+    assertEq(
+      (await d.status()).map((r) => r.id).join(","),
+      Array.from({ length: 32 }, (_, i) => i).join(","),
+      "relays with a VF",
+    );
+    // Stand-ins hold 32 ports each too: relays 0-15 and 16-31 as VM + VF peer pairs looping
+    // packets (io forwarding), relays 32-63 as VMs only, sending.
+    const vm = (i: number) => `net_virtio_user${i},path=${dir}/sock/virtio-forwarder${i}.sock,queues=1`;
+    const pairs = (from: number) =>
+      Array.from(
+        { length: 16 },
+        (_, k) => [vm(from + k), `net_memif${100 + from + k},role=client,socket=${dir}/vf${from + k}.sock`],
+      ).flat();
+    const pmds: TestPmd[] = [];
+    try {
+      for (
+        const [name, vdevs] of [["a", pairs(0)], ["b", pairs(16)], [
+          "c",
+          Array.from({ length: 32 }, (_, k) => vm(32 + k)),
+        ]] as const
+      ) {
+        pmds.push(await TestPmd.start({ prefix: `${tag}-${name}`, vdevs: [...vdevs], memoryMb: 384, mbufs: 16384 }));
+      }
+      await until("64 VMs connected", async () => (await d.status()).filter((r) => r.vm).length === 64, 30_000);
+      await pmds[0].send("set fwd io");
+      await pmds[1].send("set fwd io");
+      await pmds[2].send("set fwd txonly");
+      for (const p of pmds) await p.send("start tx_first");
+      let last: RelayStatus[] = [];
+      await until("traffic on every relay", async () => {
+        last = await d.status();
+        return last.length === 64 &&
+          last.every((r) =>
+            r.id < 32 ? r.vf_to_vm.txPkts > 0 && r.vm_to_vf.txPkts > 0 : r.vm && r.vm_to_vf.dropUnavailPkts > 0
+          );
+      }, 20_000).catch((e) => {
+        const idle = last.filter((r) =>
+          r.id < 32 ? !(r.vf_to_vm.txPkts > 0 && r.vm_to_vf.txPkts > 0) : !(r.vm_to_vf.dropUnavailPkts > 0)
+        );
+        throw new Error(`${e.message}: idle relays ${idle.map((r) => r.id).join(",")}`);
+      });
+    } finally {
+      await d.stop(); // before its memif peers leave (see withDaemon)
+      for (const p of pmds) await p.close();
+    }
   });
 });
 
-Deno.test("CPU migration under traffic: a relay moves between worker lcores with no packet lost, the other relay keeps flowing", async () => {
+Deno.test("CPU migration under traffic: a relay moves between worker lcores 200 times with no packet lost, the other relay never stalls", async () => {
   await withDaemon("migrate", (dir) => [
     "VIO4WD_EAL_LCORES=0@0,1@1,2@1",
     "VIRTIOFWD_CPU_MASK=1,2",
@@ -273,16 +326,27 @@ Deno.test("CPU migration under traffic: a relay moves between worker lcores with
           `ipc://${dir}/zmq/stats`,
           `--virtio-cpu=${spec}`,
         ]);
-      for (let i = 0; i < 6; i++) {
+      // The first moves through `vio4wd pin`, the rest straight over the core-scheduling endpoint.
+      const move = async (to: number, i: number) => {
+        if (i < 2) {
+          const r = await pin(`0:${to},${to}`); // C1 = VM->VF, C2 = VF->VM
+          assertEq(r.code, 0, `pin ${i}: ${r.stdout}${r.stderr}`);
+          return;
+        }
+        const r = await request(`ipc://${dir}/zmq/core_sched`, CoreSchedRequestSchema, {
+          op: CoreSchedRequest_Op.UPDATE,
+          relayCpuMap: [{ relayNumber: 0, vf2virtioCpu: to, virtio2vfCpu: to }],
+        }, CoreSchedResponseSchema);
+        assertEq(r.status, CoreSchedResponse_Status.OK, `move ${i}`);
+      };
+      for (let i = 0; i < 200; i++) {
         const to = i % 2 === 0 ? 2 : 1;
         const before = (await d.status()).find((r) => r.id === 1)!.vf_to_vm.txPkts;
-        const r = await pin(`0:${to},${to}`); // C1 = VM->VF, C2 = VF->VM
-        assertEq(r.code, 0, `pin ${i}: ${r.stdout}${r.stderr}`);
+        await move(to, i);
         const s = await d.status();
         const r0 = s.find((r) => r.id === 0)!;
         assertEq(`${r0.cpus.vf_to_vm},${r0.cpus.vm_to_vf}`, `${to},${to}`, `relay 0 CPUs after move ${i}`);
-        await new Promise((r) => setTimeout(r, 200));
-        const after = (await d.status()).find((r) => r.id === 1)!.vf_to_vm.txPkts;
+        const after = s.find((r) => r.id === 1)!.vf_to_vm.txPkts;
         if (!(after > before)) throw new Error(`relay 1 stalled during move ${i}: ${before} -> ${after}`);
       }
       await pmd.stop();
@@ -295,6 +359,7 @@ Deno.test("CPU migration under traffic: a relay moves between worker lcores with
         }
       }
     } finally {
+      await d.stop(); // before its memif peers leave (see withDaemon)
       await pmd?.close();
     }
   });
@@ -335,6 +400,7 @@ Deno.test("feature flags: jumbo frames (MTU 9000, big mbufs) cross both ways wit
       const ports = await pmd.stop();
       if (!(ports[0].rxPackets > 0)) throw new Error("the VM received no jumbo frame");
     } finally {
+      await d.stop(); // before its memif peers leave (see withDaemon)
       await pmd?.close();
     }
   });

@@ -14,6 +14,10 @@ export async function runVio4wd(args: string[]): Promise<{ code: number; stdout:
 /**
  * Runs `fn` against a daemon started in a fresh temp dir with a unique DPDK prefix; afterwards
  * stops it (asserting exit status 0) and removes the dir, whatever `fn` did.
+ *
+ * A test with memif VF peers stops the daemon itself before closing them: DPDK 22.11's memif frees
+ * its shared memory when the peer hangs up without waiting for a burst in progress on it, so a
+ * peer leaving while the daemon polls the VF can crash the daemon (and a testpmd the other way).
  */
 export async function withDaemon(
   name: string,

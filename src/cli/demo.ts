@@ -122,6 +122,11 @@ export async function runDemo(a: { seconds: number; json?: boolean }): Promise<n
     }
     status = pass ? 0 : 1;
   } finally {
+    // The VF goes first: DPDK 22.11's memif frees its shared memory when the peer hangs up without
+    // waiting for a burst in progress on it, so the peer must not leave while the VF is polled.
+    try {
+      daemon.table.removeVf(0);
+    } catch { /* never attached */ }
     await pmd?.close();
     await daemon.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});

@@ -134,12 +134,20 @@ export class DaemonProcess {
     return JSON.parse(lines[lines.length - 1].slice(lines[lines.length - 1].indexOf("relay-status ") + 13));
   }
 
-  /** SIGTERM, wait (SIGKILL after 10 s), remove DPDK files; returns the exit code. */
-  async stop(): Promise<number> {
-    const st = await stopChild(this.#child, 10_000);
-    await this.#pump;
-    removeDpdkFiles(this.prefix);
-    return st.code;
+  #stopped: Promise<number> | null = null;
+
+  /**
+   * SIGTERM, wait (SIGKILL after 10 s), remove DPDK files; returns the exit code. Calling it again
+   * returns the same code: tests stop the daemon before closing memif peers (see `withDaemon`).
+   */
+  stop(): Promise<number> {
+    this.#stopped ??= (async () => {
+      const st = await stopChild(this.#child, 10_000);
+      await this.#pump;
+      removeDpdkFiles(this.prefix);
+      return st.code;
+    })();
+    return this.#stopped;
   }
 }
 

@@ -283,6 +283,7 @@ dd if=/dev/zero bs=65536 count=64 2>/dev/null | nc fd00::1 5001
       }): VM->VF ${r.vm_to_vf.rxPkts} packets from the guest became ${r.vm_to_vf.txPkts} on the VF`,
     );
   } finally {
+    await d.stop(); // before its memif peer leaves (see withDaemon in tests/helpers.ts)
     await wire?.close();
   }
 }

@@ -59,6 +59,7 @@ Deno.test(`churn: ${CYCLES} VM connect/disconnect cycles while the VF sends: no 
       if (r.vf_to_vm.dropUnavailPkts === 0) throw new Error("no packet was counted as dropped while the VM was away");
       assertEq(r.mbufs_in_use, baseline, "mbufs in use back to baseline");
     } finally {
+      await d.stop(); // before its memif peers leave (see withDaemon)
       await vm?.close();
       await vf?.close();
     }

@@ -134,7 +134,6 @@ Deno.test(`port storm: ${OPS} random add/remove/add_sock/remove_sock ops under t
       const leakedVfs = [...left.vfs.keys()].filter((id) => id !== 0).length;
       const leakedHugepageFiles = hugepageFiles(tag).length - hugeBaseline;
       const ports = await pmd.stop();
-      pmd = null;
       const after = (await d.status()).find((r) => r.id === 0)!;
       const unaccounted = (["vf_to_vm", "vm_to_vf"] as const).map((dirn) => {
         const c = after[dirn];
@@ -167,6 +166,7 @@ Deno.test(`port storm: ${OPS} random add/remove/add_sock/remove_sock ops under t
         throw new Error(`leaks: ${leakedSockets} sockets, ${leakedVfs} VFs, ${leakedHugepageFiles} hugepage files`);
       }
     } finally {
+      await d.stop(); // before its memif peers leave (see withDaemon)
       await pmd?.close();
       ctx.close();
     }
