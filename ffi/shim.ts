@@ -41,6 +41,8 @@ export const symbols = {
   vio4wd_relay_numa_node: { parameters: ["u32"], result: "i32" },
   // uint64_t vio4wd_hugepage_bytes_used(void)
   vio4wd_hugepage_bytes_used: { parameters: [], result: "u64" },
+  // void vio4wd_bonds_supervise(void)
+  vio4wd_bonds_supervise: { parameters: [], result: "void" },
   // int vio4wd_next_event(struct vio4wd_event *ev)
   vio4wd_next_event: { parameters: ["buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -75,8 +77,14 @@ export const DIR_COUNTERS = [
 ] as const;
 
 /** `enum vio4wd_event_type`. */
-export const EVENT = { vmConnected: 1, vmDisconnected: 2, vringState: 3, vmRejected: 4, liveMigration: 5 } as const;
-/** Flags of vio4wd_socket_register(). */
+export const EVENT = {
+  vmConnected: 1,
+  vmDisconnected: 2,
+  vringState: 3,
+  vmRejected: 4,
+  liveMigration: 5,
+  bondFailover: 6,
+} as const;
 /** VIO4WD_STAGE_*: where a VF attach failed. */
 export const STAGE = {
   other: 0,
@@ -91,6 +99,7 @@ export const STAGE = {
   member: 9,
 } as const;
 
+/** Flags of vio4wd_socket_register(). */
 export const SOCK_FLAG = { client: 1, mrgbuf: 2, tso: 4 } as const;
 /** Flags of vio4wd_init (VIO4WD_INIT_*). */
 export const INIT_FLAG = { vfTso: 1 } as const;

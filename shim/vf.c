@@ -381,6 +381,39 @@ void vf_detach_all(void)
 			vio4wd_vf_detach(r);
 }
 
+static bool link_up(uint16_t port)
+{
+	struct rte_eth_link link;
+	return rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
+}
+
+API void vio4wd_bonds_supervise(void)
+{
+	for (uint32_t r = 0; r < VIO4WD_MAX_RELAYS; r++) {
+		struct relay_ctl *c = &g_ctl[r];
+		if (c->nmembers == 0 || pthread_mutex_trylock(&c->lock) != 0)
+			continue;
+		uint16_t bond = g_dp[r].port;
+		int primary = bond == NO_PORT ? -1 : rte_eth_bond_primary_get(bond);
+		if (c->nmembers > 0 && primary >= 0 && rte_eth_bond_mode_get(bond) == BONDING_MODE_ACTIVE_BACKUP &&
+		    !link_up((uint16_t)primary)) {
+			int lost = -1, next = -1;
+			for (unsigned i = 0; i < c->nmembers; i++) {
+				uint16_t m;
+				if (rte_eth_dev_get_port_by_name(c->members[i], &m) != 0)
+					continue;
+				if (m == primary)
+					lost = (int)i;
+				else if (next < 0 && link_up(m) && rte_eth_bond_primary_set(bond, m) == 0)
+					next = (int)i;
+			}
+			if (next >= 0)
+				push_event(VIO4WD_EV_BOND_FAILOVER, r, next, (uint32_t)lost, 0);
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
 API uint32_t vio4wd_relay_state(uint32_t relay)
 {
 	if (relay >= VIO4WD_MAX_RELAYS)

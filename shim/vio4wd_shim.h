@@ -65,6 +65,7 @@ enum vio4wd_event_type {
 	VIO4WD_EV_VRING_STATE = 3,     /* value: queue id; enabled: 0/1 */
 	VIO4WD_EV_VM_REJECTED = 4,     /* value: -errno */
 	VIO4WD_EV_LIVE_MIGRATION = 5,
+	VIO4WD_EV_BOND_FAILOVER = 6,   /* value: member index now active; enabled: member index that lost its link */
 };
 
 struct vio4wd_event {
@@ -127,6 +128,11 @@ int vio4wd_vf_detach(uint32_t relay);
  * PCI addresses or devargs), each probed, then bonded; removed with vio4wd_vf_detach(). */
 #define VIO4WD_MAX_BOND_MEMBERS 8
 int vio4wd_bond_attach(uint32_t relay, const char *name, uint32_t mode, const char *members_nl, uint32_t mtu);
+
+/* Active-backup bonds whose active member lost its link while the bonding driver did not notice
+ * (members whose driver raises no link event): the first member with link becomes active.
+ * Called periodically from the control thread; each switch is a VIO4WD_EV_BOND_FAILOVER. */
+void vio4wd_bonds_supervise(void);
 
 /* Worker CPUs of a relay's two directions (-1 = unassigned); waits until the old worker lets go. */
 int vio4wd_relay_set_cpus(uint32_t relay, int32_t vf_to_vm_cpu, int32_t vm_to_vf_cpu);

@@ -210,6 +210,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   );
 
   const poll = setInterval(() => {
+    dp.superviseBonds();
     for (const ev of dp.events()) table.handle(ev);
   }, EVENT_POLL_MS);
 

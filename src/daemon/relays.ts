@@ -243,6 +243,15 @@ export class RelayTable {
       case "live-migration":
         this.log.notice(`relay ${r.id}: VHOST_F_LOG_ALL set, live migration is being initiated`);
         break;
+      case "bond-failover": {
+        const m = r.bond?.members ?? [];
+        this.log.warn(
+          `relay ${r.id}: bond ${r.vf}: member ${m[ev.lost] ?? ev.lost} lost its link; ${
+            m[ev.active] ?? ev.active
+          } is active now`,
+        );
+        break;
+      }
     }
   }
 

@@ -60,7 +60,8 @@ export type DataplaneEvent =
   | { type: "vm-disconnected"; relay: number }
   | { type: "vring-state"; relay: number; queue: number; enabled: boolean }
   | { type: "vm-rejected"; relay: number; errno: number }
-  | { type: "live-migration"; relay: number };
+  | { type: "live-migration"; relay: number }
+  | { type: "bond-failover"; relay: number; active: number; lost: number };
 
 /** Socket options of a relay. */
 export interface SocketOptions {
@@ -234,7 +235,12 @@ export class Dataplane {
     return out;
   }
 
-  /** Drains the pending vhost events. */
+  /** Moves active-backup bonds off members that lost their link (events follow). */
+  superviseBonds(): void {
+    this.#lib.symbols.vio4wd_bonds_supervise();
+  }
+
+  /** Drains the pending vhost and bond events. */
   events(): DataplaneEvent[] {
     const out: DataplaneEvent[] = [];
     const dv = new DataView(this.#event.buffer);
@@ -249,6 +255,9 @@ export class Dataplane {
       else if (type === EVENT.vringState) out.push({ type: "vring-state", relay, queue: value, enabled });
       else if (type === EVENT.vmRejected) out.push({ type: "vm-rejected", relay, errno: -value });
       else if (type === EVENT.liveMigration) out.push({ type: "live-migration", relay });
+      else if (type === EVENT.bondFailover) {
+        out.push({ type: "bond-failover", relay, active: value, lost: dv.getUint32(12, true) });
+      }
     }
     return out;
   }
