@@ -41,6 +41,8 @@ export const symbols = {
   vio4wd_relay_numa_node: { parameters: ["u32"], result: "i32" },
   // uint64_t vio4wd_hugepage_bytes_used(void)
   vio4wd_hugepage_bytes_used: { parameters: [], result: "u64" },
+  // void vio4wd_set_idle_sleep(uint32_t us)
+  vio4wd_set_idle_sleep: { parameters: ["u32"], result: "void" },
   // void vio4wd_bonds_supervise(void)
   vio4wd_bonds_supervise: { parameters: [], result: "void" },
   // int vio4wd_next_event(struct vio4wd_event *ev)

@@ -119,6 +119,7 @@ async function startRelay(c: Case, dir: string, tag: string): Promise<RunningRel
     const d = await DaemonProcess.start(dir, `${tag}-r`, [
       "VIO4WD_EAL_MEMORY_MB=512",
       "VIRTIOFWD_LOG_LEVEL=5",
+      `VIO4WD_IDLE_SLEEP_US=${c.idleUs ?? 0}`,
       "VIRTIOFWD_STATIC_VFS=(",
       ...vfs.map((v, i) => `  ${v.relay}=${i}`),
       ")",
@@ -296,9 +297,52 @@ async function daemonFigures(tag: string, o: Options): Promise<Record<string, nu
   }
 }
 
-type Case = { kind: RelayKind; relays: number; vf: VfKind };
+/** A relay to measure; `idleUs`: vio4wd with idle mode (VIO4WD_IDLE_SLEEP_US). */
+/**
+ * CPU use of the worker serving one relay whose VM and VF peer are connected but send nothing:
+ * percent of one CPU over 2 s, from the worker thread's scheduler ticks.
+ */
+async function idleWorkerCpu(tag: string, idleUs: number): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: `${tag}-idle-` });
+  const vf = vfDevargs("memif", 0, `${dir}/vf0.sock`);
+  const d = await DaemonProcess.start(dir, `${tag}-i`, [
+    "VIRTIOFWD_LOG_LEVEL=5",
+    `VIO4WD_IDLE_SLEEP_US=${idleUs}`,
+    `VIRTIOFWD_STATIC_VFS=${vf.relay}=0`,
+  ]);
+  let peers: TestPmd | null = null;
+  try {
+    peers = await TestPmd.start({
+      prefix: `${tag}-ip`,
+      vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`, vf.peer(1)],
+    });
+    await peers.waitLinksUp(30_000);
+    const worker = [...Deno.readDirSync(`/proc/${d.pid}/task`)].map((t) => t.name).find((tid) =>
+      Deno.readTextFileSync(`/proc/${d.pid}/task/${tid}/comm`).startsWith("rte-worker")
+    );
+    if (!worker) throw new Error("no rte-worker thread in the daemon");
+    const ticks = () => {
+      const f = Deno.readTextFileSync(`/proc/${d.pid}/task/${worker}/stat`).split(") ")[1].split(" ");
+      return Number(f[11]) + Number(f[12]); // utime + stime
+    };
+    await sleep(1000); // past the idle threshold
+    const a = ticks(), t0 = performance.now();
+    await sleep(2000);
+    const hz = 100; // USER_HZ on Linux
+    return Math.round((ticks() - a) / hz / ((performance.now() - t0) / 1000) * 1000) / 10;
+  } finally {
+    await d.stop(); // before its memif peer leaves
+    await peers?.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+type Case = { kind: RelayKind; relays: number; vf: VfKind; idleUs?: number };
 const caseName = (c: Case) =>
-  (c.relays === 1 ? c.kind : `${c.kind}_${c.relays}_relays`) + (c.vf === "memif" ? "" : "_vhost_vf");
+  (c.relays === 1 ? c.kind : `${c.kind}_${c.relays}_relays`) + (c.vf === "memif" ? "" : "_vhost_vf") +
+  (c.idleUs ? "_idle" : "");
+/** Idle mode's sleep in the bench: the figure the manual suggests. */
+const IDLE_US = 500;
 
 async function main(): Promise<number> {
   const o = parseArgs(Deno.args);
@@ -306,6 +350,7 @@ async function main(): Promise<number> {
   const cases: Case[] = [
     { kind: "testpmd", relays: 1, vf: "memif" },
     { kind: "vio4wd", relays: 1, vf: "memif" },
+    { kind: "vio4wd", relays: 1, vf: "memif", idleUs: IDLE_US },
     { kind: "vio4wd", relays: MANY_RELAYS, vf: "memif" },
     { kind: "testpmd", relays: MANY_RELAYS, vf: "memif" },
     { kind: "testpmd", relays: 1, vf: "vhost" },
@@ -338,6 +383,11 @@ async function main(): Promise<number> {
   if (o.only) return 0; // a partial run: the figures below need every case
   progress("control plane and memory: 64 sockets, 31 VFs, stats latency, port add -> first packet");
   const daemon = await daemonFigures(tag, o);
+  progress(`idle worker CPU: polling, and idle mode (${IDLE_US} us)`);
+  const idle = {
+    idle_worker_cpu_polling_pct: await idleWorkerCpu(tag, 0),
+    idle_worker_cpu_idle_mode_pct: await idleWorkerCpu(tag, IDLE_US),
+  };
 
   const med = (key: string) => median(samples.get(key)!);
   const ratio = (a: string, b: string) => Math.round(med(a) / med(b) * 1000) / 1000;
@@ -350,11 +400,14 @@ async function main(): Promise<number> {
     ratio_vio4wd_testpmd_vhost_vf_1518: ratio("vio4wd_vhost_vf_1518", "testpmd_vhost_vf_1518"),
     ratio_64_relays_vs_1: ratio(`vio4wd_${MANY_RELAYS}_relays_64`, "vio4wd_64"),
     ratio_many_relays_vs_1_1518: ratio(`vio4wd_${MANY_RELAYS}_relays_1518`, "vio4wd_1518"),
+    ratio_idle_mode_vs_polling_64: ratio("vio4wd_idle_64", "vio4wd_64"),
+    ratio_idle_mode_vs_polling_1518: ratio("vio4wd_idle_1518", "vio4wd_1518"),
     many_relays: MANY_RELAYS,
     rounds: o.rounds,
     seconds_per_sample: o.seconds,
     ...Object.fromEntries([...samples].map(([k, v]) => [`${k}_mpps`, Math.round(median(v) * 1000) / 1000])),
     ...daemon,
+    ...idle,
     date: new Date().toISOString(),
     host: { cpus: navigator.hardwareConcurrency, kernel: Deno.osRelease() },
   };
@@ -368,7 +421,9 @@ async function main(): Promise<number> {
 function markdown(r: Record<string, unknown>, cases: Case[]): string {
   const f = (k: string) => (r[k] as number).toFixed(3);
   const rows = cases.map((c) =>
-    `| ${c.kind} | ${c.relays} | ${c.vf} | ${f(`${caseName(c)}_64_mpps`)} | ${f(`${caseName(c)}_1518_mpps`)} |`
+    `| ${c.kind}${c.idleUs ? ` (idle mode ${c.idleUs} us)` : ""} | ${c.relays} | ${c.vf} | ${
+      f(`${caseName(c)}_64_mpps`)
+    } | ${f(`${caseName(c)}_1518_mpps`)} |`
   );
   return [
     `PVP loop, Mpps per direction (medians of ${r.rounds} rounds, ${r.seconds_per_sample} s each; ` +
@@ -384,11 +439,14 @@ function markdown(r: Record<string, unknown>, cases: Case[]): string {
     `| vio4wd / testpmd (vhost VF) | ${r.ratio_vio4wd_testpmd_vhost_vf_64} | ${r.ratio_vio4wd_testpmd_vhost_vf_1518} |`,
     `| vio4wd / OVS-DPDK (vhost VF) | ${r.ratio_vio4wd_ovs_64} | ${r.ratio_vio4wd_ovs_1518} |`,
     `| vio4wd ${r.many_relays} relays / 1 relay | ${r.ratio_64_relays_vs_1} | ${r.ratio_many_relays_vs_1_1518} |`,
+    `| vio4wd idle mode / polling | ${r.ratio_idle_mode_vs_polling_64} | ${r.ratio_idle_mode_vs_polling_1518} |`,
     "",
     `Daemon with 64 sockets and 31 VFs: ready in ${r.daemon_start_64_sockets_31_vfs_ms} ms, ` +
     `${r.hugepages_64_sockets_31_vfs_mib} MiB of hugepages, RSS ${r.daemon_rss_mib} MiB; ` +
     `stats for 64 relays ${r.stats_64_relays_median_ms} ms median (p99 ${r.stats_64_relays_p99_ms} ms); ` +
-    `port add -> first packet forwarded ${r.port_add_to_first_packet_ms} ms (median of 5).`,
+    `port add -> first packet forwarded ${r.port_add_to_first_packet_ms} ms (median of 5). ` +
+    `A worker with a connected relay and no traffic: ${r.idle_worker_cpu_polling_pct}% of a CPU polling, ` +
+    `${r.idle_worker_cpu_idle_mode_pct}% in idle mode (${IDLE_US} us).`,
   ].join("\n");
 }
 

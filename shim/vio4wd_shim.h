@@ -129,6 +129,10 @@ int vio4wd_vf_detach(uint32_t relay);
 #define VIO4WD_MAX_BOND_MEMBERS 8
 int vio4wd_bond_attach(uint32_t relay, const char *name, uint32_t mode, const char *members_nl, uint32_t mtu);
 
+/* Idle mode: after IDLE_AFTER_PASSES passes without a packet a worker sleeps `us` microseconds
+ * between passes until traffic returns (0: always poll). Takes effect at once. */
+void vio4wd_set_idle_sleep(uint32_t us);
+
 /* Active-backup bonds whose active member lost its link while the bonding driver did not notice
  * (members whose driver raises no link event): the first member with link becomes active.
  * Called periodically from the control thread; each switch is a VIO4WD_EV_BOND_FAILOVER. */

@@ -229,11 +229,22 @@ static inline unsigned vm_to_vf(struct relay_dp *dp, struct vio4wd_dir_stats *st
 	return n;
 }
 
+/* Idle mode (vio4wd_set_idle_sleep): sleep per pass once this many passes in a row moved nothing
+ * (a few milliseconds: a pass over idle relays takes well under a microsecond). */
+#define IDLE_AFTER_PASSES 10000
+static uint32_t g_idle_sleep_us;
+
+API void vio4wd_set_idle_sleep(uint32_t us)
+{
+	__atomic_store_n(&g_idle_sleep_us, us, __ATOMIC_RELAXED);
+}
+
 int worker_main(void *arg)
 {
 	(void)arg;
 	int lcore = (int)rte_lcore_id();
 	struct vio4wd_worker_stats *ws = &g_shared.workers[worker_slot((unsigned)lcore)];
+	uint32_t empty = 0; /* passes in a row that moved nothing */
 	while (!g_quit) {
 		unsigned moved = 0, live = 0;
 		for (unsigned r = 0; r < VIO4WD_MAX_RELAYS; r++) {
@@ -248,12 +259,17 @@ int worker_main(void *arg)
 			}
 		}
 		__atomic_store_n(&ws->passes, ws->passes + 1, __ATOMIC_RELEASE);
-		if (moved)
+		uint32_t idle_us = __atomic_load_n(&g_idle_sleep_us, __ATOMIC_RELAXED);
+		if (moved) {
 			ws->busy_passes++;
-		else if (!live)
+			empty = 0;
+		} else if (!live) {
 			rte_delay_us_sleep(200); /* nothing connected here: do not burn the CPU */
-		else
+		} else if (idle_us != 0 && ++empty > IDLE_AFTER_PASSES) {
+			rte_delay_us_sleep(idle_us);
+		} else {
 			rte_pause();
+		}
 	}
 	return 0;
 }

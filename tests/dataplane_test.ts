@@ -17,50 +17,55 @@ import {
 
 const relay0 = (s: RelayStatus[]) => s.find((r) => r.id === 0);
 
-Deno.test("daemon relays exactly N packets each way and its counters agree with both ends", async () => {
-  await withDaemon("count", (dir) => [
-    `VIRTIOFWD_STATIC_VFS=(net_memif0,role=server,socket=${dir}/vf.sock=0)`,
-  ], async (d, dir, tag) => {
-    let pmd: TestPmd | null = null;
-    try {
-      pmd = await TestPmd.start({
-        prefix: `${tag}-g`,
-        vdevs: [
-          `net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`,
-          `net_memif1,role=client,socket=${dir}/vf.sock`,
-        ],
-      });
-      await pmd.waitLinksUp();
-      await d.waitLog(/relay 0: VM connected/);
-      await pmd.send("set fwd rxonly");
-      // 6 bursts of 32 = 192 packets each way: within the virtio rings (256), so nothing may drop.
-      const bursts = 6;
-      await pmd.send(`start tx_first ${bursts}`);
-      const n = bursts * 32;
-      let last: RelayStatus | undefined;
-      await until("relay counters", async () => {
-        last = relay0(await d.status());
-        return last !== undefined && last.vf_to_vm.txPkts === n && last.vm_to_vf.txPkts === n;
-      }).catch((e) => {
-        throw new Error(`${e.message}: relay 0 = ${JSON.stringify(last)}; testpmd: ${pmd?.output.slice(-800)}`);
-      });
-      const ports = await pmd.stop();
-      const r = relay0(await d.status())!;
-      assertEq(ports[0].txPackets, n, "VM stand-in sent");
-      assertEq(ports[1].txPackets, n, "VF peer sent");
-      assertEq(ports[1].rxPackets, n, "VF peer received (VM->VF)");
-      assertEq(ports[0].rxPackets, n, "VM stand-in received (VF->VM)");
-      assertEq(r.vm_to_vf.rxPkts, n, "relay VM->VF rx");
-      assertEq(r.vf_to_vm.rxPkts, n, "relay VF->VM rx");
-      assertEq(r.vm_to_vf.dropFullPkts + r.vm_to_vf.dropUnavailPkts, 0, "relay VM->VF drops");
-      assertEq(r.vf_to_vm.dropFullPkts + r.vf_to_vm.dropUnavailPkts, 0, "relay VF->VM drops");
-      assertEq(r.vm_to_vf.txBytes, n * 64, "relay VM->VF bytes");
-    } finally {
-      await d.stop(); // before its memif peers leave (see withDaemon)
-      await pmd?.close();
-    }
+for (const idleUs of [0, 500]) {
+  const idle = idleUs ? `, in idle mode (${idleUs} us sleeps: the worker is asleep when they arrive)` : "";
+  Deno.test(`daemon relays exactly N packets each way and its counters agree with both ends${idle}`, async () => {
+    await withDaemon("count", (dir) => [
+      `VIRTIOFWD_STATIC_VFS=(net_memif0,role=server,socket=${dir}/vf.sock=0)`,
+      `VIO4WD_IDLE_SLEEP_US=${idleUs}`,
+    ], async (d, dir, tag) => {
+      let pmd: TestPmd | null = null;
+      try {
+        pmd = await TestPmd.start({
+          prefix: `${tag}-g`,
+          vdevs: [
+            `net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`,
+            `net_memif1,role=client,socket=${dir}/vf.sock`,
+          ],
+        });
+        await pmd.waitLinksUp();
+        await d.waitLog(/relay 0: VM connected/);
+        await pmd.send("set fwd rxonly");
+        if (idleUs) await new Promise((r) => setTimeout(r, 500)); // well past the idle threshold
+        // 6 bursts of 32 = 192 packets each way: within the virtio rings (256), so nothing may drop.
+        const bursts = 6;
+        await pmd.send(`start tx_first ${bursts}`);
+        const n = bursts * 32;
+        let last: RelayStatus | undefined;
+        await until("relay counters", async () => {
+          last = relay0(await d.status());
+          return last !== undefined && last.vf_to_vm.txPkts === n && last.vm_to_vf.txPkts === n;
+        }).catch((e) => {
+          throw new Error(`${e.message}: relay 0 = ${JSON.stringify(last)}; testpmd: ${pmd?.output.slice(-800)}`);
+        });
+        const ports = await pmd.stop();
+        const r = relay0(await d.status())!;
+        assertEq(ports[0].txPackets, n, "VM stand-in sent");
+        assertEq(ports[1].txPackets, n, "VF peer sent");
+        assertEq(ports[1].rxPackets, n, "VF peer received (VM->VF)");
+        assertEq(ports[0].rxPackets, n, "VM stand-in received (VF->VM)");
+        assertEq(r.vm_to_vf.rxPkts, n, "relay VM->VF rx");
+        assertEq(r.vf_to_vm.rxPkts, n, "relay VF->VM rx");
+        assertEq(r.vm_to_vf.dropFullPkts + r.vm_to_vf.dropUnavailPkts, 0, "relay VM->VF drops");
+        assertEq(r.vf_to_vm.dropFullPkts + r.vf_to_vm.dropUnavailPkts, 0, "relay VF->VM drops");
+        assertEq(r.vm_to_vf.txBytes, n * 64, "relay VM->VF bytes");
+      } finally {
+        await d.stop(); // before its memif peers leave (see withDaemon)
+        await pmd?.close();
+      }
+    });
   });
-});
+}
 
 Deno.test("bad VFs and relay ids are clear errors, leave nothing behind and do not disturb other relays", async () => {
   await withDaemon("bad", (dir) => [

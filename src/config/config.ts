@@ -53,6 +53,7 @@ export interface Config {
   ipcCmdFile: string;
   ealLcores: Map<number, number> | null;
   metricsListen: string;
+  idleSleepUs: number;
   socketDir: string;
   socketPattern: string;
   cpuPins: CpuPin[];
@@ -399,6 +400,15 @@ export const VARIABLES = [
     default: "",
     option: { long: "--metrics-listen", kind: "value", metavar: "HOST:PORT" },
     parse: parseListen,
+  }),
+  v({
+    name: "VIO4WD_IDLE_SLEEP_US",
+    key: "idleSleepUs",
+    description:
+      "Idle mode: a worker that found no packet for a few milliseconds sleeps this many microseconds between polls (0: always poll, as the original). Saves an idle CPU; the first packets after a pause wait up to this long.",
+    default: 0,
+    option: { long: "--idle-sleep-us", kind: "value", metavar: "US" },
+    parse: (r) => parseInteger(r, 0, 100_000),
   }),
   v({
     name: "VIO4WD_IPC_CMD_FILE",

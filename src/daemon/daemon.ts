@@ -147,6 +147,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   args.forEach((a, i) => log.debug(`dpdk eal param ${i}: ${a}`));
   try {
     dp.init(args, mbufDataSize(c), c.tso);
+    dp.setIdleSleep(c.idleSleepUs);
   } catch (e) {
     Deno.removeSync(pidFile);
     if (e instanceof DataplaneError) {

@@ -235,6 +235,11 @@ export class Dataplane {
     return out;
   }
 
+  /** Idle mode: microseconds a worker without traffic sleeps between polls (0: always poll). */
+  setIdleSleep(us: number): void {
+    this.#lib.symbols.vio4wd_set_idle_sleep(us);
+  }
+
   /** Moves active-backup bonds off members that lost their link (events follow). */
   superviseBonds(): void {
     this.#lib.symbols.vio4wd_bonds_supervise();
