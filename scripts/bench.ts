@@ -15,7 +15,8 @@
  */
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ZMQ_REQ, ZmqContext } from "../ffi/zmq.ts";
+import { ZmqContext } from "../ffi/zmq.ts";
+import { Requester } from "../src/control/client.ts";
 import {
   PortControlRequest_Op,
   PortControlRequestSchema,
@@ -197,18 +198,6 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** A REQ socket for many requests in a row; returns the reply bytes. */
-function requester(ctx: ZmqContext, endpoint: string): (req: Uint8Array) => Promise<Uint8Array> {
-  const sock = ctx.socket(ZMQ_REQ);
-  sock.connect(endpoint);
-  return async (req) => {
-    while (!sock.trySend(req)) await sleep(1);
-    const reply = await sock.receive(5000);
-    if (!reply) throw new Error(`no reply from ${endpoint}`);
-    return reply[0];
-  };
-}
-
 const percentile = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 
@@ -240,10 +229,10 @@ async function daemonFigures(tag: string, o: Options): Promise<Record<string, nu
       if (!m || m[1] !== "64" || m[2] !== String(vfs)) {
         throw new Error(`expected 64 sockets and ${vfs} VFs; daemon log:\n${d.log.slice(-2000)}`);
       }
-      const status = await Deno.readTextFile(`/proc/${d.pid}/status`);
-      const rssKb = Number(status.match(/VmRSS:\s+(\d+)/)?.[1] ?? 0);
+      const rssKb = d.rssKiB();
 
-      const stats = requester(ctx, `ipc://${dir}/stats`);
+      const statsEp = new Requester(ctx, `ipc://${dir}/stats`, 5000);
+      const stats = (req: Uint8Array) => statsEp.reply(req);
       const all = toBinary(StatsRequestSchema, create(StatsRequestSchema, {}));
       const lat: number[] = [];
       for (let i = 0; i < (o.quick ? 100 : 1000); i++) {
@@ -259,7 +248,8 @@ async function daemonFigures(tag: string, o: Options): Promise<Record<string, nu
       });
       await vm.send("set fwd rxonly");
       await vm.send("start");
-      const control = requester(ctx, `ipc://${dir}/port_control`);
+      const controlEp = new Requester(ctx, `ipc://${dir}/port_control`, 5000);
+      const control = (req: Uint8Array) => controlEp.reply(req);
       const relay63 = toBinary(StatsRequestSchema, create(StatsRequestSchema, { relay: [63] }));
       const firstPacket: number[] = [];
       for (let i = 0; i < 5; i++) {

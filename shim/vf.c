@@ -395,7 +395,7 @@ API void vio4wd_bonds_supervise(void)
 			continue;
 		uint16_t bond = g_dp[r].port;
 		int primary = bond == NO_PORT ? -1 : rte_eth_bond_primary_get(bond);
-		if (c->nmembers > 0 && primary >= 0 && rte_eth_bond_mode_get(bond) == BONDING_MODE_ACTIVE_BACKUP &&
+		if (primary >= 0 && rte_eth_bond_mode_get(bond) == BONDING_MODE_ACTIVE_BACKUP &&
 		    !link_up((uint16_t)primary)) {
 			int lost = -1, next = -1;
 			for (unsigned i = 0; i < c->nmembers; i++) {

@@ -152,13 +152,15 @@ static inline void drop(struct rte_mbuf *m, struct vio4wd_dir_stats *st)
 	rte_pktmbuf_free(m);
 }
 
-/* Sends pkts[0..n) to the VF; what it refuses (full queue, invalid offload request) is freed and counted. */
-static inline void vf_send(uint16_t port, struct rte_mbuf **pkts, uint16_t n, struct vio4wd_dir_stats *st)
+/* Sends pkts[0..n) to the VF; what it refuses (full queue, invalid offload request) is freed and
+ * counted. `offloads`: some packet asks the VF for an offload, so the burst is prepared for it first. */
+static inline void vf_send(uint16_t port, struct rte_mbuf **pkts, uint16_t n, struct vio4wd_dir_stats *st,
+			   bool offloads)
 {
 	if (n == 0)
 		return;
 	uint16_t ok = n;
-	if (offload_flags_of(pkts, n) != 0)
+	if (offloads)
 		ok = rte_eth_tx_prepare(port, 0, pkts, n); /* e.g. pseudo-header sums some NICs want */
 	uint16_t sent = rte_eth_tx_burst(port, 0, pkts, ok);
 	uint64_t bytes = sum_bytes(pkts, 0, sent);
@@ -202,7 +204,7 @@ static inline unsigned vm_to_vf(struct relay_dp *dp, struct vio4wd_dir_stats *st
 		return n;
 	}
 	if (offload_flags_of(pkts, n) == 0) {
-		vf_send(port, pkts, n, st);
+		vf_send(port, pkts, n, st, false);
 		return n;
 	}
 	/* Offloads the guest asked for: what the VF lacks is done here; packet order is kept. */
@@ -211,7 +213,7 @@ static inline unsigned vm_to_vf(struct relay_dp *dp, struct vio4wd_dir_stats *st
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
 		if (offload_needs_segmenting(m, txo)) {
-			vf_send(port, pkts, k, st);
+			vf_send(port, pkts, k, st, offload_flags_of(pkts, k) != 0);
 			k = 0;
 			struct rte_mbuf *segs[MAX_SEGMENTS];
 			int nsegs = offload_segment(m, pool, segs, MAX_SEGMENTS);
@@ -219,14 +221,14 @@ static inline unsigned vm_to_vf(struct relay_dp *dp, struct vio4wd_dir_stats *st
 				drop(m, st);
 				continue;
 			}
-			vf_send(port, segs, (uint16_t)nsegs, st);
+			vf_send(port, segs, (uint16_t)nsegs, st, false); /* checksums complete */
 		} else if (offload_sw_checksums(m, txo) != 0) {
 			drop(m, st);
 		} else {
 			pkts[k++] = m;
 		}
 	}
-	vf_send(port, pkts, k, st);
+	vf_send(port, pkts, k, st, offload_flags_of(pkts, k) != 0);
 	return n;
 }
 
@@ -273,8 +275,8 @@ int worker_main(void *arg)
 		} else if (!live) {
 			rte_delay_us_sleep(200); /* nothing connected here: do not burn the CPU */
 		} else if (idle_us != 0 && ++empty > IDLE_AFTER_PASSES) {
-			backoff = backoff == 0 ? IDLE_FIRST_SLEEP_US : RTE_MIN(backoff * 2, idle_us);
-			rte_delay_us_sleep(RTE_MIN(backoff, idle_us));
+			backoff = RTE_MIN(backoff == 0 ? IDLE_FIRST_SLEEP_US : backoff * 2, idle_us);
+			rte_delay_us_sleep(backoff);
 		} else {
 			rte_pause();
 		}

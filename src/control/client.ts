@@ -13,7 +13,7 @@ import {
   type MessageShape,
   toBinary,
 } from "@bufbuild/protobuf";
-import { ZMQ_REQ, ZmqContext } from "../../ffi/zmq.ts";
+import { ZMQ_REQ, ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
 import { ORIGINAL_ENDPOINTS, readConfig } from "../config/config.ts";
 
 /** The daemon did not answer (not running, endpoint off, or wrong endpoint). */
@@ -54,6 +54,44 @@ export async function requestRaw(
     return reply[0] ?? new Uint8Array(0);
   } finally {
     ctx.close();
+  }
+}
+
+/**
+ * One REQ socket kept open for many requests in a row (benchmarks, load tests): `request` makes a
+ * context per message, which would measure libzmq rather than the daemon.
+ */
+export class Requester {
+  #sock: ZmqSocket;
+  constructor(
+    private readonly ctx: ZmqContext,
+    private readonly endpoint: string,
+    readonly timeoutMs = DEFAULT_TIMEOUT_MS,
+  ) {
+    this.#sock = this.#open();
+  }
+
+  #open(): ZmqSocket {
+    const s = this.ctx.socket(ZMQ_REQ);
+    s.connect(this.endpoint);
+    return s;
+  }
+
+  /** The reply, or null when none came in time (the socket is then replaced: REQ would be stuck). */
+  async ask(frame: Uint8Array): Promise<Uint8Array | null> {
+    while (!this.#sock.trySend(frame)) await new Promise((r) => setTimeout(r, 1));
+    const reply = await this.#sock.receive(this.timeoutMs);
+    if (reply) return reply[0] ?? new Uint8Array(0);
+    this.#sock.close();
+    this.#sock = this.#open();
+    return null;
+  }
+
+  /** `ask`, with DaemonUnreachableError when no reply comes. */
+  async reply(frame: Uint8Array): Promise<Uint8Array> {
+    const r = await this.ask(frame);
+    if (r === null) throw new DaemonUnreachableError(this.endpoint, `no reply in ${this.timeoutMs} ms`);
+    return r;
   }
 }
 

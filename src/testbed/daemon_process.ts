@@ -121,6 +121,14 @@ export class DaemonProcess {
     return this.#log.split("\n").filter((l) => re.test(l)).length;
   }
 
+  /** Resident memory in KiB (ps(1): Deno reads /proc only with --allow-all). */
+  rssKiB(): number {
+    const out = new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(this.pid)], stderr: "null" }).outputSync();
+    const kib = Number(new TextDecoder().decode(out.stdout).trim());
+    if (!out.success || !(kib > 0)) throw new Error(`no resident memory figure for daemon pid ${this.pid}`);
+    return kib;
+  }
+
   /** Asks for a relay-status line (SIGUSR1) and returns it parsed. */
   async status(): Promise<RelayStatus[]> {
     const before = this.count(/relay-status /);

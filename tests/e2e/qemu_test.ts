@@ -49,6 +49,23 @@ class E2eRun {
     return d;
   }
 
+  /** Host end receiving one TCP connection on port 5001: resolves to the bytes received (busybox nc
+   * quits at stdin EOF, so its stdin is an open fifo). */
+  receive(): Promise<string> {
+    const fifo = `${this.dir}/nofin`;
+    return this.ns.sh(`mkfifo ${fifo}; timeout 90 busybox nc -l -p 5001 3<>${fifo} <&3 | wc -c`)
+      .then((r) => r.stdout.trim());
+  }
+
+  /** Host end sending the output of shell command `produce` to the guest's port 5002, retrying while
+   * the guest is not listening yet; throws after 40 tries. `before`: shell commands to run first. */
+  async sendToGuest(produce: string, what: string, before = ""): Promise<void> {
+    const r = await this.ns.sh(
+      `${before}for i in $(seq 40); do ${produce} | busybox nc ${GUEST} 5002 && exit 0; sleep 0.25; done; exit 1`,
+    );
+    assertEq(r.code, 0, `${what}: ${r.stderr}`);
+  }
+
   guest(o: Omit<GuestOptions, "dir" | "initrd" | "socket" | "ip">): QemuGuest {
     const g = QemuGuest.start({ dir: this.dir, initrd: this.initrd, socket: this.socket, ip: `${GUEST}/30`, ...o });
     this.guests.push(g);
@@ -95,16 +112,12 @@ say "received $n bytes"
 
 /** Host side of pingAndTcpScript: receive on 5001 while the guest sends, then ping it and send to 5002. */
 async function pingAndTcp(run: E2eRun, guest: QemuGuest, mib = 1): Promise<void> {
-  const fifo = `${run.dir}/nofin`;
-  const receiver = run.ns.sh(`mkfifo ${fifo}; timeout 90 busybox nc -l -p 5001 3<>${fifo} <&3 | wc -c`);
+  const received = run.receive();
   await guest.waitSerial(/E2E: READY/, GUEST_TIMEOUT);
-  assertEq((await receiver).stdout.trim(), String(mib * MIB), "bytes the host received from the guest over TCP");
+  assertEq(await received, String(mib * MIB), "bytes the host received from the guest over TCP");
   const ping = await run.ns.run(["busybox", "ping", "-c", "3", "-W", "2", GUEST]);
   assertEq(ping.code, 0, `host -> guest ping: ${ping.stdout}`);
-  const send = await run.ns.sh(
-    `for i in $(seq 40); do dd if=/dev/zero bs=65536 count=16 2>/dev/null | busybox nc ${GUEST} 5002 && exit 0; sleep 0.25; done; exit 1`,
-  );
-  assertEq(send.code, 0, `host -> guest TCP: ${send.stderr}`);
+  await run.sendToGuest("dd if=/dev/zero bs=65536 count=16 2>/dev/null", "host -> guest TCP");
   await guest.expectPass(GUEST_TIMEOUT);
 }
 
@@ -167,10 +180,7 @@ say "RECHECK ok, $n bytes after the restart"
       } ms after the old one was told to stop)`,
     );
     if (resumed > 3000) throw new Error(`traffic resumed ${resumed} ms after the restart (limit 3000 ms)`);
-    const done = await run.ns.sh(
-      `for i in $(seq 40); do printf done | busybox nc ${GUEST} 5002 && exit 0; sleep 0.25; done; exit 1`,
-    );
-    assertEq(done.code, 0, `host -> guest TCP after the restart: ${done.stderr}`);
+    await run.sendToGuest("printf done", "host -> guest TCP after the restart");
     await guest.expectPass(GUEST_TIMEOUT);
     assertEq(guest.serial().split("E2E: init started").length - 1, 1, "guest boots (no guest restart)");
     console.log(
@@ -204,11 +214,11 @@ done
     });
     await d.waitLog(/relay 0: VM connected \(2 queue pair/, GUEST_TIMEOUT);
     await guest.waitSerial(/E2E: READY/, GUEST_TIMEOUT);
-    const syns = await run.ns.sh(
-      `for p in $(seq 7000 7015); do busybox nc -w 1 ${GUEST} $p </dev/null; done; ` +
-        `for i in $(seq 40); do echo done | busybox nc ${GUEST} 5002 && exit 0; sleep 0.25; done; exit 1`,
+    await run.sendToGuest(
+      "echo done",
+      "host -> guest flows",
+      `for p in $(seq 7000 7015); do busybox nc -w 1 ${GUEST} $p </dev/null; done; `,
     );
-    assertEq(syns.code, 0, `host -> guest flows: ${syns.stderr}`);
     await guest.expectPass(GUEST_TIMEOUT);
   });
 });
@@ -256,8 +266,7 @@ async function tsoOverMemif(run: E2eRun, ipv6: boolean): Promise<void> {
     if (ipv6) {
       const add = await run.ns.run(["ip", "-6", "addr", "add", "fd00::1/64", "dev", "vtap0", "nodad"]);
       assertEq(add.code, 0, `IPv6 address on the tap: ${add.stderr}`);
-      const fifo = `${run.dir}/nofin`;
-      const receiver = run.ns.sh(`mkfifo ${fifo}; timeout 90 busybox nc -l -p 5001 3<>${fifo} <&3 | wc -c`);
+      const received = run.receive();
       guest = run.guest({
         script: `
 echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad
@@ -267,7 +276,7 @@ dd if=/dev/zero bs=65536 count=64 2>/dev/null | nc fd00::1 5001
 `,
       });
       await guest.expectPass(GUEST_TIMEOUT);
-      assertEq((await receiver).stdout.trim(), String(4 * MIB), "bytes the host received over TCP/IPv6");
+      assertEq(await received, String(4 * MIB), "bytes the host received over TCP/IPv6");
     } else {
       guest = run.guest({ script: pingAndTcpScript(4) });
       await pingAndTcp(run, guest, 4);

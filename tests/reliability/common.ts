@@ -1,10 +1,8 @@
 /**
  * The reliability suite's shared parts: the profile (VIO4WD_RELIABILITY=short, the default and
  * what CI runs, or long, the issue's full figures), a seeded random source so every run can be
- * replayed (VIO4WD_SEED), the one summary line each test prints, and a kept-open ZeroMQ client.
+ * replayed (VIO4WD_SEED), and the one summary line each test prints.
  */
-
-import { ZMQ_REQ, type ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
 
 /** Which profile runs: `short` unless VIO4WD_RELIABILITY=long. */
 export const PROFILE: "short" | "long" = Deno.env.get("VIO4WD_RELIABILITY") === "long" ? "long" : "short";
@@ -45,34 +43,4 @@ export class Rng {
 export function summary(name: string, figures: Record<string, string | number>): void {
   const kv = Object.entries(figures).map(([k, v]) => `${k}=${v}`).join(" ");
   console.log(`reliability ${name} [${PROFILE}, seed ${SEED}]: ${kv}`);
-}
-
-/** Resident memory of process `pid` in KiB (ps(1): Deno reads /proc only with --allow-all). */
-export function rssKiB(pid: number): number {
-  const out = new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(pid)], stderr: "null" }).outputSync();
-  const kib = Number(new TextDecoder().decode(out.stdout).trim());
-  if (!out.success || !(kib > 0)) throw new Error(`no resident memory figure for pid ${pid}`);
-  return kib;
-}
-
-/** One REQ socket per endpoint, kept open: a fresh context per message would measure libzmq, not the daemon. */
-export class Requester {
-  #sock: ZmqSocket;
-  constructor(private readonly ctx: ZmqContext, private readonly endpoint: string, readonly timeoutMs: number) {
-    this.#sock = this.#open();
-  }
-  #open(): ZmqSocket {
-    const s = this.ctx.socket(ZMQ_REQ);
-    s.connect(this.endpoint);
-    return s;
-  }
-  /** The reply, or null when none came in time (the socket is then replaced: REQ would be stuck). */
-  async ask(frame: Uint8Array): Promise<Uint8Array | null> {
-    while (!this.#sock.trySend(frame)) await new Promise((r) => setTimeout(r, 1));
-    const reply = await this.#sock.receive(this.timeoutMs);
-    if (reply) return reply[0] ?? new Uint8Array(0);
-    this.#sock.close();
-    this.#sock = this.#open();
-    return null;
-  }
 }

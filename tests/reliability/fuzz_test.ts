@@ -19,7 +19,8 @@ import {
 } from "../../src/control/gen/virtioforwarder_pb.ts";
 import { ZmqContext } from "../../ffi/zmq.ts";
 import { withDaemon } from "../helpers.ts";
-import { Requester, Rng, rssKiB, SEED, sized, summary } from "./common.ts";
+import { Rng, SEED, sized, summary } from "./common.ts";
+import { Requester } from "../../src/control/client.ts";
 
 const MESSAGES = sized(2_000, 100_000);
 
@@ -112,7 +113,7 @@ Deno.test(`fuzz: ${MESSAGES} random/mutated messages per ZeroMQ endpoint, each a
       // endpoints interleaved, as clients would use them
       const total = MESSAGES * Object.keys(valid).length;
       for (let i = 0; i < total; i++) {
-        if (i === Math.floor(total / 10)) rssWarm = rssKiB(d.pid);
+        if (i === Math.floor(total / 10)) rssWarm = d.rssKiB();
         const endpoint = Object.keys(valid)[i % Object.keys(valid).length];
         const frame = fuzzed(rng, valid[endpoint]);
         const t = performance.now();
@@ -130,7 +131,7 @@ Deno.test(`fuzz: ${MESSAGES} random/mutated messages per ZeroMQ endpoint, each a
           undecodable++;
         }
       }
-      rssEnd = rssKiB(d.pid);
+      rssEnd = d.rssKiB();
     } finally {
       ctx.close();
     }

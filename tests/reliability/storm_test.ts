@@ -16,7 +16,8 @@ import {
 import { ZmqContext } from "../../ffi/zmq.ts";
 import { hugepageFiles, TestPmd } from "../../src/testbed/testpmd.ts";
 import { type DaemonProcess, type RelayStatus, runVio4wd, withDaemon } from "../helpers.ts";
-import { Requester, Rng, SEED, sized, summary } from "./common.ts";
+import { Rng, SEED, sized, summary } from "./common.ts";
+import { Requester } from "../../src/control/client.ts";
 
 const OPS = sized(1_000, 10_000);
 const CHECK_EVERY = sized(250, 1_000);
