@@ -15,8 +15,10 @@ export const symbols = {
   vio4wd_last_error_stage: { parameters: [], result: "i32" },
   // struct vio4wd_shared *vio4wd_shared(void)
   vio4wd_shared: { parameters: [], result: "pointer" },
-  // int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags)
-  vio4wd_init: { parameters: ["buffer", "u32", "u32"], result: "i32" },
+  // void vio4wd_limits(struct vio4wd_limits *out)
+  vio4wd_limits: { parameters: ["buffer"], result: "void" },
+  // int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags, uint32_t event_queue_cap)
+  vio4wd_init: { parameters: ["buffer", "u32", "u32", "u32"], result: "i32" },
   // int vio4wd_shutdown(void)
   vio4wd_shutdown: { parameters: [], result: "i32" },
   // void vio4wd_log_to_fd(int fd)
@@ -33,12 +35,8 @@ export const symbols = {
   vio4wd_bond_attach: { parameters: ["u32", "buffer", "u32", "buffer", "u32"], result: "i32" },
   // int vio4wd_relay_set_cpus(uint32_t relay, int32_t vf_to_vm_cpu, int32_t vm_to_vf_cpu)
   vio4wd_relay_set_cpus: { parameters: ["u32", "i32", "i32"], result: "i32" },
-  // uint32_t vio4wd_relay_state(uint32_t relay)
-  vio4wd_relay_state: { parameters: ["u32"], result: "u32" },
-  // int32_t vio4wd_relay_mbufs_in_use(uint32_t relay)
-  vio4wd_relay_mbufs_in_use: { parameters: ["u32"], result: "i32" },
-  // int32_t vio4wd_relay_numa_node(uint32_t relay)
-  vio4wd_relay_numa_node: { parameters: ["u32"], result: "i32" },
+  // int vio4wd_relay_report(uint32_t relay, struct vio4wd_relay_report *out)
+  vio4wd_relay_report: { parameters: ["u32", "buffer"], result: "i32" },
   // uint64_t vio4wd_hugepage_bytes_used(void)
   vio4wd_hugepage_bytes_used: { parameters: [], result: "u64" },
   // void vio4wd_set_idle_sleep(uint32_t us)
@@ -52,19 +50,76 @@ export const symbols = {
 /** The loaded shim. */
 export type ShimLibrary = Deno.DynamicLibrary<typeof symbols>;
 
-/** Layout of `struct vio4wd_shared` and friends (checked by _Static_assert in shim/eal.c). */
-export const LAYOUT = {
-  maxRelays: 64,
-  maxWorkers: 64,
-  relaysOffset: 64,
-  relayStride: 128,
-  /** Offset of VM->VF inside a relay's stats; VF->VM is at 0. */
-  vmToVfOffset: 64,
-  workersOffset: 64 + 128 * 64,
-  workerStride: 64,
-  size: 64 + 128 * 64 + 64 * 64,
-  eventSize: 24,
-} as const;
+/** The ABI version this binding speaks (VIO4WD_SHIM_ABI). */
+export const SHIM_ABI = 2;
+
+/** `struct vio4wd_limits`: what the shim can hold. TypeScript takes these from here, never repeats them. */
+export interface ShimLimits {
+  abi: number;
+  maxRelays: number;
+  maxWorkers: number;
+  maxQueuePairs: number;
+  maxBondMembers: number;
+  /** DPDK ethdev ports per process (RTE_MAX_ETHPORTS). */
+  maxPorts: number;
+  /** Default capacity of the event queue. */
+  eventQueueCap: number;
+}
+
+/** Reads `struct vio4wd_limits` from a loaded shim. */
+export function readLimits(lib: ShimLibrary): ShimLimits {
+  const b = new Uint32Array(8);
+  lib.symbols.vio4wd_limits(b);
+  return {
+    abi: b[0],
+    maxRelays: b[1],
+    maxWorkers: b[2],
+    maxQueuePairs: b[3],
+    maxBondMembers: b[4],
+    maxPorts: b[5],
+    eventQueueCap: b[6],
+  };
+}
+
+let cachedLimits: ShimLimits | null = null;
+/** The shim's limits, loading it once for that if needed (before any EAL init). */
+export function shimLimits(): ShimLimits {
+  if (!cachedLimits) {
+    const lib = openShim();
+    try {
+      cachedLimits = readLimits(lib);
+    } finally {
+      lib.close();
+    }
+  }
+  return cachedLimits;
+}
+
+/**
+ * Layout of `struct vio4wd_shared` and friends for `maxRelays` relays (checked by _Static_assert in
+ * shim/eal.c): a 64-byte header (n_workers u32 at 0, event_overflows u64 at 8), the relays'
+ * counters, then the workers'.
+ */
+export function sharedLayout(limits: ShimLimits) {
+  const relaysOffset = 64, relayStride = 128, workerStride = 64;
+  const workersOffset = relaysOffset + relayStride * limits.maxRelays;
+  return {
+    nWorkersOffset: 0,
+    eventOverflowsOffset: 8,
+    relaysOffset,
+    relayStride,
+    /** Offset of VM->VF inside a relay's stats; VF->VM is at 0. */
+    vmToVfOffset: 64,
+    workersOffset,
+    workerStride,
+    size: workersOffset + workerStride * limits.maxWorkers,
+  } as const;
+}
+
+/** `struct vio4wd_event` size. */
+export const EVENT_SIZE = 24;
+/** `struct vio4wd_relay_report` size. */
+export const RELAY_REPORT_SIZE = 32;
 
 /** Counter order inside `struct vio4wd_dir_stats` (u64 each). */
 export const DIR_COUNTERS = [
@@ -105,7 +160,7 @@ export const STAGE = {
 export const SOCK_FLAG = { client: 1, mrgbuf: 2, tso: 4 } as const;
 /** Flags of vio4wd_init (VIO4WD_INIT_*). */
 export const INIT_FLAG = { vfTso: 1 } as const;
-/** Bits of vio4wd_relay_state(). */
+/** Bits of `struct vio4wd_relay_report`'s state. */
 export const STATE_BIT = { socket: 1, vm: 2, vf: 4, vfLink: 8 } as const;
 
 /** The shim could not be loaded; says where it looked and how to build it. */

@@ -1,4 +1,4 @@
-/* EAL init/shutdown, errors, shared memory, version. */
+/* The shim's lifecycle: EAL init and shutdown, limits, errors, shared memory, version. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -18,9 +18,6 @@
 #include "internal.h"
 
 struct vio4wd_shared g_shared __attribute__((aligned(64)));
-struct relay_dp g_dp[VIO4WD_MAX_RELAYS];
-struct relay_ctl g_ctl[VIO4WD_MAX_RELAYS];
-volatile bool g_quit;
 uint32_t g_mbuf_data_size;
 bool g_vf_tso;
 
@@ -77,7 +74,20 @@ API void vio4wd_log_to_fd(int fd)
 	}
 }
 
-API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags)
+API void vio4wd_limits(struct vio4wd_limits *out)
+{
+	*out = (struct vio4wd_limits){
+		.abi = VIO4WD_SHIM_ABI,
+		.max_relays = VIO4WD_MAX_RELAYS,
+		.max_workers = VIO4WD_MAX_WORKERS,
+		.max_queue_pairs = VIO4WD_MAX_QUEUE_PAIRS,
+		.max_bond_members = VIO4WD_MAX_BOND_MEMBERS,
+		.max_ports = RTE_MAX_ETHPORTS,
+		.event_queue_cap = events_default_cap(),
+	};
+}
+
+API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags, uint32_t event_queue_cap)
 {
 	if (g_initialized)
 		return set_error(EALREADY, "DPDK EAL is already initialised in this process");
@@ -89,20 +99,10 @@ API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags
 		argv[argc++] = tok;
 	argv[argc] = NULL;
 
-	g_shared.abi = VIO4WD_SHIM_ABI;
-	g_shared.max_relays = VIO4WD_MAX_RELAYS;
 	for (unsigned i = 0; i < VIO4WD_MAX_WORKERS; i++)
 		g_shared.workers[i].lcore = UINT64_MAX;
-	for (unsigned r = 0; r < VIO4WD_MAX_RELAYS; r++) {
-		pthread_mutexattr_t a;
-		pthread_mutexattr_init(&a);
-		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-		pthread_mutex_init(&g_ctl[r].lock, &a);
-		g_ctl[r].numa_node = -1;
-		g_dp[r].vid = NO_VID;
-		g_dp[r].port = NO_PORT;
-		g_dp[r].cpu[0] = g_dp[r].cpu[1] = -1;
-	}
+	relays_reset();
+	events_reset(event_queue_cap == UINT32_MAX ? events_default_cap() : event_queue_cap);
 	g_mbuf_data_size = mbuf_data_size;
 	g_vf_tso = (flags & VIO4WD_INIT_VF_TSO) != 0;
 
@@ -111,7 +111,7 @@ API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags
 	if (ret < 0)
 		return set_error(rte_errno, "rte_eal_init failed: %s", rte_strerror(rte_errno));
 	g_initialized = true;
-	g_quit = false;
+	worker_quit(false);
 
 	unsigned lcore, n = 0;
 	RTE_LCORE_FOREACH_WORKER(lcore) {
@@ -119,6 +119,7 @@ API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags
 		n++;
 	}
 	g_shared.n_workers = n;
+	lists_init();
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		ret = rte_eal_remote_launch(worker_main, NULL, lcore);
 		if (ret != 0)
@@ -133,14 +134,9 @@ API int vio4wd_shutdown(void)
 		return 0;
 	vhost_unregister_all();
 	vf_detach_all();
-	g_quit = true;
+	worker_quit(true);
 	rte_eal_mp_wait_lcore();
-	for (unsigned r = 0; r < VIO4WD_MAX_RELAYS; r++) {
-		if (g_dp[r].pool != NULL) {
-			rte_mempool_free(g_dp[r].pool);
-			g_dp[r].pool = NULL;
-		}
-	}
+	pools_free_all();
 	g_initialized = false;
 	int ret = rte_eal_cleanup();
 	if (ret != 0)
@@ -154,3 +150,5 @@ _Static_assert(sizeof(struct vio4wd_relay_stats) == 128, "relay stats are 128 by
 _Static_assert(offsetof(struct vio4wd_shared, workers) == 64 + 128 * VIO4WD_MAX_RELAYS, "workers follow relays");
 _Static_assert(sizeof(struct vio4wd_shared) == 64 + 128 * 64 + 64 * 64, "shared size");
 _Static_assert(sizeof(struct vio4wd_event) == 24, "event size");
+_Static_assert(offsetof(struct vio4wd_shared, event_overflows) == 8, "event_overflows at 8");
+_Static_assert(sizeof(struct vio4wd_limits) == 32, "limits are 32 bytes");

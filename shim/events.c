@@ -1,4 +1,6 @@
-/* A bounded queue of vhost events: written by DPDK's vhost thread, read by the daemon. */
+/* A bounded queue of events: written by DPDK's vhost thread and the bond supervisor, read by the
+ * daemon. A full queue drops the new event and counts it (vio4wd_shared()->event_overflows); the
+ * daemon then reconciles its relay table from vio4wd_relay_report(). */
 #include <pthread.h>
 #include <string.h>
 
@@ -8,16 +10,33 @@
 
 static struct vio4wd_event g_events[EVENT_CAP];
 static unsigned g_head, g_tail; /* head: next to read; tail: next to write */
+static unsigned g_cap = EVENT_CAP;
 static pthread_mutex_t g_ev_lock = PTHREAD_MUTEX_INITIALIZER;
+
+uint32_t events_default_cap(void)
+{
+	return EVENT_CAP;
+}
+
+void events_reset(uint32_t cap)
+{
+	pthread_mutex_lock(&g_ev_lock);
+	g_head = g_tail = 0;
+	g_cap = cap > EVENT_CAP ? EVENT_CAP : cap;
+	__atomic_store_n(&g_shared.event_overflows, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&g_ev_lock);
+}
 
 void push_event(uint32_t type, uint32_t relay, int32_t value, uint32_t enabled, uint32_t numa)
 {
 	pthread_mutex_lock(&g_ev_lock);
-	if (g_tail - g_head == EVENT_CAP)
-		g_head++; /* full: the oldest event is dropped; state is re-read by the daemon anyway */
-	g_events[g_tail % EVENT_CAP] = (struct vio4wd_event){
-		.type = type, .relay = relay, .value = value, .enabled = enabled, .numa_node = numa};
-	g_tail++;
+	if (g_tail - g_head >= g_cap) {
+		__atomic_fetch_add(&g_shared.event_overflows, 1, __ATOMIC_RELEASE);
+	} else {
+		g_events[g_tail % EVENT_CAP] = (struct vio4wd_event){
+			.type = type, .relay = relay, .value = value, .enabled = enabled, .numa_node = numa};
+		g_tail++;
+	}
 	pthread_mutex_unlock(&g_ev_lock);
 }
 

@@ -1,4 +1,12 @@
-/* Shared state of the shim's files; not part of the API. */
+/*
+ * What the shim's files share; not part of the API. One section per file, and calls go one way:
+ *
+ *   eal.c -> vhost.c, vf.c -> pool.c -> lists.c -> relay.c, events.c
+ *   worker.c -> lists.c (the work lists only), offload.c
+ *
+ * relay.c owns every relay's state (struct relay); lists.c turns it into the per-worker work
+ * lists the workers read; no other file keeps relay state of its own.
+ */
 #ifndef VIO4WD_INTERNAL_H
 #define VIO4WD_INTERNAL_H
 
@@ -13,52 +21,128 @@
 #define API __attribute__((visibility("default")))
 #define NO_PORT UINT16_MAX
 #define NO_VID (-1)
+#define VF_TO_VM 0
+#define VM_TO_VF 1
+/* Descriptors of a VF's RX and TX queue (vf.c sets them up, pool.c again when the pool moves). */
+#define VF_RING_DESC 512
 
-/* What a worker reads each pass; written by the control side with release stores. */
-struct relay_dp {
-	int vid;                 /* vhost device id, NO_VID when no VM */
-	uint16_t port;           /* VF ethdev port, NO_PORT when no VF */
-	int32_t cpu[2];          /* [0] VF->VM lcore, [1] VM->VF lcore; -1 unassigned */
-	uint32_t rxq_mask;       /* enabled virtio RX queue pairs (VF->VM destinations) */
-	uint32_t txq_mask;       /* enabled virtio TX queue pairs (VM->VF sources) */
-	struct rte_mempool *pool;
-	uint16_t next_txq;       /* round robin over txq_mask, worker-private */
-	uint64_t tx_offloads;    /* RTE_ETH_TX_OFFLOAD_* the VF port was configured with */
-} __attribute__((aligned(64)));
-
-/* Control-side state of a relay, guarded by lock. */
-struct relay_ctl {
-	pthread_mutex_t lock;
-	char path[256];          /* vhost socket, "" when none */
-	bool registered;
-	bool client;            /* socket in client mode: the file is QEMU's */
-	char devargs[256];
-	char devname[128];       /* rte_device name of the VF (or the bond), for removal */
-	char members[VIO4WD_MAX_BOND_MEMBERS][128]; /* a bond's member devices */
-	unsigned nmembers;       /* 0: not a bond */
-	int numa_node;           /* node of the pool, -1 any */
-	struct rte_mempool *retired; /* a pool replaced while some of its mbufs were still out */
-	uint32_t mtu;
-	bool lm_pending;
-};
-
-extern struct relay_dp g_dp[VIO4WD_MAX_RELAYS];
-extern struct relay_ctl g_ctl[VIO4WD_MAX_RELAYS];
-extern struct vio4wd_shared g_shared;
-extern volatile bool g_quit;
-extern uint32_t g_mbuf_data_size;
-extern bool g_vf_tso; /* VIO4WD_INIT_VF_TSO */
+/* ---- eal.c: errors and process-wide settings ---- */
 
 int set_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* set_error() with the VIO4WD_STAGE_* it happened in. */
 int set_stage_error(int stage, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+extern struct vio4wd_shared g_shared;
+extern uint32_t g_mbuf_data_size;
+extern bool g_vf_tso; /* VIO4WD_INIT_VF_TSO */
+
+/* ---- relay.c: the relays ---- */
+
+/*
+ * Everything the shim knows about one relay. Fields marked "lock" are read and written only with
+ * `lock` held (a plain mutex: control calls and vhost callbacks take it, never a worker, and no
+ * code path takes it twice). The data-path fields are the relay's side of what lists.c publishes
+ * to the workers; they change only under `lock` followed by lists_publish().
+ */
+struct relay {
+	pthread_mutex_t lock;
+	/* vhost side (lock) */
+	char path[256];          /* vhost socket, "" when none */
+	bool registered;
+	bool client;             /* socket in client mode: the file is QEMU's */
+	uint32_t rx_enabled;     /* vrings the guest enabled (bit q: pair q); data path while a VM is there */
+	uint32_t tx_enabled;
+	bool ring_seen;          /* a vring state change came in: the masks above are the guest's */
+	uint32_t queue_pairs;
+	bool lm_pending;
+	/* VF side (lock) */
+	char devargs[256];
+	char devname[128];       /* rte_device name of the VF (or the bond), for removal */
+	char members[VIO4WD_MAX_BOND_MEMBERS][128]; /* a bond's member devices */
+	unsigned nmembers;       /* 0: not a bond */
+	uint32_t mtu;
+	/* pool (lock) */
+	int numa_node;           /* node of the pool, -1 any */
+	struct rte_mempool *retired; /* a pool replaced while some of its mbufs were still out */
+	/* data path (lock, then lists_publish()); vid, port and pool are also read without the lock
+	 * by vio4wd_relay_report() and the vhost callbacks, hence atomic stores */
+	int vid;                 /* vhost device id, NO_VID when no VM */
+	uint16_t port;           /* VF ethdev port, NO_PORT when no VF */
+	int32_t cpu[2];          /* worker lcore of [VF_TO_VM, VM_TO_VF]; -1 unassigned */
+	struct rte_mempool *pool;
+	uint64_t tx_offloads;    /* RTE_ETH_TX_OFFLOAD_* the VF port was configured with */
+};
+
+/* Sets every relay to "nothing there". */
+void relays_reset(void);
+/* The relay, or NULL (with set_error()) when `id` is out of range. */
+struct relay *relay_get(uint32_t id);
+/* The relay whose socket is `path`, or -1. */
+int relay_of_path(const char *path);
+
+/* ---- events.c: the event queue ---- */
+
+uint32_t events_default_cap(void);
+/* Empties the queue and sets its capacity (at most events_default_cap()). */
+void events_reset(uint32_t cap);
 void push_event(uint32_t type, uint32_t relay, int32_t value, uint32_t enabled, uint32_t numa);
 
-/* worker.c */
-int worker_main(void *arg);
+/* ---- lists.c: what each worker polls ---- */
+
+/* One direction of one relay as a worker polls it: a copy of the relay's data-path fields. */
+struct work_item {
+	uint8_t dir;             /* VF_TO_VM or VM_TO_VF */
+	uint8_t npairs;          /* enabled queue pairs of the direction's virtio side */
+	uint16_t port;           /* NO_PORT: VF gone (VM->VF counts drops) */
+	int vid;                 /* NO_VID: VM gone (VF->VM counts drops) */
+	uint16_t next;           /* VM->VF: index into pairs[] polled next (worker-private) */
+	uint8_t pairs[VIO4WD_MAX_QUEUE_PAIRS]; /* the enabled pairs, ascending */
+	struct rte_mempool *pool;
+	uint64_t tx_offloads;
+	struct vio4wd_dir_stats *stats;
+};
+
+/* A worker's list: the items it polls, in relay order. */
+struct work_list {
+	uint32_t n;
+	struct work_item items[2 * VIO4WD_MAX_RELAYS];
+};
+
+/* Registers the workers (the lcores EAL started) and empties their lists. */
+void lists_init(void);
+/* The list worker `slot` polls now (acquire load). */
+const struct work_list *lists_current(unsigned slot);
+/* Rebuilds every worker's list from the relays and publishes it; returns once every worker whose
+ * list changed has finished a pass over its new list (so nothing removed is still polled).
+ * Requires the lock of the relay whose data-path fields changed. */
+int lists_publish(void);
+/* The worker slot of `lcore`, or -1 when it is not a worker. */
 int worker_slot(unsigned lcore);
-int quiesce(const int32_t cpus[2]);
-/* offload.c: VM->VF offloads the VF lacks, done in software */
+
+/* ---- pool.c: the relays' mbuf pools ---- */
+
+/* Requires lock. Creates the relay's pool on `numa` (-1 any) when it has none. */
+int pool_ensure(struct relay *r, uint32_t id, int numa);
+/* Requires lock. Moves the pool to `numa` (the VM's node) when it is elsewhere and the VM is not
+ * yet published; the VF, if any, is restarted on the new pool. */
+void pool_rehome(struct relay *r, uint32_t id, int numa);
+/* Requires lock. Frees the pool once neither a VM nor a VF uses it. */
+void pool_release_if_idle(struct relay *r);
+/* Frees every pool (workers stopped). */
+void pools_free_all(void);
+
+/* ---- vf.c, vhost.c: teardown at shutdown ---- */
+
+void vf_detach_all(void);
+void vhost_unregister_all(void);
+
+/* ---- worker.c ---- */
+
+int worker_main(void *arg);
+/* Tells the workers to return from worker_main() (true) or lets them run (false). */
+void worker_quit(bool quit);
+
+/* ---- offload.c: VM->VF offloads the VF lacks, done in software ---- */
+
 #define OFFLOAD_TX_FLAGS \
 	(RTE_MBUF_F_TX_L4_MASK | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_UDP_SEG)
 /* The OFFLOAD_TX_FLAGS any of the packets carries. */
@@ -70,13 +154,5 @@ int offload_sw_checksums(struct rte_mbuf *m, uint64_t tx_offloads);
 /* Segments `m` in software into segs[] (checksums complete) and frees it; returns the segment
  * count, or a negative errno with `m` untouched (-ENOTSUP: UDP over IPv6). */
 int offload_segment(struct rte_mbuf *m, struct rte_mempool *pool, struct rte_mbuf **segs, uint16_t max);
-/* pool.c-ish helpers in vf.c */
-int relay_ensure_pool(uint32_t relay, int numa);
-void relay_release_pool_if_idle(uint32_t relay);
-/* Moves the relay's pool to `numa` (the VM's node) when it is elsewhere; caller holds the lock
- * and has not yet published the VM. The VF, if any, is restarted on the new pool. */
-void relay_rehome_pool(uint32_t relay, int numa);
-void vhost_unregister_all(void);
-void vf_detach_all(void);
 
 #endif

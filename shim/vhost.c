@@ -1,4 +1,5 @@
-/* vhost-user sockets of relays (rte_vhost directly) and the device callbacks. */
+/* vhost-user sockets of relays (rte_vhost directly) and the device callbacks, which only update
+ * the relay, republish the work lists and post events. */
 #include <errno.h>
 #include <grp.h>
 #include <linux/virtio_net.h>
@@ -16,114 +17,103 @@
 #define VHOST_F_LOG_ALL 26
 #endif
 
-/* Control-side record of which vrings the guest enabled (bit q: pair q). */
-static uint32_t g_rx_enabled[VIO4WD_MAX_RELAYS], g_tx_enabled[VIO4WD_MAX_RELAYS];
-static bool g_ring_seen[VIO4WD_MAX_RELAYS];
-
+/* The relay whose socket the device came in on, or -1. */
 static int relay_of_vid(int vid)
 {
 	char path[256];
-	if (rte_vhost_get_ifname(vid, path, sizeof(path)) != 0)
-		return -1;
-	for (int r = 0; r < VIO4WD_MAX_RELAYS; r++)
-		if (g_ctl[r].path[0] != '\0' && strcmp(g_ctl[r].path, path) == 0)
-			return r;
-	return -1;
-}
-
-static void publish_masks(int r)
-{
-	__atomic_store_n(&g_dp[r].rxq_mask, g_rx_enabled[r], __ATOMIC_RELEASE);
-	__atomic_store_n(&g_dp[r].txq_mask, g_tx_enabled[r], __ATOMIC_RELEASE);
+	return rte_vhost_get_ifname(vid, path, sizeof(path)) == 0 ? relay_of_path(path) : -1;
 }
 
 static int on_new_device(int vid)
 {
-	int r = relay_of_vid(vid);
-	if (r < 0)
+	int id = relay_of_vid(vid);
+	if (id < 0)
 		return -1;
-	pthread_mutex_lock(&g_ctl[r].lock);
+	struct relay *r = relay_get((uint32_t)id);
+	pthread_mutex_lock(&r->lock);
 	int ret = 0;
 	uint16_t nr = rte_vhost_get_vring_num(vid);
 	uint32_t pairs = nr / 2;
 	int numa = rte_vhost_get_numa_node(vid);
-	if (g_dp[r].vid != NO_VID) {
+	if (r->vid != NO_VID) {
 		ret = -EBUSY;
 	} else if (pairs == 0 || pairs > VIO4WD_MAX_QUEUE_PAIRS) {
 		ret = -E2BIG;
-	} else if (relay_ensure_pool((uint32_t)r, numa) != 0) {
+	} else if (pool_ensure(r, (uint32_t)id, numa) != 0) {
 		ret = -ENOMEM;
 	} else {
-		relay_rehome_pool((uint32_t)r, numa); /* a VF came first: follow the VM's memory */
+		pool_rehome(r, (uint32_t)id, numa); /* a VF came first: follow the VM's memory */
 	}
 	if (ret != 0) {
-		pthread_mutex_unlock(&g_ctl[r].lock);
-		push_event(VIO4WD_EV_VM_REJECTED, (uint32_t)r, ret, 0, 0);
+		pthread_mutex_unlock(&r->lock);
+		push_event(VIO4WD_EV_VM_REJECTED, (uint32_t)id, ret, 0, 0);
 		return -1;
 	}
 	for (uint16_t q = 0; q < nr; q++)
 		rte_vhost_enable_guest_notification(vid, q, 0);
-	if (!g_ring_seen[r]) {
+	if (!r->ring_seen) {
 		uint32_t all = pairs >= 32 ? UINT32_MAX : ((1u << pairs) - 1);
-		g_rx_enabled[r] = g_tx_enabled[r] = all;
+		__atomic_store_n(&r->rx_enabled, all, __ATOMIC_RELEASE);
+		__atomic_store_n(&r->tx_enabled, all, __ATOMIC_RELEASE);
 	}
-	publish_masks(r);
-	__atomic_store_n(&g_dp[r].vid, vid, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&g_ctl[r].lock);
-	push_event(VIO4WD_EV_VM_CONNECTED, (uint32_t)r, (int32_t)pairs, 1, (uint32_t)numa);
+	r->queue_pairs = pairs;
+	__atomic_store_n(&r->vid, vid, __ATOMIC_RELEASE);
+	lists_publish();
+	pthread_mutex_unlock(&r->lock);
+	push_event(VIO4WD_EV_VM_CONNECTED, (uint32_t)id, (int32_t)pairs, 1, (uint32_t)numa);
 	return 0;
 }
 
 static void on_destroy_device(int vid)
 {
-	int r = relay_of_vid(vid);
-	if (r < 0)
+	int id = relay_of_vid(vid);
+	if (id < 0)
 		return;
-	pthread_mutex_lock(&g_ctl[r].lock);
-	if (g_dp[r].vid != vid) {
-		pthread_mutex_unlock(&g_ctl[r].lock);
+	struct relay *r = relay_get((uint32_t)id);
+	pthread_mutex_lock(&r->lock);
+	if (r->vid != vid) {
+		pthread_mutex_unlock(&r->lock);
 		return;
 	}
-	__atomic_store_n(&g_dp[r].vid, NO_VID, __ATOMIC_RELEASE);
-	quiesce(g_dp[r].cpu);
-	g_rx_enabled[r] = g_tx_enabled[r] = 0;
-	g_ring_seen[r] = false;
-	publish_masks(r);
-	relay_release_pool_if_idle((uint32_t)r);
-	pthread_mutex_unlock(&g_ctl[r].lock);
-	push_event(VIO4WD_EV_VM_DISCONNECTED, (uint32_t)r, 0, 0, 0);
+	__atomic_store_n(&r->vid, NO_VID, __ATOMIC_RELEASE);
+	lists_publish(); /* no worker touches the device after this */
+	__atomic_store_n(&r->rx_enabled, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->tx_enabled, 0, __ATOMIC_RELEASE);
+	r->ring_seen = false;
+	r->queue_pairs = 0;
+	pool_release_if_idle(r);
+	pthread_mutex_unlock(&r->lock);
+	push_event(VIO4WD_EV_VM_DISCONNECTED, (uint32_t)id, 0, 0, 0);
 }
 
 static int on_vring_state_changed(int vid, uint16_t queue_id, int enable)
 {
-	int r = relay_of_vid(vid);
-	if (r < 0)
-		return 0;
+	int id = relay_of_vid(vid);
 	uint32_t pair = queue_id / 2;
-	if (pair >= VIO4WD_MAX_QUEUE_PAIRS)
+	if (id < 0 || pair >= VIO4WD_MAX_QUEUE_PAIRS)
 		return 0;
-	pthread_mutex_lock(&g_ctl[r].lock);
-	uint32_t *set = (queue_id % 2 == 0) ? &g_rx_enabled[r] : &g_tx_enabled[r];
-	if (!g_ring_seen[r]) {
-		g_rx_enabled[r] = g_tx_enabled[r] = 0;
-		g_ring_seen[r] = true;
+	struct relay *r = relay_get((uint32_t)id);
+	pthread_mutex_lock(&r->lock);
+	if (!r->ring_seen) {
+		__atomic_store_n(&r->rx_enabled, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&r->tx_enabled, 0, __ATOMIC_RELEASE);
+		r->ring_seen = true;
 	}
-	if (enable)
-		*set |= 1u << pair;
-	else
-		*set &= ~(1u << pair);
-	if (g_dp[r].vid == vid)
-		publish_masks(r);
-	pthread_mutex_unlock(&g_ctl[r].lock);
-	push_event(VIO4WD_EV_VRING_STATE, (uint32_t)r, queue_id, enable ? 1 : 0, 0);
+	uint32_t *set = (queue_id % 2 == 0) ? &r->rx_enabled : &r->tx_enabled;
+	uint32_t next = enable ? (*set | (1u << pair)) : (*set & ~(1u << pair));
+	__atomic_store_n(set, next, __ATOMIC_RELEASE);
+	if (r->vid == vid)
+		lists_publish();
+	pthread_mutex_unlock(&r->lock);
+	push_event(VIO4WD_EV_VRING_STATE, (uint32_t)id, queue_id, enable ? 1 : 0, 0);
 	return 0;
 }
 
 static int on_features_changed(int vid, uint64_t features)
 {
-	int r = relay_of_vid(vid);
-	if (r >= 0 && (features & (1ULL << VHOST_F_LOG_ALL)))
-		push_event(VIO4WD_EV_LIVE_MIGRATION, (uint32_t)r, 0, 1, 0);
+	int id = relay_of_vid(vid);
+	if (id >= 0 && (features & (1ULL << VHOST_F_LOG_ALL)))
+		push_event(VIO4WD_EV_LIVE_MIGRATION, (uint32_t)id, 0, 1, 0);
 	return 0;
 }
 
@@ -164,27 +154,27 @@ static int resolve_ids(const char *owner, const char *group, uid_t *uid, gid_t *
 	return 0;
 }
 
-API int vio4wd_socket_register(uint32_t relay, const char *path, uint32_t flags, const char *owner,
+API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, const char *owner,
 			       const char *group)
 {
-	if (relay >= VIO4WD_MAX_RELAYS)
-		return set_error(EINVAL, "relay %u is out of range 0-%d", relay, VIO4WD_MAX_RELAYS - 1);
-	if (strlen(path) >= sizeof(g_ctl[relay].path) || strlen(path) >= 108)
+	struct relay *c = relay_get(id);
+	if (c == NULL)
+		return -EINVAL;
+	if (strlen(path) >= sizeof(c->path) || strlen(path) >= 108)
 		return set_error(ENAMETOOLONG, "socket path '%s' is too long for a unix socket (max 107)", path);
-	for (int r = 0; r < VIO4WD_MAX_RELAYS; r++)
-		if (strcmp(g_ctl[r].path, path) == 0)
-			return set_error(EEXIST, "socket '%s' is already used by relay %d", path, r);
+	int other = relay_of_path(path);
+	if (other >= 0)
+		return set_error(EEXIST, "socket '%s' is already used by relay %d", path, other);
 	uid_t uid;
 	gid_t gid;
 	int ret = resolve_ids(owner, group, &uid, &gid);
 	if (ret != 0)
 		return ret;
 	bool client = flags & VIO4WD_SOCK_CLIENT;
-	struct relay_ctl *c = &g_ctl[relay];
 	pthread_mutex_lock(&c->lock);
 	if (c->registered) {
 		pthread_mutex_unlock(&c->lock);
-		return set_error(EEXIST, "relay %u already has socket '%s'", relay, c->path);
+		return set_error(EEXIST, "relay %u already has socket '%s'", id, c->path);
 	}
 	struct stat st;
 	if (!client && lstat(path, &st) == 0) {
@@ -229,16 +219,16 @@ API int vio4wd_socket_register(uint32_t relay, const char *path, uint32_t flags,
 	return 0;
 }
 
-API int vio4wd_socket_unregister(uint32_t relay)
+API int vio4wd_socket_unregister(uint32_t id)
 {
-	if (relay >= VIO4WD_MAX_RELAYS)
-		return set_error(EINVAL, "relay %u is out of range 0-%d", relay, VIO4WD_MAX_RELAYS - 1);
-	struct relay_ctl *c = &g_ctl[relay];
+	struct relay *c = relay_get(id);
+	if (c == NULL)
+		return -EINVAL;
 	char path[256];
 	pthread_mutex_lock(&c->lock);
 	if (!c->registered) {
 		pthread_mutex_unlock(&c->lock);
-		return set_error(ENOENT, "relay %u has no socket", relay);
+		return set_error(ENOENT, "relay %u has no socket", id);
 	}
 	snprintf(path, sizeof(path), "%s", c->path);
 	c->registered = false;
@@ -262,7 +252,6 @@ API int vio4wd_socket_unregister(uint32_t relay)
 
 void vhost_unregister_all(void)
 {
-	for (uint32_t r = 0; r < VIO4WD_MAX_RELAYS; r++)
-		if (g_ctl[r].registered)
-			vio4wd_socket_unregister(r);
+	for (uint32_t id = 0; id < VIO4WD_MAX_RELAYS; id++)
+		vio4wd_socket_unregister(id); /* ENOENT for relays without one */
 }

@@ -3,9 +3,10 @@
  *
  * Threading rule: every function here is called from one control thread (the daemon's JS
  * thread, which EAL makes the main lcore). vhost callbacks run on DPDK's vhost thread; they and
- * the control calls serialise per relay on the relay's control mutex. Worker lcores never take a
- * lock: they read each relay's published state with acquire loads, and the control side waits for
- * a worker quiescent point (its pass counter advancing) before it tears anything down.
+ * the control calls serialise per relay on the relay's mutex (relay.c). Worker lcores never take a
+ * lock: each reads only its own work list, which the control side rebuilds and publishes (lists.c)
+ * and then waits for a worker quiescent point (its pass counter advancing) before it tears
+ * anything down. docs/architecture.md has the whole picture.
  *
  * Return values: 0 (or a non-negative result) on success, a negative errno on failure; the
  * failing step's message is then in vio4wd_last_error().
@@ -15,7 +16,7 @@
 
 #include <stdint.h>
 
-#define VIO4WD_SHIM_ABI 1
+#define VIO4WD_SHIM_ABI 2
 #define VIO4WD_MAX_RELAYS 64
 #define VIO4WD_MAX_WORKERS 64
 #define VIO4WD_MAX_QUEUE_PAIRS 32
@@ -49,10 +50,9 @@ struct vio4wd_worker_stats {
 
 /* The memory the daemon reads directly (vio4wd_shared()). */
 struct vio4wd_shared {
-	uint32_t abi;
-	uint32_t max_relays;
-	uint32_t n_workers;
+	uint32_t n_workers;        /* slots of workers[] in use */
 	uint32_t pad0;
+	uint64_t event_overflows;  /* events dropped because the queue was full (events.c) */
 	uint64_t pad1[6];
 	struct vio4wd_relay_stats relays[VIO4WD_MAX_RELAYS];
 	struct vio4wd_worker_stats workers[VIO4WD_MAX_WORKERS];
@@ -94,11 +94,34 @@ struct vio4wd_event {
 #define VIO4WD_STAGE_BOND 8      /* bad bond name/mode, rte_eth_bond_create */
 #define VIO4WD_STAGE_MEMBER 9    /* a bond member: probe or add (EEXIST: already in use) */
 
-/* Relay state bits of vio4wd_relay_state(). */
+/* Relay state bits of struct vio4wd_relay_report. */
 #define VIO4WD_STATE_SOCKET (1u << 0)
 #define VIO4WD_STATE_VM (1u << 1)
 #define VIO4WD_STATE_VF (1u << 2)
 #define VIO4WD_STATE_VF_LINK (1u << 3)
+
+/* What the shim can hold: the daemon takes these from here and repeats none of them. */
+struct vio4wd_limits {
+	uint32_t abi;              /* VIO4WD_SHIM_ABI */
+	uint32_t max_relays;
+	uint32_t max_workers;
+	uint32_t max_queue_pairs;
+	uint32_t max_bond_members;
+	uint32_t max_ports;        /* DPDK ethdev ports per process (RTE_MAX_ETHPORTS) */
+	uint32_t event_queue_cap;  /* default capacity of the event queue */
+	uint32_t pad;
+};
+
+/* One relay as the shim has it: the daemon reconciles its table from this. 32 bytes. */
+struct vio4wd_relay_report {
+	uint32_t state;            /* VIO4WD_STATE_* */
+	uint32_t queue_pairs;      /* of the connected VM, 0 without one */
+	uint32_t rxq_mask;         /* enabled virtio RX queue pairs (VF->VM destinations) */
+	uint32_t txq_mask;         /* enabled virtio TX queue pairs (VM->VF sources) */
+	int32_t numa_node;         /* node of the relay's mbuf pool, -1 any / none */
+	int32_t mbufs_in_use;      /* of the relay's pool, -1 without a pool */
+	int32_t cpu[2];            /* worker CPU of [VF->VM, VM->VF], -1 unassigned */
+};
 
 const char *vio4wd_version(void);          /* DPDK's rte_version() */
 const char *vio4wd_last_error(void);
@@ -109,8 +132,12 @@ struct vio4wd_shared *vio4wd_shared(void);
 /* Flags for vio4wd_init(). */
 #define VIO4WD_INIT_VF_TSO (1u << 0)   /* ask VFs for TCP/UDP TSO (the guest is offered HOST_TSO4/6) */
 
-/* EAL init from '\n'-separated arguments (argv[0] first); starts a worker on every non-main lcore. */
-int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags);
+/* The limits; callable before vio4wd_init(). */
+void vio4wd_limits(struct vio4wd_limits *out);
+/* EAL init from '\n'-separated arguments (argv[0] first); starts a worker on every non-main lcore.
+ * event_queue_cap: capacity of the event queue, 0..limits.event_queue_cap (tests make it small to
+ * overflow it on purpose); UINT32_MAX for the default. */
+int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags, uint32_t event_queue_cap);
 /* Stops workers, removes all relays' sockets and VFs, frees pools, rte_eal_cleanup(). */
 int vio4wd_shutdown(void);
 /* Logs DPDK's own messages into this file descriptor's stream (stderr = 2). */
@@ -140,14 +167,13 @@ void vio4wd_bonds_supervise(void);
 
 /* Worker CPUs of a relay's two directions (-1 = unassigned); waits until the old worker lets go. */
 int vio4wd_relay_set_cpus(uint32_t relay, int32_t vf_to_vm_cpu, int32_t vm_to_vf_cpu);
-uint32_t vio4wd_relay_state(uint32_t relay);
-/* Mbufs of the relay's pool in use (-1 when it has no pool), and the pool's NUMA node. */
-int32_t vio4wd_relay_mbufs_in_use(uint32_t relay);
-int32_t vio4wd_relay_numa_node(uint32_t relay);
+/* Fills *out with the relay's state as the shim has it. */
+int vio4wd_relay_report(uint32_t relay, struct vio4wd_relay_report *out);
 /* Bytes of hugepage memory allocated from DPDK's heaps (pools, rings, vhost), all NUMA nodes. */
 uint64_t vio4wd_hugepage_bytes_used(void);
 
-/* 1 and fills *ev when an event is pending, 0 when none. */
+/* 1 and fills *ev when an event is pending, 0 when none. A full queue drops new events and counts
+ * them in vio4wd_shared()->event_overflows: the daemon then reconciles from vio4wd_relay_report(). */
 int vio4wd_next_event(struct vio4wd_event *ev);
 
 #endif

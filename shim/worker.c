@@ -1,4 +1,4 @@
-/* Worker lcores: the packet loop, and the quiescence the control side waits for. */
+/* Worker lcores: the packet loop over the worker's own work list (lists.c). */
 #include <errno.h>
 #include <sys/prctl.h>
 #include <netinet/in.h>
@@ -16,16 +16,6 @@
 #include <rte_vhost.h>
 
 #include "internal.h"
-
-#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
-
-int worker_slot(unsigned lcore)
-{
-	for (unsigned i = 0; i < g_shared.n_workers; i++)
-		if (g_shared.workers[i].lcore == lcore)
-			return (int)i;
-	return -1;
-}
 
 static inline uint64_t sum_bytes(struct rte_mbuf **pkts, uint16_t from, uint16_t to)
 {
@@ -92,32 +82,26 @@ static inline void enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint1
  * VF RX -> the guest's enabled virtio RX queues: one queue takes the whole burst; with several,
  * each packet goes to the queue its flow hash picks. Returns packets moved.
  */
-static inline unsigned vf_to_vm(struct relay_dp *dp, struct vio4wd_dir_stats *st)
+static inline unsigned vf_to_vm(struct work_item *it)
 {
-	uint16_t port = LOAD(dp->port);
-	if (port == NO_PORT)
-		return 0;
 	struct rte_mbuf *pkts[VIO4WD_BURST];
-	uint16_t n = rte_eth_rx_burst(port, 0, pkts, VIO4WD_BURST);
+	uint16_t n = rte_eth_rx_burst(it->port, 0, pkts, VIO4WD_BURST);
 	if (n == 0)
 		return 0;
+	struct vio4wd_dir_stats *st = it->stats;
 	uint64_t bytes = sum_bytes(pkts, 0, n);
 	st->rx_pkts += n;
 	st->rx_bytes += bytes;
-	int vid = LOAD(dp->vid);
-	uint32_t mask = LOAD(dp->rxq_mask);
-	if (vid == NO_VID || mask == 0) {
+	uint16_t npairs = it->npairs;
+	if (npairs == 0) {
 		st->drop_unavail_pkts += n;
 		st->drop_unavail_bytes += bytes;
 		rte_pktmbuf_free_bulk(pkts, n);
 		return n;
 	}
-	if ((mask & (mask - 1)) == 0) {
-		enqueue(vid, (uint16_t)__builtin_ctz(mask), pkts, n, bytes, st);
+	if (npairs == 1) {
+		enqueue(it->vid, it->pairs[0], pkts, n, bytes, st);
 	} else {
-		uint16_t pairs[VIO4WD_MAX_QUEUE_PAIRS], npairs = 0;
-		for (uint32_t m = mask; m != 0; m &= m - 1)
-			pairs[npairs++] = (uint16_t)__builtin_ctz(m);
 		/* Bucket the burst by queue, keeping each flow's order. */
 		uint8_t pick[VIO4WD_BURST];
 		uint16_t count[VIO4WD_MAX_QUEUE_PAIRS] = {0};
@@ -135,7 +119,7 @@ static inline unsigned vf_to_vm(struct relay_dp *dp, struct vio4wd_dir_stats *st
 			bucket[fill[pick[i]]++] = pkts[i];
 		for (uint16_t q = 0; q < npairs; q++)
 			if (count[q] != 0)
-				enqueue(vid, pairs[q], &bucket[start[q]], count[q], qbytes[q], st);
+				enqueue(it->vid, it->pairs[q], &bucket[start[q]], count[q], qbytes[q], st);
 	}
 	rte_pktmbuf_free_bulk(pkts, n); /* the vhost enqueue copies */
 	return n;
@@ -162,12 +146,14 @@ static inline void vf_send(uint16_t port, struct rte_mbuf **pkts, uint16_t n, st
 	uint16_t ok = n;
 	if (offloads)
 		ok = rte_eth_tx_prepare(port, 0, pkts, n); /* e.g. pseudo-header sums some NICs want */
+	/* Counted before the burst: the driver may free what it sent before it returns. */
+	uint64_t bytes = sum_bytes(pkts, 0, n);
 	uint16_t sent = rte_eth_tx_burst(port, 0, pkts, ok);
-	uint64_t bytes = sum_bytes(pkts, 0, sent);
 	if (sent < n) {
-		uint64_t unsent_bytes = sum_bytes(pkts, sent, n);
+		uint64_t unsent_bytes = sum_bytes(pkts, sent, n); /* still ours */
 		st->drop_full_pkts += n - sent;
 		st->drop_full_bytes += unsent_bytes;
+		bytes -= unsent_bytes;
 		rte_pktmbuf_free_bulk(&pkts[sent], n - sent);
 	}
 	st->tx_pkts += sent;
@@ -175,28 +161,22 @@ static inline void vf_send(uint16_t port, struct rte_mbuf **pkts, uint16_t n, st
 }
 
 /* Virtio TX queues (round robin over enabled pairs) -> VF TX. Returns packets moved. */
-static inline unsigned vm_to_vf(struct relay_dp *dp, struct vio4wd_dir_stats *st)
+static inline unsigned vm_to_vf(struct work_item *it)
 {
-	int vid = LOAD(dp->vid);
-	if (vid == NO_VID)
+	if (it->npairs == 0)
 		return 0;
-	uint32_t mask = LOAD(dp->txq_mask);
-	struct rte_mempool *pool = LOAD(dp->pool);
-	if (mask == 0 || pool == NULL)
-		return 0;
-	uint16_t q = dp->next_txq;
-	for (unsigned i = 0; i < VIO4WD_MAX_QUEUE_PAIRS; i++, q = (uint16_t)((q + 1) % VIO4WD_MAX_QUEUE_PAIRS))
-		if (mask & (1u << q))
-			break;
-	dp->next_txq = (uint16_t)((q + 1) % VIO4WD_MAX_QUEUE_PAIRS);
+	uint16_t q = it->pairs[it->next];
+	it->next = (uint16_t)(it->next + 1 == it->npairs ? 0 : it->next + 1);
+	struct rte_mempool *pool = it->pool;
 	struct rte_mbuf *pkts[VIO4WD_BURST];
-	uint16_t n = rte_vhost_dequeue_burst(vid, (uint16_t)(q * 2 + 1), pool, pkts, VIO4WD_BURST);
+	uint16_t n = rte_vhost_dequeue_burst(it->vid, (uint16_t)(q * 2 + 1), pool, pkts, VIO4WD_BURST);
 	if (n == 0)
 		return 0;
+	struct vio4wd_dir_stats *st = it->stats;
 	uint64_t bytes = sum_bytes(pkts, 0, n);
 	st->rx_pkts += n;
 	st->rx_bytes += bytes;
-	uint16_t port = LOAD(dp->port);
+	uint16_t port = it->port;
 	if (port == NO_PORT) {
 		st->drop_unavail_pkts += n;
 		st->drop_unavail_bytes += bytes;
@@ -208,7 +188,7 @@ static inline unsigned vm_to_vf(struct relay_dp *dp, struct vio4wd_dir_stats *st
 		return n;
 	}
 	/* Offloads the guest asked for: what the VF lacks is done here; packet order is kept. */
-	uint64_t txo = LOAD(dp->tx_offloads);
+	uint64_t txo = it->tx_offloads;
 	uint16_t k = 0;
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
@@ -245,26 +225,29 @@ API void vio4wd_set_idle_sleep(uint32_t us)
 	__atomic_store_n(&g_idle_sleep_us, us, __ATOMIC_RELAXED);
 }
 
+static volatile bool g_quit;
+
+void worker_quit(bool quit)
+{
+	g_quit = quit;
+}
+
 int worker_main(void *arg)
 {
 	(void)arg;
-	int lcore = (int)rte_lcore_id();
-	struct vio4wd_worker_stats *ws = &g_shared.workers[worker_slot((unsigned)lcore)];
+	unsigned slot = (unsigned)worker_slot(rte_lcore_id());
+	struct vio4wd_worker_stats *ws = &g_shared.workers[slot];
 	uint32_t empty = 0;    /* passes in a row that moved nothing */
 	uint32_t backoff = 0;  /* idle mode: the next sleep, 0 = none yet */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* short sleeps as asked, not 50 us late */
 	while (!g_quit) {
-		unsigned moved = 0, live = 0;
-		for (unsigned r = 0; r < VIO4WD_MAX_RELAYS; r++) {
-			struct relay_dp *dp = &g_dp[r];
-			if (LOAD(dp->cpu[0]) == lcore) {
-				live += LOAD(dp->port) != NO_PORT;
-				moved += vf_to_vm(dp, &g_shared.relays[r].vf_to_vm);
-			}
-			if (LOAD(dp->cpu[1]) == lcore) {
-				live += LOAD(dp->vid) != NO_VID;
-				moved += vm_to_vf(dp, &g_shared.relays[r].vm_to_vf);
-			}
+		/* The list is the worker's own until its pass counter moves on (lists_publish() waits for
+		 * that before it reuses the list): items are written here (queue position) without a lock. */
+		struct work_list *l = (struct work_list *)lists_current(slot);
+		unsigned moved = 0;
+		for (uint32_t i = 0; i < l->n; i++) {
+			struct work_item *it = &l->items[i];
+			moved += it->dir == VF_TO_VM ? vf_to_vm(it) : vm_to_vf(it);
 		}
 		__atomic_store_n(&ws->passes, ws->passes + 1, __ATOMIC_RELEASE);
 		uint32_t idle_us = __atomic_load_n(&g_idle_sleep_us, __ATOMIC_RELAXED);
@@ -272,7 +255,7 @@ int worker_main(void *arg)
 			ws->busy_passes++;
 			empty = 0;
 			backoff = 0;
-		} else if (!live) {
+		} else if (l->n == 0) {
 			rte_delay_us_sleep(200); /* nothing connected here: do not burn the CPU */
 		} else if (idle_us != 0 && ++empty > IDLE_AFTER_PASSES) {
 			backoff = RTE_MIN(backoff == 0 ? IDLE_FIRST_SLEEP_US : backoff * 2, idle_us);
@@ -282,46 +265,4 @@ int worker_main(void *arg)
 		}
 	}
 	return 0;
-}
-
-/* Waits until each given worker has completed a full pass after the caller's last store. */
-int quiesce(const int32_t cpus[2])
-{
-	for (int d = 0; d < 2; d++) {
-		if (cpus[d] < 0 || (d == 1 && cpus[1] == cpus[0]))
-			continue;
-		int slot = worker_slot((unsigned)cpus[d]);
-		if (slot < 0)
-			continue;
-		uint64_t start = LOAD(g_shared.workers[slot].passes);
-		for (int i = 0; LOAD(g_shared.workers[slot].passes) < start + 2; i++) {
-			if (i > 200000)
-				return set_error(ETIMEDOUT, "worker on CPU %d did not reach a quiescent point", cpus[d]);
-			usleep(5);
-		}
-	}
-	return 0;
-}
-
-API int vio4wd_relay_set_cpus(uint32_t relay, int32_t vf_to_vm_cpu, int32_t vm_to_vf_cpu)
-{
-	if (relay >= VIO4WD_MAX_RELAYS)
-		return set_error(EINVAL, "relay %u is out of range 0-%d", relay, VIO4WD_MAX_RELAYS - 1);
-	int32_t want[2] = {vf_to_vm_cpu, vm_to_vf_cpu};
-	for (int d = 0; d < 2; d++)
-		if (want[d] >= 0 && worker_slot((unsigned)want[d]) < 0)
-			return set_error(EINVAL, "CPU %d is not a worker CPU of this daemon", want[d]);
-	struct relay_dp *dp = &g_dp[relay];
-	pthread_mutex_lock(&g_ctl[relay].lock);
-	int ret = 0;
-	for (int d = 0; d < 2 && ret == 0; d++) {
-		int32_t old[2] = {dp->cpu[d], -1};
-		if (old[0] == want[d])
-			continue;
-		__atomic_store_n(&dp->cpu[d], -1, __ATOMIC_RELEASE);
-		ret = quiesce(old);
-		__atomic_store_n(&dp->cpu[d], want[d], __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&g_ctl[relay].lock);
-	return ret;
 }

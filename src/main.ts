@@ -43,7 +43,9 @@ export function versionText(): string {
   let dpdk: string;
   try {
     const dp = Dataplane.open();
-    dpdk = `${dp.dpdkVersion} (max 64 relays; ${32} DPDK ports per process, RTE_MAX_ETHPORTS)`;
+    const l = dp.limits;
+    dpdk = `${dp.dpdkVersion} (max ${l.maxRelays} relays, ${l.maxQueuePairs} queue pairs each; ` +
+      `${l.maxPorts} DPDK ports per process, RTE_MAX_ETHPORTS)`;
     dp.close();
   } catch (e) {
     dpdk = e instanceof ShimNotFoundError ? "DPDK: shim not built (run scripts/setup.sh)" : `DPDK: ${e}`;

@@ -14,7 +14,7 @@ import { command, constant, flag, option } from "@optique/core/primitives";
 import { integer } from "@optique/core/valueparser";
 import { loadConfig } from "../config/config.ts";
 import { socketPath } from "../config/values.ts";
-import { Logger } from "../daemon/log.ts";
+import { Logger } from "../common/log.ts";
 import { startDaemon } from "../daemon/daemon.ts";
 import type { RelayCounters } from "../dataplane/dataplane.ts";
 import { TestPmd } from "../testbed/testpmd.ts";

@@ -13,6 +13,7 @@ import { multiple, optional } from "@optique/core/modifiers";
 import { command, constant, flag, option } from "@optique/core/primitives";
 import { integer, string } from "@optique/core/valueparser";
 import { request, resolveEndpoint } from "../control/client.ts";
+import { meaningOf } from "../control/port_codes.ts";
 import {
   PortControlRequest_Op as Op,
   PortControlRequestSchema,
@@ -142,51 +143,6 @@ export function parsePciAddress(s: string): { domain: number; bus: number; slot:
   };
 }
 
-/** What the original's error codes mean, per function. */
-const MEANING: Record<string, Record<number, string>> = {
-  "virtio_forwarder_add_vf2()": {
-    1: "relay id out of range (0-63)",
-    2: "the device could not be probed (missing, not bound to vfio-pci, in use, or the DPDK port limit is reached)",
-    4: "the device could not be configured (MTU)",
-    5: "RX queue setup failed",
-    6: "TX queue setup failed",
-    8: "the relay already has a VF or bond: remove it first",
-    [-1]: "no memory for the relay's mbuf pool (more hugepages needed)",
-  },
-  "virtio_forwarder_remove_vf2()": {
-    1: "relay id out of range (0-63)",
-    2: "detaching the device failed",
-    3: "the relay holds a different device",
-    4: "the relay has no device (use --conditional to accept that)",
-  },
-  "virtio_add_sock_dev_pair()": {
-    [-1]: "--vhost-path is required",
-    [-17]: "the device is already attached",
-    1: "the socket path is already registered",
-    2: "no free relay (without dynamic sockets every relay owns its default socket)",
-    3: "the device could not be attached",
-    4: "the bond could not be created (see the daemon's log)",
-    5: "the socket could not be registered (it must be directly inside the socket directory)",
-  },
-  "virtio_remove_sock_dev_pair()": {
-    [-1]: "give --vhost-path or a device",
-    1: "no relay has that socket (or device)",
-    2: "the relay holds a different device",
-    3: "the socket could not be unregistered",
-    4: "the relay has no device (use --conditional to accept that)",
-  },
-  "virtio_query_pci()": { 2: "no relay has that socket path" },
-  "virtio_forwarder_bond_add()": {
-    1: "relay id out of range (0-63)",
-    2: "the bond could not be created (its name must start with net_bonding)",
-    3: "a member device is already in use",
-    4: "the bond could not be configured",
-    5: "a member device could not be probed or added",
-    6: "the bond could not be started",
-    8: "the relay already has a VF or bond: remove it first",
-  },
-};
-
 /** Runs `vio4wd port ...`; returns the exit status. */
 export async function runPort(a: PortArgs): Promise<number> {
   let pciAddrs;
@@ -228,7 +184,7 @@ export async function runPort(a: PortArgs): Promise<number> {
   if (hasSource) lines.push(`error_code_source: "${res.errorCodeSource}"`);
   console.log(lines.join("\n"));
   const meaning = hasCode && hasSource
-    ? MEANING[res.errorCodeSource]?.[res.errorCode]
+    ? meaningOf(res.errorCodeSource, res.errorCode)
     : "the request was refused as invalid (see the daemon's log for why)";
   if (meaning) console.error(`vio4wd port ${a.op}: ${meaning}`);
   return 1;

@@ -13,7 +13,7 @@ import { command, constant, flag, option } from "@optique/core/primitives";
 import { float, integer, string } from "@optique/core/valueparser";
 import { readConfig } from "../config/config.ts";
 import { resolveEndpoint } from "../control/client.ts";
-import { Logger } from "../daemon/log.ts";
+import { Logger } from "../common/log.ts";
 import { runScheduler } from "../sched/scheduler.ts";
 
 /** The `sched` command's parser. */

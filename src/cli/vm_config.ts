@@ -12,18 +12,19 @@ import { optional, withDefault } from "@optique/core/modifiers";
 import { argument, command, constant, flag, option } from "@optique/core/primitives";
 import { integer, string } from "@optique/core/valueparser";
 import { readConfig } from "../config/config.ts";
-import { MAX_RELAYS, socketPath } from "../config/values.ts";
+import { socketPath } from "../config/values.ts";
+import { shimLimits } from "../../ffi/shim.ts";
 
 /** The `vm-config` command's parser. */
 export const vmConfigCommand = command(
   "vm-config",
   object({
     action: constant("vm-config" as const),
-    relay: argument(integer({ min: 0, max: MAX_RELAYS - 1, metavar: "RELAY" }), { description: message`Relay id.` }),
+    relay: argument(integer({ min: 0, metavar: "RELAY" }), { description: message`Relay id.` }),
     qemu: optional(flag("--qemu", { description: message`Print QEMU arguments (default: libvirt XML).` })),
     libvirt: optional(flag("--libvirt", { description: message`Print libvirt domain XML (the default).` })),
     queues: withDefault(
-      option("--queues", integer({ min: 1, max: 32, metavar: "N" }), { description: message`Virtio queue pairs.` }),
+      option("--queues", integer({ min: 1, metavar: "N" }), { description: message`Virtio queue pairs.` }),
       1,
     ),
     client: optional(
@@ -135,6 +136,15 @@ export function qemuArgs(
 
 /** Runs `vio4wd vm-config`; returns the exit status. */
 export async function runVmConfig(a: VmConfigArgs): Promise<number> {
+  const limits = shimLimits();
+  if (a.relay >= limits.maxRelays) {
+    console.error(`vio4wd vm-config: relay ${a.relay} is out of range 0-${limits.maxRelays - 1}`);
+    return 2;
+  }
+  if (a.queues > limits.maxQueuePairs) {
+    console.error(`vio4wd vm-config: --queues ${a.queues}: at most ${limits.maxQueuePairs} queue pairs per relay`);
+    return 2;
+  }
   const c = (await readConfig(a.config)).config;
   const sock = socketPath(c.socketDir, c.socketPattern, a.relay);
   const daemonClient = a.client ?? c.vhostClient;

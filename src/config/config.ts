@@ -12,7 +12,7 @@
 import { EnvFileSyntaxError, type EnvValue, parseEnvFile } from "./envfile.ts";
 import {
   type CpuPin,
-  MAX_RELAYS,
+  maxRelays,
   parseAbsolutePath,
   parseAccountName,
   parseBindList,
@@ -601,7 +601,9 @@ function crossCheck(l: LoadedConfig): void {
       } are set; blank one of them`,
     );
   }
-  if (c.staticVfs.length > MAX_RELAYS) fail("staticVfs", "", `more than ${MAX_RELAYS} entries`);
+  if (c.staticVfs.length > 0 && c.staticVfs.length > maxRelays()) {
+    fail("staticVfs", "", `more than ${maxRelays()} entries`);
+  }
 }
 
 /** Which port source adds and removes VFs at run time. */

@@ -5,8 +5,12 @@
  * @module
  */
 
-/** Relays are numbered 0..MAX_RELAYS-1. */
-export const MAX_RELAYS = 64;
+import { shimLimits } from "../../ffi/shim.ts";
+
+/** Relays are numbered 0..maxRelays()-1: as many as the data-plane library holds. */
+export function maxRelays(): number {
+  return shimLimits().maxRelays;
+}
 /** CPUs are numbered 0..MAX_CPUS-1 (the original's limit). */
 export const MAX_CPUS = 64;
 /** The UUID the original passes for `--vfio-vf-token=0`. */
@@ -145,13 +149,14 @@ export function parseDevice(raw: string): string {
 
 /** `<device>=<relay>`; with devargs holding `=`, the LAST `=` separates the relay id. */
 export function parseStaticVf(raw: string): StaticVf {
-  const allowed = `<device>=<relay id 0-${MAX_RELAYS - 1}>, the device ${DEVICE_ALLOWED}`;
+  const max = maxRelays();
+  const allowed = `<device>=<relay id 0-${max - 1}>, the device ${DEVICE_ALLOWED}`;
   const eq = raw.lastIndexOf("=");
   if (eq <= 0) throw new ValueError(allowed, `'${raw}' has no '=<relay id>'`);
   const idText = raw.slice(eq + 1);
   if (!/^\d+$/.test(idText)) throw new ValueError(allowed, `relay id '${idText}' is not a number`);
   const relay = Number(idText);
-  if (relay >= MAX_RELAYS) throw new ValueError(allowed, `relay id ${relay} is out of range`);
+  if (relay >= max) throw new ValueError(allowed, `relay id ${relay} is out of range`);
   let device: string;
   try {
     device = parseDevice(raw.slice(0, eq));
@@ -164,7 +169,8 @@ export function parseStaticVf(raw: string): StaticVf {
 
 /** `<relay>:<cpu>[,<cpu>]`, several separated by `;` -> pins (first CPU VF->VM, second VM->VF). */
 export function parseCpuPins(raw: string): CpuPin[] {
-  const allowed = `<relay 0-${MAX_RELAYS - 1}>:<cpu>[,<cpu>] (first CPU VF->VM, second VM->VF), several separated by ;`;
+  const max = maxRelays();
+  const allowed = `<relay 0-${max - 1}>:<cpu>[,<cpu>] (first CPU VF->VM, second VM->VF), several separated by ;`;
   const pins: CpuPin[] = [];
   for (const item of raw.split(";").map((s) => s.trim()).filter((s) => s !== "")) {
     const m = /^(\d+):(\d+)(?:,(\d+))?$/.exec(item);
@@ -172,7 +178,7 @@ export function parseCpuPins(raw: string): CpuPin[] {
     const relay = Number(m[1]);
     const vfToVm = Number(m[2]);
     const vmToVf = m[3] === undefined ? vfToVm : Number(m[3]);
-    if (relay >= MAX_RELAYS) throw new ValueError(allowed, `relay ${relay} is out of range`);
+    if (relay >= max) throw new ValueError(allowed, `relay ${relay} is out of range`);
     for (const c of [vfToVm, vmToVf]) {
       if (c >= MAX_CPUS) throw new ValueError(allowed, `CPU ${c} is out of range 0-${MAX_CPUS - 1}`);
     }

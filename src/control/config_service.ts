@@ -7,7 +7,7 @@
 
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import type { Config } from "../config/config.ts";
-import type { Logger } from "../daemon/log.ts";
+import type { Logger } from "../common/log.ts";
 import {
   ConfigRequestSchema,
   ConfigResponse_Status as Status,

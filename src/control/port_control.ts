@@ -1,15 +1,16 @@
 /**
  * The port-control service: PortControlRequest in, PortControlResponse out, with the original's
  * validation, operations and error codes (error_code = the failing function's return value,
- * error_code_source = its name), applied to the relay table.
+ * error_code_source = its name, from port_codes.ts), applied through the relay table's port view.
  *
  * @module
  */
 
 import { create, fromBinary, isFieldSet, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import { isPciAddress, MAX_RELAYS, normalizePci } from "../config/values.ts";
-import { DataplaneError, VF_ATTACH_STAGE } from "../dataplane/dataplane.ts";
-import { RelayError, type RelayTable } from "../daemon/relays.ts";
+import type { Logger } from "../common/log.ts";
+import { VF_ATTACH_STAGE } from "../dataplane/dataplane.ts";
+import { attempt, normalizeDevice, RelayError, type RelayFailure, type RelayPorts } from "../relays/table.ts";
+import { ADD_BOND, ADD_SOCK, ADD_VF, QUERY_PCI, REMOVE_SOCK, REMOVE_VF } from "./port_codes.ts";
 import {
   type PortControlRequest,
   PortControlRequest_Op as Op,
@@ -23,8 +24,6 @@ import type { Service } from "./server.ts";
 
 /** The original's request buffer: 256 B + 8 PCI addresses of 16 B. */
 export const PORT_CONTROL_MAX_REQUEST = 384;
-/** Bond members the original accepts. */
-const MAX_BOND_MEMBERS = 8;
 
 /** One operation's outcome: the function return value (0 = OK) and its name. */
 interface Outcome {
@@ -53,20 +52,20 @@ function devicesOf(req: PortControlRequest): string[] {
 }
 
 /** Device strings compare as the relay table stores them (PCI addresses case-insensitively). */
-const sameDevice = (a: string | null, b: string) => a !== null && (isPciAddress(b) ? a === normalizePci(b) : a === b);
+const sameDevice = (a: string | null, b: string) => a !== null && a === normalizeDevice(b);
 
 const opName = (op: number) =>
   op === Op.ADD ? "ADD" : op === Op.REMOVE ? "REMOVE" : `Virtioforwarder__PortControlRequest__Op(${op})`;
 
 /** Human-readable reason for a validation failure, or null when the request is valid. */
-export function validatePortControl(req: PortControlRequest): string | null {
+export function validatePortControl(req: PortControlRequest, maxBondMembers: number): string | null {
   const n = req.pciAddrs.length + req.devargs.length;
   const named = nameOf(req) !== undefined;
   if (named && (req.op === Op.ADD || req.op === Op.ADD_SOCK) && n < 2) {
     return "Bond add operations require multiple PCI devices.";
   }
   if (!named && n > 1) return "Bond port operations require an interface name.";
-  if (n > MAX_BOND_MEMBERS) return `at most ${MAX_BOND_MEMBERS} devices per bond`;
+  if (n > maxBondMembers) return `at most ${maxBondMembers} devices per bond`;
   if ((req.op === Op.ADD || req.op === Op.REMOVE) && virtioIdOf(req) === undefined) {
     return `${opName(req.op)} requires virtio_id`;
   }
@@ -75,9 +74,9 @@ export function validatePortControl(req: PortControlRequest): string | null {
   return null;
 }
 
-/** The port-control operations over a relay table. */
+/** The port-control operations over the relay table's port view. */
 export class PortControl {
-  constructor(readonly table: RelayTable) {}
+  constructor(readonly ports: RelayPorts, readonly log: Logger, readonly socketDir: string) {}
 
   /** Applies a validated request. */
   apply(req: PortControlRequest): Outcome | null {
@@ -87,7 +86,7 @@ export class PortControl {
     switch (req.op) {
       case Op.ADD:
         if (devices.length === 0) {
-          this.table.log.warn("PortControlRequest ADD: Invalid number of VFs");
+          this.log.warn("PortControlRequest ADD: Invalid number of VFs");
           return null;
         }
         return devices.length === 1
@@ -100,157 +99,146 @@ export class PortControl {
       case Op.REMOVE_SOCK:
         return this.#removeSock(vhostPathOf(req), device, req.conditional);
       case Op.QUERY_PCI: {
-        const r = this.table.relays.find((x) => x.socket === vhostPathOf(req));
+        const r = this.ports.findBySocket(vhostPathOf(req)!);
         return r
-          ? { code: 0, source: "virtio_query_pci()", query: r.vf ?? "" }
-          : { code: 2, source: "virtio_query_pci()" };
+          ? { code: QUERY_PCI.code.ok, source: QUERY_PCI.source, query: r.vf ?? "" }
+          : { code: QUERY_PCI.code.notFound, source: QUERY_PCI.source };
       }
     }
     return null;
   }
 
-  /** virtio_forwarder_bond_add(): 0, 1 bad id, 8 busy, 2 create, 3 member in use, 4 configure, 5 member, 6 start. */
+  #inRange(id: number): boolean {
+    return id < this.ports.limits.maxRelays;
+  }
+
   #addBond(id: number, name: string, mode: number, devices: string[]): Outcome {
-    const source = "virtio_forwarder_bond_add()";
-    if (id >= MAX_RELAYS) return { code: 1, source };
-    if (this.table.relays[id].vf !== null) return { code: 8, source };
-    const code = this.#attempt(
+    const { source, code } = ADD_BOND;
+    if (!this.#inRange(id)) return { code: code.badId, source };
+    if (this.ports.get(id).vf !== null) return { code: code.busy, source };
+    const failed = attempt(
+      this.log,
       `relay ${id}: add bond ${name}`,
-      () => this.table.addBond(id, name, mode, devices),
-      bondCode,
+      () => this.ports.addBond(id, name, mode, devices),
     );
-    return { code, source };
+    return { code: failed ? bondCode(failed) : code.ok, source };
   }
 
-  /** virtio_forwarder_add_vf2(): 0, 1 bad id, 8 busy, 2 probe, 4 configure, 5 RX, 6 TX, -1 pool. */
   #addVf(id: number, device: string, conditional: boolean): Outcome {
-    const source = "virtio_forwarder_add_vf2()";
-    if (id >= MAX_RELAYS) return { code: 1, source };
-    const r = this.table.relays[id];
+    const { source, code } = ADD_VF;
+    if (!this.#inRange(id)) return { code: code.badId, source };
+    const r = this.ports.get(id);
     if (sameDevice(r.vf, device) && conditional) {
-      this.table.log.info(`relay ${id}: VF ${device} already there, no action required`);
-      return { code: 0, source };
+      this.log.info(`relay ${id}: VF ${device} already there, no action required`);
+      return { code: code.ok, source };
     }
-    if (r.vf !== null) return { code: 8, source };
-    return { code: this.#attempt(`relay ${id}: add VF ${device}`, () => this.table.addVf(id, device)), source };
+    if (r.vf !== null) return { code: code.busy, source };
+    const failed = attempt(this.log, `relay ${id}: add VF ${device}`, () => this.ports.addVf(id, device));
+    return { code: failed ? vfCode(failed) : code.ok, source };
   }
 
-  /** virtio_forwarder_remove_vf2(): 0, 1 bad id, 3 other device, 4 none (unconditional), 2 detach. */
   #removeVf(id: number, device: string, conditional: boolean): Outcome {
-    const source = "virtio_forwarder_remove_vf2()";
-    if (id >= MAX_RELAYS) return { code: 1, source };
-    const r = this.table.relays[id];
-    if (r.vf === null) return { code: conditional ? 0 : 4, source };
-    if (!sameDevice(r.vf, device)) return { code: 3, source };
-    const code = this.#attempt(`relay ${id}: remove VF ${device}`, () => this.table.removeVf(id));
-    return { code: code === 0 ? 0 : 2, source };
+    const { source, code } = REMOVE_VF;
+    if (!this.#inRange(id)) return { code: code.badId, source };
+    const r = this.ports.get(id);
+    if (r.vf === null) return { code: conditional ? code.ok : code.noDevice, source };
+    if (!sameDevice(r.vf, device)) return { code: code.otherDevice, source };
+    const failed = attempt(this.log, `relay ${id}: remove VF ${device}`, () => this.ports.removeVf(id));
+    return { code: failed ? code.detach : code.ok, source };
   }
 
-  /** virtio_add_sock_dev_pair(): -1 no path, -17 device in use, 1 path in use, 2 no free relay, 3 VF, 5 socket. */
   #addSock(req: PortControlRequest, devices: string[]): Outcome {
-    const source = "virtio_add_sock_dev_pair()";
+    const { source, code } = ADD_SOCK;
     const path = vhostPathOf(req);
     if (virtioIdOf(req) !== undefined) {
-      this.table.log.warn("ADD_SOCK: virtio_id is ignored (the first free relay is used)");
+      this.log.warn("ADD_SOCK: virtio_id is ignored (the first free relay is used)");
     }
-    if (path === undefined) return { code: -1, source };
+    if (path === undefined) return { code: code.noPath, source };
     const name = nameOf(req);
     const device = devices.length === 1 ? devices[0] : name ?? "";
-    if (this.table.relays.some((r) => sameDevice(r.vf, device))) return { code: -17, source };
-    if (this.table.relays.some((r) => r.socket === path)) return { code: 1, source };
-    const dir = this.table.config.socketDir.replace(/\/+$/, "");
+    if (device !== "" && this.ports.findByDevice(device)) return { code: code.deviceInUse, source };
+    if (this.ports.findBySocket(path)) return { code: code.pathInUse, source };
+    const dir = this.socketDir.replace(/\/+$/, "");
     if (!path.startsWith(dir + "/") || path.slice(dir.length + 1).includes("/") || path.includes("\0")) {
-      this.table.log.error(`ADD_SOCK: ${path} is not a file directly inside the socket directory ${dir}`);
-      return { code: 5, source };
+      this.log.error(`ADD_SOCK: ${path} is not a file directly inside the socket directory ${dir}`);
+      return { code: code.socket, source };
     }
-    const r = this.table.relays.find((x) => x.socket === null && x.vf === null && !x.vm);
-    if (!r) return { code: 2, source };
+    const r = this.ports.list().find((x) => x.socket === null && x.vf === null && !x.vm);
+    if (!r) return { code: code.noFreeRelay, source };
     if (devices.length === 1) {
-      if (this.#attempt(`relay ${r.id}: add VF ${device}`, () => this.table.addVf(r.id, device)) !== 0) {
-        return { code: 3, source };
+      if (attempt(this.log, `relay ${r.id}: add VF ${device}`, () => this.ports.addVf(r.id, device))) {
+        return { code: code.vf, source };
       }
     } else if (
       name === undefined ||
-      this.#attempt(`relay ${r.id}: add bond ${name}`, () => this.table.addBond(r.id, name, modeOf(req), devices)) !== 0
+      attempt(this.log, `relay ${r.id}: add bond ${name}`, () => this.ports.addBond(r.id, name, modeOf(req), devices))
     ) {
-      return { code: 4, source };
+      return { code: code.bond, source };
     }
-    if (this.#attempt(`relay ${r.id}: add socket ${path}`, () => this.table.addSocket(r.id, path)) !== 0) {
-      this.#attempt(`relay ${r.id}: undo VF ${device}`, () => this.table.removeVf(r.id));
-      return { code: 5, source };
+    if (attempt(this.log, `relay ${r.id}: add socket ${path}`, () => this.ports.addSocket(r.id, path))) {
+      attempt(this.log, `relay ${r.id}: undo VF ${device}`, () => this.ports.removeVf(r.id));
+      return { code: code.socket, source };
     }
-    this.table.log.info(`relay ${r.id}: socket ${path} paired with ${device}`);
-    return { code: 0, source };
+    this.log.info(`relay ${r.id}: socket ${path} paired with ${device}`);
+    return { code: code.ok, source };
   }
 
-  /** virtio_remove_sock_dev_pair(): -1 nothing given, 1 not found, 2 other device, 3 socket, 4 VF. */
   #removeSock(path: string | undefined, device: string, conditional: boolean): Outcome {
-    const source = "virtio_remove_sock_dev_pair()";
-    if (path === undefined && device === "") return { code: -1, source };
+    const { source, code } = REMOVE_SOCK;
+    if (path === undefined && device === "") return { code: code.nothingGiven, source };
     const r = path !== undefined
-      ? this.table.relays.find((x) => x.socket === path)
-      : this.table.relays.find((x) => x.socket !== null && sameDevice(x.vf, device));
-    if (!r) return { code: 1, source };
-    if (device !== "" && !sameDevice(r.vf, device)) return { code: 2, source };
-    if (this.#attempt(`relay ${r.id}: remove socket`, () => this.table.removeSocket(r.id)) !== 0) {
-      return { code: 3, source };
+      ? this.ports.findBySocket(path)
+      : this.ports.list().find((x) => x.socket !== null && sameDevice(x.vf, device));
+    if (!r) return { code: code.notFound, source };
+    if (device !== "" && !sameDevice(r.vf, device)) return { code: code.otherDevice, source };
+    if (attempt(this.log, `relay ${r.id}: remove socket`, () => this.ports.removeSocket(r.id))) {
+      return { code: code.socket, source };
     }
-    if (r.vf === null) return { code: conditional ? 0 : 4, source };
-    return { code: this.#attempt(`relay ${r.id}: remove VF`, () => this.table.removeVf(r.id)) === 0 ? 0 : 4, source };
-  }
-
-  /** Runs a table operation; returns 0 or the original's code for the failure, logging why. */
-  #attempt(what: string, fn: () => void, code: (e: DataplaneError | RelayError) => number = vfCode): number {
-    try {
-      fn();
-      return 0;
-    } catch (e) {
-      if (e instanceof DataplaneError || e instanceof RelayError) {
-        this.table.log.error(`${what}: ${e.message}`);
-        return code(e);
-      }
-      throw e;
-    }
+    if (r.vf === null) return { code: conditional ? code.ok : code.noDevice, source };
+    const failed = attempt(this.log, `relay ${r.id}: remove VF`, () => this.ports.removeVf(r.id));
+    return { code: failed ? code.noDevice : code.ok, source };
   }
 }
 
-/** virtio_forwarder_add_vf2()'s code for a failure. */
-function vfCode(e: DataplaneError | RelayError): number {
-  if (e instanceof RelayError) return 2;
+/** virtio_forwarder_add_vf2()'s code for a failure (the original returns -errno from device info). */
+function vfCode(e: RelayFailure): number {
+  const c = ADD_VF.code;
+  if (e instanceof RelayError) return c.probe;
   switch (e.stage) {
     case VF_ATTACH_STAGE.probe:
-      return 2;
+      return c.probe;
     case VF_ATTACH_STAGE.info:
       return -e.errno;
     case VF_ATTACH_STAGE.pool:
-      return -1;
+      return c.pool;
     case VF_ATTACH_STAGE.configure:
-      return 4;
+      return c.configure;
     case VF_ATTACH_STAGE.rxq:
-      return 5;
+      return c.rxq;
     case VF_ATTACH_STAGE.txq:
-      return 6;
+      return c.txq;
     default:
-      return 1;
+      return c.badId;
   }
 }
 
 /** virtio_forwarder_bond_add()'s code for a failure. */
-function bondCode(e: DataplaneError | RelayError): number {
-  if (e instanceof RelayError) return 3; // a member is in another bond
+function bondCode(e: RelayFailure): number {
+  const c = ADD_BOND.code;
+  if (e instanceof RelayError) return c.memberInUse; // a member is in another bond
   switch (e.stage) {
     case VF_ATTACH_STAGE.bond:
-      return 2;
+      return c.create;
     case VF_ATTACH_STAGE.member:
-      return e.errno === 17 ? 3 : 5;
+      return e.errno === 17 ? c.memberInUse : c.member;
     case VF_ATTACH_STAGE.configure:
     case VF_ATTACH_STAGE.rxq:
     case VF_ATTACH_STAGE.txq:
-      return 4;
+      return c.configure;
     case VF_ATTACH_STAGE.pool:
-      return -1;
+      return c.pool;
     default:
-      return 6;
+      return c.start;
   }
 }
 
@@ -259,9 +247,8 @@ function encode(r: MessageInitShape<typeof PortControlResponseSchema>): Uint8Arr
 }
 
 /** The port-control ZeroMQ service. */
-export function portControlService(endpoint: string, table: RelayTable): Service {
-  const pc = new PortControl(table);
-  const log = table.log;
+export function portControlService(endpoint: string, ports: RelayPorts, log: Logger, socketDir: string): Service {
+  const pc = new PortControl(ports, log, socketDir);
   return {
     name: "zmq_port_control",
     endpoint,
@@ -286,7 +273,7 @@ export function portControlService(endpoint: string, table: RelayTable): Service
           devs.map((d) => d + " ").join("")
         }>, virtio_id=${virtioIdOf(req) ?? "-"}]`,
       );
-      const invalid = validatePortControl(req);
+      const invalid = validatePortControl(req, ports.limits.maxBondMembers);
       if (invalid) {
         log.warn(`zmq_port_control: ${invalid}`);
         return encode({});

@@ -10,7 +10,7 @@
 import { dirname } from "node:path";
 import { ZMQ_MAXMSGSIZE, ZMQ_PAIR, ZMQ_REP, ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
 import { accountId } from "../config/values.ts";
-import type { Logger } from "../daemon/log.ts";
+import type { Logger } from "../common/log.ts";
 
 /** One control service: where it listens and how it answers. */
 export interface Service {

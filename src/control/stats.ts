@@ -7,10 +7,9 @@
  */
 
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import { MAX_RELAYS } from "../config/values.ts";
+import type { Logger } from "../common/log.ts";
 import type { DirCounters, RelayCounters } from "../dataplane/dataplane.ts";
-import type { Relay, RelayTable } from "../daemon/relays.ts";
-import { VF_TO_VM, VM_TO_VF } from "../daemon/relays.ts";
+import { type RelayReader, type RelaySnapshot, VF_TO_VM, VM_TO_VF } from "../relays/table.ts";
 import {
   type RelayState,
   RelayStateSchema,
@@ -29,10 +28,10 @@ export const STATS_MAX_DELAY_MS = 60_000;
 const ANY_NODE = 4294967295;
 
 /** Internal state strings of the two directions, as the original reports them. */
-export function vfState(r: Relay): string {
+export function vfState(r: RelaySnapshot): string {
   return r.vf === null ? "DPDK_UNINIT" : r.vm ? "DPDK_READY" : "DPDK_ADDED";
 }
-export function vmState(r: Relay): string {
+export function vmState(r: RelaySnapshot): string {
   return r.vm ? "VIRTIO_READY" : "VIRTIO_UNINIT";
 }
 
@@ -40,7 +39,7 @@ const rate = (now: bigint, then: bigint, secs: number) => secs > 0 ? Number(now 
 
 /** One RelayState from the table, current counters and the window's starting counters. */
 export function relayState(
-  r: Relay,
+  r: RelaySnapshot,
   numaNode: number,
   now: RelayCounters,
   then: RelayCounters,
@@ -112,29 +111,31 @@ const encode = (r: MessageInitShape<typeof StatsResponseSchema>) =>
   toBinary(StatsResponseSchema, create(StatsResponseSchema, r));
 
 /** Answers one decoded request: snapshot, wait `delay`, report. */
-export async function answerStats(table: RelayTable, req: StatsRequest): Promise<Uint8Array> {
-  if (req.relay.length > MAX_RELAYS) return encode({ status: Status.E2BIG });
+export async function answerStats(relays: RelayReader, log: Logger, req: StatsRequest): Promise<Uint8Array> {
+  const max = relays.limits.maxRelays;
+  if (req.relay.length > max) return encode({ status: Status.E2BIG });
   if (req.delay > STATS_MAX_DELAY_MS) {
-    table.log.warn(`zmq_stats: delay ${req.delay} ms is above ${STATS_MAX_DELAY_MS} ms: answered EBADR`);
+    log.warn(`zmq_stats: delay ${req.delay} ms is above ${STATS_MAX_DELAY_MS} ms: answered EBADR`);
     return encode({ status: Status.EBADR });
   }
-  const then = table.dp.counters();
+  const then = relays.counters();
   const t0 = performance.now();
   if (req.delay > 0) await new Promise((r) => setTimeout(r, req.delay));
-  const now = table.dp.counters();
+  const now = relays.counters();
   const secs = (performance.now() - t0) / 1000;
-  const ids = req.relay.length ? req.relay.filter((id) => id < MAX_RELAYS) : table.relays.map((r) => r.id);
+  const all = relays.list();
+  const ids = req.relay.length ? req.relay.filter((id) => id < max) : all.map((r) => r.id);
   const relay: RelayState[] = [];
   for (const id of ids) {
-    const r = table.relays[id];
+    const r = all[id];
     if (!req.includeInactive && !(r.vm && r.vf !== null)) continue;
-    relay.push(relayState(r, table.dp.numaNode(id), now[id], then[id], secs));
+    relay.push(relayState(r, relays.report(id).numaNode, now[id], then[id], secs));
   }
   return encode({ status: Status.OK, relay });
 }
 
 /** The stats ZeroMQ service. */
-export function statsService(endpoint: string, table: RelayTable): Service {
+export function statsService(endpoint: string, relays: RelayReader, log: Logger): Service {
   return {
     name: "zmq_stats",
     endpoint,
@@ -145,10 +146,10 @@ export function statsService(endpoint: string, table: RelayTable): Service {
       try {
         req = fromBinary(StatsRequestSchema, bytes);
       } catch (e) {
-        table.log.warn(`zmq_stats: undecodable request (${bytes.length} B): ${e instanceof Error ? e.message : e}`);
+        log.warn(`zmq_stats: undecodable request (${bytes.length} B): ${e instanceof Error ? e.message : e}`);
         return encode({ status: Status.EBADR });
       }
-      return answerStats(table, req);
+      return answerStats(relays, log, req);
     },
   };
 }

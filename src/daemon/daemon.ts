@@ -20,10 +20,10 @@ import { coreSchedService } from "../control/core_sched.ts";
 import { portControlService } from "../control/port_control.ts";
 import { ControlServer, type Service } from "../control/server.ts";
 import { statsService } from "../control/stats.ts";
-import { formatLcoreMap, MAX_RELAYS, parseKernelCpuList } from "../config/values.ts";
+import { formatLcoreMap, parseKernelCpuList } from "../config/values.ts";
+import { Logger } from "../common/log.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
-import { Logger } from "./log.ts";
-import { RelayTable, tryRelayOp } from "./relays.ts";
+import { attempt, type RelayReader, RelayTable } from "../relays/table.ts";
 
 /** vio4wd's version. */
 export const VERSION = "0.1.0";
@@ -31,6 +31,13 @@ export const VERSION = "0.1.0";
 export const PID_FILE = "virtio-forwarder.pid";
 /** How often vhost events are picked up. */
 const EVENT_POLL_MS = 20;
+/** How often the relay table is reconciled with the data plane even when no event was dropped. */
+const RECONCILE_MS = 5000;
+/**
+ * Tests only: the shim's event queue capacity, made tiny so that it overflows and the table must
+ * reconcile. Unset: the shim's default.
+ */
+const EVENT_QUEUE_CAP_ENV = "VIO4WD_TEST_EVENT_QUEUE_CAP";
 
 /** Mbuf data room: the original's sizes (MTU + L2 overhead + slack). */
 export function mbufDataSize(c: Config): number {
@@ -145,8 +152,9 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   log.notice(`starting vio4wd ${VERSION} (${dp.dpdkVersion}), workers on CPU ${c.cpus.join(",")}`);
   const args = ealArgs(c);
   args.forEach((a, i) => log.debug(`dpdk eal param ${i}: ${a}`));
+  const cap = Deno.env.get(EVENT_QUEUE_CAP_ENV);
   try {
-    dp.init(args, mbufDataSize(c), c.tso);
+    dp.init(args, { mbufDataSize: mbufDataSize(c), tso: c.tso, eventQueueCap: cap ? Number(cap) : undefined });
     dp.setIdleSleep(c.idleSleepUs);
   } catch (e) {
     Deno.removeSync(pidFile);
@@ -161,21 +169,22 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   const table = new RelayTable(c, dp, log);
   if (!c.dynamicSockets) {
     let failed = 0;
-    for (let id = 0; id < MAX_RELAYS; id++) {
-      if (!tryRelayOp(log, `relay ${id}`, () => table.addSocket(id))) failed++;
+    const n = table.limits.maxRelays;
+    for (let id = 0; id < n; id++) {
+      if (attempt(log, `relay ${id}`, () => table.addSocket(id))) failed++;
     }
-    if (failed === MAX_RELAYS) {
+    if (failed === n) {
       dp.shutdown();
       Deno.removeSync(pidFile);
       throw new StartupError(`no vhost-user socket could be created in ${c.socketDir} (see the errors above)`);
     }
   }
   for (const s of c.staticVfs) {
-    tryRelayOp(log, `static VF ${s.device}=${s.relay}`, () => table.addVf(s.relay, s.device));
+    attempt(log, `static VF ${s.device}=${s.relay}`, () => table.addVf(s.relay, s.device));
   }
   let control: ControlServer;
   try {
-    control = new ControlServer(controlServices(c, table), log, c.zmqGroup);
+    control = new ControlServer(controlServices(c, table, log), log, c.zmqGroup);
   } catch (e) {
     dp.shutdown();
     Deno.removeSync(pidFile);
@@ -186,21 +195,22 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   // Port control at run time: ZeroMQ (a service above), or one of the monitors.
   const mode = portControlMode(c);
   const monitor = mode === "ovsdb"
-    ? new OvsdbMonitor(table, c.ovsdbSock)
+    ? new OvsdbMonitor(table, log, c.ovsdbSock)
     : mode === "ipc"
-    ? new IpcMonitor(table, c.ipcCmdFile)
+    ? new IpcMonitor(table, log, c.ipcCmdFile)
     : null;
   monitor?.start();
   let metrics: Deno.HttpServer | null = null;
   if (c.metricsListen) {
     try {
-      metrics = serveMetrics(c.metricsListen, table, { version: VERSION, dpdk: dp.dpdkVersion });
+      metrics = serveMetrics(c.metricsListen, table, log, { version: VERSION, dpdk: dp.dpdkVersion });
     } catch (e) {
       log.error(`metrics: cannot listen on ${c.metricsListen}: ${e instanceof Error ? e.message : e}; metrics are off`);
     }
   }
-  const sockets = table.relays.filter((r) => r.socket !== null).length;
-  const vfs = table.relays.filter((r) => r.vf !== null).length;
+  const relays = table.list();
+  const sockets = relays.filter((r) => r.socket !== null).length;
+  const vfs = relays.filter((r) => r.vf !== null).length;
   const mib = (dp.hugepageBytesUsed() / 2 ** 20).toFixed(1);
   notifySystemd(log);
   log.notice(
@@ -210,9 +220,21 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       }`,
   );
 
+  let overflows = 0n;
+  let reconciled = performance.now();
   const poll = setInterval(() => {
     dp.superviseBonds();
     for (const ev of dp.events()) table.handle(ev);
+    const dropped = dp.eventOverflows();
+    if (dropped !== overflows) {
+      log.warn(`the data plane's event queue overflowed (${dropped - overflows} event(s) dropped): reconciling`);
+      overflows = dropped;
+      table.reconcile("events were dropped");
+      reconciled = performance.now();
+    } else if (performance.now() - reconciled >= RECONCILE_MS) {
+      table.reconcile("periodic check");
+      reconciled = performance.now();
+    }
   }, EVENT_POLL_MS);
 
   return {
@@ -247,14 +269,14 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
  * The ZeroMQ services the configuration enables, in the original's start order; the core
  * scheduler needs stats, so enabling it starts stats on the default endpoint if none is set.
  */
-export function controlServices(c: Config, table: RelayTable): Service[] {
+export function controlServices(c: Config, table: RelayTable, log: Logger): Service[] {
   const coreSched = coreSchedEndpoint(c);
   const stats = c.zmqStatsEp || (coreSched ? ORIGINAL_ENDPOINTS.stats : "");
   return [
-    ...(c.zmqConfigEp ? [configService(c.zmqConfigEp, c, table.log)] : []),
-    ...(stats ? [statsService(stats, table)] : []),
-    ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, table)] : []),
-    ...(coreSched ? [coreSchedService(coreSched, table)] : []),
+    ...(c.zmqConfigEp ? [configService(c.zmqConfigEp, c, log)] : []),
+    ...(stats ? [statsService(stats, table, log)] : []),
+    ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, table, log, c.socketDir)] : []),
+    ...(coreSched ? [coreSchedService(coreSched, table, log)] : []),
   ];
 }
 
@@ -273,9 +295,28 @@ function notifySystemd(log: Logger): void {
   }
 }
 
+/** Every relay with a VF or VM, with its counters, as the SIGUSR1 status line shows them. */
+export function relayStatus(relays: RelayReader): Record<string, unknown>[] {
+  const counters = relays.counters();
+  return relays.list().filter((r) => r.vf !== null || r.vm).map((r) => {
+    const s = relays.report(r.id);
+    return {
+      id: r.id,
+      socket: r.socket,
+      vf: r.vf,
+      vm: r.vm,
+      vf_link: s.vfLink,
+      cpus: { vf_to_vm: r.cpus[0], vm_to_vf: r.cpus[1] },
+      mbufs_in_use: s.mbufsInUse,
+      vf_to_vm: counters[r.id].vfToVm,
+      vm_to_vf: counters[r.id].vmToVf,
+    };
+  });
+}
+
 /** Logs every relay with a VF or VM, with its counters, as one JSON line. */
-export function logStatus(log: Logger, table: RelayTable): void {
-  log.notice(`relay-status ${JSON.stringify(table.snapshot(), (_k, v) => typeof v === "bigint" ? Number(v) : v)}`);
+export function logStatus(log: Logger, relays: RelayReader): void {
+  log.notice(`relay-status ${JSON.stringify(relayStatus(relays), (_k, v) => typeof v === "bigint" ? Number(v) : v)}`);
 }
 
 /**

@@ -7,14 +7,21 @@
 import {
   DIR_COUNTERS,
   EVENT,
+  EVENT_SIZE,
   INIT_FLAG,
-  LAYOUT,
   openShim,
+  readLimits,
+  RELAY_REPORT_SIZE,
+  sharedLayout,
+  SHIM_ABI,
   type ShimLibrary,
+  type ShimLimits,
   SOCK_FLAG,
   STAGE,
   STATE_BIT,
 } from "../../ffi/shim.ts";
+
+export type { ShimLimits };
 
 /** Where a VF attach failed ({@link DataplaneError.stage}). */
 export const VF_ATTACH_STAGE = STAGE;
@@ -46,12 +53,33 @@ export interface WorkerCounters {
   busyPasses: bigint;
 }
 
-/** What the shim reports about a relay. */
-export interface RelayState {
+/** What the shim has of a relay (`struct vio4wd_relay_report`). */
+export interface RelayReport {
   socket: boolean;
   vm: boolean;
   vf: boolean;
   vfLink: boolean;
+  /** Queue pairs of the connected VM, 0 without one. */
+  queuePairs: number;
+  /** Enabled virtio RX / TX queue pairs (bit q: pair q). */
+  rxqMask: number;
+  txqMask: number;
+  /** NUMA node of the relay's pool (-1: any / none). */
+  numaNode: number;
+  /** Mbufs of the relay's pool in use, null without a pool. */
+  mbufsInUse: number | null;
+  /** Worker CPU of [VF->VM, VM->VF], -1 unassigned. */
+  cpus: [number, number];
+}
+
+/** How to start the data plane. */
+export interface InitOptions {
+  /** Mbuf data room in bytes. */
+  mbufDataSize: number;
+  /** Ask VFs for TSO. */
+  tso?: boolean;
+  /** Event queue capacity (tests make it tiny to overflow it); the shim's default when absent. */
+  eventQueueCap?: number;
 }
 
 /** An event from the vhost side. */
@@ -81,28 +109,44 @@ function cstr(s: string): Uint8Array<ArrayBuffer> {
 }
 
 /**
- * The data plane of this process: DPDK's EAL, worker lcores and up to 64 relays. One per
- * process (EAL can be initialised once).
+ * The data plane of this process: DPDK's EAL, worker lcores and the relays (as many as
+ * {@link Dataplane.limits} says). One per process (EAL can be initialised once).
  *
  * @example
  * ```ts
  * const dp = Dataplane.open();
- * dp.init(["vio4wd", "-l", "0,1", "--file-prefix", "x", "-m", "256", "--no-pci"], 2254);
+ * dp.init(["vio4wd", "-l", "0,1", "--file-prefix", "x", "-m", "256", "--no-pci"], { mbufDataSize: 2254 });
  * dp.registerSocket(0, "/tmp/vm0.sock", { client: false, mrgbuf: false, tso: false, owner: "", group: "" });
  * ```
  */
 export class Dataplane {
   #lib: ShimLibrary;
   #shared: Deno.UnsafePointerView | null = null;
-  #event = new Uint8Array(LAYOUT.eventSize);
+  #event = new Uint8Array(EVENT_SIZE);
+  #report = new Uint8Array(RELAY_REPORT_SIZE);
+  /** What the shim can hold. */
+  readonly limits: ShimLimits;
+  #layout: ReturnType<typeof sharedLayout>;
 
   private constructor(lib: ShimLibrary) {
     this.#lib = lib;
+    this.limits = readLimits(lib);
+    this.#layout = sharedLayout(this.limits);
   }
 
-  /** Loads the shim (see ffi/shim.ts for where it is looked for). */
+  /** Loads the shim (see ffi/shim.ts for where it is looked for) and checks that it speaks our ABI. */
   static open(): Dataplane {
-    return new Dataplane(openShim());
+    const lib = openShim();
+    const abi = readLimits(lib).abi;
+    if (abi !== SHIM_ABI) {
+      lib.close();
+      throw new DataplaneError(
+        "open",
+        22,
+        `the data-plane library speaks ABI ${abi}, this vio4wd ABI ${SHIM_ABI}: rebuild it with 'make -C shim'`,
+      );
+    }
+    return new Dataplane(lib);
   }
 
   /** DPDK's version string, e.g. `DPDK 22.11.11`. */
@@ -117,16 +161,22 @@ export class Dataplane {
     }
   }
 
-  /** Initialises EAL with `args` (argv[0] first) and starts the workers; `tso`: ask VFs for TSO. */
-  init(args: readonly string[], mbufDataSize: number, tso = false): void {
+  /** Initialises EAL with `args` (argv[0] first) and starts the workers; returns the limits. */
+  init(args: readonly string[], o: InitOptions): ShimLimits {
     const bad = args.find((a) => a.includes("\n"));
     if (bad !== undefined) throw new DataplaneError("init", 22, `EAL argument contains a newline: ${bad}`);
     this.#lib.symbols.vio4wd_log_to_fd(2);
     this.#check(
       "EAL init",
-      this.#lib.symbols.vio4wd_init(cstr(args.join("\n")), mbufDataSize, tso ? INIT_FLAG.vfTso : 0),
+      this.#lib.symbols.vio4wd_init(
+        cstr(args.join("\n")),
+        o.mbufDataSize,
+        o.tso ? INIT_FLAG.vfTso : 0,
+        o.eventQueueCap ?? 0xffffffff,
+      ),
     );
     this.#shared = new Deno.UnsafePointerView(this.#lib.symbols.vio4wd_shared()!);
+    return this.limits;
   }
 
   /** Stops workers, removes every socket and VF, releases hugepage memory. */
@@ -179,26 +229,29 @@ export class Dataplane {
     this.#check(`relay ${relay}: CPU assignment`, this.#lib.symbols.vio4wd_relay_set_cpus(relay, vfToVm, vmToVf));
   }
 
-  /** What is connected on a relay. */
-  state(relay: number): RelayState {
-    const s = this.#lib.symbols.vio4wd_relay_state(relay);
+  /** The relay as the shim has it. */
+  report(relay: number): RelayReport {
+    this.#check(`relay ${relay}: report`, this.#lib.symbols.vio4wd_relay_report(relay, this.#report));
+    const dv = new DataView(this.#report.buffer);
+    const state = dv.getUint32(0, true);
+    const mbufs = dv.getInt32(20, true);
     return {
-      socket: (s & STATE_BIT.socket) !== 0,
-      vm: (s & STATE_BIT.vm) !== 0,
-      vf: (s & STATE_BIT.vf) !== 0,
-      vfLink: (s & STATE_BIT.vfLink) !== 0,
+      socket: (state & STATE_BIT.socket) !== 0,
+      vm: (state & STATE_BIT.vm) !== 0,
+      vf: (state & STATE_BIT.vf) !== 0,
+      vfLink: (state & STATE_BIT.vfLink) !== 0,
+      queuePairs: dv.getUint32(4, true),
+      rxqMask: dv.getUint32(8, true),
+      txqMask: dv.getUint32(12, true),
+      numaNode: dv.getInt32(16, true),
+      mbufsInUse: mbufs < 0 ? null : mbufs,
+      cpus: [dv.getInt32(24, true), dv.getInt32(28, true)],
     };
   }
 
-  /** Mbufs of the relay's pool in use, or null when the relay has no pool. */
-  mbufsInUse(relay: number): number | null {
-    const n = this.#lib.symbols.vio4wd_relay_mbufs_in_use(relay);
-    return n < 0 ? null : n;
-  }
-
-  /** NUMA node of the relay's pool (-1: any / none). */
-  numaNode(relay: number): number {
-    return this.#lib.symbols.vio4wd_relay_numa_node(relay);
+  /** Events the shim dropped because its queue was full, since init. */
+  eventOverflows(): bigint {
+    return this.#view().getBigUint64(this.#layout.eventOverflowsOffset);
   }
 
   /** Bytes of hugepage memory in use by DPDK's heaps (pools, rings, vhost queues). */
@@ -213,23 +266,25 @@ export class Dataplane {
 
   /** Counters of every relay, read straight from the shared memory (one view, no call per counter). */
   counters(): RelayCounters[] {
-    const buf = new BigUint64Array(this.#view().getArrayBuffer(LAYOUT.workersOffset, 0));
+    const L = this.#layout;
+    const buf = new BigUint64Array(this.#view().getArrayBuffer(L.workersOffset, 0));
     const out: RelayCounters[] = [];
-    for (let r = 0; r < LAYOUT.maxRelays; r++) {
-      const base = (LAYOUT.relaysOffset + r * LAYOUT.relayStride) / 8;
+    for (let r = 0; r < this.limits.maxRelays; r++) {
+      const base = (L.relaysOffset + r * L.relayStride) / 8;
       const dir = (at: number) => Object.fromEntries(DIR_COUNTERS.map((k, i) => [k, buf[at + i]])) as DirCounters;
-      out.push({ vfToVm: dir(base), vmToVf: dir(base + LAYOUT.vmToVfOffset / 8) });
+      out.push({ vfToVm: dir(base), vmToVf: dir(base + L.vmToVfOffset / 8) });
     }
     return out;
   }
 
   /** Loop counters of the worker CPUs. */
   workers(): WorkerCounters[] {
-    const buf = new BigUint64Array(this.#view().getArrayBuffer(LAYOUT.size, 0));
-    const n = new Uint32Array(this.#view().getArrayBuffer(12, 0))[2];
+    const L = this.#layout;
+    const buf = new BigUint64Array(this.#view().getArrayBuffer(L.size, 0));
+    const n = this.#view().getUint32(L.nWorkersOffset);
     const out: WorkerCounters[] = [];
     for (let i = 0; i < n; i++) {
-      const at = (LAYOUT.workersOffset + i * LAYOUT.workerStride) / 8;
+      const at = (L.workersOffset + i * L.workerStride) / 8;
       out.push({ cpu: Number(buf[at + 2]), passes: buf[at], busyPasses: buf[at + 1] });
     }
     return out;

@@ -6,7 +6,8 @@
  * @module
  */
 
-import type { RelayTable } from "../daemon/relays.ts";
+import type { Logger } from "../common/log.ts";
+import type { RelayReader } from "../relays/table.ts";
 
 /** Escapes a label value for the text format. */
 const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
@@ -18,17 +19,17 @@ export interface WorkerSample {
   busyPasses: bigint;
 }
 
-/** Renders every metric of the relay table; `prev` gives the busy share since the last scrape. */
+/** Renders every metric of the relays; `prev` gives the busy share since the last scrape. */
 export function renderMetrics(
-  table: RelayTable,
+  relays: RelayReader,
   build: { version: string; dpdk: string },
   prev: WorkerSample[] | null,
 ): { text: string; workers: WorkerSample[] } {
   const out: string[] = [];
   const family = (name: string, type: string, help: string) =>
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-  const counters = table.dp.counters();
-  const relays = table.relays.filter((r) => r.socket !== null || r.vf !== null);
+  const counters = relays.counters();
+  const shown = relays.list().filter((r) => r.socket !== null || r.vf !== null);
   const dirs = [["vf_to_vm", "vfToVm"], ["vm_to_vf", "vmToVf"]] as const;
   const series: [string, string, string, (c: (typeof counters)[number]["vfToVm"]) => bigint][] = [
     ["vio4wd_relay_rx_packets_total", "Packets received by a relay direction.", "", (c) => c.rxPkts],
@@ -38,7 +39,7 @@ export function renderMetrics(
   ];
   for (const [name, help, , get] of series) {
     family(name, "counter", help);
-    for (const r of relays) {
+    for (const r of shown) {
       for (const [dir, key] of dirs) {
         out.push(`${name}{relay="${r.id}",direction="${dir}"} ${get(counters[r.id][key])}`);
       }
@@ -51,7 +52,7 @@ export function renderMetrics(
       "counter",
       `${unit === "packets" ? "Packets" : "Bytes"} dropped, by reason (queue_full, not_connected).`,
     );
-    for (const r of relays) {
+    for (const r of shown) {
       for (const [dir, key] of dirs) {
         const c = counters[r.id][key];
         out.push(`${name}{relay="${r.id}",direction="${dir}",reason="queue_full"} ${c[`dropFull${pick}`]}`);
@@ -60,18 +61,18 @@ export function renderMetrics(
     }
   }
   family("vio4wd_relay_vm_connected", "gauge", "1 when a VM is connected on the relay's socket.");
-  for (const r of relays) out.push(`vio4wd_relay_vm_connected{relay="${r.id}"} ${r.vm ? 1 : 0}`);
+  for (const r of shown) out.push(`vio4wd_relay_vm_connected{relay="${r.id}"} ${r.vm ? 1 : 0}`);
   family("vio4wd_relay_vf_attached", "gauge", "1 when the relay has a VF (or bond).");
-  for (const r of relays) out.push(`vio4wd_relay_vf_attached{relay="${r.id}"} ${r.vf !== null ? 1 : 0}`);
+  for (const r of shown) out.push(`vio4wd_relay_vf_attached{relay="${r.id}"} ${r.vf !== null ? 1 : 0}`);
   family("vio4wd_relay_info", "gauge", "Relay identity: socket, VF device and worker CPUs (value 1).");
-  for (const r of relays) {
+  for (const r of shown) {
     out.push(
       `vio4wd_relay_info{relay="${r.id}",socket="${esc(r.socket ?? "")}",vf="${esc(r.vf ?? "")}",vf_to_vm_cpu="${
         r.cpus[0]
       }",vm_to_vf_cpu="${r.cpus[1]}"} 1`,
     );
   }
-  const workers = table.dp.workers().map((w) => ({ lcore: w.cpu, passes: w.passes, busyPasses: w.busyPasses }));
+  const workers = relays.workers().map((w) => ({ lcore: w.cpu, passes: w.passes, busyPasses: w.busyPasses }));
   family(
     "vio4wd_worker_busy_ratio",
     "gauge",
@@ -91,7 +92,8 @@ export function renderMetrics(
 /** Serves /metrics on `listen` (HOST:PORT) until closed. */
 export function serveMetrics(
   listen: string,
-  table: RelayTable,
+  relays: RelayReader,
+  log: Logger,
   build: { version: string; dpdk: string },
 ): Deno.HttpServer {
   const m = /^(.*):(\d+)$/.exec(listen)!;
@@ -99,10 +101,10 @@ export function serveMetrics(
   return Deno.serve({
     hostname: m[1].replace(/^\[|\]$/g, ""),
     port: Number(m[2]),
-    onListen: ({ hostname, port }) => table.log.info(`metrics: http://${hostname}:${port}/metrics`),
+    onListen: ({ hostname, port }) => log.info(`metrics: http://${hostname}:${port}/metrics`),
   }, (req) => {
     if (new URL(req.url).pathname !== "/metrics") return new Response("see /metrics\n", { status: 404 });
-    const r = renderMetrics(table, build, prev);
+    const r = renderMetrics(relays, build, prev);
     prev = r.workers;
     return new Response(r.text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
   });

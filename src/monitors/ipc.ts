@@ -7,9 +7,10 @@
  * @module
  */
 
-import type { RelayTable } from "../daemon/relays.ts";
+import type { Logger } from "../common/log.ts";
+import type { RelayPorts } from "../relays/table.ts";
 import { mapNetdev, type VfMapping } from "./netdev.ts";
-import { addMapping, removeMapping } from "./relay_sync.ts";
+import { addMapping, relayVf, removeMapping } from "./relay_sync.ts";
 
 /** How often the file is looked for. */
 const POLL_MS = 10;
@@ -30,7 +31,7 @@ export function parseIpcCommand(text: string): IpcCommand {
   return { op: m[1] === "add_port" ? "add" : "del", netdev: m[2] };
 }
 
-/** Watches the command file for one relay table. */
+/** Watches the command file, acting on the relay table's port view. */
 export class IpcMonitor {
   #timer: ReturnType<typeof setInterval> | undefined;
   #busy = false;
@@ -38,13 +39,14 @@ export class IpcMonitor {
   #reported = "";
 
   constructor(
-    readonly table: RelayTable,
+    readonly ports: RelayPorts,
+    readonly log: Logger,
     readonly path: string,
     readonly map: (netdev: string) => VfMapping = mapNetdev,
   ) {}
 
   start(): void {
-    this.table.log.info(`ipc: watching ${this.path} for add_port/del_port commands`);
+    this.log.info(`ipc: watching ${this.path} for add_port/del_port commands`);
     this.#timer = setInterval(() => {
       if (!this.#busy) {
         this.#busy = true;
@@ -67,7 +69,7 @@ export class IpcMonitor {
     }
     const id = `${stat.mtime?.getTime()}:${stat.size}:${stat.ino}`;
     if (id === this.#reported) return;
-    const log = this.table.log;
+    const log = this.log;
     let text: string;
     try {
       text = await Deno.readTextFile(this.path);
@@ -91,11 +93,14 @@ export class IpcMonitor {
       log.error(`ipc: ${cmd.op}_port ${cmd.netdev}: ${e instanceof Error ? e.message : e}`);
       return;
     }
-    const r = this.table.relays[m.relay];
+    const vf = relayVf(this.ports, this.log, "ipc", m);
+    if (vf === undefined) return;
     if (cmd.op === "add") {
-      if (r.vf !== null) log.error(`ipc: add_port ${cmd.netdev}: relay ${m.relay} already has ${r.vf}`);
-      else if (addMapping(this.table, "ipc", m)) log.info(`ipc: Adding netdev '${cmd.netdev}' to virtio ${m.relay}`);
-    } else if (!removeMapping(this.table, "ipc", m)) {
+      if (vf !== null) log.error(`ipc: add_port ${cmd.netdev}: relay ${m.relay} already has ${vf}`);
+      else if (addMapping(this.ports, this.log, "ipc", m)) {
+        log.info(`ipc: Adding netdev '${cmd.netdev}' to virtio ${m.relay}`);
+      }
+    } else if (!removeMapping(this.ports, this.log, "ipc", m)) {
       log.error(`ipc: del_port ${cmd.netdev}: relay ${m.relay} does not have ${m.device}`);
     } else {
       log.info(`ipc: removing netdev '${cmd.netdev}' from virtio ${m.relay}`);

@@ -8,7 +8,6 @@
  */
 
 import { basename } from "node:path";
-import { MAX_RELAYS } from "../config/values.ts";
 
 /** A VF and the relay it belongs to. */
 export interface VfMapping {
@@ -50,11 +49,7 @@ export function mapNetdev(netdev: string, root = sysfsRoot()): VfMapping {
       continue;
     }
     if (target !== pci) continue;
-    const relay = Number(m[1]);
-    if (relay >= MAX_RELAYS) {
-      throw new Error(`${netdev} is VF ${relay} of its PF: relay ids go up to ${MAX_RELAYS - 1}`);
-    }
-    return { device: pci, relay };
+    return { device: pci, relay: Number(m[1]) }; // the relay table checks the range
   }
   throw new Error(`${pci} (${netdev}) is not among ${physfn}/virtfn*`);
 }

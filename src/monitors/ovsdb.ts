@@ -12,7 +12,8 @@
  * @module
  */
 
-import type { RelayTable } from "../daemon/relays.ts";
+import type { Logger } from "../common/log.ts";
+import type { RelayPorts } from "../relays/table.ts";
 import { mapNetdev, type VfMapping } from "./netdev.ts";
 import { OwnedRelays } from "./relay_sync.ts";
 
@@ -58,9 +59,7 @@ export function rowMapping(row: InterfaceRow, map: (netdev: string) => VfMapping
   if (n === null) return null;
   const device = row.externalIds[DEVICE_KEY];
   if (device !== undefined) {
-    if (n < 0 || n > 63) {
-      throw new Error(`${key}=${row.externalIds[key]}: with ${DEVICE_KEY} the tag is the relay id (0-63)`);
-    }
+    if (n < 0) throw new Error(`${key}=${row.externalIds[key]}: with ${DEVICE_KEY} the tag is the relay id (>= 0)`);
     return { device, relay: n };
   }
   return map(row.name);
@@ -98,7 +97,7 @@ export class JsonFramer {
   }
 }
 
-/** The OVSDB monitor of one relay table. */
+/** The OVSDB monitor over the relay table's port view. */
 export class OvsdbMonitor {
   readonly rows = new Map<string, InterfaceRow>();
   readonly #owned: OwnedRelays;
@@ -110,11 +109,12 @@ export class OvsdbMonitor {
   synced = 0;
 
   constructor(
-    readonly table: RelayTable,
+    readonly ports: RelayPorts,
+    readonly log: Logger,
     readonly path: string,
     readonly map: (netdev: string) => VfMapping = mapNetdev,
   ) {
-    this.#owned = new OwnedRelays(table, "ovsdb");
+    this.#owned = new OwnedRelays(ports, log, "ovsdb");
   }
 
   start(): void {
@@ -133,7 +133,7 @@ export class OvsdbMonitor {
   #state: "starting" | "up" | "down" = "starting";
 
   async #run(): Promise<void> {
-    const log = this.table.log;
+    const log = this.log;
     let retry = RETRY_MIN_MS;
     let reported = false; // the current outage has been logged
     while (!this.#stopping) {
@@ -212,7 +212,7 @@ export class OvsdbMonitor {
       this.rows.clear();
       this.#apply(msg.result);
       this.synced++;
-      this.table.log.notice(`ovsdb: ${this.#state === "down" ? "reconnected to" : "connected to"} ${this.path}`);
+      this.log.notice(`ovsdb: ${this.#state === "down" ? "reconnected to" : "connected to"} ${this.path}`);
       this.#state = "up";
       return;
     }
@@ -244,7 +244,7 @@ export class OvsdbMonitor {
         this.#mapErrors.delete(row.name);
       } catch (e) {
         const why = e instanceof Error ? e.message : String(e);
-        if (this.#mapErrors.get(row.name) !== why) this.table.log.error(`ovsdb: interface ${row.name}: ${why}`);
+        if (this.#mapErrors.get(row.name) !== why) this.log.error(`ovsdb: interface ${row.name}: ${why}`);
         this.#mapErrors.set(row.name, why);
       }
     }

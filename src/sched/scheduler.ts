@@ -21,7 +21,7 @@ import {
   StatsResponseSchema,
 } from "../control/gen/virtioforwarder_pb.ts";
 import { parseKernelCpuList } from "../config/values.ts";
-import type { Logger } from "../daemon/log.ts";
+import type { Logger } from "../common/log.ts";
 import { decide, type GroupDecision, type RelayRates } from "./plan.ts";
 
 /** How the scheduler runs. */

@@ -1,0 +1,173 @@
+/*
+ * What each worker polls: a compact list of the relay directions assigned to it that have their
+ * source connected, with everything the loop needs copied in (port, vid, enabled queue pairs,
+ * pool, offloads, counters). The control side rebuilds the lists from the relays after every
+ * change and swaps them in; a worker never looks at a relay itself.
+ *
+ * Each worker has two lists: the one it polls, and a spare the next rebuild writes into. After a
+ * swap, lists_publish() waits until the worker has finished a pass over the new list, so that the
+ * old one is unused (it becomes the spare) and nothing that was removed is still being polled.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rte_lcore.h>
+
+#include "internal.h"
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+
+struct worker_lists {
+	struct work_list lists[2];
+	struct work_list *current; /* what the worker polls (release store, acquire load) */
+};
+
+static struct worker_lists g_lists[VIO4WD_MAX_WORKERS];
+/* Serialises rebuilds (the control thread and the vhost thread both publish). Taken after a
+ * relay's lock, never before one. */
+static pthread_mutex_t g_publish_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int worker_slot(unsigned lcore)
+{
+	for (unsigned i = 0; i < g_shared.n_workers; i++)
+		if (g_shared.workers[i].lcore == lcore)
+			return (int)i;
+	return -1;
+}
+
+void lists_init(void)
+{
+	for (unsigned i = 0; i < VIO4WD_MAX_WORKERS; i++) {
+		g_lists[i].lists[0].n = g_lists[i].lists[1].n = 0;
+		g_lists[i].current = &g_lists[i].lists[0];
+	}
+}
+
+const struct work_list *lists_current(unsigned slot)
+{
+	return LOAD(g_lists[slot].current);
+}
+
+static uint8_t mask_pairs(uint32_t mask, uint8_t *pairs)
+{
+	uint8_t n = 0;
+	for (uint32_t m = mask; m != 0; m &= m - 1)
+		pairs[n++] = (uint8_t)__builtin_ctz(m);
+	return n;
+}
+
+/* Appends the relay's direction `dir` to `l` when it belongs on lcore `lcore` and has a source. */
+static void add_item(struct work_list *l, struct relay *r, uint32_t id, int dir, int lcore)
+{
+	if (LOAD(r->cpu[dir]) != lcore)
+		return;
+	int vid = LOAD(r->vid);
+	uint16_t port = LOAD(r->port);
+	if ((dir == VF_TO_VM && port == NO_PORT) || (dir == VM_TO_VF && vid == NO_VID))
+		return;
+	struct work_item *it = &l->items[l->n];
+	it->dir = (uint8_t)dir;
+	it->port = port;
+	it->vid = vid;
+	it->npairs = vid == NO_VID ? 0 : mask_pairs(dir == VF_TO_VM ? LOAD(r->rx_enabled) : LOAD(r->tx_enabled), it->pairs);
+	it->next = 0;
+	it->pool = LOAD(r->pool);
+	it->tx_offloads = LOAD(r->tx_offloads);
+	it->stats = dir == VF_TO_VM ? &g_shared.relays[id].vf_to_vm : &g_shared.relays[id].vm_to_vf;
+	if (dir == VM_TO_VF && it->pool == NULL)
+		return; /* dequeuing needs the pool */
+	l->n++;
+}
+
+static bool same_list(const struct work_list *a, const struct work_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (uint32_t i = 0; i < a->n; i++) {
+		const struct work_item *x = &a->items[i], *y = &b->items[i];
+		if (x->dir != y->dir || x->port != y->port || x->vid != y->vid || x->npairs != y->npairs ||
+		    memcmp(x->pairs, y->pairs, x->npairs) != 0 || x->pool != y->pool ||
+		    x->tx_offloads != y->tx_offloads || x->stats != y->stats)
+			return false;
+	}
+	return true;
+}
+
+/* Waits until the worker in `slot` has completed a full pass after the caller's last store. */
+static int quiesce_slot(unsigned slot)
+{
+	uint64_t start = LOAD(g_shared.workers[slot].passes);
+	for (int i = 0; LOAD(g_shared.workers[slot].passes) < start + 2; i++) {
+		if (i > 200000)
+			return set_error(ETIMEDOUT, "worker on CPU %u did not reach a quiescent point",
+					 (unsigned)g_shared.workers[slot].lcore);
+		usleep(5);
+	}
+	return 0;
+}
+
+int lists_publish(void)
+{
+	int ret = 0;
+	bool changed[VIO4WD_MAX_WORKERS] = {false};
+	pthread_mutex_lock(&g_publish_lock);
+	for (unsigned s = 0; s < g_shared.n_workers; s++) {
+		struct worker_lists *w = &g_lists[s];
+		struct work_list *cur = w->current;
+		struct work_list *spare = cur == &w->lists[0] ? &w->lists[1] : &w->lists[0];
+		int lcore = (int)g_shared.workers[s].lcore;
+		spare->n = 0;
+		/* Other relays than the caller's are read without their locks: each publishes again after
+		 * its own change, and every field is stored atomically in an order that is safe to
+		 * see half-way (a source appears last and disappears first). */
+		for (uint32_t id = 0; id < VIO4WD_MAX_RELAYS; id++) {
+			struct relay *r = relay_get(id);
+			add_item(spare, r, id, VF_TO_VM, lcore);
+			add_item(spare, r, id, VM_TO_VF, lcore);
+		}
+		if (same_list(spare, cur))
+			continue;
+		/* keep the worker's queue position where the item is the same one */
+		for (uint32_t i = 0; i < spare->n && i < cur->n; i++)
+			if (spare->items[i].stats == cur->items[i].stats && spare->items[i].npairs != 0)
+				spare->items[i].next = (uint16_t)(cur->items[i].next % spare->items[i].npairs);
+		__atomic_store_n(&w->current, spare, __ATOMIC_RELEASE);
+		changed[s] = true;
+	}
+	for (unsigned s = 0; s < g_shared.n_workers; s++)
+		if (changed[s] && ret == 0)
+			ret = quiesce_slot(s);
+	pthread_mutex_unlock(&g_publish_lock);
+	return ret;
+}
+
+API int vio4wd_relay_set_cpus(uint32_t id, int32_t vf_to_vm_cpu, int32_t vm_to_vf_cpu)
+{
+	struct relay *r = relay_get(id);
+	if (r == NULL)
+		return -EINVAL;
+	int32_t want[2] = {vf_to_vm_cpu, vm_to_vf_cpu};
+	for (int d = 0; d < 2; d++)
+		if (want[d] >= 0 && worker_slot((unsigned)want[d]) < 0)
+			return set_error(EINVAL, "CPU %d is not a worker CPU of this daemon", want[d]);
+	pthread_mutex_lock(&r->lock);
+	int ret = 0;
+	/* Two steps, so that no two workers ever poll one direction at once: the old worker lets go
+	 * (its new list published and passed over), then the new one takes it. */
+	bool moved = false;
+	for (int d = 0; d < 2; d++) {
+		if (r->cpu[d] != want[d] && r->cpu[d] >= 0) {
+			__atomic_store_n(&r->cpu[d], -1, __ATOMIC_RELEASE);
+			moved = true;
+		}
+	}
+	if (moved)
+		ret = lists_publish();
+	for (int d = 0; d < 2; d++)
+		__atomic_store_n(&r->cpu[d], want[d], __ATOMIC_RELEASE);
+	if (ret == 0)
+		ret = lists_publish();
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}

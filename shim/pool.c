@@ -1,0 +1,126 @@
+/* The relays' mbuf pools: created when a VF or VM first needs one, moved to the VM's NUMA node,
+ * freed when neither is left. */
+#include <stdio.h>
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+
+#include "internal.h"
+
+/* 64 relays x 2559 mbufs of ~2.4 KiB stay within 512 MiB of hugepages. */
+#define POOL_MBUFS 2559
+#define POOL_CACHE 256 /* per-lcore LIFO cache: recently freed (cache-hot) mbufs are reused first */
+
+static unsigned g_pool_seq;
+
+static struct rte_mempool *create_pool(uint32_t id, int numa)
+{
+	char name[RTE_MEMPOOL_NAMESIZE];
+	snprintf(name, sizeof(name), "vio4wd_r%u_%u", id, g_pool_seq++);
+	uint16_t room = (uint16_t)(RTE_PKTMBUF_HEADROOM + g_mbuf_data_size);
+	return rte_pktmbuf_pool_create(name, POOL_MBUFS, POOL_CACHE, 0, room, numa < 0 ? SOCKET_ID_ANY : numa);
+}
+
+/* The node the memory really is on (a pool asked for "any" node still lives on one). */
+static int pool_node(const struct rte_mempool *mp, int asked)
+{
+	return mp->mz != NULL ? mp->mz->socket_id : asked;
+}
+
+int pool_ensure(struct relay *r, uint32_t id, int numa)
+{
+	if (r->pool != NULL)
+		return 0;
+	struct rte_mempool *mp = create_pool(id, numa);
+	if (mp == NULL && numa >= 0)
+		mp = create_pool(id, -1);
+	if (mp == NULL)
+		return set_stage_error(VIO4WD_STAGE_POOL, rte_errno,
+				       "cannot allocate the mbuf pool of relay %u: %s (more hugepage memory needed?)", id,
+				       rte_strerror(rte_errno));
+	r->numa_node = pool_node(mp, numa);
+	__atomic_store_n(&r->pool, mp, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* Frees a replaced pool once all its mbufs are back. */
+static void free_retired(struct relay *r)
+{
+	if (r->retired != NULL && rte_mempool_in_use_count(r->retired) == 0) {
+		rte_mempool_free(r->retired);
+		r->retired = NULL;
+	}
+}
+
+/* Sets the VF's RX queue up again on `mp`; returns whether it now allocates from `mp`. */
+static bool move_vf_rx_queue(uint16_t port, int numa, struct rte_mempool *mp, struct rte_mempool *old)
+{
+	rte_eth_dev_stop(port);
+	uint16_t nrx = VF_RING_DESC, ntx = VF_RING_DESC;
+	rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx);
+	if (rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)numa, NULL, mp) != 0 &&
+	    rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)rte_eth_dev_socket_id(port), NULL, old) != 0)
+		fprintf(stderr, "vio4wd: port %u: the VF's RX queue could not be set up again\n", port);
+	rte_eth_dev_start(port);
+	struct rte_eth_rxq_info qi;
+	return rte_eth_rx_queue_info_get(port, 0, &qi) == 0 && qi.mp == mp;
+}
+
+void pool_rehome(struct relay *r, uint32_t id, int numa)
+{
+	free_retired(r);
+	if (numa < 0 || r->pool == NULL || r->numa_node == numa || r->retired != NULL)
+		return;
+	struct rte_mempool *mp = create_pool(id, numa);
+	if (mp == NULL)
+		return; /* no memory on that node: keep the pool where it is */
+	uint16_t port = r->port;
+	if (port != NO_PORT) {
+		/* The VF's RX queue allocates from the pool: take it out of the loop, move it, restart. */
+		__atomic_store_n(&r->port, NO_PORT, __ATOMIC_RELEASE);
+		lists_publish();
+		bool moved = move_vf_rx_queue(port, numa, mp, r->pool);
+		if (!moved) {
+			/* The VF stayed on the old pool: keep it there. */
+			__atomic_store_n(&r->port, port, __ATOMIC_RELEASE);
+			lists_publish();
+			rte_mempool_free(mp);
+			return;
+		}
+	}
+	struct rte_mempool *old = r->pool;
+	__atomic_store_n(&r->pool, mp, __ATOMIC_RELEASE);
+	r->numa_node = pool_node(mp, numa);
+	if (port != NO_PORT)
+		__atomic_store_n(&r->port, port, __ATOMIC_RELEASE);
+	lists_publish();
+	r->retired = old;
+	free_retired(r);
+}
+
+void pool_release_if_idle(struct relay *r)
+{
+	if (r->pool == NULL || r->vid != NO_VID || r->port != NO_PORT)
+		return;
+	struct rte_mempool *mp = r->pool;
+	__atomic_store_n(&r->pool, NULL, __ATOMIC_RELEASE);
+	lists_publish();
+	rte_mempool_free(mp);
+	r->numa_node = -1;
+	free_retired(r);
+}
+
+void pools_free_all(void)
+{
+	for (uint32_t id = 0; id < VIO4WD_MAX_RELAYS; id++) {
+		struct relay *r = relay_get(id);
+		if (r->pool != NULL) {
+			rte_mempool_free(r->pool);
+			r->pool = NULL;
+		}
+		if (r->retired != NULL) {
+			rte_mempool_free(r->retired);
+			r->retired = NULL;
+		}
+	}
+}

@@ -1,0 +1,75 @@
+/* The relays: one struct relay each, holding all of its state, and the report the daemon reads. */
+#include <errno.h>
+#include <string.h>
+
+#include <rte_ethdev.h>
+
+#include "internal.h"
+
+static struct relay g_relays[VIO4WD_MAX_RELAYS];
+
+void relays_reset(void)
+{
+	for (unsigned i = 0; i < VIO4WD_MAX_RELAYS; i++) {
+		struct relay *r = &g_relays[i];
+		memset(r, 0, sizeof(*r));
+		pthread_mutex_init(&r->lock, NULL);
+		r->numa_node = -1;
+		r->vid = NO_VID;
+		r->port = NO_PORT;
+		r->cpu[VF_TO_VM] = r->cpu[VM_TO_VF] = -1;
+	}
+}
+
+struct relay *relay_get(uint32_t id)
+{
+	if (id >= VIO4WD_MAX_RELAYS) {
+		set_error(EINVAL, "relay %u is out of range 0-%d", id, VIO4WD_MAX_RELAYS - 1);
+		return NULL;
+	}
+	return &g_relays[id];
+}
+
+int relay_of_path(const char *path)
+{
+	for (int i = 0; i < VIO4WD_MAX_RELAYS; i++) {
+		struct relay *r = &g_relays[i];
+		pthread_mutex_lock(&r->lock);
+		bool match = r->path[0] != '\0' && strcmp(r->path, path) == 0;
+		pthread_mutex_unlock(&r->lock);
+		if (match)
+			return i;
+	}
+	return -1;
+}
+
+API int vio4wd_relay_report(uint32_t id, struct vio4wd_relay_report *out)
+{
+	struct relay *r = relay_get(id);
+	if (r == NULL)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&r->lock);
+	if (r->registered)
+		out->state |= VIO4WD_STATE_SOCKET;
+	if (r->vid != NO_VID) {
+		out->state |= VIO4WD_STATE_VM;
+		out->queue_pairs = r->queue_pairs;
+		out->rxq_mask = r->rx_enabled;
+		out->txq_mask = r->tx_enabled;
+	}
+	if (r->port != NO_PORT) {
+		out->state |= VIO4WD_STATE_VF;
+		struct rte_eth_link link;
+		if (rte_eth_link_get_nowait(r->port, &link) == 0 && link.link_status)
+			out->state |= VIO4WD_STATE_VF_LINK;
+	}
+	out->numa_node = r->numa_node;
+	out->mbufs_in_use = r->pool == NULL ? -1 : (int32_t)rte_mempool_in_use_count(r->pool);
+	out->cpu[VF_TO_VM] = r->cpu[VF_TO_VM];
+	out->cpu[VM_TO_VF] = r->cpu[VM_TO_VF];
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+_Static_assert(sizeof(struct vio4wd_relay_report) == 32, "relay report is 32 bytes");

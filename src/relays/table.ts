@@ -1,0 +1,425 @@
+/**
+ * The relay table: the one owner, on the TypeScript side, of what each relay has (socket, VF,
+ * VM, CPUs). Its records are private; everything else reads them as {@link RelaySnapshot}s and
+ * changes them only through the table's methods, which apply each change to the data plane. What
+ * the data plane learns on its own (a VM connecting) arrives as events; when the shim had to drop
+ * events, and on a slow timer, {@link RelayTable.reconcile} re-reads every relay from the shim.
+ *
+ * Services depend on the narrow views: {@link RelayReader} (stats, metrics), {@link RelayPorts}
+ * (port control, monitors), {@link RelayPlacement} (core scheduling).
+ *
+ * @module
+ */
+
+import type { Config } from "../config/config.ts";
+import { isPciAddress, normalizePci, socketPath } from "../config/values.ts";
+import type { Logger } from "../common/log.ts";
+import {
+  type Dataplane,
+  DataplaneError,
+  type DataplaneEvent,
+  type RelayCounters,
+  type RelayReport,
+  type ShimLimits,
+  type WorkerCounters,
+} from "../dataplane/dataplane.ts";
+
+/** Which direction of a relay: index into {@link RelaySnapshot.cpus}. */
+export const VF_TO_VM = 0;
+export const VM_TO_VF = 1;
+
+/** A relay as the table has it, read-only. */
+export interface RelaySnapshot {
+  readonly id: number;
+  /** vhost-user socket path, or null without one. */
+  readonly socket: string | null;
+  /** VF devargs or PCI address (a bond's name), or null without one. */
+  readonly vf: string | null;
+  /** When the VF side is a bond: its mode and member devices. */
+  readonly bond: { readonly mode: number; readonly members: readonly string[] } | null;
+  /** A VM is connected on the socket. */
+  readonly vm: boolean;
+  readonly queuePairs: number;
+  /** Worker CPU of [VF->VM, VM->VF]; -1 when unassigned. */
+  readonly cpus: readonly [number, number];
+  /** CPUs from VIRTIOFWD_CPU_PINS ([VF->VM, VM->VF]): used whenever a side comes up. */
+  readonly pin: readonly [number, number] | null;
+}
+
+/** Reading relays and their counters: what stats, metrics and status logs need. */
+export interface RelayReader {
+  readonly limits: ShimLimits;
+  get(id: number): RelaySnapshot;
+  list(): RelaySnapshot[];
+  counters(): RelayCounters[];
+  workers(): WorkerCounters[];
+  /** The relay as the data plane has it (link, NUMA node, mbufs in use). */
+  report(id: number): RelayReport;
+}
+
+/** Adding and removing ports: what port control and the port monitors need. */
+export interface RelayPorts {
+  readonly limits: ShimLimits;
+  get(id: number): RelaySnapshot;
+  list(): RelaySnapshot[];
+  /** The relay whose socket is `path`. */
+  findBySocket(path: string): RelaySnapshot | undefined;
+  /** The relay whose VF is `device` (PCI addresses compared normalised). */
+  findByDevice(device: string): RelaySnapshot | undefined;
+  /** The socket path of relay `id` under the configured directory and pattern. */
+  defaultSocketPath(id: number): string;
+  addSocket(id: number, path?: string): void;
+  removeSocket(id: number): void;
+  addVf(id: number, device: string): void;
+  addBond(id: number, name: string, mode: number, members: readonly string[]): void;
+  removeVf(id: number): void;
+}
+
+/** Moving relay directions between worker CPUs: what core scheduling needs. */
+export interface RelayPlacement {
+  readonly limits: ShimLimits;
+  /** The worker CPUs, ascending. */
+  readonly workerCpus: readonly number[];
+  migrate(id: number, vfToVmCpu: number, vmToVfCpu: number): void;
+}
+
+/** A relay-table operation was refused; `code` is an errno-like number. */
+export class RelayError extends Error {
+  constructor(readonly code: number, message: string) {
+    super(message);
+    this.name = "RelayError";
+  }
+}
+
+/** What a refused relay operation throws. */
+export type RelayFailure = DataplaneError | RelayError;
+
+/**
+ * Runs one relay operation: null when it worked, else the refusal, logged as `what: why`. Other
+ * errors (bugs) are thrown.
+ */
+export function attempt(log: Logger, what: string, fn: () => void): RelayFailure | null {
+  try {
+    fn();
+    return null;
+  } catch (e) {
+    if (e instanceof DataplaneError || e instanceof RelayError) {
+      log.error(`${what}: ${e.message}`);
+      return e;
+    }
+    throw e;
+  }
+}
+
+const EINVAL = 22;
+const EEXIST = 17;
+const ENOENT = 2;
+
+/** The device string as the table stores it: PCI addresses normalised, devargs as given. */
+export function normalizeDevice(device: string): string {
+  return isPciAddress(device) ? normalizePci(device) : device;
+}
+
+/** One relay's record (private to the table). */
+interface Relay {
+  id: number;
+  socket: string | null;
+  vf: string | null;
+  bond: { mode: number; members: string[] } | null;
+  vm: boolean;
+  queuePairs: number;
+  cpus: [number, number];
+  pin: [number, number] | null;
+}
+
+/**
+ * Picks the least busy worker CPU: 12 points per VF->VM direction with a VF on the CPU, 10 per
+ * VM->VF direction with a VM (the original's weights); ties go to the lowest CPU.
+ */
+export function leastBusyCpu(workers: readonly number[], relays: Iterable<RelaySnapshot>): number {
+  const score = new Map(workers.map((c) => [c, 0]));
+  for (const r of relays) {
+    if (r.vf !== null && score.has(r.cpus[VF_TO_VM])) score.set(r.cpus[VF_TO_VM], score.get(r.cpus[VF_TO_VM])! + 12);
+    if (r.vm && score.has(r.cpus[VM_TO_VF])) score.set(r.cpus[VM_TO_VF], score.get(r.cpus[VM_TO_VF])! + 10);
+  }
+  let best = workers[0];
+  for (const c of workers) if (score.get(c)! < score.get(best)!) best = c;
+  return best;
+}
+
+const snapshot = (r: Relay): RelaySnapshot =>
+  Object.freeze({
+    ...r,
+    bond: r.bond ? Object.freeze({ mode: r.bond.mode, members: Object.freeze([...r.bond.members]) }) : null,
+    cpus: Object.freeze([...r.cpus]) as unknown as readonly [number, number],
+    pin: r.pin ? Object.freeze([...r.pin]) as unknown as readonly [number, number] : null,
+  });
+
+/** The relay table over a running data plane. */
+export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
+  readonly #relays: Relay[] = [];
+  readonly #config: Config;
+  readonly #dp: Dataplane;
+  readonly #log: Logger;
+  readonly limits: ShimLimits;
+  readonly workerCpus: readonly number[];
+
+  constructor(config: Config, dp: Dataplane, log: Logger) {
+    this.#config = config;
+    this.#dp = dp;
+    this.#log = log;
+    this.limits = dp.limits;
+    this.workerCpus = [...config.cpus].sort((a, b) => a - b);
+    const pins = new Map(config.cpuPins.map((p) => [p.relay, p]));
+    for (let id = 0; id < this.limits.maxRelays; id++) {
+      const pin = pins.get(id);
+      this.#relays.push({
+        id,
+        socket: null,
+        vf: null,
+        bond: null,
+        vm: false,
+        queuePairs: 0,
+        cpus: pin ? [pin.vfToVm, pin.vmToVf] : [-1, -1],
+        pin: pin ? [pin.vfToVm, pin.vmToVf] : null,
+      });
+    }
+  }
+
+  #relay(id: number): Relay {
+    if (!Number.isInteger(id) || id < 0 || id >= this.#relays.length) {
+      throw new RelayError(EINVAL, `relay id ${id} is out of range 0-${this.#relays.length - 1}`);
+    }
+    return this.#relays[id];
+  }
+
+  get(id: number): RelaySnapshot {
+    return snapshot(this.#relay(id));
+  }
+
+  list(): RelaySnapshot[] {
+    return this.#relays.map(snapshot);
+  }
+
+  findBySocket(path: string): RelaySnapshot | undefined {
+    const r = this.#relays.find((x) => x.socket === path);
+    return r && snapshot(r);
+  }
+
+  findByDevice(device: string): RelaySnapshot | undefined {
+    const dev = normalizeDevice(device);
+    const r = this.#relays.find((x) => x.vf === dev);
+    return r && snapshot(r);
+  }
+
+  counters(): RelayCounters[] {
+    return this.#dp.counters();
+  }
+
+  workers(): WorkerCounters[] {
+    return this.#dp.workers();
+  }
+
+  report(id: number): RelayReport {
+    return this.#dp.report(this.#relay(id).id);
+  }
+
+  #apply(r: Relay): void {
+    this.#dp.setCpus(r.id, r.cpus[VF_TO_VM], r.cpus[VM_TO_VF]);
+  }
+
+  /** Gives a direction a CPU (its pin, else the least busy worker) and applies it. */
+  #place(r: Relay, dir: number): void {
+    if (r.pin) r.cpus[dir] = r.pin[dir];
+    else if (r.cpus[dir] < 0) r.cpus[dir] = leastBusyCpu(this.#config.cpus, this.#relays);
+    this.#apply(r);
+  }
+
+  /** Releases a direction's CPU when its side went away (pinned relays keep theirs). */
+  #unplace(r: Relay, dir: number): void {
+    if (!r.pin) r.cpus[dir] = -1;
+    this.#apply(r);
+  }
+
+  defaultSocketPath(id: number): string {
+    return socketPath(this.#config.socketDir, this.#config.socketPattern, id);
+  }
+
+  /** Registers the relay's vhost-user socket (server: listen; client: connect with retry). */
+  addSocket(id: number, path = this.defaultSocketPath(id)): void {
+    const r = this.#relay(id);
+    if (r.socket !== null) throw new RelayError(EEXIST, `relay ${id} already has socket ${r.socket}`);
+    const c = this.#config;
+    this.#dp.registerSocket(id, path, {
+      client: c.vhostClient,
+      mrgbuf: c.mrgbuf,
+      tso: c.tso,
+      owner: c.socketOwner,
+      group: c.socketGroup,
+    });
+    r.socket = path;
+    this.#log.debug(`relay ${id}: vhost-user socket ${path} (${c.vhostClient ? "client" : "server"} mode)`);
+  }
+
+  /** Closes the relay's socket, disconnecting its VM. */
+  removeSocket(id: number): void {
+    const r = this.#relay(id);
+    if (r.socket === null) throw new RelayError(ENOENT, `relay ${id} has no socket`);
+    this.#dp.unregisterSocket(id);
+    r.socket = null;
+    this.#syncVm(r, false, 0);
+  }
+
+  /** Attaches a VF (PCI address or devargs) to a relay; on failure nothing is left behind. */
+  addVf(id: number, device: string): void {
+    const dev = normalizeDevice(device);
+    this.#attach(id, dev, null, () => this.#dp.attachVf(id, dev, this.#mtu()));
+  }
+
+  /**
+   * Attaches a bond `name` (net_bonding...) of 2 to `limits.maxBondMembers` devices in `mode`
+   * (0-6) as the relay's VF side; its members count against the DPDK port limit like VFs.
+   */
+  addBond(id: number, name: string, mode: number, members: readonly string[]): void {
+    const devs = members.map(normalizeDevice);
+    const inUse = this.#relays.find((x) => x.bond?.members.some((m) => devs.includes(m)));
+    if (inUse) {
+      throw new RelayError(EEXIST, `a member of bond ${name} is already in bond ${inUse.vf} on relay ${inUse.id}`);
+    }
+    this.#attach(id, name, { mode, members: devs }, () => this.#dp.attachBond(id, name, mode, devs, this.#mtu()));
+  }
+
+  #mtu(): number {
+    return this.#config.jumbo ? 9000 : 2100;
+  }
+
+  #attach(id: number, dev: string, bond: Relay["bond"], attach: () => void): void {
+    const r = this.#relay(id);
+    if (r.vf !== null) throw new RelayError(EEXIST, `relay ${id} already has VF ${r.vf}; remove it first`);
+    const other = this.#relays.find((x) => x.vf === dev);
+    if (other) throw new RelayError(EEXIST, `device ${dev} is already on relay ${other.id}`);
+    attach();
+    r.vf = dev;
+    r.bond = bond;
+    try {
+      this.#place(r, VF_TO_VM);
+    } catch (e) {
+      r.vf = null;
+      r.bond = null;
+      this.#dp.detachVf(id);
+      throw e;
+    }
+    const what = bond ? `bond ${dev} (mode ${bond.mode}: ${bond.members.join(", ")})` : `VF ${dev}`;
+    this.#log.info(`relay ${id}: ${what} added (VF->VM on CPU ${r.cpus[VF_TO_VM]})`);
+  }
+
+  /** Detaches the relay's VF. */
+  removeVf(id: number): void {
+    const r = this.#relay(id);
+    if (r.vf === null) throw new RelayError(ENOENT, `relay ${id} has no VF`);
+    this.#dp.detachVf(id);
+    this.#log.info(`relay ${id}: ${r.bond ? "bond" : "VF"} ${r.vf} removed`);
+    r.vf = null;
+    r.bond = null;
+    this.#unplace(r, VF_TO_VM);
+  }
+
+  /**
+   * Moves a running relay's directions to other worker CPUs (core scheduling UPDATE): VF->VM only
+   * while a VF is attached, VM->VF only while the VM is connected; the old worker lets go first.
+   * Not persisted: a side that comes up again gets its pin or automatic placement.
+   */
+  migrate(id: number, vfToVmCpu: number, vmToVfCpu: number): void {
+    const r = this.#relay(id);
+    const want: [number, number] = [vfToVmCpu, vmToVfCpu];
+    for (const cpu of want) {
+      if (!this.#config.cpus.includes(cpu)) throw new RelayError(EINVAL, `CPU ${cpu} is not a worker CPU`);
+    }
+    const next: [number, number] = [...r.cpus];
+    if (r.vf !== null) next[VF_TO_VM] = want[VF_TO_VM];
+    else this.#log.warn(`relay ${id}: no VF; VF->VM CPU left as it is`);
+    if (r.vm) next[VM_TO_VF] = want[VM_TO_VF];
+    else this.#log.warn(`relay ${id}: will not move VM->VF before the VM has connected`);
+    if (next[0] === r.cpus[0] && next[1] === r.cpus[1]) return;
+    this.#dp.setCpus(r.id, next[VF_TO_VM], next[VM_TO_VF]);
+    this.#log.info(`relay ${id}: VF->VM on CPU ${next[VF_TO_VM]}, VM->VF on CPU ${next[VM_TO_VF]}`);
+    r.cpus = next;
+  }
+
+  #syncVm(r: Relay, vm: boolean, queuePairs: number): boolean {
+    r.queuePairs = vm ? queuePairs : 0;
+    if (r.vm === vm) return false;
+    r.vm = vm;
+    if (vm) this.#place(r, VM_TO_VF);
+    else this.#unplace(r, VM_TO_VF);
+    return true;
+  }
+
+  /** Applies an event from the data plane (VM connect/disconnect, rings, bond failover) to the table. */
+  handle(ev: DataplaneEvent): void {
+    const r = this.#relays[ev.relay];
+    if (!r) return;
+    switch (ev.type) {
+      case "vm-connected":
+        this.#syncVm(r, true, ev.queuePairs);
+        this.#log.info(
+          `relay ${r.id}: VM connected (${ev.queuePairs} queue pair(s), NUMA node ${ev.numaNode}, VM->VF on CPU ${
+            r.cpus[VM_TO_VF]
+          })`,
+        );
+        break;
+      case "vm-disconnected":
+        this.#syncVm(r, false, 0);
+        this.#log.info(`relay ${r.id}: VM disconnected`);
+        break;
+      case "vring-state":
+        this.#log.debug(`relay ${r.id}: vring ${ev.queue} ${ev.enabled ? "enabled" : "disabled"}`);
+        break;
+      case "vm-rejected":
+        this.#log.error(
+          `relay ${r.id}: VM connection refused (errno ${ev.errno}: busy, more than ${this.limits.maxQueuePairs} ` +
+            `queue pairs or no memory)`,
+        );
+        break;
+      case "live-migration":
+        this.#log.notice(`relay ${r.id}: VHOST_F_LOG_ALL set, live migration is being initiated`);
+        break;
+      case "bond-failover": {
+        const m = r.bond?.members ?? [];
+        this.#log.warn(
+          `relay ${r.id}: bond ${r.vf}: member ${m[ev.lost] ?? ev.lost} lost its link; ${
+            m[ev.active] ?? ev.active
+          } is active now`,
+        );
+        break;
+      }
+    }
+  }
+
+  /**
+   * Brings the table in line with what the data plane has (after events were dropped, and
+   * periodically): a VM that connected or left unseen is placed or released. The socket and VF
+   * sides are changed only by this table, so a difference there is a bug, logged. Returns the
+   * number of relays corrected.
+   */
+  reconcile(why: string): number {
+    let fixed = 0;
+    for (const r of this.#relays) {
+      const s = this.#dp.report(r.id);
+      if (this.#syncVm(r, s.vm, s.queuePairs)) {
+        fixed++;
+        this.#log.notice(
+          `relay ${r.id}: VM ${s.vm ? `connected (${s.queuePairs} queue pair(s))` : "disconnected"}, ` +
+            `found by reconciliation (${why})`,
+        );
+      }
+      if (s.socket !== (r.socket !== null) || s.vf !== (r.vf !== null)) {
+        this.#log.error(
+          `relay ${r.id}: the data plane has ${s.socket ? "a" : "no"} socket and ${s.vf ? "a" : "no"} VF, ` +
+            `the relay table ${r.socket ?? "no socket"} and ${r.vf ?? "no VF"}`,
+        );
+      }
+    }
+    return fixed;
+  }
+}
