@@ -49,7 +49,7 @@ struct relay {
 	char path[256];          /* vhost socket, "" when none */
 	bool registered;
 	bool client;             /* socket in client mode: the file is QEMU's */
-	uint32_t rx_enabled;     /* vrings the guest enabled (bit q: pair q); data path while a VM is there */
+	uint32_t rx_enabled;     /* vrings the guest enabled (bit q: pair q); read by the workers */
 	uint32_t tx_enabled;
 	bool ring_seen;          /* a vring state change came in: the masks above are the guest's */
 	uint32_t queue_pairs;
@@ -88,14 +88,18 @@ void push_event(uint32_t type, uint32_t relay, int32_t value, uint32_t enabled, 
 
 /* ---- lists.c: what each worker polls ---- */
 
-/* One direction of one relay as a worker polls it: a copy of the relay's data-path fields. */
+/*
+ * One direction of one relay as a worker polls it: a copy of the relay's data-path fields, and a
+ * pointer to the word of enabled queue pairs of its virtio side, which the vhost callbacks update
+ * in place. vring_state_changed runs with DPDK's virtqueue locks held, which the worker's
+ * enqueue waits for: it must not wait for the worker, so queue changes are not republished.
+ */
 struct work_item {
 	uint8_t dir;             /* VF_TO_VM or VM_TO_VF */
-	uint8_t npairs;          /* enabled queue pairs of the direction's virtio side */
 	uint16_t port;           /* NO_PORT: VF gone (VM->VF counts drops) */
 	int vid;                 /* NO_VID: VM gone (VF->VM counts drops) */
-	uint16_t next;           /* VM->VF: index into pairs[] polled next (worker-private) */
-	uint8_t pairs[VIO4WD_MAX_QUEUE_PAIRS]; /* the enabled pairs, ascending */
+	uint16_t last;           /* VM->VF: the pair polled last (worker-private) */
+	const uint32_t *queues;  /* enabled pairs of the virtio side (bit q: pair q), atomic loads */
 	struct rte_mempool *pool;
 	uint64_t tx_offloads;
 	struct vio4wd_dir_stats *stats;

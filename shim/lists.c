@@ -1,7 +1,7 @@
 /*
  * What each worker polls: a compact list of the relay directions assigned to it that have their
- * source connected, with everything the loop needs copied in (port, vid, enabled queue pairs,
- * pool, offloads, counters). The control side rebuilds the lists from the relays after every
+ * source connected, with everything the loop needs copied in (port, vid, pool, offloads,
+ * counters, and where to read the enabled queue pairs). The control side rebuilds the lists from the relays after every
  * change and swaps them in; a worker never looks at a relay itself.
  *
  * Each worker has two lists: the one it polls, and a spare the next rebuild writes into. After a
@@ -49,14 +49,6 @@ const struct work_list *lists_current(unsigned slot)
 	return LOAD(g_lists[slot].current);
 }
 
-static uint8_t mask_pairs(uint32_t mask, uint8_t *pairs)
-{
-	uint8_t n = 0;
-	for (uint32_t m = mask; m != 0; m &= m - 1)
-		pairs[n++] = (uint8_t)__builtin_ctz(m);
-	return n;
-}
-
 /* Appends the relay's direction `dir` to `l` when it belongs on lcore `lcore` and has a source. */
 static void add_item(struct work_list *l, struct relay *r, uint32_t id, int dir, int lcore)
 {
@@ -70,8 +62,8 @@ static void add_item(struct work_list *l, struct relay *r, uint32_t id, int dir,
 	it->dir = (uint8_t)dir;
 	it->port = port;
 	it->vid = vid;
-	it->npairs = vid == NO_VID ? 0 : mask_pairs(dir == VF_TO_VM ? LOAD(r->rx_enabled) : LOAD(r->tx_enabled), it->pairs);
-	it->next = 0;
+	it->queues = dir == VF_TO_VM ? &r->rx_enabled : &r->tx_enabled;
+	it->last = VIO4WD_MAX_QUEUE_PAIRS - 1;
 	it->pool = LOAD(r->pool);
 	it->tx_offloads = LOAD(r->tx_offloads);
 	it->stats = dir == VF_TO_VM ? &g_shared.relays[id].vf_to_vm : &g_shared.relays[id].vm_to_vf;
@@ -86,9 +78,8 @@ static bool same_list(const struct work_list *a, const struct work_list *b)
 		return false;
 	for (uint32_t i = 0; i < a->n; i++) {
 		const struct work_item *x = &a->items[i], *y = &b->items[i];
-		if (x->dir != y->dir || x->port != y->port || x->vid != y->vid || x->npairs != y->npairs ||
-		    memcmp(x->pairs, y->pairs, x->npairs) != 0 || x->pool != y->pool ||
-		    x->tx_offloads != y->tx_offloads || x->stats != y->stats)
+		if (x->dir != y->dir || x->port != y->port || x->vid != y->vid || x->queues != y->queues ||
+		    x->pool != y->pool || x->tx_offloads != y->tx_offloads || x->stats != y->stats)
 			return false;
 	}
 	return true;
@@ -130,8 +121,8 @@ int lists_publish(void)
 			continue;
 		/* keep the worker's queue position where the item is the same one */
 		for (uint32_t i = 0; i < spare->n && i < cur->n; i++)
-			if (spare->items[i].stats == cur->items[i].stats && spare->items[i].npairs != 0)
-				spare->items[i].next = (uint16_t)(cur->items[i].next % spare->items[i].npairs);
+			if (spare->items[i].stats == cur->items[i].stats)
+				spare->items[i].last = cur->items[i].last;
 		__atomic_store_n(&w->current, spare, __ATOMIC_RELEASE);
 		changed[s] = true;
 	}

@@ -101,9 +101,9 @@ static int on_vring_state_changed(int vid, uint16_t queue_id, int enable)
 	}
 	uint32_t *set = (queue_id % 2 == 0) ? &r->rx_enabled : &r->tx_enabled;
 	uint32_t next = enable ? (*set | (1u << pair)) : (*set & ~(1u << pair));
+	/* The workers read the word in place. No republishing and no waiting for them here: DPDK
+	 * calls this with the virtqueue locks held, which a worker's enqueue waits for. */
 	__atomic_store_n(set, next, __ATOMIC_RELEASE);
-	if (r->vid == vid)
-		lists_publish();
 	pthread_mutex_unlock(&r->lock);
 	push_event(VIO4WD_EV_VRING_STATE, (uint32_t)id, queue_id, enable ? 1 : 0, 0);
 	return 0;

@@ -92,16 +92,19 @@ static inline unsigned vf_to_vm(struct work_item *it)
 	uint64_t bytes = sum_bytes(pkts, 0, n);
 	st->rx_pkts += n;
 	st->rx_bytes += bytes;
-	uint16_t npairs = it->npairs;
-	if (npairs == 0) {
+	uint32_t mask = it->vid == NO_VID ? 0 : __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
+	if (mask == 0) {
 		st->drop_unavail_pkts += n;
 		st->drop_unavail_bytes += bytes;
 		rte_pktmbuf_free_bulk(pkts, n);
 		return n;
 	}
-	if (npairs == 1) {
-		enqueue(it->vid, it->pairs[0], pkts, n, bytes, st);
+	if ((mask & (mask - 1)) == 0) {
+		enqueue(it->vid, (uint16_t)__builtin_ctz(mask), pkts, n, bytes, st);
 	} else {
+		uint16_t pairs[VIO4WD_MAX_QUEUE_PAIRS], npairs = 0;
+		for (uint32_t m = mask; m != 0; m &= m - 1)
+			pairs[npairs++] = (uint16_t)__builtin_ctz(m);
 		/* Bucket the burst by queue, keeping each flow's order. */
 		uint8_t pick[VIO4WD_BURST];
 		uint16_t count[VIO4WD_MAX_QUEUE_PAIRS] = {0};
@@ -119,7 +122,7 @@ static inline unsigned vf_to_vm(struct work_item *it)
 			bucket[fill[pick[i]]++] = pkts[i];
 		for (uint16_t q = 0; q < npairs; q++)
 			if (count[q] != 0)
-				enqueue(it->vid, it->pairs[q], &bucket[start[q]], count[q], qbytes[q], st);
+				enqueue(it->vid, pairs[q], &bucket[start[q]], count[q], qbytes[q], st);
 	}
 	rte_pktmbuf_free_bulk(pkts, n); /* the vhost enqueue copies */
 	return n;
@@ -163,10 +166,13 @@ static inline void vf_send(uint16_t port, struct rte_mbuf **pkts, uint16_t n, st
 /* Virtio TX queues (round robin over enabled pairs) -> VF TX. Returns packets moved. */
 static inline unsigned vm_to_vf(struct work_item *it)
 {
-	if (it->npairs == 0)
+	uint32_t mask = __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
+	if (mask == 0)
 		return 0;
-	uint16_t q = it->pairs[it->next];
-	it->next = (uint16_t)(it->next + 1 == it->npairs ? 0 : it->next + 1);
+	/* the next enabled pair after the last one polled, wrapping: round robin in O(1) */
+	uint32_t after = it->last + 1 >= VIO4WD_MAX_QUEUE_PAIRS ? 0 : mask & (UINT32_MAX << (it->last + 1));
+	uint16_t q = (uint16_t)__builtin_ctz(after != 0 ? after : mask);
+	it->last = q;
 	struct rte_mempool *pool = it->pool;
 	struct rte_mbuf *pkts[VIO4WD_BURST];
 	uint16_t n = rte_vhost_dequeue_burst(it->vid, (uint16_t)(q * 2 + 1), pool, pkts, VIO4WD_BURST);

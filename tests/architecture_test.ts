@@ -5,7 +5,7 @@
  */
 
 import { dirname, join, normalize, relative, resolve } from "node:path";
-import { assert, assertEq } from "./rigs/assert.ts";
+import { assert, assertJsonEq } from "./rigs/assert.ts";
 
 const ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
 
@@ -107,7 +107,7 @@ Deno.test("architecture: every module of ffi/ and src/ imports only from its own
   const layers = layersOf(Deno.readTextFileSync(join(ROOT, "docs/architecture.md")));
   assert(layers.size > 5, "the page lists the layers");
   const bad = layerViolations(layers, productModules());
-  assertEq(bad.join("\n"), "", "layer violations");
+  assertJsonEq(bad, [], "layer violations");
 });
 
 Deno.test("architecture: the layer check fails on an upward import, a circle within a layer, test code in src/ and an unplaced folder", () => {
@@ -122,13 +122,13 @@ Deno.test("architecture: the layer check fails on an upward import, a circle wit
     { path: "src/daemon/daemon.ts", source: `const r = await import("../../tests/rigs/assert.ts");` },
     { path: "src/stray/x.ts", source: "" },
   ]);
-  assertEq(bad, [
+  assertJsonEq(bad, [
     "src/common/log.ts (layer 1) imports upward: src/relays/table.ts (layer 2)",
     "src/daemon/daemon.ts imports test code tests/rigs/assert.ts",
     "src/stray/x.ts lies in no layer of docs/architecture.md",
     "src/dataplane and src/relays import each other",
   ], "each kind of violation");
-  assertEq(
+  assertJsonEq(
     importsOf(`import { c } from "@optique/core";\nimport { d } from "node:path";`),
     [],
     "packages are no edges",

@@ -1,7 +1,7 @@
 /** The subcommands' --help output: what operators read first. */
 
-import { runVio4wd } from "./helpers.ts";
-import { assertEq } from "../src/testbed/assert.ts";
+import { runVio4wd } from "./rigs/daemon_process.ts";
+import { assertEq } from "./rigs/assert.ts";
 
 const COMMANDS = [
   ["daemon"],

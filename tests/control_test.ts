@@ -24,9 +24,10 @@ import {
   StatsResponseSchema,
 } from "../src/control/gen/virtioforwarder_pb.ts";
 import { ZMQ_REQ, ZmqContext } from "../ffi/zmq.ts";
-import { TestPmd } from "../src/testbed/testpmd.ts";
-import { type DaemonProcess, runVio4wd, withDaemon } from "./helpers.ts";
-import { assertEq } from "../src/testbed/assert.ts";
+import { type DaemonProcess, num, runVio4wd } from "./rigs/daemon_process.ts";
+import { memifPair, virtioUser } from "./rigs/devices.ts";
+import { World } from "./rigs/world.ts";
+import { assertEq } from "./rigs/assert.ts";
 
 /** Config lines enabling every endpoint under `dir/zmq`. */
 const endpoints = (dir: string) => [
@@ -56,7 +57,7 @@ function outcome(r: PortControlResponse): string {
  */
 const vfDev = (_dir: string, n: number) => `net_null${n}`;
 /** A memif VF on a file-system socket, for the test that needs a traffic peer. */
-const memif = (dir: string, n: number) => `net_memif${n},role=server,socket=${dir}/vf${n}.sock,socket-abstract=no`;
+const memif = (dir: string, n: number) => memifPair(`${dir}/vf${n}.sock,socket-abstract=no`, n, n).vf;
 
 /** A stats request still works: the daemon is alive and its REP state machine is not wedged. */
 async function assertServing(dir: string, after: string): Promise<void> {
@@ -67,398 +68,396 @@ async function assertServing(dir: string, after: string): Promise<void> {
 }
 
 Deno.test("port control: ADD/REMOVE/QUERY_PCI answer with the original's codes and change the relay table", async () => {
-  await withDaemon("pc", endpoints, async (d, dir) => {
-    const add = (id: number, dev: string, conditional?: boolean) =>
-      portControl(dir, {
-        op: Op.ADD,
-        virtioId: id,
-        devargs: [dev],
-        ...(conditional === undefined ? {} : { conditional }),
-      });
-    const add2 = "virtio_forwarder_add_vf2()", rm = "virtio_forwarder_remove_vf2()";
-    const cases: [string, () => Promise<PortControlResponse>, string][] = [
-      ["ADD a VF to relay 2", () => add(2, vfDev(dir, 1)), "OK"],
-      ["ADD the same again (conditional default true)", () => add(2, vfDev(dir, 1)), "OK"],
-      ["ADD the same again, unconditional", () => add(2, vfDev(dir, 1), false), `ERROR 8 ${add2}`],
-      ["ADD another device to the busy relay", () => add(2, vfDev(dir, 2)), `ERROR 8 ${add2}`],
-      ["ADD relay 64", () => add(64, vfDev(dir, 3)), `ERROR 1 ${add2}`],
-      [
-        "ADD a PCI address that does not exist",
-        () =>
-          portControl(dir, { op: Op.ADD, virtioId: 3, pciAddrs: [{ domain: 0, bus: 0x0f, slot: 0x1f, function: 7 }] }),
-        `ERROR 2 ${add2}`,
-      ],
-      ["ADD bad devargs", () => add(4, "net_bogus0"), `ERROR 2 ${add2}`],
-      [
-        "QUERY_PCI of relay 2's socket",
-        async () => {
-          const r = await portControl(dir, { op: Op.QUERY_PCI, vhostPath: `${dir}/sock/virtio-forwarder2.sock` });
-          assertEq(r.queryString, vfDev(dir, 1), "query_string");
-          return r;
-        },
-        "OK",
-      ],
-      [
-        "QUERY_PCI of an unknown path",
-        () => portControl(dir, { op: Op.QUERY_PCI, vhostPath: "/nope" }),
-        "ERROR 2 virtio_query_pci()",
-      ],
-      [
-        "REMOVE with another device",
-        () => portControl(dir, { op: Op.REMOVE, virtioId: 2, devargs: [vfDev(dir, 9)] }),
-        `ERROR 3 ${rm}`,
-      ],
-      ["REMOVE relay 2's VF", () => portControl(dir, { op: Op.REMOVE, virtioId: 2, devargs: [vfDev(dir, 1)] }), "OK"],
-      [
-        "REMOVE again, unconditional",
-        () => portControl(dir, { op: Op.REMOVE, virtioId: 2, devargs: [vfDev(dir, 1)], conditional: false }),
-        `ERROR 4 ${rm}`,
-      ],
-      [
-        "REMOVE again, conditional",
-        () => portControl(dir, { op: Op.REMOVE, virtioId: 2, devargs: [vfDev(dir, 1)] }),
-        "OK",
-      ],
-      [
-        "REMOVE relay 64",
-        () => portControl(dir, { op: Op.REMOVE, virtioId: 64, devargs: [vfDev(dir, 1)] }),
-        `ERROR 1 ${rm}`,
-      ],
-      [
-        "ADD_SOCK without dynamic sockets",
-        () => portControl(dir, { op: Op.ADD_SOCK, vhostPath: `${dir}/sock/x.sock`, devargs: [vfDev(dir, 5)] }),
-        "ERROR 2 virtio_add_sock_dev_pair()",
-      ],
-      [
-        "ADD_SOCK on a default socket path",
-        () =>
-          portControl(dir, {
-            op: Op.ADD_SOCK,
-            vhostPath: `${dir}/sock/virtio-forwarder7.sock`,
-            devargs: [vfDev(dir, 5)],
-          }),
-        "ERROR 1 virtio_add_sock_dev_pair()",
-      ],
-      [
-        "ADD_SOCK without a path",
-        () => portControl(dir, { op: Op.ADD_SOCK, devargs: [vfDev(dir, 5)] }),
-        "ERROR -1 virtio_add_sock_dev_pair()",
-      ],
-      // Validation failures: ERROR with no code.
-      ["ADD without virtio_id", () => portControl(dir, { op: Op.ADD, devargs: [vfDev(dir, 5)] }), "ERROR"],
-      [
-        "ADD with two devices and no name",
-        () => portControl(dir, { op: Op.ADD, virtioId: 5, devargs: ["net_null0", "net_null1"] }),
-        "ERROR",
-      ],
-      [
-        "ADD with a name and one device",
-        () => portControl(dir, { op: Op.ADD, virtioId: 5, name: "net_bonding0", devargs: ["net_null0"] }),
-        "ERROR",
-      ],
-      ["ADD with no device", () => portControl(dir, { op: Op.ADD, virtioId: 5 }), "ERROR"],
-      ["QUERY_PCI without vhost_path", () => portControl(dir, { op: Op.QUERY_PCI }), "ERROR"],
-      ["an unknown op", () => portControl(dir, { op: 9 as Op, virtioId: 1 }), "ERROR"],
-    ];
-    for (const [what, run, want] of cases) assertEq(outcome(await run()), want, what);
-    const s = await d.status();
-    assertEq(s.length, 0, "no relay has a VF or VM left");
-    await assertServing(dir, "the operations");
-  });
+  await using w = await World.create("pc");
+  const dir = w.dir;
+  const d = await w.daemon(endpoints(dir));
+  const add = (id: number, dev: string, conditional?: boolean) =>
+    portControl(dir, {
+      op: Op.ADD,
+      virtioId: id,
+      devargs: [dev],
+      ...(conditional === undefined ? {} : { conditional }),
+    });
+  const add2 = "virtio_forwarder_add_vf2()", rm = "virtio_forwarder_remove_vf2()";
+  const cases: [string, () => Promise<PortControlResponse>, string][] = [
+    ["ADD a VF to relay 2", () => add(2, vfDev(dir, 1)), "OK"],
+    ["ADD the same again (conditional default true)", () => add(2, vfDev(dir, 1)), "OK"],
+    ["ADD the same again, unconditional", () => add(2, vfDev(dir, 1), false), `ERROR 8 ${add2}`],
+    ["ADD another device to the busy relay", () => add(2, vfDev(dir, 2)), `ERROR 8 ${add2}`],
+    ["ADD relay 64", () => add(64, vfDev(dir, 3)), `ERROR 1 ${add2}`],
+    [
+      "ADD a PCI address that does not exist",
+      () =>
+        portControl(dir, { op: Op.ADD, virtioId: 3, pciAddrs: [{ domain: 0, bus: 0x0f, slot: 0x1f, function: 7 }] }),
+      `ERROR 2 ${add2}`,
+    ],
+    ["ADD bad devargs", () => add(4, "net_bogus0"), `ERROR 2 ${add2}`],
+    [
+      "QUERY_PCI of relay 2's socket",
+      async () => {
+        const r = await portControl(dir, { op: Op.QUERY_PCI, vhostPath: w.vmSocket(2) });
+        assertEq(r.queryString, vfDev(dir, 1), "query_string");
+        return r;
+      },
+      "OK",
+    ],
+    [
+      "QUERY_PCI of an unknown path",
+      () => portControl(dir, { op: Op.QUERY_PCI, vhostPath: "/nope" }),
+      "ERROR 2 virtio_query_pci()",
+    ],
+    [
+      "REMOVE with another device",
+      () => portControl(dir, { op: Op.REMOVE, virtioId: 2, devargs: [vfDev(dir, 9)] }),
+      `ERROR 3 ${rm}`,
+    ],
+    ["REMOVE relay 2's VF", () => portControl(dir, { op: Op.REMOVE, virtioId: 2, devargs: [vfDev(dir, 1)] }), "OK"],
+    [
+      "REMOVE again, unconditional",
+      () => portControl(dir, { op: Op.REMOVE, virtioId: 2, devargs: [vfDev(dir, 1)], conditional: false }),
+      `ERROR 4 ${rm}`,
+    ],
+    [
+      "REMOVE again, conditional",
+      () => portControl(dir, { op: Op.REMOVE, virtioId: 2, devargs: [vfDev(dir, 1)] }),
+      "OK",
+    ],
+    [
+      "REMOVE relay 64",
+      () => portControl(dir, { op: Op.REMOVE, virtioId: 64, devargs: [vfDev(dir, 1)] }),
+      `ERROR 1 ${rm}`,
+    ],
+    [
+      "ADD_SOCK without dynamic sockets",
+      () => portControl(dir, { op: Op.ADD_SOCK, vhostPath: `${dir}/sock/x.sock`, devargs: [vfDev(dir, 5)] }),
+      "ERROR 2 virtio_add_sock_dev_pair()",
+    ],
+    [
+      "ADD_SOCK on a default socket path",
+      () =>
+        portControl(dir, {
+          op: Op.ADD_SOCK,
+          vhostPath: w.vmSocket(7),
+          devargs: [vfDev(dir, 5)],
+        }),
+      "ERROR 1 virtio_add_sock_dev_pair()",
+    ],
+    [
+      "ADD_SOCK without a path",
+      () => portControl(dir, { op: Op.ADD_SOCK, devargs: [vfDev(dir, 5)] }),
+      "ERROR -1 virtio_add_sock_dev_pair()",
+    ],
+    // Validation failures: ERROR with no code.
+    ["ADD without virtio_id", () => portControl(dir, { op: Op.ADD, devargs: [vfDev(dir, 5)] }), "ERROR"],
+    [
+      "ADD with two devices and no name",
+      () => portControl(dir, { op: Op.ADD, virtioId: 5, devargs: ["net_null0", "net_null1"] }),
+      "ERROR",
+    ],
+    [
+      "ADD with a name and one device",
+      () => portControl(dir, { op: Op.ADD, virtioId: 5, name: "net_bonding0", devargs: ["net_null0"] }),
+      "ERROR",
+    ],
+    ["ADD with no device", () => portControl(dir, { op: Op.ADD, virtioId: 5 }), "ERROR"],
+    ["QUERY_PCI without vhost_path", () => portControl(dir, { op: Op.QUERY_PCI }), "ERROR"],
+    ["an unknown op", () => portControl(dir, { op: 9 as Op, virtioId: 1 }), "ERROR"],
+  ];
+  for (const [what, run, want] of cases) assertEq(outcome(await run()), want, what);
+  const s = await d.status();
+  assertEq(s.length, 0, "no relay has a VF or VM left");
+  await assertServing(dir, "the operations");
 });
 
 Deno.test("port control with dynamic sockets: ADD_SOCK/REMOVE_SOCK allocate the first free relay, check paths, 100 rounds", async () => {
-  await withDaemon("pcdyn", (dir) => [...endpoints(dir), "VIRTIOFWD_DYNAMIC_SOCKETS=y"], async (d, dir) => {
-    // no mkdir here: the daemon creates the socket directory with dynamic sockets too (the storm found it did not)
-    const src = "virtio_add_sock_dev_pair()", rsrc = "virtio_remove_sock_dev_pair()";
-    const addSock = (path: string, dev: string) =>
-      portControl(dir, { op: Op.ADD_SOCK, vhostPath: path, devargs: [dev] });
-    assertEq(outcome(await addSock(`${dir}/sock/a.sock`, vfDev(dir, 1))), "OK", "ADD_SOCK a");
-    assertEq(outcome(await addSock(`${dir}/sock/b.sock`, vfDev(dir, 2))), "OK", "ADD_SOCK b");
-    assertEq(outcome(await addSock(`${dir}/sock/a.sock`, vfDev(dir, 3))), `ERROR 1 ${src}`, "same path");
-    assertEq(outcome(await addSock(`${dir}/sock/c.sock`, vfDev(dir, 1))), `ERROR -17 ${src}`, "same device");
-    assertEq(
-      outcome(await addSock(`/tmp/elsewhere-${Deno.pid}.sock`, vfDev(dir, 4))),
-      `ERROR 5 ${src}`,
-      "path outside",
-    );
-    assertEq(outcome(await addSock(`${dir}/sock/../x.sock`, vfDev(dir, 4))), `ERROR 5 ${src}`, "path with ..");
-    const st = await d.status();
-    assertEq(st.map((r) => `${r.id}:${r.vf}`).join(" "), `0:${vfDev(dir, 1)} 1:${vfDev(dir, 2)}`, "relays 0 and 1");
-    await Deno.stat(`${dir}/sock/a.sock`); // the socket exists
-    const q = await portControl(dir, { op: Op.QUERY_PCI, vhostPath: `${dir}/sock/b.sock` });
-    assertEq(q.queryString, vfDev(dir, 2), "QUERY_PCI b");
-    const rmSock = (req: PcReq) => portControl(dir, { op: Op.REMOVE_SOCK, ...req });
-    assertEq(
-      outcome(await rmSock({ vhostPath: `${dir}/sock/a.sock`, devargs: [vfDev(dir, 2)] })),
-      `ERROR 2 ${rsrc}`,
-      "wrong device",
-    );
-    assertEq(outcome(await rmSock({ vhostPath: `${dir}/sock/zzz.sock` })), `ERROR 1 ${rsrc}`, "unknown path");
-    assertEq(outcome(await rmSock({})), `ERROR -1 ${rsrc}`, "nothing given");
-    assertEq(outcome(await rmSock({ vhostPath: `${dir}/sock/a.sock` })), "OK", "REMOVE_SOCK a by path");
-    assertEq(outcome(await rmSock({ devargs: [vfDev(dir, 2)] })), "OK", "REMOVE_SOCK b by device");
-    assertEq((await d.status()).length, 0, "no relays left");
-    for (const f of ["a.sock", "b.sock"]) {
-      if (await Deno.stat(`${dir}/sock/${f}`).then(() => true, () => false)) throw new Error(`${f} left behind`);
+  await using w = await World.create("pcdyn");
+  const dir = w.dir;
+  const d = await w.daemon([...endpoints(dir), "VIRTIOFWD_DYNAMIC_SOCKETS=y"]);
+  // no mkdir here: the daemon creates the socket directory with dynamic sockets too (the storm found it did not)
+  const src = "virtio_add_sock_dev_pair()", rsrc = "virtio_remove_sock_dev_pair()";
+  const addSock = (path: string, dev: string) => portControl(dir, { op: Op.ADD_SOCK, vhostPath: path, devargs: [dev] });
+  assertEq(outcome(await addSock(`${dir}/sock/a.sock`, vfDev(dir, 1))), "OK", "ADD_SOCK a");
+  assertEq(outcome(await addSock(`${dir}/sock/b.sock`, vfDev(dir, 2))), "OK", "ADD_SOCK b");
+  assertEq(outcome(await addSock(`${dir}/sock/a.sock`, vfDev(dir, 3))), `ERROR 1 ${src}`, "same path");
+  assertEq(outcome(await addSock(`${dir}/sock/c.sock`, vfDev(dir, 1))), `ERROR -17 ${src}`, "same device");
+  assertEq(
+    outcome(await addSock(`/tmp/elsewhere-${Deno.pid}.sock`, vfDev(dir, 4))),
+    `ERROR 5 ${src}`,
+    "path outside",
+  );
+  assertEq(outcome(await addSock(`${dir}/sock/../x.sock`, vfDev(dir, 4))), `ERROR 5 ${src}`, "path with ..");
+  const st = await d.status();
+  assertEq(
+    st.map((r) => `${r.id}:${r.vf?.pciAddrStr}`).join(" "),
+    `0:${vfDev(dir, 1)} 1:${vfDev(dir, 2)}`,
+    "relays 0 and 1",
+  );
+  await Deno.stat(`${dir}/sock/a.sock`); // the socket exists
+  const q = await portControl(dir, { op: Op.QUERY_PCI, vhostPath: `${dir}/sock/b.sock` });
+  assertEq(q.queryString, vfDev(dir, 2), "QUERY_PCI b");
+  const rmSock = (req: PcReq) => portControl(dir, { op: Op.REMOVE_SOCK, ...req });
+  assertEq(
+    outcome(await rmSock({ vhostPath: `${dir}/sock/a.sock`, devargs: [vfDev(dir, 2)] })),
+    `ERROR 2 ${rsrc}`,
+    "wrong device",
+  );
+  assertEq(outcome(await rmSock({ vhostPath: `${dir}/sock/zzz.sock` })), `ERROR 1 ${rsrc}`, "unknown path");
+  assertEq(outcome(await rmSock({})), `ERROR -1 ${rsrc}`, "nothing given");
+  assertEq(outcome(await rmSock({ vhostPath: `${dir}/sock/a.sock` })), "OK", "REMOVE_SOCK a by path");
+  assertEq(outcome(await rmSock({ devargs: [vfDev(dir, 2)] })), "OK", "REMOVE_SOCK b by device");
+  assertEq((await d.status()).length, 0, "no relays left");
+  for (const f of ["a.sock", "b.sock"]) {
+    if (await Deno.stat(`${dir}/sock/${f}`).then(() => true, () => false)) throw new Error(`${f} left behind`);
+  }
+  assertEq(
+    outcome(await addSock(`${dir}/sock/c.sock`, vfDev(dir, 1))),
+    "OK",
+    `ADD_SOCK reuses relay 0; log: ${d.log.slice(-1500)}`,
+  );
+  assertEq((await d.status())[0].id, 0, "first free relay is 0 again");
+  // 100 more rounds of add and remove: the same relay, the socket file there and gone each time
+  for (let i = 0; i < 100; i++) {
+    assertEq(outcome(await addSock(`${dir}/sock/d.sock`, vfDev(dir, 2))), "OK", `round ${i}: ADD_SOCK`);
+    await Deno.stat(`${dir}/sock/d.sock`);
+    assertEq(outcome(await rmSock({ vhostPath: `${dir}/sock/d.sock` })), "OK", `round ${i}: REMOVE_SOCK`);
+    if (await Deno.stat(`${dir}/sock/d.sock`).then(() => true, () => false)) {
+      throw new Error(`round ${i}: socket left`);
     }
-    assertEq(
-      outcome(await addSock(`${dir}/sock/c.sock`, vfDev(dir, 1))),
-      "OK",
-      `ADD_SOCK reuses relay 0; log: ${d.log.slice(-1500)}`,
-    );
-    assertEq((await d.status())[0].id, 0, "first free relay is 0 again");
-    // 100 more rounds of add and remove: the same relay, the socket file there and gone each time
-    for (let i = 0; i < 100; i++) {
-      assertEq(outcome(await addSock(`${dir}/sock/d.sock`, vfDev(dir, 2))), "OK", `round ${i}: ADD_SOCK`);
-      await Deno.stat(`${dir}/sock/d.sock`);
-      assertEq(outcome(await rmSock({ vhostPath: `${dir}/sock/d.sock` })), "OK", `round ${i}: REMOVE_SOCK`);
-      if (await Deno.stat(`${dir}/sock/d.sock`).then(() => true, () => false)) {
-        throw new Error(`round ${i}: socket left`);
-      }
-    }
-    assertEq((await d.status()).map((r) => `${r.id}:${r.vf}`).join(" "), `0:${vfDev(dir, 1)}`, "only relay 0 is left");
-  });
-});
-
-Deno.test("malformed requests on every endpoint are answered with an error and the daemon keeps serving", async () => {
-  await withDaemon("bad", endpoints, async (_d, dir) => {
-    const garbage = new TextEncoder().encode("@\xff\x00garbage");
-    const big = new Uint8Array(100_000).fill(0x41);
-    const statsReq = toBinary(StatsRequestSchema, create(StatsRequestSchema, { relay: [1, 2] }));
-    const missingOp = new Uint8Array([0x18, 0x01]); // virtio_id = 1 and no op
-    // A PciAddress without its required function field (field 2 = pci_addrs, inner 1-3 only).
-    const truncatedPci = new Uint8Array([0x08, 0x00, 0x12, 0x06, 0x08, 0x00, 0x10, 0x05, 0x18, 0x08, 0x18, 0x01]);
-    const pcErr = (b: Uint8Array) => {
-      const r = fromBinary(PortControlResponseSchema, b);
-      return outcome(r);
-    };
-    const cases: [string, string, Uint8Array, (b: Uint8Array) => string, string][] = [
-      ["port_control", "garbage", garbage, pcErr, "ERROR"],
-      ["port_control", "empty frame", new Uint8Array(0), pcErr, "ERROR"],
-      ["port_control", "a StatsRequest (wrong type)", statsReq, pcErr, "ERROR"],
-      ["port_control", "missing required op", missingOp, pcErr, "ERROR"],
-      ["port_control", "PCI address missing a required field", truncatedPci, pcErr, "ERROR"],
-      ["port_control", "100 kB", big, pcErr, "ERROR"],
-      [
-        "port_control",
-        "a truncated message",
-        toBinary(
-          PortControlRequestSchema,
-          create(PortControlRequestSchema, { op: Op.QUERY_PCI, vhostPath: "/tmp/abcdef" }),
-        ).slice(0, 6),
-        pcErr,
-        "ERROR",
-      ],
-      ["stats", "garbage", garbage, (b) => StatsResponse_Status[fromBinary(StatsResponseSchema, b).status], "EBADR"],
-      [
-        "stats",
-        "600 bytes (crashed the original)",
-        new Uint8Array(600).fill(0x08),
-        (b) => StatsResponse_Status[fromBinary(StatsResponseSchema, b).status],
-        "EBADR",
-      ],
-      [
-        "stats",
-        "65 relay ids",
-        toBinary(StatsRequestSchema, create(StatsRequestSchema, { relay: Array.from({ length: 65 }, (_, i) => i) })),
-        (b) => StatsResponse_Status[fromBinary(StatsResponseSchema, b).status],
-        "E2BIG",
-      ],
-      [
-        "config",
-        "garbage",
-        new Uint8Array([0x40]),
-        (b) => ConfigResponse_Status[fromBinary(ConfigResponseSchema, b).status],
-        "EBADR",
-      ],
-      [
-        "config",
-        "empty frame",
-        new Uint8Array(0),
-        (b) => ConfigResponse_Status[fromBinary(ConfigResponseSchema, b).status],
-        "OK",
-      ],
-      [
-        "core_sched",
-        "garbage",
-        garbage,
-        (b) => CoreSchedResponse_Status[fromBinary(CoreSchedResponseSchema, b).status],
-        "ERROR",
-      ],
-      [
-        "core_sched",
-        "missing op",
-        new Uint8Array(0),
-        (b) => CoreSchedResponse_Status[fromBinary(CoreSchedResponseSchema, b).status],
-        "ERROR",
-      ],
-    ];
-    for (const [service, what, bytes, decode, want] of cases) {
-      const reply = await requestRaw(ep(dir, service), bytes);
-      assertEq(decode(reply), want, `${service}: ${what}`);
-      await assertServing(dir, `${service}: ${what}`);
-    }
-  });
-});
-
-Deno.test("stats: every slot by default, filters, E2BIG, delay, and counters that only grow over 10k requests", async () => {
-  await withDaemon(
-    "stats",
-    (dir) => [...endpoints(dir), `VIRTIOFWD_STATIC_VFS=${memif(dir, 1)}=0`],
-    async (d, dir, tag) => {
-      const stats = (req: MessageInitShape<typeof StatsRequestSchema>) =>
-        request(ep(dir, "stats"), StatsRequestSchema, req, StatsResponseSchema, 5000);
-      const all = await stats({});
-      assertEq(all.relay.map((r) => r.id).join(","), Array.from({ length: 64 }, (_, i) => i).join(","), "ids 0-63");
-      const r5 = all.relay[5];
-      assertEq(r5.vfToVm!.internalState, "DPDK_UNINIT", "relay 5 VF state");
-      assertEq(r5.vmToVf!.internalState, "VIRTIO_UNINIT", "relay 5 VM state");
-      assertEq(r5.socketId, 4294967295, "socket_id of any node");
-      assertEq(
-        isFieldSet(r5.vfToVm!, StatsResponseSchema.field.relay.message!.field.vfToVm.message!.field.pktsRxFromVf),
-        false,
-        "no counters while inactive",
-      );
-      assertEq(all.relay[0].vfToVm!.internalState, "DPDK_ADDED", "relay 0 with a VF and no VM");
-      assertEq(all.relay[0].vf!.pciAddrStr, memif(dir, 1), "relay 0 device");
-      assertEq((await stats({ relay: [5, 5, 999] })).relay.map((r) => r.id).join(","), "5,5", "relay=[5,5,999]");
-      assertEq((await stats({ includeInactive: false })).relay.length, 0, "no active relays yet");
-      const t0 = performance.now();
-      await stats({ delay: 300 });
-      if (performance.now() - t0 < 300) throw new Error("delay=300 answered early");
-
-      // Traffic through relay 0, then 10k stats requests on one REQ socket: counters never go back.
-      const pmd = await TestPmd.start({
-        prefix: `${tag}-vm`,
-        vdevs: [
-          `net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`,
-          `net_memif1,role=client,socket=${dir}/vf1.sock,socket-abstract=no`,
-        ],
-      });
-      const ctx = new ZmqContext();
-      try {
-        await pmd.waitLinksUp();
-        await d.waitLog(/relay 0: VM connected/);
-        await pmd.send("set fwd io");
-        await pmd.send("start tx_first 4");
-        const sock = ctx.socket(ZMQ_REQ);
-        sock.connect(ep(dir, "stats"));
-        const req = toBinary(StatsRequestSchema, create(StatsRequestSchema, { relay: [0], includeInactive: false }));
-        let last = [0n, 0n];
-        const n = Number(Deno.env.get("VIO4WD_TEST_STATS_REQUESTS") ?? 10_000);
-        for (let i = 0; i < n; i++) {
-          while (!sock.trySend(req)) await new Promise((r) => setTimeout(r, 1));
-          const reply = await sock.receive(5000);
-          if (!reply) throw new Error(`no reply to stats request ${i}`);
-          const res = fromBinary(StatsResponseSchema, reply[0]);
-          assertEq(res.relay.length, 1, `request ${i}: relay 0 active`);
-          const now = [res.relay[0].vfToVm!.pktsTxToVm, res.relay[0].vmToVf!.pktsTxToVf];
-          if (now[0] < last[0] || now[1] < last[1]) {
-            throw new Error(
-              `request ${i}: counters went back: ${last} -> ${now}`,
-            );
-          }
-          last = now;
-        }
-        if (last[0] === 0n || last[1] === 0n) throw new Error(`no traffic counted: ${last}`);
-      } finally {
-        await d.stop(); // before its memif peers leave (see withDaemon)
-        ctx.close();
-        await pmd.close();
-      }
-    },
+  }
+  assertEq(
+    (await d.status()).map((r) => `${r.id}:${r.vf?.pciAddrStr}`).join(" "),
+    `0:${vfDev(dir, 1)}`,
+    "only relay 0 is left",
   );
 });
 
-Deno.test("core scheduling and config: worker list, UPDATE validation, start-up pins", async () => {
-  await withDaemon("sched", (dir) => [...endpoints(dir), "VIRTIOFWD_CPU_PINS=(0:1 3:1,1)"], async (_d, dir) => {
-    const sched = (req: MessageInitShape<typeof CoreSchedRequestSchema>) =>
-      request(ep(dir, "core_sched"), CoreSchedRequestSchema, req, CoreSchedResponseSchema);
-    const cores = await sched({ op: CoreSchedRequest_Op.GET_EAL_CORES });
-    assertEq(cores.ealCores.join(","), "1", "worker cores");
-    const U = CoreSchedRequest_Op.UPDATE;
-    const st = (r: { status: number }) => CoreSchedResponse_Status[r.status];
-    assertEq(st(await sched({ op: U })), "ERROR", "UPDATE with an empty map");
-    assertEq(
-      st(await sched({ op: U, relayCpuMap: [{ relayNumber: 64, vf2virtioCpu: 1, virtio2vfCpu: 1 }] })),
+Deno.test("malformed requests on every endpoint are answered with an error and the daemon keeps serving", async () => {
+  await using w = await World.create("bad");
+  const dir = w.dir;
+  await w.daemon(endpoints(dir));
+  const garbage = new TextEncoder().encode("@\xff\x00garbage");
+  const big = new Uint8Array(100_000).fill(0x41);
+  const statsReq = toBinary(StatsRequestSchema, create(StatsRequestSchema, { relay: [1, 2] }));
+  const missingOp = new Uint8Array([0x18, 0x01]); // virtio_id = 1 and no op
+  // A PciAddress without its required function field (field 2 = pci_addrs, inner 1-3 only).
+  const truncatedPci = new Uint8Array([0x08, 0x00, 0x12, 0x06, 0x08, 0x00, 0x10, 0x05, 0x18, 0x08, 0x18, 0x01]);
+  const pcErr = (b: Uint8Array) => {
+    const r = fromBinary(PortControlResponseSchema, b);
+    return outcome(r);
+  };
+  const cases: [string, string, Uint8Array, (b: Uint8Array) => string, string][] = [
+    ["port_control", "garbage", garbage, pcErr, "ERROR"],
+    ["port_control", "empty frame", new Uint8Array(0), pcErr, "ERROR"],
+    ["port_control", "a StatsRequest (wrong type)", statsReq, pcErr, "ERROR"],
+    ["port_control", "missing required op", missingOp, pcErr, "ERROR"],
+    ["port_control", "PCI address missing a required field", truncatedPci, pcErr, "ERROR"],
+    ["port_control", "100 kB", big, pcErr, "ERROR"],
+    [
+      "port_control",
+      "a truncated message",
+      toBinary(
+        PortControlRequestSchema,
+        create(PortControlRequestSchema, { op: Op.QUERY_PCI, vhostPath: "/tmp/abcdef" }),
+      ).slice(0, 6),
+      pcErr,
       "ERROR",
-      "relay 64",
-    );
-    assertEq(
-      st(await sched({ op: U, relayCpuMap: [{ relayNumber: 1, vf2virtioCpu: 0, virtio2vfCpu: 1 }] })),
-      "ERROR",
-      "main lcore",
-    );
-    assertEq(
-      st(await sched({ op: U, relayCpuMap: [{ relayNumber: 1, vf2virtioCpu: 1, virtio2vfCpu: 1 }] })),
+    ],
+    ["stats", "garbage", garbage, (b) => StatsResponse_Status[fromBinary(StatsResponseSchema, b).status], "EBADR"],
+    [
+      "stats",
+      "600 bytes (crashed the original)",
+      new Uint8Array(600).fill(0x08),
+      (b) => StatsResponse_Status[fromBinary(StatsResponseSchema, b).status],
+      "EBADR",
+    ],
+    [
+      "stats",
+      "65 relay ids",
+      toBinary(StatsRequestSchema, create(StatsRequestSchema, { relay: Array.from({ length: 65 }, (_, i) => i) })),
+      (b) => StatsResponse_Status[fromBinary(StatsResponseSchema, b).status],
+      "E2BIG",
+    ],
+    [
+      "config",
+      "garbage",
+      new Uint8Array([0x40]),
+      (b) => ConfigResponse_Status[fromBinary(ConfigResponseSchema, b).status],
+      "EBADR",
+    ],
+    [
+      "config",
+      "empty frame",
+      new Uint8Array(0),
+      (b) => ConfigResponse_Status[fromBinary(ConfigResponseSchema, b).status],
       "OK",
-      "valid UPDATE",
-    );
-    const conf = await request(ep(dir, "config"), ConfigRequestSchema, {}, ConfigResponseSchema);
-    assertEq(ConfigResponse_Status[conf.status], "OK", "config status");
-    assertEq(
-      conf.relayCpuMap.map((m) => `${m.relayNumber}:${m.vf2virtioCpu},${m.virtio2vfCpu}`).join(" "),
-      "0:1,1 3:1,1",
-      "relay_cpu_map",
-    );
+    ],
+    [
+      "core_sched",
+      "garbage",
+      garbage,
+      (b) => CoreSchedResponse_Status[fromBinary(CoreSchedResponseSchema, b).status],
+      "ERROR",
+    ],
+    [
+      "core_sched",
+      "missing op",
+      new Uint8Array(0),
+      (b) => CoreSchedResponse_Status[fromBinary(CoreSchedResponseSchema, b).status],
+      "ERROR",
+    ],
+  ];
+  for (const [service, what, bytes, decode, want] of cases) {
+    const reply = await requestRaw(ep(dir, service), bytes);
+    assertEq(decode(reply), want, `${service}: ${what}`);
+    await assertServing(dir, `${service}: ${what}`);
+  }
+});
+
+Deno.test("stats: every slot by default, filters, E2BIG, delay, and counters that only grow over 10k requests", async () => {
+  await using w = await World.create("stats");
+  const dir = w.dir;
+  const d = await w.daemon([...endpoints(dir), `VIRTIOFWD_STATIC_VFS=${memif(dir, 1)}=0`]);
+  const stats = (req: MessageInitShape<typeof StatsRequestSchema>) =>
+    request(ep(dir, "stats"), StatsRequestSchema, req, StatsResponseSchema, 5000);
+  const all = await stats({});
+  assertEq(all.relay.map((r) => r.id).join(","), Array.from({ length: 64 }, (_, i) => i).join(","), "ids 0-63");
+  const r5 = all.relay[5];
+  assertEq(r5.vfToVm!.internalState, "DPDK_UNINIT", "relay 5 VF state");
+  assertEq(r5.vmToVf!.internalState, "VIRTIO_UNINIT", "relay 5 VM state");
+  assertEq(r5.socketId, 4294967295, "socket_id of any node");
+  assertEq(
+    isFieldSet(r5.vfToVm!, StatsResponseSchema.field.relay.message!.field.vfToVm.message!.field.pktsRxFromVf),
+    false,
+    "no counters while inactive",
+  );
+  assertEq(all.relay[0].vfToVm!.internalState, "DPDK_ADDED", "relay 0 with a VF and no VM");
+  assertEq(all.relay[0].vf!.pciAddrStr, memif(dir, 1), "relay 0 device");
+  assertEq((await stats({ relay: [5, 5, 999] })).relay.map((r) => r.id).join(","), "5,5", "relay=[5,5,999]");
+  assertEq((await stats({ includeInactive: false })).relay.length, 0, "no active relays yet");
+  const t0 = performance.now();
+  await stats({ delay: 300 });
+  if (performance.now() - t0 < 300) throw new Error("delay=300 answered early");
+
+  // Traffic through relay 0, then 10k stats requests on one REQ socket: counters never go back.
+  const pmd = await w.testpmd({
+    vdevs: [virtioUser(w.vmSocket(0)), memifPair(`${dir}/vf1.sock,socket-abstract=no`, 1, 1).peer],
   });
+  const ctx = new ZmqContext();
+  w.defer(() => ctx.close());
+  await pmd.waitLinksUp();
+  await d.waitLog(/relay 0: VM connected/);
+  await pmd.send("set fwd io");
+  await pmd.send("start tx_first 4");
+  const sock = ctx.socket(ZMQ_REQ);
+  sock.connect(ep(dir, "stats"));
+  const req = toBinary(StatsRequestSchema, create(StatsRequestSchema, { relay: [0], includeInactive: false }));
+  let last = [0n, 0n];
+  const n = Number(Deno.env.get("VIO4WD_TEST_STATS_REQUESTS") ?? 10_000);
+  for (let i = 0; i < n; i++) {
+    while (!sock.trySend(req)) await new Promise((r) => setTimeout(r, 1));
+    const reply = await sock.receive(5000);
+    if (!reply) throw new Error(`no reply to stats request ${i}`);
+    const res = fromBinary(StatsResponseSchema, reply[0]);
+    assertEq(res.relay.length, 1, `request ${i}: relay 0 active`);
+    const now = [res.relay[0].vfToVm!.pktsTxToVm, res.relay[0].vmToVf!.pktsTxToVf];
+    if (now[0] < last[0] || now[1] < last[1]) throw new Error(`request ${i}: counters went back: ${last} -> ${now}`);
+    last = now;
+  }
+  if (last[0] === 0n || last[1] === 0n) throw new Error(`no traffic counted: ${last}`);
+});
+
+Deno.test("core scheduling and config: worker list, UPDATE validation, start-up pins", async () => {
+  await using w = await World.create("sched");
+  const dir = w.dir;
+  await w.daemon([...endpoints(dir), "VIRTIOFWD_CPU_PINS=(0:1 3:1,1)"]);
+  const sched = (req: MessageInitShape<typeof CoreSchedRequestSchema>) =>
+    request(ep(dir, "core_sched"), CoreSchedRequestSchema, req, CoreSchedResponseSchema);
+  const cores = await sched({ op: CoreSchedRequest_Op.GET_EAL_CORES });
+  assertEq(cores.ealCores.join(","), "1", "worker cores");
+  const U = CoreSchedRequest_Op.UPDATE;
+  const st = (r: { status: number }) => CoreSchedResponse_Status[r.status];
+  assertEq(st(await sched({ op: U })), "ERROR", "UPDATE with an empty map");
+  assertEq(
+    st(await sched({ op: U, relayCpuMap: [{ relayNumber: 64, vf2virtioCpu: 1, virtio2vfCpu: 1 }] })),
+    "ERROR",
+    "relay 64",
+  );
+  assertEq(
+    st(await sched({ op: U, relayCpuMap: [{ relayNumber: 1, vf2virtioCpu: 0, virtio2vfCpu: 1 }] })),
+    "ERROR",
+    "main lcore",
+  );
+  assertEq(
+    st(await sched({ op: U, relayCpuMap: [{ relayNumber: 1, vf2virtioCpu: 1, virtio2vfCpu: 1 }] })),
+    "OK",
+    "valid UPDATE",
+  );
+  const conf = await request(ep(dir, "config"), ConfigRequestSchema, {}, ConfigResponseSchema);
+  assertEq(ConfigResponse_Status[conf.status], "OK", "config status");
+  assertEq(
+    conf.relayCpuMap.map((m) => `${m.relayNumber}:${m.vf2virtioCpu},${m.virtio2vfCpu}`).join(" "),
+    "0:1,1 3:1,1",
+    "relay_cpu_map",
+  );
 });
 
 Deno.test("port, stats and pin commands: output, --json and exit statuses", async () => {
-  await withDaemon("cli", endpoints, async (_d: DaemonProcess, dir) => {
-    const pc = ["--zmq-ep", ep(dir, "port_control")];
-    let r = await runVio4wd(["port", "add", "--virtio-id", "1", "--device", vfDev(dir, 1), ...pc]);
-    assertEq(r.code, 0, `port add: ${r.stderr}`);
-    r = await runVio4wd(["port", "add", "--virtio-id", "1", "--device", vfDev(dir, 1), ...pc]);
-    assertEq(r.code, 1, "port add again without --conditional");
-    if (!r.stdout.includes('error_code: 8\nerror_code_source: "virtio_forwarder_add_vf2()"')) throw new Error(r.stdout);
-    if (!r.stderr.includes("already has a VF")) throw new Error(r.stderr);
-    r = await runVio4wd(["port", "add", "--virtio-id", "1", "--device", vfDev(dir, 1), "--conditional", ...pc]);
-    assertEq(r.code, 0, "port add --conditional");
-    r = await runVio4wd(["port", "query-pci", "--vhost-path", `${dir}/sock/virtio-forwarder1.sock`, ...pc]);
-    assertEq(r.stdout.trim(), vfDev(dir, 1), "query-pci output");
-    r = await runVio4wd(["port", "add", "--virtio-id", "2", "--pci-addr", "05:08", ...pc]);
-    assertEq(r.code, 2, "malformed PCI address");
-    if (!r.stderr.includes("--pci-addr '05:08'")) throw new Error(r.stderr);
-    r = await runVio4wd(["port", "remove", "--virtio-id", "1", "--device", vfDev(dir, 1), "--json", ...pc]);
-    assertEq(r.stdout.trim(), '{"status":"OK"}', "port remove --json");
+  await using w = await World.create("cli");
+  const dir = w.dir;
+  await w.daemon(endpoints(dir));
+  const pc = ["--zmq-ep", ep(dir, "port_control")];
+  let r = await runVio4wd(["port", "add", "--virtio-id", "1", "--device", vfDev(dir, 1), ...pc]);
+  assertEq(r.code, 0, `port add: ${r.stderr}`);
+  r = await runVio4wd(["port", "add", "--virtio-id", "1", "--device", vfDev(dir, 1), ...pc]);
+  assertEq(r.code, 1, "port add again without --conditional");
+  if (!r.stdout.includes('error_code: 8\nerror_code_source: "virtio_forwarder_add_vf2()"')) throw new Error(r.stdout);
+  if (!r.stderr.includes("already has a VF")) throw new Error(r.stderr);
+  r = await runVio4wd(["port", "add", "--virtio-id", "1", "--device", vfDev(dir, 1), "--conditional", ...pc]);
+  assertEq(r.code, 0, "port add --conditional");
+  r = await runVio4wd(["port", "query-pci", "--vhost-path", w.vmSocket(1), ...pc]);
+  assertEq(r.stdout.trim(), vfDev(dir, 1), "query-pci output");
+  r = await runVio4wd(["port", "add", "--virtio-id", "2", "--pci-addr", "05:08", ...pc]);
+  assertEq(r.code, 2, "malformed PCI address");
+  if (!r.stderr.includes("--pci-addr '05:08'")) throw new Error(r.stderr);
+  r = await runVio4wd(["port", "remove", "--virtio-id", "1", "--device", vfDev(dir, 1), "--json", ...pc]);
+  assertEq(r.stdout.trim(), '{"status":"OK"}', "port remove --json");
 
-    r = await runVio4wd(["stats", "--zmq-ep", ep(dir, "stats"), "--include-inactive", "--relay", "3", "--json"]);
-    const j = JSON.parse(r.stdout);
-    assertEq(j.relay[0].id, 3, "stats --json relay id");
-    assertEq(j.relay[0].vm_to_vf.internal_state, "VIRTIO_UNINIT", "stats --json field names");
-    r = await runVio4wd([
-      "stats",
-      "--zmq-ep",
-      ep(dir, "stats"),
-      "--include-inactive",
-      "--relay",
-      "3",
-      "--output-format",
-      "flat",
-    ]);
-    if (!r.stdout.startsWith("relay_3.active=False\nrelay_3.vhost.vhost_socket_name=")) throw new Error(r.stdout);
-    r = await runVio4wd(["stats", "--zmq-ep", ep(dir, "stats"), "--include-inactive", "--relay", "3"]);
-    if (!/^3\s+VF->VM\s+DPDK_UNINIT/m.test(r.stdout)) throw new Error(r.stdout);
+  r = await runVio4wd(["stats", "--zmq-ep", ep(dir, "stats"), "--include-inactive", "--relay", "3", "--json"]);
+  const j = JSON.parse(r.stdout);
+  assertEq(j.relay[0].id, 3, "stats --json relay id");
+  assertEq(j.relay[0].vm_to_vf.internal_state, "VIRTIO_UNINIT", "stats --json field names");
+  r = await runVio4wd([
+    "stats",
+    "--zmq-ep",
+    ep(dir, "stats"),
+    "--include-inactive",
+    "--relay",
+    "3",
+    "--output-format",
+    "flat",
+  ]);
+  if (!r.stdout.startsWith("relay_3.active=False\nrelay_3.vhost.vhost_socket_name=")) throw new Error(r.stdout);
+  r = await runVio4wd(["stats", "--zmq-ep", ep(dir, "stats"), "--include-inactive", "--relay", "3"]);
+  if (!/^3\s+VF->VM\s+DPDK_UNINIT/m.test(r.stdout)) throw new Error(r.stdout);
 
-    r = await runVio4wd(["pin", "--zmq-ep", ep(dir, "core_sched"), "--stats-ep", ep(dir, "stats")]);
-    assertEq(r.stdout, "Worker cores affinities:\n========\n== 01 ==\n========\n", "pin map");
-    r = await runVio4wd([
-      "pin",
-      "--zmq-ep",
-      ep(dir, "core_sched"),
-      "--stats-ep",
-      ep(dir, "stats"),
-      "--virtio-cpu=1:0,1",
-    ]);
-    assertEq(r.code, 1, "pin to the main lcore is refused");
-    if (!r.stdout.includes("Scheduler response: ERROR")) throw new Error(r.stdout);
-  });
-  const r = await runVio4wd(["stats", "--zmq-ep", "ipc:///nonexistent/stats"]);
-  assertEq(r.code, 2, "no daemon: exit status");
-  if (!r.stderr.includes("no answer from ipc:///nonexistent/stats") || !r.stderr.includes("Is the daemon running")) {
-    throw new Error(r.stderr);
+  r = await runVio4wd(["pin", "--zmq-ep", ep(dir, "core_sched"), "--stats-ep", ep(dir, "stats")]);
+  assertEq(r.stdout, "Worker cores affinities:\n========\n== 01 ==\n========\n", "pin map");
+  r = await runVio4wd([
+    "pin",
+    "--zmq-ep",
+    ep(dir, "core_sched"),
+    "--stats-ep",
+    ep(dir, "stats"),
+    "--virtio-cpu=1:0,1",
+  ]);
+  assertEq(r.code, 1, "pin to the main lcore is refused");
+  if (!r.stdout.includes("Scheduler response: ERROR")) throw new Error(r.stdout);
+  const none = await runVio4wd(["stats", "--zmq-ep", "ipc:///nonexistent/stats"]);
+  assertEq(none.code, 2, "no daemon: exit status");
+  if (
+    !none.stderr.includes("no answer from ipc:///nonexistent/stats") || !none.stderr.includes("Is the daemon running")
+  ) {
+    throw new Error(none.stderr);
   }
   await requestRaw("ipc:///nonexistent/x", new Uint8Array(0)).then(
     () => Promise.reject(new Error("expected DaemonUnreachableError")),
@@ -469,58 +468,53 @@ Deno.test("port, stats and pin commands: output, --json and exit statuses", asyn
 });
 
 Deno.test("bonds: a net_bonding device over two members relays both ways; errors leave nothing behind; REMOVE by name", async () => {
-  await withDaemon("bond", endpoints, async (d, dir, tag) => {
-    const src = "virtio_forwarder_bond_add()";
-    const bond = (id: number, name: string, devs: string[], mode = 0) =>
-      portControl(dir, { op: Op.ADD, virtioId: id, name, mode, devargs: devs });
-    assertEq(outcome(await bond(1, "net_foo0", ["net_null1", "net_null2"])), `ERROR 2 ${src}`, "bad bond name");
-    assertEq(outcome(await portControl(dir, { op: Op.ADD, virtioId: 3, devargs: ["net_null3"] })), "OK", "plain VF");
-    assertEq(outcome(await bond(1, "net_bonding1", ["net_null4", "net_null3"])), `ERROR 3 ${src}`, "member in use");
-    assertEq(outcome(await bond(3, "net_bonding1", ["net_null4", "net_null5"])), `ERROR 8 ${src}`, "relay busy");
-    // net_vhost cannot take the bond's MAC address: the bond does not start, and its members are released.
-    // (Not memif: DPDK 22.11's memif frees its socket's interrupt handle while still registered, and the
-    // EAL interrupt thread later crashes on it.)
-    const vhostVf = (n: number) => `net_vhost${n},iface=${dir}/m${n}.sock`;
-    assertEq(outcome(await bond(1, "net_bonding1", [vhostVf(1), vhostVf(2)])), `ERROR 6 ${src}`, "start fails");
-    assertEq(
-      outcome(await portControl(dir, { op: Op.ADD, virtioId: 1, devargs: [vhostVf(1)] })),
-      "OK",
-      "member freed",
-    );
-    // net_null members: they receive an endless stream of 64-byte packets and swallow what is sent.
-    assertEq(
-      outcome(await bond(0, "net_bonding0", ["net_null1,size=64", "net_null2,size=64"])),
-      "OK",
-      "bond on relay 0",
-    );
-    const q = await portControl(dir, { op: Op.QUERY_PCI, vhostPath: `${dir}/sock/virtio-forwarder0.sock` });
-    assertEq(q.queryString, "net_bonding0", "QUERY_PCI shows the bond name");
-    const pmd = await TestPmd.start({
-      prefix: `${tag}-vm`,
-      vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`],
-    });
-    try {
-      await pmd.waitLinksUp();
-      await d.waitLog(/relay 0: VM connected/);
-      await pmd.send("set fwd rxonly");
-      await pmd.send("start tx_first 2"); // 64 packets VM->VF
-      await new Promise((r) => setTimeout(r, 500));
-      const ports = await pmd.stop();
-      if (ports[0].rxPackets === 0) throw new Error("no VF->VM packets from the bond reached the VM");
-      const r0 = (await d.status()).find((r) => r.id === 0)!;
-      assertEq(r0.vm_to_vf.txPkts, 64, "VM->VF packets sent into the bond");
-    } finally {
-      await pmd.close();
-    }
-    assertEq(
-      outcome(await portControl(dir, { op: Op.REMOVE, virtioId: 0, name: "net_bonding0" })),
-      "OK",
-      "REMOVE by name",
-    );
-    assertEq(
-      outcome(await bond(0, "net_bonding0", ["net_null1", "net_null2"])),
-      "OK",
-      `the same bond again: ${d.log.slice(-1200)}`,
-    );
-  });
+  await using w = await World.create("bond");
+  const dir = w.dir;
+  const d = await w.daemon(endpoints(dir));
+  const src = "virtio_forwarder_bond_add()";
+  const bond = (id: number, name: string, devs: string[], mode = 0) =>
+    portControl(dir, { op: Op.ADD, virtioId: id, name, mode, devargs: devs });
+  assertEq(outcome(await bond(1, "net_foo0", ["net_null1", "net_null2"])), `ERROR 2 ${src}`, "bad bond name");
+  assertEq(outcome(await portControl(dir, { op: Op.ADD, virtioId: 3, devargs: ["net_null3"] })), "OK", "plain VF");
+  assertEq(outcome(await bond(1, "net_bonding1", ["net_null4", "net_null3"])), `ERROR 3 ${src}`, "member in use");
+  assertEq(outcome(await bond(3, "net_bonding1", ["net_null4", "net_null5"])), `ERROR 8 ${src}`, "relay busy");
+  // net_vhost cannot take the bond's MAC address: the bond does not start, and its members are released.
+  // (Not memif: DPDK 22.11's memif frees its socket's interrupt handle while still registered, and the
+  // EAL interrupt thread later crashes on it.)
+  const vhostVf = (n: number) => `net_vhost${n},iface=${dir}/m${n}.sock`;
+  assertEq(outcome(await bond(1, "net_bonding1", [vhostVf(1), vhostVf(2)])), `ERROR 6 ${src}`, "start fails");
+  assertEq(
+    outcome(await portControl(dir, { op: Op.ADD, virtioId: 1, devargs: [vhostVf(1)] })),
+    "OK",
+    "member freed",
+  );
+  // net_null members: they receive an endless stream of 64-byte packets and swallow what is sent.
+  assertEq(
+    outcome(await bond(0, "net_bonding0", ["net_null1,size=64", "net_null2,size=64"])),
+    "OK",
+    "bond on relay 0",
+  );
+  const q = await portControl(dir, { op: Op.QUERY_PCI, vhostPath: w.vmSocket(0) });
+  assertEq(q.queryString, "net_bonding0", "QUERY_PCI shows the bond name");
+  const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+  await pmd.waitLinksUp();
+  await d.waitLog(/relay 0: VM connected/);
+  await pmd.send("set fwd rxonly");
+  await pmd.send("start tx_first 2"); // 64 packets VM->VF
+  await new Promise((r) => setTimeout(r, 500));
+  const ports = await pmd.stop();
+  if (ports[0].rxPackets === 0) throw new Error("no VF->VM packets from the bond reached the VM");
+  const r0 = (await d.status()).find((r) => r.id === 0)!;
+  assertEq(num(r0.vmToVf.pktsTxToVf), 64, "VM->VF packets sent into the bond");
+  await pmd.close();
+  assertEq(
+    outcome(await portControl(dir, { op: Op.REMOVE, virtioId: 0, name: "net_bonding0" })),
+    "OK",
+    "REMOVE by name",
+  );
+  assertEq(
+    outcome(await bond(0, "net_bonding0", ["net_null1", "net_null2"])),
+    "OK",
+    `the same bond again: ${d.log.slice(-1200)}`,
+  );
 });

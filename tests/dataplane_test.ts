@@ -3,10 +3,11 @@
  * dpdk-testpmd virtio_user VM stand-in; counts are checked on both ends and in the relay.
  */
 
-import { TestPmd } from "../src/testbed/testpmd.ts";
-import { NetNs } from "../src/testbed/netns.ts";
-import { DaemonProcess, type RelayStatus, runVio4wd, uniqueTag, until, withDaemon } from "./helpers.ts";
-import { assertEq } from "../src/testbed/assert.ts";
+import { TestPmd } from "./rigs/testpmd.ts";
+import { type DaemonProcess, num, type RelayState, runVio4wd, show, until } from "./rigs/daemon_process.ts";
+import { memifPair, virtioUser } from "./rigs/devices.ts";
+import { World } from "./rigs/world.ts";
+import { assertEq } from "./rigs/assert.ts";
 import { request } from "../src/control/client.ts";
 import {
   CoreSchedRequest_Op,
@@ -15,289 +16,224 @@ import {
   CoreSchedResponseSchema,
 } from "../src/control/gen/virtioforwarder_pb.ts";
 
-const relay0 = (s: RelayStatus[]) => s.find((r) => r.id === 0);
+const relay0 = (s: RelayState[]) => s.find((r) => r.id === 0);
 
 for (const idleUs of [0, 500]) {
   const idle = idleUs ? `, in idle mode (${idleUs} us sleeps: the worker is asleep when they arrive)` : "";
   Deno.test(`daemon relays exactly N packets each way and its counters agree with both ends${idle}`, async () => {
-    await withDaemon("count", (dir) => [
-      `VIRTIOFWD_STATIC_VFS=(net_memif0,role=server,socket=${dir}/vf.sock=0)`,
-      `VIO4WD_IDLE_SLEEP_US=${idleUs}`,
-    ], async (d, dir, tag) => {
-      let pmd: TestPmd | null = null;
-      try {
-        pmd = await TestPmd.start({
-          prefix: `${tag}-g`,
-          vdevs: [
-            `net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`,
-            `net_memif1,role=client,socket=${dir}/vf.sock`,
-          ],
-        });
-        await pmd.waitLinksUp();
-        await d.waitLog(/relay 0: VM connected/);
-        await pmd.send("set fwd rxonly");
-        if (idleUs) await new Promise((r) => setTimeout(r, 500)); // well past the idle threshold
-        // 6 bursts of 32 = 192 packets each way: within the virtio rings (256), so nothing may drop.
-        const bursts = 6;
-        await pmd.send(`start tx_first ${bursts}`);
-        const n = bursts * 32;
-        let last: RelayStatus | undefined;
-        await until("relay counters", async () => {
-          last = relay0(await d.status());
-          return last !== undefined && last.vf_to_vm.txPkts === n && last.vm_to_vf.txPkts === n;
-        }).catch((e) => {
-          throw new Error(`${e.message}: relay 0 = ${JSON.stringify(last)}; testpmd: ${pmd?.output.slice(-800)}`);
-        });
-        const ports = await pmd.stop();
-        const r = relay0(await d.status())!;
-        assertEq(ports[0].txPackets, n, "VM stand-in sent");
-        assertEq(ports[1].txPackets, n, "VF peer sent");
-        assertEq(ports[1].rxPackets, n, "VF peer received (VM->VF)");
-        assertEq(ports[0].rxPackets, n, "VM stand-in received (VF->VM)");
-        assertEq(r.vm_to_vf.rxPkts, n, "relay VM->VF rx");
-        assertEq(r.vf_to_vm.rxPkts, n, "relay VF->VM rx");
-        assertEq(r.vm_to_vf.dropFullPkts + r.vm_to_vf.dropUnavailPkts, 0, "relay VM->VF drops");
-        assertEq(r.vf_to_vm.dropFullPkts + r.vf_to_vm.dropUnavailPkts, 0, "relay VF->VM drops");
-        assertEq(r.vm_to_vf.txBytes, n * 64, "relay VM->VF bytes");
-      } finally {
-        await d.stop(); // before its memif peers leave (see withDaemon)
-        await pmd?.close();
-      }
+    await using w = await World.create("count");
+    const vf = memifPair(`${w.dir}/vf.sock`);
+    const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=(${vf.vf}=0)`, `VIO4WD_IDLE_SLEEP_US=${idleUs}`]);
+    const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), vf.peer] });
+    await pmd.waitLinksUp();
+    await d.waitLog(/relay 0: VM connected/);
+    await pmd.send("set fwd rxonly");
+    if (idleUs) await new Promise((r) => setTimeout(r, 500)); // well past the idle threshold
+    // 6 bursts of 32 = 192 packets each way: within the virtio rings (256), so nothing may drop.
+    const bursts = 6;
+    await pmd.send(`start tx_first ${bursts}`);
+    const n = bursts * 32;
+    let last: RelayState | undefined;
+    await until("relay counters", async () => {
+      last = relay0(await d.status());
+      return last !== undefined && num(last.vfToVm.pktsTxToVm) === n && num(last.vmToVf.pktsTxToVf) === n;
+    }).catch((e) => {
+      throw new Error(`${e.message}: relay 0 = ${last && show(last)}; testpmd: ${pmd.output.slice(-800)}`);
     });
+    const ports = await pmd.stop();
+    const r = relay0(await d.status())!;
+    assertEq(ports[0].txPackets, n, "VM stand-in sent");
+    assertEq(ports[1].txPackets, n, "VF peer sent");
+    assertEq(ports[1].rxPackets, n, "VF peer received (VM->VF)");
+    assertEq(ports[0].rxPackets, n, "VM stand-in received (VF->VM)");
+    assertEq(num(r.vmToVf.pktsRxFromVm), n, "relay VM->VF rx");
+    assertEq(num(r.vfToVm.pktsRxFromVf), n, "relay VF->VM rx");
+    assertEq(num(r.vmToVf.pktsDroppedVfQueueFull) + num(r.vmToVf.pktsDroppedVfNotConnected), 0, "relay VM->VF drops");
+    assertEq(num(r.vfToVm.pktsDroppedVmQueueFull) + num(r.vfToVm.pktsDroppedVmNotConnected), 0, "relay VF->VM drops");
+    assertEq(num(r.vmToVf.bytesTxToVf), n * 64, "relay VM->VF bytes");
   });
 }
 
 Deno.test("bad VFs and relay ids are clear errors, leave nothing behind and do not disturb other relays", async () => {
-  await withDaemon("bad", (dir) => [
+  await using w = await World.create("bad");
+  const d = await w.daemon([
     "VIRTIOFWD_STATIC_VFS=(",
-    `  net_memif0,role=server,socket=${dir}/vf.sock=0`,
+    `  ${memifPair(`${w.dir}/vf.sock`).vf}=0`,
     "  net_bogus0=1",
     "  0000:0f:1f.7=2",
-    `  net_memif0,role=server,socket=${dir}/vf2.sock=3`,
+    `  ${memifPair(`${w.dir}/vf2.sock`).vf}=3`,
     ")",
-  ], async (d, dir) => {
-    await d.waitLog(/static VF net_bogus0=1: .*cannot probe device 'net_bogus0'/);
-    await d.waitLog(/static VF 0000:0f:1f.7=2: .*cannot probe device '0000:0f:1f.7'/);
-    await d.waitLog(
-      /static VF net_memif0,role=server,socket=.*vf2.sock=3: .*device net_memif0 is already in use by another relay/,
-    );
-    const s = await d.status();
-    assertEq(s.map((r) => r.id).join(","), "0", "only relay 0 has a VF");
-    assertEq(relay0(s)!.vf, `net_memif0,role=server,socket=${dir}/vf.sock`, "relay 0 VF");
-  });
-  const big = await runVio4wd(["config", "check", "/dev/null"]);
-  assertEq(big.code, 0, "empty config is valid");
-  const tag2 = uniqueTag("id");
-  const conf = await Deno.makeTempFile();
-  await Deno.writeTextFile(conf, `VIRTIOFWD_STATIC_VFS=net_null0=64\nVIO4WD_EAL_FILE_PREFIX=${tag2}\n`);
+  ]);
+  await d.waitLog(/static VF net_bogus0=1: .*cannot probe device 'net_bogus0'/);
+  await d.waitLog(/static VF 0000:0f:1f.7=2: .*cannot probe device '0000:0f:1f.7'/);
+  await d.waitLog(
+    /static VF net_memif0,role=server,socket=.*vf2.sock=3: .*device net_memif0 is already in use by another relay/,
+  );
+  const s = await d.status();
+  assertEq(s.map((r) => r.id).join(","), "0", "only relay 0 has a VF");
+  assertEq(relay0(s)!.vf?.pciAddrStr, memifPair(`${w.dir}/vf.sock`).vf, "relay 0 VF");
+  const empty = await runVio4wd(["config", "check", "/dev/null"]);
+  assertEq(empty.code, 0, "empty config is valid");
+  const conf = `${w.dir}/id.conf`;
+  await Deno.writeTextFile(conf, `VIRTIOFWD_STATIC_VFS=net_null0=64\nVIO4WD_EAL_FILE_PREFIX=${w.nextTag("id")}\n`);
   const r = await runVio4wd(["daemon", "--config", conf]);
   assertEq(r.code, 2, "relay id 64 exit status");
   if (!r.stderr.includes(`${conf}:1: VIRTIOFWD_STATIC_VFS='net_null0=64': relay id 64 is out of range`)) {
     throw new Error(`unexpected error text: ${r.stderr}`);
   }
-  await Deno.remove(conf);
 });
 
 Deno.test("a socket directory that cannot be written stops the daemon with a clear error and no leftovers", async () => {
-  const tag = uniqueTag("nodir");
-  const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
+  await using w = await World.create("nodir");
+  const dir = `${w.dir}/t`;
+  await Deno.mkdir(dir);
   await Deno.writeTextFile(`${dir}/sock`, "a file, not a directory");
   const conf = `${dir}/c.conf`;
   await Deno.writeTextFile(
     conf,
-    `VIRTIOFWD_CPU_MASK=1\nVIRTIOFWD_SOCKET_DIR=${dir}/sock\nVIRTIOFWD_PID_DIR=${dir}\nVIO4WD_EAL_FILE_PREFIX=${tag}\nVIO4WD_EAL_MEMORY_MB=128\n`,
+    `VIRTIOFWD_CPU_MASK=1\nVIRTIOFWD_SOCKET_DIR=${dir}/sock\nVIRTIOFWD_PID_DIR=${dir}\nVIO4WD_EAL_FILE_PREFIX=${
+      w.nextTag("d")
+    }\nVIO4WD_EAL_MEMORY_MB=128\n`,
   );
   const r = await runVio4wd(["daemon", "--config", conf]);
   assertEq(r.code, 1, "exit status");
   if (!r.stderr.includes(`socket directory ${dir}/sock is not a directory`)) throw new Error(r.stderr);
   assertEq([...Deno.readDirSync(dir)].map((e) => e.name).sort().join(","), "c.conf,sock", "files left in the dir");
-  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("client mode: the daemon restarts while the VM (virtio_user server=1) stays up and traffic resumes", async () => {
-  const tag = uniqueTag("client");
-  const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
-  await Deno.mkdir(`${dir}/sock`);
-  const config = [
-    "VIRTIOFWD_VHOST_CLIENT=true",
-    `VIRTIOFWD_STATIC_VFS=net_memif0,role=server,socket=${dir}/vf.sock=0`,
-  ];
-  let vm: TestPmd | null = null;
-  let d: DaemonProcess | null = null;
-  try {
-    // virtio_user in server mode blocks in accept() until a backend connects: start both together.
-    const vmStarting = TestPmd.start({
-      prefix: `${tag}-vm`,
-      vdevs: [
-        `net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1,server=1`,
-        `net_memif1,role=client,socket=${dir}/vf.sock`,
-      ],
-    });
-    d = await DaemonProcess.start(dir, `${tag}-d1`, config);
-    vm = await vmStarting;
-    await d.waitLog(/relay 0: VM connected/, 15_000);
-    await vm.waitLinksUp();
-    await vm.send("set fwd io");
-    await vm.send("start tx_first 4");
-    const flowing = async (daemon: DaemonProcess) => {
-      const a = relay0(await daemon.status());
-      await new Promise((r) => setTimeout(r, 300));
-      const b = relay0(await daemon.status());
-      return a !== undefined && b !== undefined && b.vf_to_vm.txPkts > a.vf_to_vm.txPkts &&
-        b.vm_to_vf.txPkts > a.vm_to_vf.txPkts;
-    };
-    await until("traffic through the first daemon", () => flowing(d!), 10_000);
-    // The stand-in stops polling first: its memif port (the VF's wire) would otherwise be read
-    // while DPDK 22.11's memif frees it on the daemon's hang-up, and the stand-in could crash.
-    await vm.send("stop");
-    assertEq(await d.stop(), 0, "first daemon exit status");
-    d = null;
-    const vmPid = vm.pid;
-    d = await DaemonProcess.start(dir, `${tag}-d2`, config);
-    // DPDK's vhost client redials every second. virtio_user's server side notices the old
-    // connection is gone when its link is looked at (QEMU does that itself): poll the link meanwhile.
-    const restarted = d;
-    await until("the VM reconnected to the restarted daemon", async () => {
-      if (restarted.count(/relay 0: VM connected/) > 0) return true;
-      await vm!.linksUp().catch(() => false);
-      return false;
-    }, 30_000).catch((e) => {
-      throw new Error(
-        `${e.message}\ndaemon:\n${restarted.log.slice(-1500)}\ntestpmd (VM):\n${vm?.output.slice(-2000)}`,
-      );
-    });
-    // The memif peer stands in for the VF's wire and does not redial a server that went away:
-    // restart that port only (port 1), never the VM's virtio port (port 0). The packets in flight
-    // were lost with the old daemon, so seed the loop again.
-    await vm.send("stop");
-    await vm.send("port stop 1");
-    await vm.send("port start 1");
-    await vm.waitLinksUp();
-    await vm.send("start tx_first 4");
-    await until("traffic through the restarted daemon", () => flowing(d!), 15_000).catch((e) => {
-      throw new Error(`${e.message}; daemon log:\n${d?.log.slice(-1500)}\ntestpmd:\n${vm?.output.slice(-1500)}`);
-    });
-    assertEq(vm.pid, vmPid, "VM stand-in is the same process");
-  } finally {
-    if (d) await d.stop();
-    await vm?.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using w = await World.create("client");
+  const wire = memifPair(`${w.dir}/vf.sock`);
+  const config = ["VIRTIOFWD_VHOST_CLIENT=true", `VIRTIOFWD_STATIC_VFS=${wire.vf}=0`];
+  // virtio_user in server mode blocks in accept() until a backend connects: start both together.
+  const vmStarting = w.testpmd({ vdevs: [virtioUser(w.vmSocket(0), { server: true }), wire.peer] });
+  const d = await w.daemon(config);
+  const vm = await vmStarting;
+  await d.waitLog(/relay 0: VM connected/, 15_000);
+  await vm.waitLinksUp();
+  await vm.send("set fwd io");
+  await vm.send("start tx_first 4");
+  const flowing = async (daemon: DaemonProcess) => {
+    const a = relay0(await daemon.status());
+    await new Promise((r) => setTimeout(r, 300));
+    const b = relay0(await daemon.status());
+    return a !== undefined && b !== undefined && num(b.vfToVm.pktsTxToVm) > num(a.vfToVm.pktsTxToVm) &&
+      num(b.vmToVf.pktsTxToVf) > num(a.vmToVf.pktsTxToVf);
+  };
+  await until("traffic through the first daemon", () => flowing(d), 10_000);
+  // The stand-in stops polling first: its memif port (the VF's wire) would otherwise be read
+  // while DPDK 22.11's memif frees it on the daemon's hang-up, and the stand-in could crash.
+  await vm.send("stop");
+  assertEq(await d.stop(), 0, "first daemon exit status");
+  const vmPid = vm.pid;
+  const restarted = await w.daemon(config);
+  // DPDK's vhost client redials every second. virtio_user's server side notices the old
+  // connection is gone when its link is looked at (QEMU does that itself): poll the link meanwhile.
+  await until("the VM reconnected to the restarted daemon", async () => {
+    if (restarted.count(/relay 0: VM connected/) > 0) return true;
+    await vm.linksUp().catch(() => false);
+    return false;
+  }, 30_000).catch((e) => {
+    throw new Error(`${e.message}\ndaemon:\n${restarted.log.slice(-1500)}\ntestpmd (VM):\n${vm.output.slice(-2000)}`);
+  });
+  // The memif peer stands in for the VF's wire and does not redial a server that went away:
+  // restart that port only (port 1), never the VM's virtio port (port 0). The packets in flight
+  // were lost with the old daemon, so seed the loop again.
+  await vm.send("stop");
+  await vm.send("port stop 1");
+  await vm.send("port start 1");
+  await vm.waitLinksUp();
+  await vm.send("start tx_first 4");
+  await until("traffic through the restarted daemon", () => flowing(restarted), 15_000).catch((e) => {
+    throw new Error(`${e.message}; daemon log:\n${restarted.log.slice(-1500)}\ntestpmd:\n${vm.output.slice(-1500)}`);
+  });
+  assertEq(vm.pid, vmPid, "VM stand-in is the same process");
 });
 
 Deno.test("multiqueue: 4 queue pairs, VF->VM flows spread over every virtio RX queue, VM->VF served from every TX queue", async () => {
-  await withDaemon("mq", (dir) => [
-    `VIRTIOFWD_STATIC_VFS=net_memif0,role=server,socket=${dir}/vf.sock=0`,
-  ], async (d, dir, tag) => {
-    let vm: TestPmd | null = null;
-    let vf: TestPmd | null = null;
-    try {
-      vm = await TestPmd.start({
-        prefix: `${tag}-vm`,
-        vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=4`],
-        appArgs: ["--rxq=4", "--txq=4"],
-      });
-      vf = await TestPmd.start({
-        prefix: `${tag}-vf`,
-        vdevs: [`net_memif1,role=client,socket=${dir}/vf.sock`],
-        appArgs: ["--txonly-multi-flow"],
-      });
-      await vm.waitLinksUp();
-      await vf.waitLinksUp();
-      await d.waitLog(/relay 0: VM connected \(4 queue pair/);
-      await until("the VF link", async () => relay0(await d.status())?.vf_link === true);
-      // memif takes packets only once its peer polls: the VF peer receives first, then sends.
-      await vf.send("set fwd rxonly");
-      await vf.send("start");
-      await vm.send("set fwd rxonly");
-      await vm.send("start tx_first"); // one burst of 32 on each of the VM's four TX queues
-      await until("VM->VF from every queue", async () => relay0(await d.status())?.vm_to_vf.txPkts === 128).catch(
-        async (e) => {
-          throw new Error(`${e.message}: ${JSON.stringify(relay0(await d.status()))}\n${d.log.slice(-1500)}`);
-        },
-      );
-      await vf.stop();
-      await vf.send("set fwd txonly");
-      await vf.send("start");
-      await new Promise((r) => setTimeout(r, 1000));
-      await vf.stop();
-      await new Promise((r) => setTimeout(r, 300));
-      const { queues } = await vm.stopWithQueues();
-      const r = relay0(await d.status())!;
-      const q = queues[0] ?? [];
-      if (!(q.length === 4 && q.every((n) => n > 0))) {
-        throw new Error(`VF->VM packets per VM RX queue: ${JSON.stringify(q)}`);
-      }
-      assertEq(q.reduce((a, b) => a + b, 0), r.vf_to_vm.txPkts, "VM received what the relay sent VF->VM");
-      assertEq(r.vm_to_vf.rxPkts, 128, "relay received VM->VF from all four TX queues (32 each)");
-    } finally {
-      await d.stop(); // before its memif peers leave (see withDaemon)
-      await vf?.close();
-      await vm?.close();
-    }
-  });
+  await using w = await World.create("mq");
+  const wire = memifPair(`${w.dir}/vf.sock`);
+  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=${wire.vf}=0`]);
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0), { queues: 4 })], appArgs: ["--rxq=4", "--txq=4"] });
+  const vf = await w.testpmd({ vdevs: [wire.peer], appArgs: ["--txonly-multi-flow"] });
+  await vm.waitLinksUp();
+  await vf.waitLinksUp();
+  await d.waitLog(/relay 0: VM connected \(4 queue pair/);
+  await until("the VF link", async () => relay0(await d.status())?.vfLink === true);
+  // memif takes packets only once its peer polls: the VF peer receives first, then sends.
+  await vf.send("set fwd rxonly");
+  await vf.send("start");
+  await vm.send("set fwd rxonly");
+  await vm.send("start tx_first"); // one burst of 32 on each of the VM's four TX queues
+  await until("VM->VF from every queue", async () => num(relay0(await d.status())?.vmToVf.pktsTxToVf) === 128).catch(
+    async (e) => {
+      throw new Error(`${e.message}: ${show(relay0(await d.status()))}\n${d.log.slice(-1500)}`);
+    },
+  );
+  await vf.stop();
+  await vf.send("set fwd txonly");
+  await vf.send("start");
+  await new Promise((r) => setTimeout(r, 1000));
+  await vf.stop();
+  await new Promise((r) => setTimeout(r, 300));
+  const { queues } = await vm.stopWithQueues();
+  const r = relay0(await d.status())!;
+  const q = queues[0] ?? [];
+  if (!(q.length === 4 && q.every((n) => n > 0))) {
+    throw new Error(`VF->VM packets per VM RX queue: ${JSON.stringify(q)}`);
+  }
+  assertEq(q.reduce((a, b) => a + b, 0), num(r.vfToVm.pktsTxToVm), "VM received what the relay sent VF->VM");
+  assertEq(num(r.vmToVf.pktsRxFromVm), 128, "relay received VM->VF from all four TX queues (32 each)");
 });
 
 Deno.test("64 relays: VFs up to DPDK's port limit each pass traffic both ways, the next VF is refused naming the limit, VM-only relays are served", async () => {
-  await withDaemon("limit", (dir) => [
+  await using w = await World.create("limit");
+  const wire = (i: number) => memifPair(`${w.dir}/vf${i}.sock`, i, 100 + i);
+  const d = await w.daemon([
     "VIO4WD_EAL_MEMORY_MB=512",
     "VIRTIOFWD_STATIC_VFS=(",
-    ...Array.from({ length: 33 }, (_, i) => `  net_memif${i},role=server,socket=${dir}/vf${i}.sock=${i}`),
+    ...Array.from({ length: 33 }, (_, i) => `  ${wire(i).vf}=${i}`),
     ")",
-  ], async (d, dir, tag) => {
-    const sockets = [...Deno.readDirSync(`${dir}/sock`)].filter((e) => /^virtio-forwarder\d+\.sock$/.test(e.name));
-    assertEq(sockets.length, 64, "vhost-user sockets");
-    await d.waitLog(/static VF net_memif32,.*=32: .*DPDK allows 32 ports per process \(RTE_MAX_ETHPORTS\)/);
-    assertEq(
-      (await d.status()).map((r) => r.id).join(","),
-      Array.from({ length: 32 }, (_, i) => i).join(","),
-      "relays with a VF",
-    );
-    // Stand-ins hold 32 ports each too: relays 0-15 and 16-31 as VM + VF peer pairs looping
-    // packets (io forwarding), relays 32-63 as VMs only, sending.
-    const vm = (i: number) => `net_virtio_user${i},path=${dir}/sock/virtio-forwarder${i}.sock,queues=1`;
-    const pairs = (from: number) =>
-      Array.from(
-        { length: 16 },
-        (_, k) => [vm(from + k), `net_memif${100 + from + k},role=client,socket=${dir}/vf${from + k}.sock`],
-      ).flat();
-    const pmds: TestPmd[] = [];
-    try {
-      for (
-        const [name, vdevs] of [["a", pairs(0)], ["b", pairs(16)], [
-          "c",
-          Array.from({ length: 32 }, (_, k) => vm(32 + k)),
-        ]] as const
-      ) {
-        pmds.push(await TestPmd.start({ prefix: `${tag}-${name}`, vdevs: [...vdevs], memoryMb: 384, mbufs: 16384 }));
-      }
-      await until("64 VMs connected", async () => (await d.status()).filter((r) => r.vm).length === 64, 30_000);
-      await pmds[0].send("set fwd io");
-      await pmds[1].send("set fwd io");
-      await pmds[2].send("set fwd txonly");
-      for (const p of pmds) await p.send("start tx_first");
-      let last: RelayStatus[] = [];
-      await until("traffic on every relay", async () => {
-        last = await d.status();
-        return last.length === 64 &&
-          last.every((r) =>
-            r.id < 32 ? r.vf_to_vm.txPkts > 0 && r.vm_to_vf.txPkts > 0 : r.vm && r.vm_to_vf.dropUnavailPkts > 0
-          );
-      }, 20_000).catch((e) => {
-        const idle = last.filter((r) =>
-          r.id < 32 ? !(r.vf_to_vm.txPkts > 0 && r.vm_to_vf.txPkts > 0) : !(r.vm_to_vf.dropUnavailPkts > 0)
-        );
-        throw new Error(`${e.message}: idle relays ${idle.map((r) => r.id).join(",")}`);
-      });
-    } finally {
-      await d.stop(); // before its memif peers leave (see withDaemon)
-      for (const p of pmds) await p.close();
-    }
+  ]);
+  const sockets = [...Deno.readDirSync(w.sockDir)].filter((e) => /^virtio-forwarder\d+\.sock$/.test(e.name));
+  assertEq(sockets.length, 64, "vhost-user sockets");
+  await d.waitLog(/static VF net_memif32,.*=32: .*DPDK allows 32 ports per process \(RTE_MAX_ETHPORTS\)/);
+  assertEq(
+    (await d.status()).map((r) => r.id).join(","),
+    Array.from({ length: 32 }, (_, i) => i).join(","),
+    "relays with a VF",
+  );
+  // Stand-ins hold 32 ports each too: relays 0-15 and 16-31 as VM + VF peer pairs looping
+  // packets (io forwarding), relays 32-63 as VMs only, sending.
+  const vm = (i: number) => virtioUser(w.vmSocket(i), { port: i });
+  const pairs = (from: number) => Array.from({ length: 16 }, (_, k) => [vm(from + k), wire(from + k).peer]).flat();
+  const pmds: TestPmd[] = [];
+  for (const vdevs of [pairs(0), pairs(16), Array.from({ length: 32 }, (_, k) => vm(32 + k))]) {
+    pmds.push(await w.testpmd({ vdevs, memoryMb: 384, mbufs: 16384 }));
+  }
+  await until("64 VMs connected", async () => (await d.status()).filter((r) => r.vmToVf.active).length === 64, 30_000);
+  await pmds[0].send("set fwd io");
+  await pmds[1].send("set fwd io");
+  await pmds[2].send("set fwd txonly");
+  for (const p of pmds) await p.send("start tx_first");
+  let last: RelayState[] = [];
+  const passing = (r: RelayState) =>
+    r.id < 32
+      ? num(r.vfToVm.pktsTxToVm) > 0 && num(r.vmToVf.pktsTxToVf) > 0
+      : r.vmToVf.active && num(r.vmToVf.pktsDroppedVfNotConnected) > 0;
+  await until("traffic on every relay", async () => {
+    last = await d.status();
+    return last.length === 64 && last.every(passing);
+  }, 20_000).catch((e) => {
+    throw new Error(`${e.message}: idle relays ${last.filter((r) => !passing(r)).map((r) => r.id).join(",")}`);
   });
 });
 
 Deno.test("CPU migration under traffic: a relay moves between worker lcores 200 times with no packet lost, the other relay never stalls", async () => {
-  await withDaemon("migrate", (dir) => [
+  await using w = await World.create("migrate");
+  const dir = w.dir;
+  const wire = (i: number) => memifPair(`${dir}/vf${i}.sock`, i, 10 + i);
+  const d = await w.daemon([
     "VIO4WD_EAL_LCORES=0@0,1@1,2@1",
     "VIRTIOFWD_CPU_MASK=1,2",
     `VIRTIOFWD_ZMQ_STATS_EP=ipc://${dir}/zmq/stats`,
@@ -305,169 +241,163 @@ Deno.test("CPU migration under traffic: a relay moves between worker lcores 200 
     "VIO4WD_CORE_SCHED_ENABLE=true",
     "VIRTIOFWD_CPU_PINS=(0:1 1:2)",
     "VIRTIOFWD_STATIC_VFS=(",
-    `  net_memif0,role=server,socket=${dir}/vf0.sock=0`,
-    `  net_memif1,role=server,socket=${dir}/vf1.sock=1`,
+    `  ${wire(0).vf}=0`,
+    `  ${wire(1).vf}=1`,
     ")",
-  ], async (d, dir, tag) => {
-    let pmd: TestPmd | null = null;
-    try {
-      // Two VM + VF-peer pairs looping packets through relays 0 and 1 (io forwarding).
-      pmd = await TestPmd.start({
-        prefix: `${tag}-vm`,
-        vdevs: [
-          `net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`,
-          `net_memif10,role=client,socket=${dir}/vf0.sock`,
-          `net_virtio_user1,path=${dir}/sock/virtio-forwarder1.sock,queues=1`,
-          `net_memif11,role=client,socket=${dir}/vf1.sock`,
-        ],
-      });
-      await pmd.waitLinksUp();
-      await until("both VMs", async () => (await d.status()).filter((r) => r.vm).length === 2);
-      await pmd.send("set fwd io");
-      await pmd.send("start tx_first 2");
-      const pin = (spec: string) =>
-        runVio4wd([
-          "pin",
-          "--zmq-ep",
-          `ipc://${dir}/zmq/core_sched`,
-          "--stats-ep",
-          `ipc://${dir}/zmq/stats`,
-          `--virtio-cpu=${spec}`,
-        ]);
-      // The first moves through `vio4wd pin`, the rest straight over the core-scheduling endpoint.
-      const move = async (to: number, i: number) => {
-        if (i < 2) {
-          const r = await pin(`0:${to},${to}`); // C1 = VM->VF, C2 = VF->VM
-          assertEq(r.code, 0, `pin ${i}: ${r.stdout}${r.stderr}`);
-          return;
-        }
-        const r = await request(`ipc://${dir}/zmq/core_sched`, CoreSchedRequestSchema, {
-          op: CoreSchedRequest_Op.UPDATE,
-          relayCpuMap: [{ relayNumber: 0, vf2virtioCpu: to, virtio2vfCpu: to }],
-        }, CoreSchedResponseSchema);
-        assertEq(r.status, CoreSchedResponse_Status.OK, `move ${i}`);
-      };
-      for (let i = 0; i < 200; i++) {
-        const to = i % 2 === 0 ? 2 : 1;
-        const before = (await d.status()).find((r) => r.id === 1)!.vf_to_vm.txPkts;
-        await move(to, i);
-        const s = await d.status();
-        const r0 = s.find((r) => r.id === 0)!;
-        assertEq(`${r0.cpus.vf_to_vm},${r0.cpus.vm_to_vf}`, `${to},${to}`, `relay 0 CPUs after move ${i}`);
-        const after = s.find((r) => r.id === 1)!.vf_to_vm.txPkts;
-        if (!(after > before)) throw new Error(`relay 1 stalled during move ${i}: ${before} -> ${after}`);
-      }
-      await pmd.stop();
-      await new Promise((r) => setTimeout(r, 300));
-      for (const r of (await d.status()).filter((x) => x.id <= 1)) {
-        for (const dir of ["vf_to_vm", "vm_to_vf"] as const) {
-          const c = r[dir];
-          assertEq(c.dropFullPkts + c.dropUnavailPkts, 0, `relay ${r.id} ${dir} drops`);
-          assertEq(c.rxPkts, c.txPkts, `relay ${r.id} ${dir}: every packet received was sent`);
-        }
-      }
-    } finally {
-      await d.stop(); // before its memif peers leave (see withDaemon)
-      await pmd?.close();
-    }
+  ]);
+  // Two VM + VF-peer pairs looping packets through relays 0 and 1 (io forwarding).
+  const pmd = await w.testpmd({
+    vdevs: [virtioUser(w.vmSocket(0)), wire(0).peer, virtioUser(w.vmSocket(1), { port: 1 }), wire(1).peer],
   });
+  await pmd.waitLinksUp();
+  await until("both VMs", async () => (await d.status()).filter((r) => r.vmToVf.active).length === 2);
+  await pmd.send("set fwd io");
+  await pmd.send("start tx_first 2");
+  const pin = (spec: string) =>
+    runVio4wd([
+      "pin",
+      "--zmq-ep",
+      `ipc://${dir}/zmq/core_sched`,
+      "--stats-ep",
+      `ipc://${dir}/zmq/stats`,
+      `--virtio-cpu=${spec}`,
+    ]);
+  // The first moves through `vio4wd pin`, the rest straight over the core-scheduling endpoint.
+  const move = async (to: number, i: number) => {
+    if (i < 2) {
+      const r = await pin(`0:${to},${to}`); // C1 = VM->VF, C2 = VF->VM
+      assertEq(r.code, 0, `pin ${i}: ${r.stdout}${r.stderr}`);
+      return;
+    }
+    const r = await request(`ipc://${dir}/zmq/core_sched`, CoreSchedRequestSchema, {
+      op: CoreSchedRequest_Op.UPDATE,
+      relayCpuMap: [{ relayNumber: 0, vf2virtioCpu: to, virtio2vfCpu: to }],
+    }, CoreSchedResponseSchema);
+    assertEq(r.status, CoreSchedResponse_Status.OK, `move ${i}`);
+  };
+  const relay1Sent = async () => num((await d.status()).find((r) => r.id === 1)!.vfToVm.pktsTxToVm);
+  for (let i = 0; i < 200; i++) {
+    const to = i % 2 === 0 ? 2 : 1;
+    const before = await relay1Sent();
+    await move(to, i);
+    const s = await d.status();
+    const r0 = s.find((r) => r.id === 0)!;
+    assertEq(`${r0.cpu?.vfToVm},${r0.cpu?.vmToVf}`, `${to},${to}`, `relay 0 CPUs after move ${i}`);
+    // Both worker lcores share CPU 1 with the stand-in: "never stalls" = moves on within 1 s of each move.
+    let after = num(s.find((r) => r.id === 1)!.vfToVm.pktsTxToVm);
+    await until(`relay 1 moving on after move ${i}`, async () => (after = await relay1Sent()) > before, 1000).catch(
+      () => {
+        throw new Error(`relay 1 stalled during move ${i}: ${before} -> ${after}`);
+      },
+    );
+  }
+  await pmd.stop();
+  await new Promise((r) => setTimeout(r, 300));
+  for (const r of (await d.status()).filter((x) => x.id <= 1)) {
+    const up = r.vfToVm, down = r.vmToVf;
+    assertEq(num(up.pktsDroppedVmQueueFull) + num(up.pktsDroppedVmNotConnected), 0, `relay ${r.id} VF->VM drops`);
+    assertEq(num(up.pktsRxFromVf), num(up.pktsTxToVm), `relay ${r.id} VF->VM: every packet received was sent`);
+    assertEq(num(down.pktsDroppedVfQueueFull) + num(down.pktsDroppedVfNotConnected), 0, `relay ${r.id} VM->VF drops`);
+    assertEq(num(down.pktsRxFromVm), num(down.pktsTxToVf), `relay ${r.id} VM->VF: every packet received was sent`);
+  }
 });
 
 Deno.test("feature flags: jumbo frames (MTU 9000, big mbufs) cross both ways with mergeable RX buffers; zero-copy is a warning", async () => {
-  await withDaemon("jumbo", () => [
+  await using w = await World.create("jumbo");
+  const d = await w.daemon([
     "VIRTIOFWD_JUMBO=y",
     "VIRTIOFWD_MRGBUF=y",
     "VIRTIOFWD_ZERO_COPY=y",
     "VIRTIOFWD_STATIC_VFS=net_null0,size=9000=0",
-  ], async (d, dir, tag) => {
-    await d.waitLog(/VIRTIOFWD_ZERO_COPY: dequeue zero-copy is not supported by DPDK >= 20\.11/);
-    let pmd: TestPmd | null = null;
-    try {
-      pmd = await TestPmd.start({
-        prefix: `${tag}-vm`,
-        vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1,mrg_rxbuf=1`],
-        // --txpkts after --mbuf-size: testpmd checks the length against the mbuf size it has parsed so far.
-        appArgs: ["--mbuf-size=10240", "--max-pkt-len=9018", "--txpkts=9000"],
-      });
-      await pmd.waitLinksUp();
-      await d.waitLog(/relay 0: VM connected/);
-      await pmd.send("set fwd rxonly");
-      await pmd.send("start tx_first"); // 32 jumbo frames VM->VF; net_null sends 9000-byte frames VF->VM
-      await until("jumbo frames both ways", async () => {
-        const r = relay0(await d.status())!;
-        return r.vm_to_vf.txPkts === 32 && r.vf_to_vm.txPkts > 0;
-      }, 10_000).catch(async (e) => {
-        throw new Error(`${e.message}: ${JSON.stringify(relay0(await d.status()))}`);
-      });
-      const r = relay0(await d.status())!;
-      assertEq(r.vm_to_vf.txBytes, 32 * 9000, "VM->VF bytes: whole 9000-byte frames");
-      assertEq(r.vm_to_vf.dropFullPkts, 0, "VM->VF drops");
-      if (r.vf_to_vm.txBytes !== r.vf_to_vm.txPkts * 9000) {
-        throw new Error(`VF->VM frames not whole: ${JSON.stringify(r)}`);
-      }
-      const ports = await pmd.stop();
-      if (!(ports[0].rxPackets > 0)) throw new Error("the VM received no jumbo frame");
-    } finally {
-      await d.stop(); // before its memif peers leave (see withDaemon)
-      await pmd?.close();
-    }
+  ]);
+  await d.waitLog(/VIRTIOFWD_ZERO_COPY: dequeue zero-copy is not supported by DPDK >= 20\.11/);
+  const pmd = await w.testpmd({
+    vdevs: [`${virtioUser(w.vmSocket(0))},mrg_rxbuf=1`],
+    // --txpkts after --mbuf-size: testpmd checks the length against the mbuf size it has parsed so far.
+    appArgs: ["--mbuf-size=10240", "--max-pkt-len=9018", "--txpkts=9000"],
   });
+  await pmd.waitLinksUp();
+  await d.waitLog(/relay 0: VM connected/);
+  await pmd.send("set fwd rxonly");
+  await pmd.send("start tx_first"); // 32 jumbo frames VM->VF; net_null sends 9000-byte frames VF->VM
+  await until("jumbo frames both ways", async () => {
+    const r = relay0(await d.status())!;
+    return num(r.vmToVf.pktsTxToVf) === 32 && num(r.vfToVm.pktsTxToVm) > 0;
+  }, 10_000).catch(async (e) => {
+    throw new Error(`${e.message}: ${show(relay0(await d.status()))}`);
+  });
+  const r = relay0(await d.status())!;
+  assertEq(num(r.vmToVf.bytesTxToVf), 32 * 9000, "VM->VF bytes: whole 9000-byte frames");
+  assertEq(num(r.vmToVf.pktsDroppedVfQueueFull), 0, "VM->VF drops");
+  if (num(r.vfToVm.bytesTxToVm) !== num(r.vfToVm.pktsTxToVm) * 9000) {
+    throw new Error(`VF->VM frames not whole: ${show(r)}`);
+  }
+  const ports = await pmd.stop();
+  if (!(ports[0].rxPackets > 0)) throw new Error("the VM received no jumbo frame");
 });
 
 Deno.test("bond: active-backup over two tap members survives the loss of the active member's link, both directions", async () => {
   // tap members in a namespace the test creates (memif cannot take the bond's MAC address). DPDK
   // 22.11's tap raises no link event when its interface goes down: the daemon's bond supervision
   // moves the bond to the member that still has link.
-  const tag = uniqueTag("bondfo");
-  const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
-  const ns = await NetNs.create(tag);
-  let d: DaemonProcess | null = null;
-  let vm: TestPmd | null = null;
-  try {
-    const ep = `ipc://${dir}/port_control`;
-    d = await DaemonProcess.start(dir, tag, [`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`], { netns: ns.name });
-    const add = await runVio4wd([
-      ...["port", "add", "--virtio-id", "0", "--name", "net_bonding0", "--mode", "1", "--zmq-ep", ep],
-      ...["--device", "net_tap1,iface=bt1", "--device", "net_tap2,iface=bt2"],
-    ]);
-    assertEq(add.code, 0, `port add (bond): ${add.stdout}${add.stderr}`);
-    await ns.configure("bt1", "10.9.1.1/24");
-    await ns.configure("bt2", "10.9.2.1/24");
-    // what the bond sends out of a member arrives on the member's kernel interface
-    const rx = async (iface: string) =>
-      Number((await ns.run(["cat", `/sys/class/net/${iface}/statistics/rx_packets`])).stdout);
-    const gained = async (iface: string) => {
-      const a = await rx(iface);
-      await new Promise((r) => setTimeout(r, 500));
-      return (await rx(iface)) - a;
-    };
-    vm = await TestPmd.start({
-      prefix: `${tag}-vm`,
-      vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`],
-    });
-    await vm.waitLinksUp();
-    await d.waitLog(/relay 0: VM connected/);
-    await vm.send("set fwd txonly");
-    await vm.send("start");
-    const [g1, g2] = await Promise.all([gained("bt1"), gained("bt2")]);
-    if (!(g1 > 1000 && g2 < 100)) throw new Error(`before: bt1 +${g1}, bt2 +${g2} packets (bt1 should carry all)`);
-    const down = await ns.run(["ip", "link", "set", "bt1", "down"]);
-    assertEq(down.code, 0, `ip link set bt1 down: ${down.stderr}`);
-    await d.waitLog(
-      /relay 0: bond net_bonding0: member net_tap1,iface=bt1 lost its link; net_tap2,iface=bt2 is active/,
-    );
-    const g = await gained("bt2");
-    if (!(g > 1000)) throw new Error(`after bt1 went down, bt2 carried only ${g} packets`);
-    // VF->VM: the kernel pings out of bt2, the bond takes it from its now active member
-    const before = (await d.status()).find((r) => r.id === 0)!.vf_to_vm.rxPkts;
-    await ns.run(["busybox", "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.9.2.2"]);
-    const after = (await d.status()).find((r) => r.id === 0)!.vf_to_vm.rxPkts;
-    if (!(after > before)) throw new Error(`no VF->VM packets from bt2 after the failover (${before} -> ${after})`);
-    await vm.stop();
-  } finally {
-    await vm?.close();
-    if (d) assertEq(await d.stop(), 0, "daemon exit status");
-    await ns.delete();
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using w = await World.create("bondfo");
+  const ns = await w.netns();
+  const ep = `ipc://${w.dir}/port_control`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`], { netns: ns.name });
+  const add = await runVio4wd([
+    ...["port", "add", "--virtio-id", "0", "--name", "net_bonding0", "--mode", "1", "--zmq-ep", ep],
+    ...["--device", "net_tap1,iface=bt1", "--device", "net_tap2,iface=bt2"],
+  ]);
+  assertEq(add.code, 0, `port add (bond): ${add.stdout}${add.stderr}`);
+  await ns.configure("bt1", "10.9.1.1/24");
+  await ns.configure("bt2", "10.9.2.1/24");
+  // what the bond sends out of a member arrives on the member's kernel interface
+  const rx = async (iface: string) =>
+    Number((await ns.run(["cat", `/sys/class/net/${iface}/statistics/rx_packets`])).stdout);
+  const gained = async (iface: string) => {
+    const a = await rx(iface);
+    await new Promise((r) => setTimeout(r, 500));
+    return (await rx(iface)) - a;
+  };
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+  await vm.waitLinksUp();
+  await d.waitLog(/relay 0: VM connected/);
+  await vm.send("set fwd txonly");
+  await vm.send("start");
+  const [g1, g2] = await Promise.all([gained("bt1"), gained("bt2")]);
+  if (!(g1 > 1000 && g2 < 100)) throw new Error(`before: bt1 +${g1}, bt2 +${g2} packets (bt1 should carry all)`);
+  const down = await ns.run(["ip", "link", "set", "bt1", "down"]);
+  assertEq(down.code, 0, `ip link set bt1 down: ${down.stderr}`);
+  await d.waitLog(
+    /relay 0: bond net_bonding0: member net_tap1,iface=bt1 lost its link; net_tap2,iface=bt2 is active/,
+  );
+  const g = await gained("bt2");
+  if (!(g > 1000)) throw new Error(`after bt1 went down, bt2 carried only ${g} packets`);
+  // VF->VM: the kernel pings out of bt2, the bond takes it from its now active member
+  const before = num(relay0(await d.status())!.vfToVm.pktsRxFromVf);
+  await ns.run(["busybox", "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.9.2.2"]);
+  const after = num(relay0(await d.status())!.vfToVm.pktsRxFromVf);
+  if (!(after > before)) throw new Error(`no VF->VM packets from bt2 after the failover (${before} -> ${after})`);
+  await vm.stop();
+});
+
+Deno.test("event queue overflow: with every vhost event dropped, the relay table learns of the VM by reconciliation and relays both ways", async () => {
+  await using w = await World.create("overflow");
+  const wire = memifPair(`${w.dir}/vf.sock`);
+  // capacity 0: the shim drops every event and counts it; nothing says "VM connected" but the report
+  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=${wire.vf}=0`], { env: { VIO4WD_TEST_EVENT_QUEUE_CAP: "0" } });
+  const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), wire.peer] });
+  await pmd.waitLinksUp();
+  await d.waitLog(/event queue overflowed \(\d+ event\(s\) dropped\): reconciling/);
+  await d.waitLog(/relay 0: VM connected \(1 queue pair\(s\)\), found by reconciliation \(events were dropped\)/);
+  assertEq(d.count(/relay 0: VM connected \(1 queue pair\(s\), NUMA/), 0, "no event reached the table");
+  await pmd.send("set fwd rxonly");
+  await pmd.send("start tx_first 4"); // 128 each way
+  await until("both directions relayed", async () => {
+    const r = relay0(await d.status());
+    return num(r?.vfToVm.pktsTxToVm) === 128 && num(r?.vmToVf.pktsTxToVf) === 128;
+  }).catch(async (e) => {
+    throw new Error(`${e.message}: ${show(relay0(await d.status()))}\n${d.log.slice(-1500)}`);
+  });
+  assertEq(relay0(await d.status())?.cpu?.vmToVf, 1, "VM->VF placed on the worker");
 });

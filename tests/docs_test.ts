@@ -4,8 +4,8 @@
  * Blocks marked `sh hardware` need SR-IOV, QEMU or host changes and are only checked for shape.
  */
 
-import { LAUNCHER } from "../src/testbed/daemon_process.ts";
-import { DaemonProcess, uniqueTag } from "./helpers.ts";
+import { LAUNCHER } from "./rigs/daemon_process.ts";
+import { World } from "./rigs/world.ts";
 
 const MANUAL = new URL("../docs/manual.md", import.meta.url).pathname;
 
@@ -19,44 +19,38 @@ Deno.test("docs/manual.md: every command example runs against a daemon with the 
   const all = blocks(md);
   const example = all.find((b) => b.info === "bash config-example");
   if (!example) throw new Error("docs/manual.md has no 'bash config-example' block");
-  const tag = uniqueTag("docs");
-  const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
+  await using w = await World.create("docs");
+  const dir = w.dir;
   const here = (s: string) => s.replaceAll("/tmp/vio4wd", dir);
   const config = here(example.body).split("\n").filter((l) => l.trim() !== "");
-  let d: DaemonProcess | null = null;
-  try {
-    d = await DaemonProcess.start(dir, tag, config);
-    const confFile = `${dir}/vio4wd.conf`; // what DaemonProcess wrote: the example plus this run's file prefix
-    let ran = 0;
-    for (const b of all.filter((b) => b.info === "sh")) {
-      for (const raw of b.body.split("\n")) {
-        const line = raw.trim();
-        if (line === "" || line.startsWith("#")) continue;
-        if (!line.startsWith("vio4wd ")) throw new Error(`a tested example runs something else than vio4wd: ${line}`);
-        const [cmd, comment] = line.split(/\s+#\s*/);
-        const allowed = /^exit ([\d|]+)$/.exec(comment ?? "")?.[1].split("|").map(Number) ?? [0];
-        const out = await new Deno.Command(LAUNCHER, {
-          args: here(cmd).split(/\s+/).slice(1),
-          env: { VIO4WD_CONFIG: confFile },
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const dec = new TextDecoder();
-        if (!allowed.includes(out.code)) {
-          throw new Error(
-            `'${line}' exited ${out.code} (expected ${allowed.join(" or ")}):\n${dec.decode(out.stdout)}${
-              dec.decode(out.stderr)
-            }`,
-          );
-        }
-        ran++;
+  const d = await w.daemon(config);
+  const confFile = d.config; // the example plus this run's file prefix
+  let ran = 0;
+  for (const b of all.filter((b) => b.info === "sh")) {
+    for (const raw of b.body.split("\n")) {
+      const line = raw.trim();
+      if (line === "" || line.startsWith("#")) continue;
+      if (!line.startsWith("vio4wd ")) throw new Error(`a tested example runs something else than vio4wd: ${line}`);
+      const [cmd, comment] = line.split(/\s+#\s*/);
+      const allowed = /^exit ([\d|]+)$/.exec(comment ?? "")?.[1].split("|").map(Number) ?? [0];
+      const out = await new Deno.Command(LAUNCHER, {
+        args: here(cmd).split(/\s+/).slice(1),
+        env: { VIO4WD_CONFIG: confFile },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const dec = new TextDecoder();
+      if (!allowed.includes(out.code)) {
+        throw new Error(
+          `'${line}' exited ${out.code} (expected ${allowed.join(" or ")}):\n${dec.decode(out.stdout)}${
+            dec.decode(out.stderr)
+          }`,
+        );
       }
+      ran++;
     }
-    if (ran < 10) throw new Error(`only ${ran} examples ran`);
-  } finally {
-    if (d) await d.stop();
-    await Deno.remove(dir, { recursive: true });
   }
+  if (ran < 10) throw new Error(`only ${ran} examples ran`);
 });
 
 Deno.test("docs/manual.md covers what the original's manual covers, and marks untested examples", async () => {

@@ -4,12 +4,13 @@
  * meanwhile), and the IPC command file.
  */
 
-import { OvsDb } from "../src/testbed/ovs.ts";
-import { fakeSysfs } from "../src/testbed/sysfs.ts";
-import { DaemonProcess, type RelayStatus, uniqueTag, until } from "./helpers.ts";
-import { assertEq } from "../src/testbed/assert.ts";
+import { OvsDb } from "./rigs/ovs.ts";
+import { fakeSysfs } from "./rigs/sysfs.ts";
+import { type RelayState, until } from "./rigs/daemon_process.ts";
+import { World } from "./rigs/world.ts";
+import { assertEq } from "./rigs/assert.ts";
 
-const relays = (s: RelayStatus[]) => s.filter((r) => r.vf !== null).map((r) => `${r.id}=${r.vf}`).join(" ");
+const relays = (s: RelayState[]) => s.filter((r) => r.vf).map((r) => `${r.id}=${r.vf!.pciAddrStr}`).join(" ");
 
 /** A tagged interface mapped by vio4wd_device (no SR-IOV here). */
 const tagged = (port: string, relay: number) => [
@@ -22,109 +23,95 @@ const tagged = (port: string, relay: number) => [
 ];
 
 Deno.test("OVSDB monitor: tagged ports become relays, tags removed/re-added, server restarts with offline changes converge", async () => {
-  const tag = uniqueTag("ovsdb");
-  const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
+  await using w = await World.create("ovsdb");
+  const dir = w.dir;
   await Deno.mkdir(`${dir}/ovs`);
   fakeSysfs(`${dir}/sys`, [3]);
-  const db = await OvsDb.start(`${dir}/ovs`);
-  let d: DaemonProcess | null = null;
-  try {
-    await db.vsctl("--no-wait", "add-br", "br0");
-    await db.vsctl("--no-wait", "add-port", "br0", "p0", ...tagged("p0", 0));
-    // Started after p0 exists: the initial table is picked up.
-    d = await DaemonProcess.start(dir, tag, [`VIRTIOFWD_OVSDB_SOCK_PATH=${db.socket}`], {
-      env: { VIO4WD_SYSFS_ROOT: `${dir}/sys` },
+  const db = w.own(await OvsDb.start(`${dir}/ovs`));
+  await db.vsctl("--no-wait", "add-br", "br0");
+  await db.vsctl("--no-wait", "add-port", "br0", "p0", ...tagged("p0", 0));
+  // Started after p0 exists: the initial table is picked up.
+  const d = await w.daemon([`VIRTIOFWD_OVSDB_SOCK_PATH=${db.socket}`], {
+    env: { VIO4WD_SYSFS_ROOT: `${dir}/sys` },
+  });
+  const expect = async (want: string, what: string, ms = 5000) => {
+    let got = "";
+    await until(what, async () => (got = relays(await d.status())) === want, ms).catch(() => {
+      throw new Error(`${what}: expected relays '${want}', got '${got}'; log:\n${d.log.slice(-2500)}`);
     });
-    const expect = async (want: string, what: string, ms = 5000) => {
-      let got = "";
-      await until(what, async () => (got = relays(await d!.status())) === want, ms).catch(() => {
-        const log = d!.log.split("\n").filter((l) => !l.includes("relay-status")).join("\n");
-        throw new Error(`${what}: expected relays '${want}', got '${got}'; log:\n${log.slice(-2500)}`);
-      });
-    };
-    await expect("0=net_null0", "existing tagged port");
-    await db.vsctl("--no-wait", "add-port", "br0", "p1", ...tagged("p1", 1));
-    await expect("0=net_null0 1=net_null1", "added tagged port");
-    await db.vsctl("--no-wait", "remove", "interface", "p1", "external_ids", "virtio_forwarder");
-    await expect("0=net_null0", "tag removed");
-    assertEq((await db.vsctl("list-ports", "br0")).trim(), "p0\np1", "p1 stays on the bridge");
-    await db.vsctl("--no-wait", "set", "interface", "p1", "external_ids:virtio_forwarder=1");
-    await expect("0=net_null0 1=net_null1", "tag set again");
-    // Mapped through sysfs: interface vf3 is VF 3 of its PF, 0000:05:08.3 (no such device here).
-    await db.vsctl(
-      "--no-wait",
-      "add-port",
-      "br0",
-      "vf3",
-      "--",
-      "set",
-      "interface",
-      "vf3",
-      "external_ids:virtio_forwarder=1",
-    );
-    await d.waitLog(/ovsdb: cannot add 0000:05:08\.3 to relay 3/);
+  };
+  await expect("0=net_null0", "existing tagged port");
+  await db.vsctl("--no-wait", "add-port", "br0", "p1", ...tagged("p1", 1));
+  await expect("0=net_null0 1=net_null1", "added tagged port");
+  await db.vsctl("--no-wait", "remove", "interface", "p1", "external_ids", "virtio_forwarder");
+  await expect("0=net_null0", "tag removed");
+  assertEq((await db.vsctl("list-ports", "br0")).trim(), "p0\np1", "p1 stays on the bridge");
+  await db.vsctl("--no-wait", "set", "interface", "p1", "external_ids:virtio_forwarder=1");
+  await expect("0=net_null0 1=net_null1", "tag set again");
+  // Mapped through sysfs: interface vf3 is VF 3 of its PF, 0000:05:08.3 (no such device here).
+  await db.vsctl(
+    "--no-wait",
+    "add-port",
+    "br0",
+    "vf3",
+    "--",
+    "set",
+    "interface",
+    "vf3",
+    "external_ids:virtio_forwarder=1",
+  );
+  await d.waitLog(/ovsdb: cannot add 0000:05:08\.3 to relay 3/);
 
-    // Server killed; changes made to its database meanwhile; server back.
-    await db.kill();
-    const update = (name: string, ids: [string, string][]) => ({
-      op: "update",
-      table: "Interface",
-      where: [["name", "==", name]],
-      row: { external_ids: ["map", ids] },
-    });
-    const r = await new Deno.Command("ovsdb-tool", {
-      args: [
-        "transact",
-        `${dir}/ovs/conf.db`,
-        JSON.stringify([
-          "Open_vSwitch",
-          update("p0", []),
-          update("p1", [["virtio_forwarder", "5"], ["vio4wd_device", "net_null5"]]),
-        ]),
-      ],
-      stderr: "piped",
-    }).output();
-    if (!r.success) throw new Error(`ovsdb-tool transact: ${new TextDecoder().decode(r.stderr)}`);
-    await d.waitLog(/ovsdb: connection to .* lost/);
-    const restarted = Date.now();
-    await db.restart();
-    await expect("5=net_null5", "converged after the restart", 2000 + (Date.now() - restarted));
-    assertEq(d.count(/ovsdb: connection to .* lost/), 1, "connection loss logged once");
-    assertEq(d.count(/ovsdb: reconnected/), 1, "reconnection logged once");
-  } finally {
-    if (d) await d.stop();
-    await db.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  // Server killed; changes made to its database meanwhile; server back.
+  await db.kill();
+  const update = (name: string, ids: [string, string][]) => ({
+    op: "update",
+    table: "Interface",
+    where: [["name", "==", name]],
+    row: { external_ids: ["map", ids] },
+  });
+  const r = await new Deno.Command("ovsdb-tool", {
+    args: [
+      "transact",
+      `${dir}/ovs/conf.db`,
+      JSON.stringify([
+        "Open_vSwitch",
+        update("p0", []),
+        update("p1", [["virtio_forwarder", "5"], ["vio4wd_device", "net_null5"]]),
+      ]),
+    ],
+    stderr: "piped",
+  }).output();
+  if (!r.success) throw new Error(`ovsdb-tool transact: ${new TextDecoder().decode(r.stderr)}`);
+  await d.waitLog(/ovsdb: connection to .* lost/);
+  const restarted = Date.now();
+  await db.restart();
+  await expect("5=net_null5", "converged after the restart", 2000 + (Date.now() - restarted));
+  assertEq(d.count(/ovsdb: connection to .* lost/), 1, "connection loss logged once");
+  assertEq(d.count(/ovsdb: reconnected/), 1, "reconnection logged once");
 });
 
 Deno.test("IPC file monitor: commands are carried out and the file removed; malformed files are reported once and left", async () => {
-  const tag = uniqueTag("ipc");
-  const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
+  await using w = await World.create("ipc");
+  const dir = w.dir;
   fakeSysfs(`${dir}/sys`, [3]);
   const cmd = `${dir}/vio_cmd`;
-  let d: DaemonProcess | null = null;
   const gone = () => Deno.stat(cmd).then(() => false, () => true);
-  try {
-    d = await DaemonProcess.start(dir, tag, ["VIRTIOFWD_IPC_PORT_CONTROL=y", `VIO4WD_IPC_CMD_FILE=${cmd}`], {
-      env: { VIO4WD_SYSFS_ROOT: `${dir}/sys` },
-    });
-    await Deno.writeTextFile(cmd, "add_port vf3\n");
-    await until("command file consumed", gone, 2000);
-    await d.waitLog(/ipc: cannot add 0000:05:08\.3 to relay 3: .*cannot probe device '0000:05:08\.3'/);
-    await Deno.writeTextFile(cmd, "bogus vf3\n");
-    await d.waitLog(/ipc: .*vio_cmd is not a command \(expected 'add_port <netdev>' or 'del_port <netdev>'/);
-    await new Promise((r) => setTimeout(r, 300));
-    if (await gone()) throw new Error("a malformed file was removed");
-    assertEq(d.count(/is not a command/), 1, "malformed file reported once");
-    await Deno.writeTextFile(cmd, "del_port vf3\n"); // fixed in place
-    await until("fixed file consumed", gone, 2000);
-    await d.waitLog(/ipc: del_port vf3: relay 3 does not have 0000:05:08\.3/);
-    await Deno.writeTextFile(cmd, "add_port nope0\n");
-    await d.waitLog(/ipc: add_port nope0: .*does not exist/);
-    assertEq(relays(await d.status()), "", "no relay changed");
-  } finally {
-    if (d) await d.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  const d = await w.daemon(["VIRTIOFWD_IPC_PORT_CONTROL=y", `VIO4WD_IPC_CMD_FILE=${cmd}`], {
+    env: { VIO4WD_SYSFS_ROOT: `${dir}/sys` },
+  });
+  await Deno.writeTextFile(cmd, "add_port vf3\n");
+  await until("command file consumed", gone, 2000);
+  await d.waitLog(/ipc: cannot add 0000:05:08\.3 to relay 3: .*cannot probe device '0000:05:08\.3'/);
+  await Deno.writeTextFile(cmd, "bogus vf3\n");
+  await d.waitLog(/ipc: .*vio_cmd is not a command \(expected 'add_port <netdev>' or 'del_port <netdev>'/);
+  await new Promise((r) => setTimeout(r, 300));
+  if (await gone()) throw new Error("a malformed file was removed");
+  assertEq(d.count(/is not a command/), 1, "malformed file reported once");
+  await Deno.writeTextFile(cmd, "del_port vf3\n"); // fixed in place
+  await until("fixed file consumed", gone, 2000);
+  await d.waitLog(/ipc: del_port vf3: relay 3 does not have 0000:05:08\.3/);
+  await Deno.writeTextFile(cmd, "add_port nope0\n");
+  await d.waitLog(/ipc: add_port nope0: .*does not exist/);
+  assertEq(relays(await d.status()), "", "no relay changed");
 });

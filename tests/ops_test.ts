@@ -3,7 +3,8 @@
  * libvirt snippets checked by virt-xml-validate.
  */
 
-import { runVio4wd, withDaemon } from "./helpers.ts";
+import { runVio4wd } from "./rigs/daemon_process.ts";
+import { World } from "./rigs/world.ts";
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -14,117 +15,111 @@ function freePort(): number {
 
 Deno.test("metrics: /metrics serves every relay's counters by direction and reason, and promtool accepts it", async () => {
   const port = freePort();
-  await withDaemon("metrics", () => [
+  await using w = await World.create("metrics");
+  const d = await w.daemon([
     `VIO4WD_METRICS_LISTEN=127.0.0.1:${port}`,
     "VIRTIOFWD_STATIC_VFS=net_null0=0",
-  ], async (d) => {
-    await d.waitLog(/metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/);
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    for (
-      const want of [
-        /^vio4wd_relay_rx_packets_total\{relay="0",direction="vf_to_vm"\} [1-9]\d*$/m, // net_null receives at once
-        /^vio4wd_relay_dropped_packets_total\{relay="0",direction="vf_to_vm",reason="not_connected"\} [1-9]\d*$/m,
-        /^vio4wd_relay_vm_connected\{relay="0"\} 0$/m,
-        /^vio4wd_relay_vf_attached\{relay="0"\} 1$/m,
-        /^vio4wd_relay_info\{relay="0",socket=".*virtio-forwarder0\.sock",vf="net_null0",vf_to_vm_cpu="1",vm_to_vf_cpu="-1"\} 1$/m,
-        /^vio4wd_worker_busy_ratio\{cpu="1"\} [\d.e-]+$/m,
-        /^vio4wd_build_info\{version="[^"]+",dpdk="DPDK 22\.11[^"]*"\} 1$/m,
-      ]
-    ) {
-      if (!want.test(text)) throw new Error(`no ${want} in:\n${text.slice(0, 3000)}`);
-    }
-    const p = new Deno.Command("promtool", {
-      args: ["check", "metrics"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .spawn();
-    const w = p.stdin.getWriter();
-    await w.write(new TextEncoder().encode(text));
-    await w.close();
-    const r = await p.output();
-    const dec = new TextDecoder();
-    if (!r.success) throw new Error(`promtool: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);
-    const notFound = await fetch(`http://127.0.0.1:${port}/other`);
-    await notFound.body?.cancel();
-    if (notFound.status !== 404) throw new Error(`/other: ${notFound.status}`);
-  });
+  ]);
+  await d.waitLog(/metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/);
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  for (
+    const want of [
+      /^vio4wd_relay_rx_packets_total\{relay="0",direction="vf_to_vm"\} [1-9]\d*$/m, // net_null receives at once
+      /^vio4wd_relay_dropped_packets_total\{relay="0",direction="vf_to_vm",reason="not_connected"\} [1-9]\d*$/m,
+      /^vio4wd_relay_vm_connected\{relay="0"\} 0$/m,
+      /^vio4wd_relay_vf_attached\{relay="0"\} 1$/m,
+      /^vio4wd_relay_info\{relay="0",socket=".*virtio-forwarder0\.sock",vf="net_null0",vf_to_vm_cpu="1",vm_to_vf_cpu="-1"\} 1$/m,
+      /^vio4wd_worker_busy_ratio\{cpu="1"\} [\d.e-]+$/m,
+      /^vio4wd_build_info\{version="[^"]+",dpdk="DPDK 22\.11[^"]*"\} 1$/m,
+    ]
+  ) {
+    if (!want.test(text)) throw new Error(`no ${want} in:\n${text.slice(0, 3000)}`);
+  }
+  const p = new Deno.Command("promtool", {
+    args: ["check", "metrics"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .spawn();
+  const stdin = p.stdin.getWriter();
+  await stdin.write(new TextEncoder().encode(text));
+  await stdin.close();
+  const r = await p.output();
+  const dec = new TextDecoder();
+  if (!r.success) throw new Error(`promtool: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);
+  const notFound = await fetch(`http://127.0.0.1:${port}/other`);
+  await notFound.body?.cancel();
+  if (notFound.status !== 404) throw new Error(`/other: ${notFound.status}`);
 });
 
 Deno.test("install.sh --prefix stages a working vio4wd, and systemd-analyze verify accepts its units", async () => {
-  const root = await Deno.makeTempDir();
-  try {
-    const run = (cmd: string, args: string[], cwd?: string) =>
-      new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" }).output();
-    const dec = new TextDecoder();
-    const script = new URL("../scripts/install.sh", import.meta.url).pathname;
-    let r = await run(script, ["--prefix", root]);
-    if (!r.success) throw new Error(`install.sh: ${dec.decode(r.stderr)}`);
-    for (
-      const f of [
-        "usr/bin/vio4wd",
-        "lib/systemd/system/vio4wd.service",
-        "lib/systemd/system/vio4wd-sched.service",
-        "etc/default/virtioforwarder",
-        "usr/share/bash-completion/completions/vio4wd",
-        "usr/share/zsh/vendor-completions/_vio4wd",
-        "usr/share/fish/vendor_completions.d/vio4wd.fish",
-        "usr/lib/vio4wd/shim/build/libvio4wd_shim.so",
-      ]
-    ) await Deno.stat(`${root}/${f}`);
-    r = await run(`${root}/usr/bin/vio4wd`, ["config", "check", `${root}/etc/default/virtioforwarder`]);
-    if (!r.success) throw new Error(`installed vio4wd config check: ${dec.decode(r.stderr)}`);
-    // The units as installed, with paths pointing into the staging root so that verify can check them.
-    await Deno.mkdir(`${root}/verify`);
-    for (const u of ["vio4wd.service", "vio4wd-sched.service"]) {
-      const text = (await Deno.readTextFile(`${root}/lib/systemd/system/${u}`))
-        .replaceAll("/usr/bin/vio4wd", `${root}/usr/bin/vio4wd`)
-        .replaceAll("/etc/default/virtioforwarder", `${root}/etc/default/virtioforwarder`);
-      await Deno.writeTextFile(`${root}/verify/${u}`, text);
-    }
-    r = await run("systemd-analyze", ["verify", "vio4wd.service", "vio4wd-sched.service"], `${root}/verify`);
-    if (!r.success || dec.decode(r.stderr).trim() !== "") {
-      throw new Error(`systemd-analyze verify: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);
-    }
-    r = await run(script, ["--prefix", root]); // again: the edited configuration is kept
-    if (!dec.decode(r.stdout).includes("etc/default/virtioforwarder kept")) throw new Error(dec.decode(r.stdout));
-  } finally {
-    await Deno.remove(root, { recursive: true });
+  await using w = await World.create("install");
+  const root = w.dir;
+  const run = (cmd: string, args: string[], cwd?: string) =>
+    new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  const script = new URL("../scripts/install.sh", import.meta.url).pathname;
+  let r = await run(script, ["--prefix", root]);
+  if (!r.success) throw new Error(`install.sh: ${dec.decode(r.stderr)}`);
+  for (
+    const f of [
+      "usr/bin/vio4wd",
+      "lib/systemd/system/vio4wd.service",
+      "lib/systemd/system/vio4wd-sched.service",
+      "etc/default/virtioforwarder",
+      "usr/share/bash-completion/completions/vio4wd",
+      "usr/share/zsh/vendor-completions/_vio4wd",
+      "usr/share/fish/vendor_completions.d/vio4wd.fish",
+      "usr/lib/vio4wd/shim/build/libvio4wd_shim.so",
+    ]
+  ) await Deno.stat(`${root}/${f}`);
+  r = await run(`${root}/usr/bin/vio4wd`, ["config", "check", `${root}/etc/default/virtioforwarder`]);
+  if (!r.success) throw new Error(`installed vio4wd config check: ${dec.decode(r.stderr)}`);
+  // The units as installed, with paths pointing into the staging root so that verify can check them.
+  await Deno.mkdir(`${root}/verify`);
+  for (const u of ["vio4wd.service", "vio4wd-sched.service"]) {
+    const text = (await Deno.readTextFile(`${root}/lib/systemd/system/${u}`))
+      .replaceAll("/usr/bin/vio4wd", `${root}/usr/bin/vio4wd`)
+      .replaceAll("/etc/default/virtioforwarder", `${root}/etc/default/virtioforwarder`);
+    await Deno.writeTextFile(`${root}/verify/${u}`, text);
   }
+  r = await run("systemd-analyze", ["verify", "vio4wd.service", "vio4wd-sched.service"], `${root}/verify`);
+  if (!r.success || dec.decode(r.stderr).trim() !== "") {
+    throw new Error(`systemd-analyze verify: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);
+  }
+  r = await run(script, ["--prefix", root]); // again: the edited configuration is kept
+  if (!dec.decode(r.stdout).includes("etc/default/virtioforwarder kept")) throw new Error(dec.decode(r.stdout));
 });
 
 Deno.test("vm-config: libvirt XML validates with virt-xml-validate in both socket modes; QEMU arguments carry path, queues and vectors", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const conf = `${dir}/c.conf`;
-    await Deno.writeTextFile(conf, `VIRTIOFWD_SOCKET_DIR=${dir}\nVIRTIOFWD_SOCKET_FNAME_PATTERN=vm%u.sock\n`);
-    const dec = new TextDecoder();
-    for (const extra of [[], ["--client"]]) {
-      const r = await runVio4wd(["vm-config", "7", "--queues", "4", "--config", conf, ...extra]);
-      if (r.code !== 0) throw new Error(r.stderr);
-      if (!r.stdout.includes(`path='${dir}/vm7.sock' mode='${extra.length ? "server" : "client"}'`)) {
-        throw new Error(r.stdout);
-      }
-      if (!r.stdout.includes("<driver queues='4'/>")) throw new Error(r.stdout);
-      await Deno.writeTextFile(`${dir}/d.xml`, r.stdout);
-      const v = await new Deno.Command("virt-xml-validate", {
-        args: [`${dir}/d.xml`, "domain"],
-        stdout: "piped",
-        stderr: "piped",
-      })
-        .output();
-      if (!v.success) throw new Error(`virt-xml-validate ${extra}: ${dec.decode(v.stdout)}${dec.decode(v.stderr)}`);
+  await using w = await World.create("vmconfig");
+  const dir = w.dir;
+  const conf = `${dir}/c.conf`;
+  await Deno.writeTextFile(conf, `VIRTIOFWD_SOCKET_DIR=${dir}\nVIRTIOFWD_SOCKET_FNAME_PATTERN=vm%u.sock\n`);
+  const dec = new TextDecoder();
+  for (const extra of [[], ["--client"]]) {
+    const r = await runVio4wd(["vm-config", "7", "--queues", "4", "--config", conf, ...extra]);
+    if (r.code !== 0) throw new Error(r.stderr);
+    if (!r.stdout.includes(`path='${dir}/vm7.sock' mode='${extra.length ? "server" : "client"}'`)) {
+      throw new Error(r.stdout);
     }
-    const q = await runVio4wd(["vm-config", "7", "--queues", "4", "--qemu", "--config", conf]);
-    for (const want of [`path=${dir}/vm7.sock,reconnect=1`, "queues=4", "mq=on,vectors=10", "share=on"]) {
-      if (!q.stdout.includes(want)) throw new Error(`no '${want}' in:\n${q.stdout}`);
-    }
-    const bad = await runVio4wd(["vm-config", "64", "--config", conf]);
-    if (bad.code === 0) throw new Error("relay 64 accepted");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+    if (!r.stdout.includes("<driver queues='4'/>")) throw new Error(r.stdout);
+    await Deno.writeTextFile(`${dir}/d.xml`, r.stdout);
+    const v = await new Deno.Command("virt-xml-validate", {
+      args: [`${dir}/d.xml`, "domain"],
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .output();
+    if (!v.success) throw new Error(`virt-xml-validate ${extra}: ${dec.decode(v.stdout)}${dec.decode(v.stderr)}`);
   }
+  const q = await runVio4wd(["vm-config", "7", "--queues", "4", "--qemu", "--config", conf]);
+  for (const want of [`path=${dir}/vm7.sock,reconnect=1`, "queues=4", "mq=on,vectors=10", "share=on"]) {
+    if (!q.stdout.includes(want)) throw new Error(`no '${want}' in:\n${q.stdout}`);
+  }
+  const bad = await runVio4wd(["vm-config", "64", "--config", conf]);
+  if (bad.code === 0) throw new Error("relay 64 accepted");
 });
 
 Deno.test("doctor --json on this host: every check has a verdict, and the exit status follows the failures", async () => {
@@ -143,32 +138,30 @@ Deno.test("the self-extracting dist/vio4wd runs --version, config check and stat
   const dec = new TextDecoder();
   const build = await new Deno.Command(`${root}scripts/build-sfx.sh`, { stdout: "piped", stderr: "piped" }).output();
   if (!build.success) throw new Error(`build-sfx.sh: ${dec.decode(build.stderr)}`);
-  const home = await Deno.makeTempDir();
+  await using w = await World.create("sfx");
+  const home = `${w.dir}/home`;
+  await Deno.mkdir(home);
   const sfx = (args: string[]) =>
     new Deno.Command(`${root}dist/vio4wd`, { args, env: { VIO4WD_HOME: home }, stdout: "piped", stderr: "piped" })
       .output();
-  try {
-    let r = await sfx(["--version"]);
-    if (!r.success || !/^vio4wd \d/.test(dec.decode(r.stdout)) || !dec.decode(r.stdout).includes("DPDK 22.11")) {
-      throw new Error(`--version: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);
-    }
-    r = await sfx(["config", "check", `${root}scripts/virtioforwarder.default`]);
-    if (!r.success) throw new Error(`config check: ${dec.decode(r.stderr)}`);
-    await withDaemon("sfx", (dir) => [`VIRTIOFWD_ZMQ_STATS_EP=ipc://${dir}/zmq/stats`], async (_d, dir) => {
-      const s = await sfx([
-        "stats",
-        "--zmq-ep",
-        `ipc://${dir}/zmq/stats`,
-        "--include-inactive",
-        "--relay",
-        "5",
-        "--json",
-      ]);
-      if (!s.success) throw new Error(`stats: ${dec.decode(s.stderr)}`);
-      const j = JSON.parse(dec.decode(s.stdout));
-      if (j.status !== "OK" || j.relay[0].id !== 5) throw new Error(dec.decode(s.stdout));
-    });
-  } finally {
-    await Deno.remove(home, { recursive: true });
+  let r = await sfx(["--version"]);
+  if (!r.success || !/^vio4wd \d/.test(dec.decode(r.stdout)) || !dec.decode(r.stdout).includes("DPDK 22.11")) {
+    throw new Error(`--version: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);
   }
+  r = await sfx(["config", "check", `${root}scripts/virtioforwarder.default`]);
+  if (!r.success) throw new Error(`config check: ${dec.decode(r.stderr)}`);
+  const dir = w.dir;
+  await w.daemon([`VIRTIOFWD_ZMQ_STATS_EP=ipc://${dir}/zmq/stats`]);
+  const s = await sfx([
+    "stats",
+    "--zmq-ep",
+    `ipc://${dir}/zmq/stats`,
+    "--include-inactive",
+    "--relay",
+    "5",
+    "--json",
+  ]);
+  if (!s.success) throw new Error(`stats: ${dec.decode(s.stderr)}`);
+  const j = JSON.parse(dec.decode(s.stdout));
+  if (j.status !== "OK" || j.relay[0].id !== 5) throw new Error(dec.decode(s.stdout));
 });

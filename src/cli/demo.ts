@@ -17,7 +17,7 @@ import { socketPath } from "../config/values.ts";
 import { Logger } from "../common/log.ts";
 import { startDaemon } from "../daemon/daemon.ts";
 import type { RelayCounters } from "../dataplane/dataplane.ts";
-import { TestPmd } from "../testbed/testpmd.ts";
+import { TestPmd } from "../demo/testpmd.ts";
 
 /** The `demo` command's parser. */
 export const demoCommand = command(

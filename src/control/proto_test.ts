@@ -6,7 +6,7 @@ import {
   StatsRequestSchema,
 } from "./gen/virtioforwarder_pb.ts";
 import { missingRequired } from "./proto_check.ts";
-import { assertEq } from "../testbed/assert.ts";
+import { assertEq } from "../../tests/rigs/assert.ts";
 
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
 

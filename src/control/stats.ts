@@ -8,7 +8,7 @@
 
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../common/log.ts";
-import type { DirCounters, RelayCounters } from "../dataplane/dataplane.ts";
+import type { DirCounters, RelayCounters, RelayReport } from "../dataplane/dataplane.ts";
 import { type RelayReader, type RelaySnapshot, VF_TO_VM, VM_TO_VF } from "../relays/table.ts";
 import {
   type RelayState,
@@ -37,10 +37,10 @@ export function vmState(r: RelaySnapshot): string {
 
 const rate = (now: bigint, then: bigint, secs: number) => secs > 0 ? Number(now - then) / secs : 0;
 
-/** One RelayState from the table, current counters and the window's starting counters. */
+/** One RelayState from the table, the data plane's report, current counters and the window's starting counters. */
 export function relayState(
   r: RelaySnapshot,
-  numaNode: number,
+  report: RelayReport,
   now: RelayCounters,
   then: RelayCounters,
   secs: number,
@@ -103,7 +103,9 @@ export function relayState(
       pktRateTxToVf: b.tx,
       byteRateTxToVf: b.txB,
     },
-    socketId: numaNode < 0 ? ANY_NODE : numaNode,
+    socketId: report.numaNode < 0 ? ANY_NODE : report.numaNode,
+    ...(vfOn ? { vfLink: report.vfLink } : {}),
+    ...(report.mbufsInUse !== null ? { mbufsInUse: report.mbufsInUse } : {}),
   });
 }
 
@@ -129,7 +131,7 @@ export async function answerStats(relays: RelayReader, log: Logger, req: StatsRe
   for (const id of ids) {
     const r = all[id];
     if (!req.includeInactive && !(r.vm && r.vf !== null)) continue;
-    relay.push(relayState(r, relays.report(id).numaNode, now[id], then[id], secs));
+    relay.push(relayState(r, relays.report(id), now[id], then[id], secs));
   }
   return encode({ status: Status.OK, relay });
 }

@@ -1,6 +1,6 @@
 import { loadConfig } from "../config/config.ts";
 import { type HostPaths, runChecks } from "./doctor.ts";
-import { assertEq } from "../testbed/assert.ts";
+import { assertEq } from "../../tests/rigs/assert.ts";
 
 /** A fake host: 4 CPUs (2,3 isolated), hugepages, IOMMU + vfio-pci, VF 0000:05:08.1 bound to `driver`. */
 function fakeHost(

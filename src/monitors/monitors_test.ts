@@ -1,8 +1,8 @@
 import { JsonFramer, ovsdbMap, rowMapping, tagNumber } from "./ovsdb.ts";
 import { parseIpcCommand } from "./ipc.ts";
 import { mapNetdev } from "./netdev.ts";
-import { fakeSysfs } from "../testbed/sysfs.ts";
-import { assertEq } from "../testbed/assert.ts";
+import { fakeSysfs } from "../../tests/rigs/sysfs.ts";
+import { assertEq } from "../../tests/rigs/assert.ts";
 
 Deno.test("sysfs maps a VF netdev to its PCI address and VF number; other interfaces are clear errors", () => {
   const root = Deno.makeTempDirSync();

@@ -1,5 +1,5 @@
 import { coefficientOfVariation, decide, proposeMapping, type RelayRates, vfToVmLoad, vmToVfLoad } from "./plan.ts";
-import { assertEq } from "../testbed/assert.ts";
+import { assertEq } from "../../tests/rigs/assert.ts";
 
 /** A relay moving `mpps` of 64-byte packets each way, on CPUs [vfToVm, vmToVf], pool on `node`. */
 function relay(id: number, mpps: number, cpus: [number, number], node = 0): RelayRates {

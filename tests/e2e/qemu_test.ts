@@ -1,15 +1,16 @@
 /**
  * End to end with a real Linux guest: QEMU (TCG) with virtio-net over vhost-user to
  * `vio4wd daemon`, whose VF is a net_tap device in a network namespace the test creates. The
- * guest runs one shell script per case (src/testbed/guest/init.sh); the host side of its traffic
+ * guest runs one shell script per case (tests/rigs/guest/init.sh); the host side of its traffic
  * runs in the namespace with busybox.
  */
 
-import { DaemonProcess, runVio4wd, uniqueTag, until } from "../helpers.ts";
-import { NetNs } from "../../src/testbed/netns.ts";
-import { buildInitramfs, type GuestOptions, QemuGuest } from "../../src/testbed/qemu.ts";
-import { assertEq } from "../../src/testbed/assert.ts";
-import { TestPmd } from "../../src/testbed/testpmd.ts";
+import { type DaemonProcess, num, type RelayState, runVio4wd, show, until } from "../rigs/daemon_process.ts";
+import type { NetNs } from "../rigs/netns.ts";
+import { buildInitramfs, type GuestOptions, QemuGuest } from "../rigs/qemu.ts";
+import { assertEq } from "../rigs/assert.ts";
+import { memifPair } from "../rigs/devices.ts";
+import { World } from "../rigs/world.ts";
 
 const HOST = "10.200.0.1";
 const GUEST = "10.200.0.2";
@@ -19,31 +20,37 @@ const MIB = 1 << 20;
 /** A guest boots to /init in about 2 s under TCG; a whole case takes 10-30 s. */
 const GUEST_TIMEOUT = 120_000;
 
-/** One case's world: a temp dir, a namespace, the initramfs, and whatever processes it started. */
-class E2eRun {
+/** One case's world (see World) plus a namespace, the initramfs, and the host ends of its traffic. */
+class E2eRun implements AsyncDisposable {
   readonly daemons: DaemonProcess[] = [];
   readonly guests: QemuGuest[] = [];
-  private constructor(readonly tag: string, readonly dir: string, readonly ns: NetNs, readonly initrd: string) {}
+  private constructor(readonly world: World, readonly ns: NetNs, readonly initrd: string) {}
 
   static async create(name: string): Promise<E2eRun> {
-    const tag = uniqueTag(name);
-    const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
-    await Deno.mkdir(`${dir}/sock`);
-    const initrd = `${dir}/initrd.gz`;
-    await buildInitramfs(initrd);
-    return new E2eRun(tag, dir, await NetNs.create(tag), initrd);
+    const world = await World.create(name);
+    try {
+      const initrd = `${world.dir}/initrd.gz`;
+      await buildInitramfs(initrd);
+      return new E2eRun(world, await world.netns(), initrd);
+    } catch (e) {
+      await world[Symbol.asyncDispose]();
+      throw e;
+    }
+  }
+
+  get dir(): string {
+    return this.world.dir;
   }
 
   get socket(): string {
-    return `${this.dir}/sock/virtio-forwarder0.sock`;
+    return this.world.vmSocket(0);
   }
 
   /** Starts a daemon in the namespace with relay 0's VF (a tap is configured as the host end). */
   async daemon(lines: string[], vf: string | null = TAP_VF): Promise<DaemonProcess> {
-    const d = await DaemonProcess.start(this.dir, `${this.tag}-${this.daemons.length}`, [
-      ...(vf ? [`VIRTIOFWD_STATIC_VFS=(${vf}=0)`] : []),
-      ...lines,
-    ], { netns: this.ns.name });
+    const d = await this.world.daemon([...(vf ? [`VIRTIOFWD_STATIC_VFS=(${vf}=0)`] : []), ...lines], {
+      netns: this.ns.name,
+    });
     this.daemons.push(d);
     if (vf === TAP_VF) await this.ns.configure("vtap0", `${HOST}/30`);
     return d;
@@ -57,49 +64,60 @@ class E2eRun {
       .then((r) => r.stdout.trim());
   }
 
-  /** Host end sending the output of shell command `produce` to the guest's port 5002, retrying while
-   * the guest is not listening yet; throws after 40 tries. `before`: shell commands to run first. */
-  async sendToGuest(produce: string, what: string, before = ""): Promise<void> {
+  /** Host end sending the output of shell command `produce` to the guest's `port` (5002), retrying
+   * while the guest is not listening yet; throws after 40 tries. `before`: shell commands to run first. */
+  async sendToGuest(produce: string, what: string, before = "", port = 5002): Promise<void> {
     const r = await this.ns.sh(
-      `${before}for i in $(seq 40); do ${produce} | busybox nc ${GUEST} 5002 && exit 0; sleep 0.25; done; exit 1`,
+      `${before}for i in $(seq 40); do ${produce} | busybox nc ${GUEST} ${port} && exit 0; sleep 0.25; done; exit 1`,
     );
     assertEq(r.code, 0, `${what}: ${r.stderr}`);
   }
 
+  /** Relay 0 as `d` reports it while the guest holds (`hold` in its script), then lets it go on. */
+  async relayWhileHeld(d: DaemonProcess, guest: QemuGuest): Promise<RelayState> {
+    await guest.waitSerial(/E2E: HOLD/, GUEST_TIMEOUT);
+    const r = (await d.status()).find((s) => s.id === 0);
+    await this.sendToGuest("printf go", "releasing the guest", "", 5003);
+    if (!r?.vmToVf.active) throw new Error(`relay 0 has no VM while the guest holds: ${show(r)}`);
+    return r;
+  }
+
   guest(o: Omit<GuestOptions, "dir" | "initrd" | "socket" | "ip">): QemuGuest {
     const g = QemuGuest.start({ dir: this.dir, initrd: this.initrd, socket: this.socket, ip: `${GUEST}/30`, ...o });
-    this.guests.push(g);
+    this.guests.push(this.world.own(g));
     return g;
   }
 
-  /** Stops every guest and daemon (asserting the daemons' exit status), removes the namespace and dir. */
-  async close(failed: boolean): Promise<void> {
-    for (const g of this.guests) await g.stop();
-    const codes: number[] = [];
-    for (const d of this.daemons) codes.push(await d.stop());
-    await this.ns.delete();
-    await Deno.remove(this.dir, { recursive: true });
-    if (!failed) assertEq(codes.every((c) => c === 0), true, `daemon exit statuses ${codes}`);
+  /** The daemons' logs and the guests' state, for a failure message. */
+  describe(): string {
+    return [
+      ...this.daemons.map((d, i) => `--- daemon ${i} log:\n${d.log.slice(-2000)}`),
+      ...this.guests.map((g, i) => `--- guest ${i}: ${g.describe()}`),
+    ].join("\n");
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.world[Symbol.asyncDispose]();
   }
 }
 
+/** Runs one case in its own run; a failure carries the daemons' logs and the guests' state. */
 async function e2e(name: string, fn: (run: E2eRun) => Promise<void>): Promise<void> {
-  const run = await E2eRun.create(name);
-  let failure: unknown = null;
+  await using run = await E2eRun.create(name);
   try {
     await fn(run);
   } catch (e) {
-    const logs = [
-      ...run.daemons.map((d, i) => `--- daemon ${i} log:\n${d.log.slice(-2000)}`),
-      ...run.guests.map((g, i) => `--- guest ${i}: ${g.describe()}`),
-    ].join("\n");
-    failure = new Error(`${e instanceof Error ? e.message : e}\n${logs}`);
+    throw new Error(`${e instanceof Error ? e.message : e}\n${run.describe()}`);
   }
-  await run.close(failure !== null);
-  if (failure) throw failure;
 }
 
-/** Guest side of "ping and TCP both ways": ping the host, send `mib` MiB, then receive 1 MiB on port 5002. */
+/** Guest script lines that wait, connected, until the host has read the relay (E2eRun.relayWhileHeld). */
+const HOLD = `say "HOLD"\nlisten_count 5003 >/dev/null`;
+
+/**
+ * Guest side of "ping and TCP both ways": ping the host, send `mib` MiB, then receive 1 MiB on
+ * port 5002; then hold while the host reads the relay's counters.
+ */
 const pingAndTcpScript = (mib = 1) => `
 wait_peer ${HOST} 30 || exit 1
 ping -c 3 -i 0.2 -W 1 ${HOST} || exit 1
@@ -107,29 +125,34 @@ dd if=/dev/zero bs=65536 count=${16 * mib} 2>/dev/null | nc ${HOST} 5001 || exit
 say "READY"
 n=$(listen_count 5002)
 say "received $n bytes"
+${HOLD}
 [ "$n" = ${MIB} ]
 `;
 
-/** Host side of pingAndTcpScript: receive on 5001 while the guest sends, then ping it and send to 5002. */
-async function pingAndTcp(run: E2eRun, guest: QemuGuest, mib = 1): Promise<void> {
+/**
+ * Host side of pingAndTcpScript: receive on 5001 while the guest sends, then ping it and send to
+ * 5002; returns relay 0 as `d` reports it while the guest still holds.
+ */
+async function pingAndTcp(run: E2eRun, guest: QemuGuest, d: DaemonProcess, mib = 1): Promise<RelayState> {
   const received = run.receive();
   await guest.waitSerial(/E2E: READY/, GUEST_TIMEOUT);
   assertEq(await received, String(mib * MIB), "bytes the host received from the guest over TCP");
   const ping = await run.ns.run(["busybox", "ping", "-c", "3", "-W", "2", GUEST]);
   assertEq(ping.code, 0, `host -> guest ping: ${ping.stdout}`);
   await run.sendToGuest("dd if=/dev/zero bs=65536 count=16 2>/dev/null", "host -> guest TCP");
+  const r = await run.relayWhileHeld(d, guest);
   await guest.expectPass(GUEST_TIMEOUT);
+  return r;
 }
 
 Deno.test("e2e: QEMU as vhost-user client, ping and TCP both ways through vio4wd, counted in the relay", async () => {
   await e2e("qc", async (run) => {
     const d = await run.daemon([]);
     const guest = run.guest({ script: pingAndTcpScript() });
-    await pingAndTcp(run, guest);
-    const r = (await d.status()).find((s) => s.id === 0)!;
+    const r = await pingAndTcp(run, guest, d);
     // 1 MiB each way is at least 725 full-size TCP segments
-    if (!(r.vf_to_vm.txPkts > 725 && r.vm_to_vf.txPkts > 725)) {
-      throw new Error(`relay 0 counters: ${JSON.stringify(r)}`);
+    if (!(num(r.vfToVm.pktsTxToVm) > 725 && num(r.vmToVf.pktsTxToVf) > 725)) {
+      throw new Error(`relay 0 counters: ${show(r)}`);
     }
   });
 });
@@ -138,8 +161,7 @@ Deno.test("e2e: QEMU as vhost-user server (vio4wd client mode), ping and TCP bot
   await e2e("qs", async (run) => {
     const guest = run.guest({ script: pingAndTcpScript(), server: true });
     await until("QEMU's socket", () => Deno.stat(run.socket).then(() => true, () => false), 10_000);
-    await run.daemon(["VIRTIOFWD_VHOST_CLIENT=y"]);
-    await pingAndTcp(run, guest);
+    await pingAndTcp(run, guest, await run.daemon(["VIRTIOFWD_VHOST_CLIENT=y"]));
   });
 });
 
@@ -169,7 +191,6 @@ say "RECHECK ok, $n bytes after the restart"
     await new Promise((r) => setTimeout(r, 1000));
     const stopped = Date.now();
     assertEq(await first.stop(), 0, "first daemon's exit status");
-    run.daemons.splice(run.daemons.indexOf(first), 1);
     const started = Date.now();
     await run.daemon(config);
     await run.ns.firstReply(GUEST, 10_000);
@@ -250,51 +271,45 @@ ping -c 3 -i 0.2 -W 1 ${HOST}
  * guest's TSO packets must be segmented, and their checksums completed, by vio4wd.
  */
 async function tsoOverMemif(run: E2eRun, ipv6: boolean): Promise<void> {
-  const vfSock = `${run.dir}/vf.sock`;
-  const d = await run.daemon(["VIRTIOFWD_TSO=y"], `net_memif0,role=server,socket=${vfSock}`);
-  let wire: TestPmd | null = null;
-  try {
-    wire = await TestPmd.start({
-      prefix: `${run.tag}-w`,
-      vdevs: [`net_memif1,role=client,socket=${vfSock}`, TAP_VF],
-      netns: run.ns.name,
-      appArgs: ["--forward-mode=io"],
-    });
-    await wire.send("start");
-    await run.ns.configure("vtap0", `${HOST}/30`);
-    let guest: QemuGuest;
-    if (ipv6) {
-      const add = await run.ns.run(["ip", "-6", "addr", "add", "fd00::1/64", "dev", "vtap0", "nodad"]);
-      assertEq(add.code, 0, `IPv6 address on the tap: ${add.stderr}`);
-      const received = run.receive();
-      guest = run.guest({
-        script: `
+  const wire = memifPair(`${run.dir}/vf.sock`);
+  const d = await run.daemon(["VIRTIOFWD_TSO=y"], wire.vf);
+  const peer = await run.world.testpmd({
+    vdevs: [wire.peer, TAP_VF],
+    netns: run.ns.name,
+    appArgs: ["--forward-mode=io"],
+  });
+  await peer.send("start");
+  await run.ns.configure("vtap0", `${HOST}/30`);
+  let relay: RelayState;
+  if (ipv6) {
+    const add = await run.ns.run(["ip", "-6", "addr", "add", "fd00::1/64", "dev", "vtap0", "nodad"]);
+    assertEq(add.code, 0, `IPv6 address on the tap: ${add.stderr}`);
+    const received = run.receive();
+    const guest = run.guest({
+      script: `
 echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad
 ip -6 addr add fd00::2/64 dev eth0 || exit 1
 wait_peer fd00::1 30 || exit 1
-dd if=/dev/zero bs=65536 count=64 2>/dev/null | nc fd00::1 5001
+dd if=/dev/zero bs=65536 count=64 2>/dev/null | nc fd00::1 5001 || exit 1
+${HOLD}
 `,
-      });
-      await guest.expectPass(GUEST_TIMEOUT);
-      assertEq(await received, String(4 * MIB), "bytes the host received over TCP/IPv6");
-    } else {
-      guest = run.guest({ script: pingAndTcpScript(4) });
-      await pingAndTcp(run, guest, 4);
-    }
-    const r = (await d.status()).find((s) => s.id === 0)!;
-    // the guest handed over packets of several MSS: more went to the VF than came from the VM
-    if (!(r.vm_to_vf.txPkts > r.vm_to_vf.rxPkts && r.vm_to_vf.dropFullPkts === 0)) {
-      throw new Error(`no software segmentation seen: vm_to_vf ${JSON.stringify(r.vm_to_vf)}`);
-    }
-    console.log(
-      `e2e tso (${
-        ipv6 ? "IPv6" : "IPv4"
-      }): VM->VF ${r.vm_to_vf.rxPkts} packets from the guest became ${r.vm_to_vf.txPkts} on the VF`,
-    );
-  } finally {
-    await d.stop(); // before its memif peer leaves (see withDaemon in tests/helpers.ts)
-    await wire?.close();
+    });
+    assertEq(await received, String(4 * MIB), "bytes the host received over TCP/IPv6");
+    relay = await run.relayWhileHeld(d, guest);
+    await guest.expectPass(GUEST_TIMEOUT);
+  } else {
+    relay = await pingAndTcp(run, run.guest({ script: pingAndTcpScript(4) }), d, 4);
   }
+  const down = relay.vmToVf;
+  // the guest handed over packets of several MSS: more went to the VF than came from the VM
+  if (!(num(down.pktsTxToVf) > num(down.pktsRxFromVm) && num(down.pktsDroppedVfQueueFull) === 0)) {
+    throw new Error(`no software segmentation seen: vm_to_vf tx ${down.pktsTxToVf}, rx ${down.pktsRxFromVm}`);
+  }
+  console.log(
+    `e2e tso (${
+      ipv6 ? "IPv6" : "IPv4"
+    }): VM->VF ${down.pktsRxFromVm} packets from the guest became ${down.pktsTxToVf} on the VF`,
+  );
 }
 
 Deno.test("e2e: TSO guest over a VF without offloads: vio4wd segments TCP/IPv4 and checksums in software", async () => {

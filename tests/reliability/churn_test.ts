@@ -4,64 +4,52 @@
  * and the mbufs in use must come back to where they started.
  */
 
-import { TestPmd } from "../../src/testbed/testpmd.ts";
-import { type RelayStatus, withDaemon } from "../helpers.ts";
-import { assertEq } from "../../src/testbed/assert.ts";
+import { num, type RelayState } from "../rigs/daemon_process.ts";
+import { memifPair, virtioUser } from "../rigs/devices.ts";
+import { World } from "../rigs/world.ts";
+import { assertEq } from "../rigs/assert.ts";
 import { sized, summary } from "./common.ts";
 
 const CYCLES = sized(50, 500);
-const relay0 = (s: RelayStatus[]) => s.find((r) => r.id === 0);
+const relay0 = (s: RelayState[]) => s.find((r) => r.id === 0);
 
 Deno.test(`churn: ${CYCLES} VM connect/disconnect cycles while the VF sends: no crash, drops account for every packet, mbufs back to baseline`, async () => {
-  await withDaemon("churn", (dir) => [
-    `VIRTIOFWD_STATIC_VFS=net_memif0,role=server,socket=${dir}/vf.sock=0`,
-  ], async (d, dir, tag) => {
-    let vf: TestPmd | null = null;
-    let vm: TestPmd | null = null;
-    try {
-      vf = await TestPmd.start({ prefix: `${tag}-vf`, vdevs: [`net_memif1,role=client,socket=${dir}/vf.sock`] });
-      await vf.waitLinksUp();
-      const baseline = relay0(await d.status())!.mbufs_in_use;
-      await vf.send("set fwd txonly");
-      await vf.send("start");
-      const t0 = performance.now();
-      for (let i = 1; i <= CYCLES; i++) {
-        vm = await TestPmd.start({
-          prefix: `${tag}-vm`,
-          vdevs: [`net_virtio_user0,path=${dir}/sock/virtio-forwarder0.sock,queues=1`],
-        });
-        await d.waitCount(/relay 0: VM connected/, i, 15_000);
-        await vm.close();
-        vm = null;
-        await d.waitCount(/relay 0: VM disconnected/, i, 15_000);
-      }
-      const sent = (await vf.stop())[0].txPackets;
-      await new Promise((r) => setTimeout(r, 300));
-      const r = relay0(await d.status())!;
-      if (d.log.includes("Uncaught")) throw new Error("daemon threw: " + d.log.slice(-2000));
-      assertEq(r.vf_to_vm.rxPkts, sent, "relay received every packet the VF sent");
-      assertEq(
-        r.vf_to_vm.txPkts + r.vf_to_vm.dropFullPkts + r.vf_to_vm.dropUnavailPkts,
-        r.vf_to_vm.rxPkts,
-        "forwarded + dropped = received",
-      );
-      summary("churn", {
-        cycles: CYCLES,
-        crashes: d.log.includes("Uncaught") ? 1 : 0,
-        vf_sent: sent,
-        to_vm: r.vf_to_vm.txPkts,
-        dropped_vm_away: r.vf_to_vm.dropUnavailPkts,
-        dropped_full: r.vf_to_vm.dropFullPkts,
-        unaccounted: r.vf_to_vm.rxPkts - r.vf_to_vm.txPkts - r.vf_to_vm.dropFullPkts - r.vf_to_vm.dropUnavailPkts,
-        mbufs_leaked: (r.mbufs_in_use ?? 0) - (baseline ?? 0),
-        secs: ((performance.now() - t0) / 1000).toFixed(1),
-      });
-      if (r.vf_to_vm.dropUnavailPkts === 0) throw new Error("no packet was counted as dropped while the VM was away");
-      assertEq(r.mbufs_in_use, baseline, "mbufs in use back to baseline");
-    } finally {
-      await d.stop(); // before its memif peers leave (see withDaemon)
-      await vm?.close();
-      await vf?.close();
-    }
+  await using w = await World.create("churn");
+  const wire = memifPair(`${w.dir}/vf.sock`);
+  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=${wire.vf}=0`]);
+  const vf = await w.testpmd({ vdevs: [wire.peer] });
+  await vf.waitLinksUp();
+  const baseline = relay0(await d.status())!.mbufsInUse;
+  await vf.send("set fwd txonly");
+  await vf.send("start");
+  const t0 = performance.now();
+  for (let i = 1; i <= CYCLES; i++) {
+    const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+    await d.waitCount(/relay 0: VM connected/, i, 15_000);
+    await vm.close();
+    await d.waitCount(/relay 0: VM disconnected/, i, 15_000);
+  }
+  const sent = (await vf.stop())[0].txPackets;
+  await new Promise((r) => setTimeout(r, 300));
+  const r = relay0(await d.status())!;
+  const up = r.vfToVm;
+  if (d.log.includes("Uncaught")) throw new Error("daemon threw: " + d.log.slice(-2000));
+  assertEq(num(up.pktsRxFromVf), sent, "relay received every packet the VF sent");
+  const dropped = num(up.pktsDroppedVmQueueFull) + num(up.pktsDroppedVmNotConnected);
+  assertEq(num(up.pktsTxToVm) + dropped, num(up.pktsRxFromVf), "forwarded + dropped = received");
+  summary("churn", {
+    cycles: CYCLES,
+    crashes: d.log.includes("Uncaught") ? 1 : 0,
+    vf_sent: sent,
+    to_vm: num(up.pktsTxToVm),
+    dropped_vm_away: num(up.pktsDroppedVmNotConnected),
+    dropped_full: num(up.pktsDroppedVmQueueFull),
+    unaccounted: num(up.pktsRxFromVf) - num(up.pktsTxToVm) - dropped,
+    mbufs_leaked: (r.mbufsInUse ?? 0) - (baseline ?? 0),
+    secs: ((performance.now() - t0) / 1000).toFixed(1),
   });
+  if (num(up.pktsDroppedVmNotConnected) === 0) {
+    throw new Error("no packet was counted as dropped while the VM was away");
+  }
+  assertEq(r.mbufsInUse, baseline, "mbufs in use back to baseline");
 });

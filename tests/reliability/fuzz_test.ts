@@ -18,7 +18,8 @@ import {
   StatsResponseSchema,
 } from "../../src/control/gen/virtioforwarder_pb.ts";
 import { ZmqContext } from "../../ffi/zmq.ts";
-import { withDaemon } from "../helpers.ts";
+import { World } from "../rigs/world.ts";
+import { vmSocket } from "../rigs/devices.ts";
 import { Rng, SEED, sized, summary } from "./common.ts";
 import { Requester } from "../../src/control/client.ts";
 
@@ -38,7 +39,7 @@ function seeds(rng: Rng, dir: string): Record<string, () => Uint8Array> {
           ? { pciAddrs: [{ domain: rng.int(2), bus: rng.int(256), slot: rng.int(32), function: rng.int(8) }] }
           : {}),
         ...(rng.next() < 0.1 ? { name: `net_bonding_fz${rng.int(4)}`, mode: rng.int(8) } : {}),
-        ...(rng.next() < 0.3 ? { vhostPath: `${dir}/sock/virtio-forwarder${rng.int(70)}.sock` } : {}),
+        ...(rng.next() < 0.3 ? { vhostPath: vmSocket(`${dir}/sock`, rng.int(70)) } : {}),
       }),
     stats: () =>
       enc(StatsRequestSchema, {
@@ -94,64 +95,62 @@ const RESPONSES: Record<string, DescMessage> = {
 };
 
 Deno.test(`fuzz: ${MESSAGES} random/mutated messages per ZeroMQ endpoint, each answered, no crash, RSS within 5%`, async () => {
-  await withDaemon("fuzz", (dir) => [
+  await using w = await World.create("fuzz");
+  const dir = w.dir;
+  const d = await w.daemon([
     `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=ipc://${dir}/zmq/port_control`,
     `VIRTIOFWD_ZMQ_STATS_EP=ipc://${dir}/zmq/stats`,
     `VIRTIOFWD_ZMQ_CONFIG_EP=ipc://${dir}/zmq/config`,
     `VIRTIOFWD_ZMQ_CORE_SCHED_EP=ipc://${dir}/zmq/core_sched`,
     "VIO4WD_CORE_SCHED_ENABLE=true",
-  ], async (d, dir) => {
-    const rng = new Rng(SEED);
-    const valid = seeds(rng, dir);
-    const ctx = new ZmqContext();
-    const t0 = performance.now();
-    let unanswered = 0, undecodable = 0, portOk = 0, slowest = 0, rssWarm = 0, rssEnd = 0;
+  ]);
+  const rng = new Rng(SEED);
+  const valid = seeds(rng, dir);
+  const ctx = new ZmqContext();
+  w.defer(() => ctx.close());
+  const t0 = performance.now();
+  let unanswered = 0, undecodable = 0, portOk = 0, slowest = 0, rssWarm = 0, rssEnd = 0;
+  const clients = Object.fromEntries(
+    Object.keys(valid).map((e) => [e, new Requester(ctx, `ipc://${dir}/zmq/${e}`, 65_000)]),
+  );
+  // endpoints interleaved, as clients would use them
+  const total = MESSAGES * Object.keys(valid).length;
+  for (let i = 0; i < total; i++) {
+    if (i === Math.floor(total / 10)) rssWarm = d.rssKiB();
+    const endpoint = Object.keys(valid)[i % Object.keys(valid).length];
+    const frame = fuzzed(rng, valid[endpoint]);
+    const t = performance.now();
+    const reply = await clients[endpoint].ask(frame);
+    slowest = Math.max(slowest, performance.now() - t);
+    if (reply === null) {
+      unanswered++;
+      console.error(`no reply from ${endpoint} to message ${i}: ${Array.from(frame).join(",")}`);
+      continue;
+    }
     try {
-      const clients = Object.fromEntries(
-        Object.keys(valid).map((e) => [e, new Requester(ctx, `ipc://${dir}/zmq/${e}`, 65_000)]),
-      );
-      // endpoints interleaved, as clients would use them
-      const total = MESSAGES * Object.keys(valid).length;
-      for (let i = 0; i < total; i++) {
-        if (i === Math.floor(total / 10)) rssWarm = d.rssKiB();
-        const endpoint = Object.keys(valid)[i % Object.keys(valid).length];
-        const frame = fuzzed(rng, valid[endpoint]);
-        const t = performance.now();
-        const reply = await clients[endpoint].ask(frame);
-        slowest = Math.max(slowest, performance.now() - t);
-        if (reply === null) {
-          unanswered++;
-          console.error(`no reply from ${endpoint} to message ${i}: ${Array.from(frame).join(",")}`);
-          continue;
-        }
-        try {
-          const r = fromBinary(RESPONSES[endpoint], reply) as { status?: number };
-          if (endpoint === "port_control" && r.status === PortControlResponse_Status.OK) portOk++;
-        } catch {
-          undecodable++;
-        }
-      }
-      rssEnd = d.rssKiB();
-    } finally {
-      ctx.close();
+      const r = fromBinary(RESPONSES[endpoint], reply) as { status?: number };
+      if (endpoint === "port_control" && r.status === PortControlResponse_Status.OK) portOk++;
+    } catch {
+      undecodable++;
     }
-    const crashed = d.log.includes("Uncaught") || d.log.includes("panicked") ? 1 : 0;
-    const growth = (rssEnd - rssWarm) / rssWarm;
-    summary("fuzz", {
-      messages: MESSAGES * 4,
-      per_endpoint: MESSAGES,
-      port_ops_ok: portOk,
-      unanswered,
-      undecodable,
-      crashes: crashed,
-      slowest_reply_ms: slowest.toFixed(1),
-      rss_kib: `${rssWarm}->${rssEnd}`,
-      rss_growth: `${(growth * 100).toFixed(1)}%`,
-      secs: ((performance.now() - t0) / 1000).toFixed(1),
-    });
-    if (unanswered || undecodable || crashed) {
-      throw new Error(`${unanswered} unanswered, ${undecodable} undecodable replies, crashed=${crashed}`);
-    }
-    if (growth > 0.05) throw new Error(`daemon RSS grew ${(growth * 100).toFixed(1)}% (${rssWarm} -> ${rssEnd} KiB)`);
+  }
+  rssEnd = d.rssKiB();
+  const crashed = d.log.includes("Uncaught") || d.log.includes("panicked") ? 1 : 0;
+  const growth = (rssEnd - rssWarm) / rssWarm;
+  summary("fuzz", {
+    messages: MESSAGES * 4,
+    per_endpoint: MESSAGES,
+    port_ops_ok: portOk,
+    unanswered,
+    undecodable,
+    crashes: crashed,
+    slowest_reply_ms: slowest.toFixed(1),
+    rss_kib: `${rssWarm}->${rssEnd}`,
+    rss_growth: `${(growth * 100).toFixed(1)}%`,
+    secs: ((performance.now() - t0) / 1000).toFixed(1),
   });
+  if (unanswered || undecodable || crashed) {
+    throw new Error(`${unanswered} unanswered, ${undecodable} undecodable replies, crashed=${crashed}`);
+  }
+  if (growth > 0.05) throw new Error(`daemon RSS grew ${(growth * 100).toFixed(1)}% (${rssWarm} -> ${rssEnd} KiB)`);
 });

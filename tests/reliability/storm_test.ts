@@ -1,7 +1,8 @@
 /**
  * Port storm: random port-control operations (ADD, REMOVE, ADD_SOCK, REMOVE_SOCK; valid and
  * invalid) against a daemon with dynamic sockets while relay 0 carries traffic. Every operation is
- * answered; the daemon's own relay table, `vio4wd stats --json` and the socket directory agree
+ * answered; `vio4wd stats --json`, the Prometheus metrics (both render the daemon's relay table)
+ * and the socket directory agree
  * throughout; relay 0 keeps forwarding; once everything is removed again no socket file is left and
  * hugepage use is back to where it was.
  */
@@ -14,8 +15,10 @@ import {
   PortControlResponseSchema,
 } from "../../src/control/gen/virtioforwarder_pb.ts";
 import { ZmqContext } from "../../ffi/zmq.ts";
-import { hugepageFiles, TestPmd } from "../../src/testbed/testpmd.ts";
-import { type DaemonProcess, type RelayStatus, runVio4wd, withDaemon } from "../helpers.ts";
+import { hugepageFiles } from "../rigs/testpmd.ts";
+import { num, type RelayState, runVio4wd } from "../rigs/daemon_process.ts";
+import { memifPair, virtioUser } from "../rigs/devices.ts";
+import { World } from "../rigs/world.ts";
 import { Rng, SEED, sized, summary } from "./common.ts";
 import { Requester } from "../../src/control/client.ts";
 
@@ -50,9 +53,26 @@ interface StatsRelay {
   vf?: { pci_addr_str?: string };
 }
 
-/** Relay table, stats and socket directory agree; returns the sockets and VFs (id -> name) stats reports. */
-async function checkConsistent(d: DaemonProcess, dir: string, when: string) {
-  const table: RelayStatus[] = await d.status();
+/** A free TCP port on loopback for the metrics endpoint. */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** relay id -> VF, from the metrics' vio4wd_relay_info series. */
+async function metricsVfs(url: string): Promise<Map<number, string>> {
+  const text = await (await fetch(url)).text();
+  const out = new Map<number, string>();
+  for (const m of text.matchAll(/^vio4wd_relay_info\{relay="(\d+)",socket="[^"]*",vf="([^"]*)"/gm)) {
+    if (m[2] !== "") out.set(Number(m[1]), m[2]);
+  }
+  return out;
+}
+
+/** Stats, metrics and the socket directory agree; returns the sockets and VFs (id -> name) stats reports. */
+async function checkConsistent(metricsUrl: string, dir: string, when: string) {
   const out = await runVio4wd(["stats", "--json", "--include-inactive", "--zmq-ep", `ipc://${dir}/zmq/stats`]);
   if (out.code !== 0) throw new Error(`${when}: vio4wd stats --json: ${out.stderr}`);
   const relays: StatsRelay[] = JSON.parse(out.stdout).relay;
@@ -63,9 +83,10 @@ async function checkConsistent(d: DaemonProcess, dir: string, when: string) {
     if (named(r.vf?.pci_addr_str)) vfs.set(r.id, r.vf!.pci_addr_str!);
   }
   const problems: string[] = [];
-  for (const t of table) {
-    if ((t.vf ?? undefined) !== vfs.get(t.id)) {
-      problems.push(`relay ${t.id}: table VF ${t.vf}, stats VF ${vfs.get(t.id)}`);
+  const fromMetrics = await metricsVfs(metricsUrl);
+  for (const id of new Set([...vfs.keys(), ...fromMetrics.keys()])) {
+    if (fromMetrics.get(id) !== vfs.get(id)) {
+      problems.push(`relay ${id}: metrics VF ${fromMetrics.get(id)}, stats VF ${vfs.get(id)}`);
     }
   }
   const files = [...Deno.readDirSync(`${dir}/sock`)].map((e) => `${dir}/sock/${e.name}`).sort();
@@ -75,101 +96,99 @@ async function checkConsistent(d: DaemonProcess, dir: string, when: string) {
   return { sockets, vfs };
 }
 
+/** VF->VM packets received but neither sent nor counted as dropped. */
+const unaccountedUp = (r: RelayState) =>
+  num(r.vfToVm.pktsRxFromVf) - num(r.vfToVm.pktsTxToVm) - num(r.vfToVm.pktsDroppedVmQueueFull) -
+  num(r.vfToVm.pktsDroppedVmNotConnected);
+/** VM->VF packets received but neither sent nor counted as dropped. */
+const unaccountedDown = (r: RelayState) =>
+  num(r.vmToVf.pktsRxFromVm) - num(r.vmToVf.pktsTxToVf) - num(r.vmToVf.pktsDroppedVfQueueFull) -
+  num(r.vmToVf.pktsDroppedVfNotConnected);
+
 Deno.test(`port storm: ${OPS} random add/remove/add_sock/remove_sock ops under traffic, table = stats, no leaks`, async () => {
-  await withDaemon("storm", (dir) => [
+  await using w = await World.create("storm");
+  const dir = w.dir;
+  const port = freePort();
+  const metrics = `http://127.0.0.1:${port}/metrics`;
+  const d = await w.daemon([
     "VIRTIOFWD_DYNAMIC_SOCKETS=y",
     `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=ipc://${dir}/zmq/port_control`,
     `VIRTIOFWD_ZMQ_STATS_EP=ipc://${dir}/zmq/stats`,
-  ], async (d, dir, tag) => {
-    const ctx = new ZmqContext();
-    let pmd: TestPmd | null = null;
-    try {
-      const pc = new Requester(ctx, `ipc://${dir}/zmq/port_control`, 10_000);
-      const ask = async (req: Req) => {
-        const reply = await pc.ask(toBinary(PortControlRequestSchema, create(PortControlRequestSchema, req)));
-        return reply === null ? null : fromBinary(PortControlResponseSchema, reply);
-      };
-      // relay 0: a socket paired with a memif VF, looped through one testpmd (VM and VF peer)
-      const sock0 = `${dir}/sock/virtio-forwarder0.sock`;
-      const first = await ask({
-        op: Op.ADD_SOCK,
-        vhostPath: sock0,
-        devargs: [`net_memif0,role=server,socket=${dir}/vf0.sock,socket-abstract=no`],
-      });
-      if (first?.status !== Status.OK) throw new Error(`relay 0 ADD_SOCK: ${JSON.stringify(first)}`);
-      pmd = await TestPmd.start({
-        prefix: `${tag}-g`,
-        vdevs: [
-          `net_virtio_user0,path=${sock0},queues=1`,
-          `net_memif1,role=client,socket=${dir}/vf0.sock,socket-abstract=no`,
-        ],
-      });
-      await pmd.waitLinksUp();
-      await pmd.send("start tx_first");
-      await checkConsistent(d, dir, "before the storm");
-      const hugeBaseline = hugepageFiles(tag).length;
-      const before = (await d.status()).find((r) => r.id === 0)!;
+    `VIO4WD_METRICS_LISTEN=127.0.0.1:${port}`,
+  ]);
+  const ctx = new ZmqContext();
+  w.defer(() => ctx.close());
+  const pc = new Requester(ctx, `ipc://${dir}/zmq/port_control`, 10_000);
+  const ask = async (req: Req) => {
+    const reply = await pc.ask(toBinary(PortControlRequestSchema, create(PortControlRequestSchema, req)));
+    return reply === null ? null : fromBinary(PortControlResponseSchema, reply);
+  };
+  // relay 0: a socket paired with a memif VF, looped through one testpmd (VM and VF peer)
+  const sock0 = w.vmSocket(0);
+  const wire = memifPair(`${dir}/vf0.sock`);
+  const first = await ask({ op: Op.ADD_SOCK, vhostPath: sock0, devargs: [`${wire.vf},socket-abstract=no`] });
+  if (first?.status !== Status.OK) throw new Error(`relay 0 ADD_SOCK: ${JSON.stringify(first)}`);
+  const pmd = await w.testpmd({ vdevs: [virtioUser(sock0), `${wire.peer},socket-abstract=no`] });
+  await pmd.waitLinksUp();
+  await pmd.send("start tx_first");
+  await checkConsistent(metrics, dir, "before the storm");
+  const hugeBaseline = hugepageFiles(d.prefix).length;
+  const before = (await d.status()).find((r) => r.id === 0)!;
 
-      const rng = new Rng(SEED);
-      let ok = 0, refused = 0, unanswered = 0, checks = 0;
-      const t0 = performance.now();
-      for (let i = 1; i <= OPS; i++) {
-        const r = await ask(randomOp(rng, dir));
-        if (r === null) unanswered++;
-        else if (r.status === Status.OK) ok++;
-        else refused++;
-        if (i % CHECK_EVERY === 0) {
-          await checkConsistent(d, dir, `after op ${i}`);
-          checks++;
-        }
-      }
-      const stormSecs = (performance.now() - t0) / 1000;
-      const during = (await d.status()).find((r) => r.id === 0)!;
-
-      // remove everything but relay 0, then look for leftovers
-      const { sockets, vfs } = await checkConsistent(d, dir, "after the storm");
-      for (const [id, path] of sockets) if (id !== 0) await ask({ op: Op.REMOVE_SOCK, vhostPath: path });
-      for (const [id, vf] of vfs) if (id !== 0) await ask({ op: Op.REMOVE, virtioId: id, devargs: [vf] });
-      const left = await checkConsistent(d, dir, "after removing everything");
-      const leakedSockets = [...left.sockets.keys()].filter((id) => id !== 0).length;
-      const leakedVfs = [...left.vfs.keys()].filter((id) => id !== 0).length;
-      const leakedHugepageFiles = hugepageFiles(tag).length - hugeBaseline;
-      const ports = await pmd.stop();
-      const after = (await d.status()).find((r) => r.id === 0)!;
-      const unaccounted = (["vf_to_vm", "vm_to_vf"] as const).map((dirn) => {
-        const c = after[dirn];
-        return c.rxPkts - c.txPkts - c.dropFullPkts - c.dropUnavailPkts;
-      });
-      summary("storm", {
-        ops: OPS,
-        ok,
-        refused,
-        unanswered,
-        consistency_checks: checks,
-        relay0_pkts_during: during.vm_to_vf.txPkts - before.vm_to_vf.txPkts,
-        relay0_unaccounted: unaccounted.join("/"),
-        leaked_sockets: leakedSockets,
-        leaked_vfs: leakedVfs,
-        leaked_hugepage_files: leakedHugepageFiles,
-        crashes: d.log.includes("Uncaught") ? 1 : 0,
-        ops_per_sec: (OPS / stormSecs).toFixed(0),
-      });
-      if (unanswered) throw new Error(`${unanswered} operations unanswered`);
-      if (ok < OPS / 20 || refused < OPS / 20) {
-        throw new Error(`a storm of ${ok} OK / ${refused} refused is too one-sided`);
-      }
-      if (!(during.vm_to_vf.txPkts > before.vm_to_vf.txPkts && during.vf_to_vm.txPkts > before.vf_to_vm.txPkts)) {
-        throw new Error(`relay 0 stopped forwarding during the storm: ${JSON.stringify({ before, during })}`);
-      }
-      if (unaccounted.some((n) => n !== 0)) throw new Error(`relay 0 packets unaccounted: ${unaccounted}`);
-      if (ports[0].rxPackets === 0) throw new Error("the VM stand-in received nothing");
-      if (leakedSockets || leakedVfs || leakedHugepageFiles > 0) {
-        throw new Error(`leaks: ${leakedSockets} sockets, ${leakedVfs} VFs, ${leakedHugepageFiles} hugepage files`);
-      }
-    } finally {
-      await d.stop(); // before its memif peers leave (see withDaemon)
-      await pmd?.close();
-      ctx.close();
+  const rng = new Rng(SEED);
+  let ok = 0, refused = 0, unanswered = 0, checks = 0;
+  const t0 = performance.now();
+  for (let i = 1; i <= OPS; i++) {
+    const r = await ask(randomOp(rng, dir));
+    if (r === null) unanswered++;
+    else if (r.status === Status.OK) ok++;
+    else refused++;
+    if (i % CHECK_EVERY === 0) {
+      await checkConsistent(metrics, dir, `after op ${i}`);
+      checks++;
     }
+  }
+  const stormSecs = (performance.now() - t0) / 1000;
+  const during = (await d.status()).find((r) => r.id === 0)!;
+
+  // remove everything but relay 0, then look for leftovers
+  const { sockets, vfs } = await checkConsistent(metrics, dir, "after the storm");
+  for (const [id, path] of sockets) if (id !== 0) await ask({ op: Op.REMOVE_SOCK, vhostPath: path });
+  for (const [id, vf] of vfs) if (id !== 0) await ask({ op: Op.REMOVE, virtioId: id, devargs: [vf] });
+  const left = await checkConsistent(metrics, dir, "after removing everything");
+  const leakedSockets = [...left.sockets.keys()].filter((id) => id !== 0).length;
+  const leakedVfs = [...left.vfs.keys()].filter((id) => id !== 0).length;
+  const leakedHugepageFiles = hugepageFiles(d.prefix).length - hugeBaseline;
+  const ports = await pmd.stop();
+  const after = (await d.status()).find((r) => r.id === 0)!;
+  const unaccounted = [unaccountedUp(after), unaccountedDown(after)];
+  summary("storm", {
+    ops: OPS,
+    ok,
+    refused,
+    unanswered,
+    consistency_checks: checks,
+    relay0_pkts_during: num(during.vmToVf.pktsTxToVf) - num(before.vmToVf.pktsTxToVf),
+    relay0_unaccounted: unaccounted.join("/"),
+    leaked_sockets: leakedSockets,
+    leaked_vfs: leakedVfs,
+    leaked_hugepage_files: leakedHugepageFiles,
+    crashes: d.log.includes("Uncaught") ? 1 : 0,
+    ops_per_sec: (OPS / stormSecs).toFixed(0),
   });
+  if (unanswered) throw new Error(`${unanswered} operations unanswered`);
+  if (ok < OPS / 20 || refused < OPS / 20) {
+    throw new Error(`a storm of ${ok} OK / ${refused} refused is too one-sided`);
+  }
+  if (
+    !(num(during.vmToVf.pktsTxToVf) > num(before.vmToVf.pktsTxToVf) &&
+      num(during.vfToVm.pktsTxToVm) > num(before.vfToVm.pktsTxToVm))
+  ) {
+    throw new Error(`relay 0 stopped forwarding during the storm: ${JSON.stringify({ before, during })}`);
+  }
+  if (unaccounted.some((n) => n !== 0)) throw new Error(`relay 0 packets unaccounted: ${unaccounted}`);
+  if (ports[0].rxPackets === 0) throw new Error("the VM stand-in received nothing");
+  if (leakedSockets || leakedVfs || leakedHugepageFiles > 0) {
+    throw new Error(`leaks: ${leakedSockets} sockets, ${leakedVfs} VFs, ${leakedHugepageFiles} hugepage files`);
+  }
 });

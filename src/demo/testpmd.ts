@@ -1,6 +1,7 @@
 /**
  * dpdk-testpmd as a VM stand-in (virtio_user over vhost-user) and VF peer (memif client),
- * driven interactively through its stdin. Used by `vio4wd demo` and the tests.
+ * driven interactively through its stdin: what `vio4wd demo` needs (tests/rigs/testpmd.ts adds
+ * what only the tests and the bench use).
  *
  * @module
  */
@@ -153,18 +154,12 @@ export class TestPmd {
     }
   }
 
-  /** Each port's hardware-level RX packet count (`show port stats all`), in port order. */
-  async rxPackets(): Promise<number[]> {
+  /** Sends `cmd` and returns what testpmd printed from then until `until` matched. */
+  async command(cmd: string, until: RegExp, timeoutMs = 10_000): Promise<string> {
     const from = this.#out.length;
-    await this.send("show port stats all");
-    const n = this.options.vdevs.length;
-    const m = await this.waitFor(new RegExp(`NIC statistics for port ${n - 1}[\\s\\S]*?testpmd> `), 5000, from);
-    const text = this.#out.slice(from, from + (m.index ?? 0) + m[0].length);
-    const out: number[] = [];
-    for (const x of text.matchAll(/NIC statistics for port (\d+)\s+#+\s*\n\s*RX-packets:\s+(\d+)/g)) {
-      out[Number(x[1])] = Number(x[2]);
-    }
-    return out;
+    await this.send(cmd);
+    const m = await this.waitFor(until, timeoutMs, from);
+    return this.#out.slice(from, from + (m.index ?? 0) + m[0].length);
   }
 
   /** `stop`, returning each port's forward totals. */
@@ -177,10 +172,7 @@ export class TestPmd {
    * (`queues[port][queue]`, from the per-stream statistics testpmd prints with several queues).
    */
   async stopWithQueues(): Promise<{ ports: PortTotals[]; queues: number[][] }> {
-    const from = this.#out.length;
-    await this.send("stop");
-    await this.waitFor(/Done\.\s*\n/, 10_000, from);
-    const text = this.#out.slice(from);
+    const text = await this.command("stop", /Done\.\s*\n/);
     const queues: number[][] = [];
     for (const x of text.matchAll(/Forward Stats for RX Port=\s*(\d+)\/Queue=\s*(\d+)[^\n]*\n\s*RX-packets: (\d+)/g)) {
       (queues[Number(x[1])] ??= [])[Number(x[2])] = Number(x[3]);
@@ -199,12 +191,17 @@ export class TestPmd {
     return { ports: out, queues };
   }
 
-  /** Quits (SIGKILL after 5 s), then removes its hugepage and runtime files. */
-  async close(): Promise<void> {
-    await stopChild(this.#child, 5000, () => void this.send("quit").catch(() => {}));
-    await this.#closed;
-    this.#writer.releaseLock();
-    removeDpdkFiles(this.options.prefix, this.options.hugeDir);
+  #closing: Promise<void> | null = null;
+
+  /** Quits (SIGKILL after 5 s), then removes its hugepage and runtime files; again: the same. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await stopChild(this.#child, 5000, () => void this.send("quit").catch(() => {}));
+      await this.#closed;
+      this.#writer.releaseLock();
+      removeDpdkFiles(this.options.prefix, this.options.hugeDir);
+    })();
+    return this.#closing;
   }
 }
 
@@ -228,14 +225,6 @@ export async function stopChild(
   const status = await child.status;
   clearTimeout(timer);
   return status;
-}
-
-/** The hugepage files of DPDK processes with `prefix` (find(1): Deno reads /dev only with --allow-all). */
-export function hugepageFiles(prefix: string, hugeDir = "/dev/hugepages"): string[] {
-  if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw new Error(`unsafe DPDK file prefix '${prefix}'`);
-  const out = new Deno.Command("find", { args: [hugeDir, "-maxdepth", "1", "-name", `${prefix}*`], stderr: "null" })
-    .outputSync();
-  return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l !== "");
 }
 
 /** Removes the hugepage files and runtime directory a DPDK process with `prefix` left. */

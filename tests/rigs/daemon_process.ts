@@ -1,26 +1,34 @@
 /**
  * `vio4wd daemon` as a subprocess with its own temp dir and DPDK file prefix, read through its
- * log (SIGUSR1 prints every relay's counters) and stopped by PID. Used by the tests and the bench.
+ * log and its stats endpoint (the StatsRequest `vio4wd stats --json` sends) and stopped by PID.
+ * Used by the tests and the bench.
  *
  * @module
  */
 
+import { toJsonString } from "@bufbuild/protobuf";
+import { request } from "../../src/control/client.ts";
+import {
+  type RelayState as StatsRelayState,
+  RelayStateSchema,
+  StatsRequestSchema,
+  StatsResponse_Status,
+  StatsResponseSchema,
+} from "../../src/control/gen/virtioforwarder_pb.ts";
 import { removeDpdkFiles, stopChild } from "./testpmd.ts";
+
+/** A RelayState as the daemon sends it: its proto2-required directions are always there. */
+export type RelayState = StatsRelayState & Required<Pick<StatsRelayState, "vfToVm" | "vmToVf">>;
+
+/** A 64-bit counter of a RelayState as a number (absent: 0). */
+export const num = (x: bigint | undefined): number => Number(x ?? 0n);
+
+/** A RelayState as JSON with .proto field names, for failure messages. */
+export const show = (r: RelayState | undefined): string =>
+  r ? toJsonString(RelayStateSchema, r, { useProtoFieldName: true }) : "(no such relay)";
 
 /** The `./vio4wd` launcher at the top of the checkout. */
 export const LAUNCHER = new URL("../../vio4wd", import.meta.url).pathname;
-
-/** One relay as the daemon's relay-status line reports it. */
-export interface RelayStatus {
-  id: number;
-  vf: string | null;
-  vm: boolean;
-  vf_link: boolean;
-  cpus: { vf_to_vm: number; vm_to_vf: number };
-  mbufs_in_use: number | null;
-  vf_to_vm: Record<string, number>;
-  vm_to_vf: Record<string, number>;
-}
 
 /** A unique tag for DPDK file prefixes and temp names of this test run. */
 export function uniqueTag(name: string): string {
@@ -44,7 +52,15 @@ export class DaemonProcess {
   #pump: Promise<void>;
   #exitCode: number | null = null;
 
-  private constructor(child: Deno.ChildProcess, readonly dir: string, readonly prefix: string) {
+  private constructor(
+    child: Deno.ChildProcess,
+    readonly dir: string,
+    readonly prefix: string,
+    /** The daemon's configuration file. */
+    readonly config: string,
+    /** The daemon's stats endpoint. */
+    readonly statsEndpoint: string,
+  ) {
     this.#child = child;
     const dec = new TextDecoder();
     child.status.then((st) => this.#exitCode = st.code);
@@ -61,7 +77,10 @@ export class DaemonProcess {
     return this.#child.pid;
   }
 
-  /** Starts `vio4wd daemon` with `configLines` (dir and prefix variables added). */
+  /**
+   * Starts `vio4wd daemon` with `configLines` (dir and prefix variables added, and a stats
+   * endpoint in `dir` unless the lines set one).
+   */
   static async start(
     dir: string,
     prefix: string,
@@ -69,6 +88,8 @@ export class DaemonProcess {
     options: DaemonOptions = {},
   ): Promise<DaemonProcess> {
     const conf = `${dir}/vio4wd.conf`;
+    const statsLine = configLines.find((l) => l.startsWith("VIRTIOFWD_ZMQ_STATS_EP="));
+    const stats = statsLine?.slice(statsLine.indexOf("=") + 1) ?? `ipc://${dir}/stats-${prefix}.sock`;
     await Deno.writeTextFile(
       conf,
       [
@@ -79,6 +100,7 @@ export class DaemonProcess {
         `VIRTIOFWD_PID_DIR=${dir}`,
         `VIO4WD_EAL_FILE_PREFIX=${prefix}`,
         "VIO4WD_EAL_MEMORY_MB=256",
+        ...(statsLine ? [] : [`VIRTIOFWD_ZMQ_STATS_EP=${stats}`]),
         ...configLines,
       ].join("\n") + "\n",
     );
@@ -92,7 +114,7 @@ export class DaemonProcess {
       stdout: "null",
       stderr: "piped",
     }).spawn();
-    const d = new DaemonProcess(child, dir, prefix);
+    const d = new DaemonProcess(child, dir, prefix, conf, stats);
     await d.waitLog(/ready: /, 30_000);
     return d;
   }
@@ -129,17 +151,21 @@ export class DaemonProcess {
     return kib;
   }
 
-  /** Asks for a relay-status line (SIGUSR1) and returns it parsed. */
-  async status(): Promise<RelayStatus[]> {
-    const before = this.count(/relay-status /);
-    this.#child.kill("SIGUSR1");
-    const end = Date.now() + 5000;
-    while (this.count(/relay-status /) === before) {
-      if (Date.now() > end) throw new Error("daemon: no relay-status after SIGUSR1");
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const lines = this.#log.split("\n").filter((l) => l.includes("relay-status "));
-    return JSON.parse(lines[lines.length - 1].slice(lines[lines.length - 1].indexOf("relay-status ") + 13));
+  /**
+   * The relays that have a VF or a VM, as the stats endpoint reports them (the request `vio4wd
+   * stats --json --include-inactive` sends; counters cumulative, 64-bit as bigint).
+   */
+  async status(): Promise<RelayState[]> {
+    const res = await request(
+      this.statsEndpoint,
+      StatsRequestSchema,
+      { includeInactive: true, delay: 0 },
+      StatsResponseSchema,
+    );
+    if (res.status !== StatsResponse_Status.OK) throw new Error(`stats: status ${res.status}`);
+    const relays = res.relay.filter((r): r is RelayState => r.vfToVm !== undefined && r.vmToVf !== undefined);
+    if (relays.length !== res.relay.length) throw new Error("stats: a relay without its directions");
+    return relays.filter((r) => r.vfToVm.active || r.vmToVf.active);
   }
 
   #stopped: Promise<number> | null = null;
@@ -157,6 +183,13 @@ export class DaemonProcess {
     })();
     return this.#stopped;
   }
+}
+
+/** Runs `./vio4wd args` to completion. */
+export async function runVio4wd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(LAUNCHER, { args, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
 /** Polls `f` until it returns true. */

@@ -1,0 +1,41 @@
+/**
+ * The bench's cases: which relay, how many relays, which VF stand-in.
+ *
+ * @module
+ */
+
+/** DPDK 22.11 from Debian: RTE_MAX_ETHPORTS. The generator spends two ports per relay. */
+export const MAX_ETHPORTS = 32;
+export const MANY_RELAYS = MAX_ETHPORTS / 2;
+/** Idle mode's sleep in the bench: the figure the manual suggests. */
+export const IDLE_US = 500;
+/** Packet sizes measured. */
+export const SIZES = [64, 1518] as const;
+
+export type RelayKind = "testpmd" | "vio4wd" | "ovs";
+
+/**
+ * The VF stand-in: memif (the usual one), or a vhost-user pair (net_vhost in the relay,
+ * virtio_user in the generator). OVS needs the latter: its PMD thread transmits on a second
+ * queue that a single-queue memif peer never reads (OVS gives every dpdk port one TX queue per
+ * thread; net_vhost,queues=1 caps that at one).
+ */
+export type VfKind = "memif" | "vhost";
+
+/** A relay to measure; `idleUs`: vio4wd with idle mode (VIO4WD_IDLE_SLEEP_US). */
+export type Case = { kind: RelayKind; relays: number; vf: VfKind; idleUs?: number };
+export const caseName = (c: Case) =>
+  (c.relays === 1 ? c.kind : `${c.kind}_${c.relays}_relays`) + (c.vf === "memif" ? "" : "_vhost_vf") +
+  (c.idleUs ? "_idle" : "");
+
+/** The cases of a full run, in the order they alternate. */
+export const CASES: Case[] = [
+  { kind: "testpmd", relays: 1, vf: "memif" },
+  { kind: "vio4wd", relays: 1, vf: "memif" },
+  { kind: "vio4wd", relays: 1, vf: "memif", idleUs: IDLE_US },
+  { kind: "vio4wd", relays: MANY_RELAYS, vf: "memif" },
+  { kind: "testpmd", relays: MANY_RELAYS, vf: "memif" },
+  { kind: "testpmd", relays: 1, vf: "vhost" },
+  { kind: "vio4wd", relays: 1, vf: "vhost" },
+  { kind: "ovs", relays: 1, vf: "vhost" },
+];

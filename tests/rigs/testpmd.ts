@@ -1,0 +1,33 @@
+/**
+ * dpdk-testpmd for the tests and the bench: the demo's driver (src/demo/testpmd.ts) plus what
+ * only they use.
+ *
+ * @module
+ */
+
+import type { TestPmd } from "../../src/demo/testpmd.ts";
+
+export { type PortTotals, removeDpdkFiles, stopChild, TestPmd, type TestPmdOptions } from "../../src/demo/testpmd.ts";
+
+/** Each port's hardware-level RX packet count (`show port stats all`), in port order. */
+export async function rxPackets(pmd: TestPmd): Promise<number[]> {
+  const last = pmd.options.vdevs.length - 1;
+  const text = await pmd.command(
+    "show port stats all",
+    new RegExp(`NIC statistics for port ${last}[\\s\\S]*?testpmd> `),
+    5000,
+  );
+  const out: number[] = [];
+  for (const x of text.matchAll(/NIC statistics for port (\d+)\s+#+\s*\n\s*RX-packets:\s+(\d+)/g)) {
+    out[Number(x[1])] = Number(x[2]);
+  }
+  return out;
+}
+
+/** The hugepage files of DPDK processes with `prefix` (find(1): Deno reads /dev only with --allow-all). */
+export function hugepageFiles(prefix: string, hugeDir = "/dev/hugepages"): string[] {
+  if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw new Error(`unsafe DPDK file prefix '${prefix}'`);
+  const out = new Deno.Command("find", { args: [hugeDir, "-maxdepth", "1", "-name", `${prefix}*`], stderr: "null" })
+    .outputSync();
+  return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l !== "");
+}
