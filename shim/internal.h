@@ -39,19 +39,23 @@ extern bool g_vf_tso; /* VIO4WD_INIT_VF_TSO */
 
 /*
  * Everything the shim knows about one relay. Fields marked "lock" are read and written only with
- * `lock` held (a plain mutex: control calls and vhost callbacks take it, never a worker, and no
- * code path takes it twice). The data-path fields are the relay's side of what lists.c publishes
- * to the workers; they change only under `lock` followed by lists_publish().
+ * `lock` held (a plain mutex: control calls and the new/destroy device callbacks take it, never a
+ * worker, and no code path takes it twice). The data-path fields are the relay's side of what
+ * lists.c publishes to the workers; they change only under `lock` followed by lists_publish().
+ *
+ * The vring callback takes no relay lock: DPDK runs it with virtqueue locks held that a worker may
+ * be waiting for, while a control call may hold `lock` and wait for that worker. It touches only
+ * the atomic queue fields, and all vhost callbacks run on DPDK's one vhost thread.
  */
 struct relay {
 	pthread_mutex_t lock;
 	/* vhost side (lock) */
-	char path[256];          /* vhost socket, "" when none */
+	char path[256];          /* vhost socket, "" when none (lock, and written with relay_set_path) */
 	bool registered;
 	bool client;             /* socket in client mode: the file is QEMU's */
-	uint32_t rx_enabled;     /* vrings the guest enabled (bit q: pair q); read by the workers */
+	uint32_t rx_enabled;     /* vrings the guest enabled (bit q: pair q); atomic, read by the workers */
 	uint32_t tx_enabled;
-	bool ring_seen;          /* a vring state change came in: the masks above are the guest's */
+	bool ring_seen;          /* a vring state change came in: the masks above are the guest's (atomic) */
 	uint32_t queue_pairs;
 	bool lm_pending;
 	/* VF side (lock) */
@@ -76,8 +80,10 @@ struct relay {
 void relays_reset(void);
 /* The relay, or NULL (with set_error()) when `id` is out of range. */
 struct relay *relay_get(uint32_t id);
-/* The relay whose socket is `path`, or -1. */
+/* The relay whose socket is `path`, or -1. Takes only the path lock. */
 int relay_of_path(const char *path);
+/* Requires lock. Sets the relay's socket path ("" none) under the path lock. */
+void relay_set_path(struct relay *r, const char *path);
 
 /* ---- events.c: the event queue ---- */
 

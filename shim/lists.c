@@ -9,7 +9,6 @@
  * old one is unused (it becomes the spare) and nothing that was removed is still being polled.
  */
 #include <errno.h>
-#include <string.h>
 #include <unistd.h>
 
 #include <rte_lcore.h>
@@ -126,9 +125,11 @@ int lists_publish(void)
 		__atomic_store_n(&w->current, spare, __ATOMIC_RELEASE);
 		changed[s] = true;
 	}
-	for (unsigned s = 0; s < g_shared.n_workers; s++)
-		if (changed[s] && ret == 0)
-			ret = quiesce_slot(s);
+	for (unsigned s = 0; s < g_shared.n_workers; s++) {
+		int q = changed[s] ? quiesce_slot(s) : 0;
+		if (ret == 0)
+			ret = q;
+	}
 	pthread_mutex_unlock(&g_publish_lock);
 	return ret;
 }

@@ -1,5 +1,6 @@
 /* The relays: one struct relay each, holding all of its state, and the report the daemon reads. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <rte_ethdev.h>
@@ -7,6 +8,9 @@
 #include "internal.h"
 
 static struct relay g_relays[VIO4WD_MAX_RELAYS];
+/* Guards every relay's `path`. Held only for a copy or a compare, never while waiting for
+ * anything: the vhost callbacks look relays up under it while DPDK holds virtqueue locks. */
+static pthread_mutex_t g_path_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void relays_reset(void)
 {
@@ -32,15 +36,20 @@ struct relay *relay_get(uint32_t id)
 
 int relay_of_path(const char *path)
 {
-	for (int i = 0; i < VIO4WD_MAX_RELAYS; i++) {
-		struct relay *r = &g_relays[i];
-		pthread_mutex_lock(&r->lock);
-		bool match = r->path[0] != '\0' && strcmp(r->path, path) == 0;
-		pthread_mutex_unlock(&r->lock);
-		if (match)
-			return i;
-	}
-	return -1;
+	int found = -1;
+	pthread_mutex_lock(&g_path_lock);
+	for (int i = 0; i < VIO4WD_MAX_RELAYS && found < 0; i++)
+		if (g_relays[i].path[0] != '\0' && strcmp(g_relays[i].path, path) == 0)
+			found = i;
+	pthread_mutex_unlock(&g_path_lock);
+	return found;
+}
+
+void relay_set_path(struct relay *r, const char *path)
+{
+	pthread_mutex_lock(&g_path_lock);
+	snprintf(r->path, sizeof(r->path), "%s", path);
+	pthread_mutex_unlock(&g_path_lock);
 }
 
 API int vio4wd_relay_report(uint32_t id, struct vio4wd_relay_report *out)

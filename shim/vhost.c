@@ -5,6 +5,7 @@
 #include <linux/virtio_net.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -51,7 +52,7 @@ static int on_new_device(int vid)
 	}
 	for (uint16_t q = 0; q < nr; q++)
 		rte_vhost_enable_guest_notification(vid, q, 0);
-	if (!r->ring_seen) {
+	if (!__atomic_load_n(&r->ring_seen, __ATOMIC_ACQUIRE)) {
 		uint32_t all = pairs >= 32 ? UINT32_MAX : ((1u << pairs) - 1);
 		__atomic_store_n(&r->rx_enabled, all, __ATOMIC_RELEASE);
 		__atomic_store_n(&r->tx_enabled, all, __ATOMIC_RELEASE);
@@ -79,13 +80,14 @@ static void on_destroy_device(int vid)
 	lists_publish(); /* no worker touches the device after this */
 	__atomic_store_n(&r->rx_enabled, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->tx_enabled, 0, __ATOMIC_RELEASE);
-	r->ring_seen = false;
+	__atomic_store_n(&r->ring_seen, false, __ATOMIC_RELEASE);
 	r->queue_pairs = 0;
 	pool_release_if_idle(r);
 	pthread_mutex_unlock(&r->lock);
 	push_event(VIO4WD_EV_VM_DISCONNECTED, (uint32_t)id, 0, 0, 0);
 }
 
+/* Runs with DPDK's virtqueue locks held: no relay lock, no waiting, atomics only (see internal.h). */
 static int on_vring_state_changed(int vid, uint16_t queue_id, int enable)
 {
 	int id = relay_of_vid(vid);
@@ -93,18 +95,17 @@ static int on_vring_state_changed(int vid, uint16_t queue_id, int enable)
 	if (id < 0 || pair >= VIO4WD_MAX_QUEUE_PAIRS)
 		return 0;
 	struct relay *r = relay_get((uint32_t)id);
-	pthread_mutex_lock(&r->lock);
-	if (!r->ring_seen) {
+	if (!__atomic_exchange_n(&r->ring_seen, true, __ATOMIC_ACQ_REL)) {
+		/* the first state change of a connection: from now on the masks are the guest's */
 		__atomic_store_n(&r->rx_enabled, 0, __ATOMIC_RELEASE);
 		__atomic_store_n(&r->tx_enabled, 0, __ATOMIC_RELEASE);
-		r->ring_seen = true;
 	}
 	uint32_t *set = (queue_id % 2 == 0) ? &r->rx_enabled : &r->tx_enabled;
-	uint32_t next = enable ? (*set | (1u << pair)) : (*set & ~(1u << pair));
-	/* The workers read the word in place. No republishing and no waiting for them here: DPDK
-	 * calls this with the virtqueue locks held, which a worker's enqueue waits for. */
-	__atomic_store_n(set, next, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&r->lock);
+	/* The workers read the word in place: no republishing. */
+	if (enable)
+		__atomic_fetch_or(set, 1u << pair, __ATOMIC_RELEASE);
+	else
+		__atomic_fetch_and(set, ~(1u << pair), __ATOMIC_RELEASE);
 	push_event(VIO4WD_EV_VRING_STATE, (uint32_t)id, queue_id, enable ? 1 : 0, 0);
 	return 0;
 }
@@ -124,32 +125,45 @@ static const struct rte_vhost_device_ops g_ops = {
 	.features_changed = on_features_changed,
 };
 
+/* A user (group: false) or group name or number as its id; -ENOENT when there is no such account. */
+static int resolve_id(const char *name, bool group, unsigned *id)
+{
+	char *end;
+	unsigned long n = strtoul(name, &end, 10);
+	if (*end == '\0') {
+		*id = (unsigned)n;
+		return 0;
+	}
+	char buf[4096];
+	if (group) {
+		struct group gr, *res = NULL;
+		if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) != 0 || res == NULL)
+			return -ENOENT;
+		*id = res->gr_gid;
+	} else {
+		struct passwd pw, *res = NULL;
+		if (getpwnam_r(name, &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
+			return -ENOENT;
+		*id = res->pw_uid;
+	}
+	return 0;
+}
+
+/* The socket's owner and group ("": keep, -1); an error names the variable to fix. */
 static int resolve_ids(const char *owner, const char *group, uid_t *uid, gid_t *gid)
 {
+	unsigned id;
 	*uid = (uid_t)-1;
 	*gid = (gid_t)-1;
-	char buf[4096];
 	if (owner[0] != '\0') {
-		struct passwd pw, *res = NULL;
-		char *end;
-		unsigned long n = strtoul(owner, &end, 10);
-		if (*end == '\0')
-			*uid = (uid_t)n;
-		else if (getpwnam_r(owner, &pw, buf, sizeof(buf), &res) == 0 && res != NULL)
-			*uid = res->pw_uid;
-		else
+		if (resolve_id(owner, false, &id) != 0)
 			return set_error(ENOENT, "socket owner '%s' does not exist (set VIRTIOFWD_SOCKET_OWNER to an existing user, or blank)", owner);
+		*uid = (uid_t)id;
 	}
 	if (group[0] != '\0') {
-		struct group gr, *res = NULL;
-		char *end;
-		unsigned long n = strtoul(group, &end, 10);
-		if (*end == '\0')
-			*gid = (gid_t)n;
-		else if (getgrnam_r(group, &gr, buf, sizeof(buf), &res) == 0 && res != NULL)
-			*gid = res->gr_gid;
-		else
+		if (resolve_id(group, true, &id) != 0)
 			return set_error(ENOENT, "socket group '%s' does not exist (set VIRTIOFWD_SOCKET_GROUP to an existing group, or blank)", group);
+		*gid = (gid_t)id;
 	}
 	return 0;
 }
@@ -196,7 +210,7 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 		off |= (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6);
 	rte_vhost_driver_disable_features(path, off);
 	rte_vhost_driver_callback_register(path, &g_ops);
-	snprintf(c->path, sizeof(c->path), "%s", path);
+	relay_set_path(c, path);
 	ret = rte_vhost_driver_start(path);
 	if (ret == 0 && !client && (uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) != 0)
 		ret = set_error(errno, "cannot chown socket '%s' to %s:%s: %s", path, owner, group, strerror(errno));
@@ -204,7 +218,7 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 		ret = set_error(EIO, "cannot %s vhost-user socket '%s' (is the directory there and writable?)",
 				client ? "start connecting" : "listen on", path);
 	if (ret != 0) {
-		c->path[0] = '\0';
+		relay_set_path(c, "");
 		pthread_mutex_unlock(&c->lock);
 		rte_vhost_driver_unregister(path);
 		if (!client)
@@ -240,7 +254,7 @@ API int vio4wd_socket_unregister(uint32_t id)
 		ret = rte_vhost_driver_unregister(path);
 	}
 	pthread_mutex_lock(&c->lock);
-	c->path[0] = '\0';
+	relay_set_path(c, "");
 	pthread_mutex_unlock(&c->lock);
 	struct stat st;
 	if (!c->client && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))

@@ -25,6 +25,15 @@ static inline uint64_t sum_bytes(struct rte_mbuf **pkts, uint16_t from, uint16_t
 	return b;
 }
 
+/* Counts a received burst in `st`; returns its bytes. */
+static inline uint64_t count_rx(struct vio4wd_dir_stats *st, struct rte_mbuf **pkts, uint16_t n)
+{
+	uint64_t bytes = sum_bytes(pkts, 0, n);
+	st->rx_pkts += n;
+	st->rx_bytes += bytes;
+	return bytes;
+}
+
 /* The original's hash seed, so that flows land on the same queues as with it. */
 #define FLOW_HASH_SEED 0xdeadbee5
 
@@ -89,9 +98,7 @@ static inline unsigned vf_to_vm(struct work_item *it)
 	if (n == 0)
 		return 0;
 	struct vio4wd_dir_stats *st = it->stats;
-	uint64_t bytes = sum_bytes(pkts, 0, n);
-	st->rx_pkts += n;
-	st->rx_bytes += bytes;
+	uint64_t bytes = count_rx(st, pkts, n);
 	uint32_t mask = it->vid == NO_VID ? 0 : __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
 	if (mask == 0) {
 		st->drop_unavail_pkts += n;
@@ -179,9 +186,7 @@ static inline unsigned vm_to_vf(struct work_item *it)
 	if (n == 0)
 		return 0;
 	struct vio4wd_dir_stats *st = it->stats;
-	uint64_t bytes = sum_bytes(pkts, 0, n);
-	st->rx_pkts += n;
-	st->rx_bytes += bytes;
+	uint64_t bytes = count_rx(st, pkts, n);
 	uint16_t port = it->port;
 	if (port == NO_PORT) {
 		st->drop_unavail_pkts += n;

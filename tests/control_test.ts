@@ -24,7 +24,7 @@ import {
   StatsResponseSchema,
 } from "../src/control/gen/virtioforwarder_pb.ts";
 import { ZMQ_REQ, ZmqContext } from "../ffi/zmq.ts";
-import { type DaemonProcess, num, runVio4wd } from "./rigs/daemon_process.ts";
+import { num, runVio4wd } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { assertEq } from "./rigs/assert.ts";

@@ -122,7 +122,9 @@ export async function runPin(a: PinArgs): Promise<number> {
     console.log(`Scheduler response: ${ok ? "OK" : "ERROR"}`);
     if (!ok) {
       console.error(
-        `vio4wd pin: refused (relays 0-63, CPUs among the workers ${workers.join(",")}; see the daemon's log)`,
+        `vio4wd pin: refused (a relay id out of range, or CPUs not among the workers ${
+          workers.join(",")
+        }; see the daemon's log)`,
       );
       status = 1;
     }

@@ -57,7 +57,7 @@ function opCommand<N extends OpName>(name: N) {
       op: constant(name),
       virtioId: optional(
         option("--virtio-id", integer({ min: 0, max: 2 ** 32 - 1, metavar: "N" }), {
-          description: message`Relay id (0-63).`,
+          description: message`Relay id (from 0; the daemon refuses ids beyond its relays).`,
         }),
       ),
       pciAddr: multiple(

@@ -31,8 +31,8 @@ export const statsCommand = command(
   object({
     action: constant("stats" as const),
     relay: multiple(
-      option("--relay", integer({ min: 0, max: 63, metavar: "N" }), {
-        description: message`Only relay N (repeatable).`,
+      option("--relay", integer({ min: 0, metavar: "N" }), {
+        description: message`Only relay N (repeatable; ids the daemon does not have are skipped).`,
       }),
     ),
     delay: withDefault(
@@ -137,32 +137,34 @@ export function statsTable(relays: readonly RelayState[]): string {
   const rows = [head];
   for (const r of relays) {
     const u = r.vfToVm!, d = r.vmToVf!;
-    rows.push([
-      `${r.id}${r.active ? "*" : ""}`,
-      "VF->VM",
-      u.internalState,
-      String(cpuOf(r, "vfToVm") ?? "-"),
-      si(u.pktRateRxFromVf),
-      si(u.pktRateTxToVm),
-      si(u.byteRateTxToVm * 8),
-      shown(Up, u, "pktsRxFromVf"),
-      shown(Up, u, "pktsTxToVm"),
-      shown(Up, u, "pktsDroppedVmQueueFull"),
-      shown(Up, u, "pktsDroppedVmNotConnected"),
-    ]);
-    rows.push([
-      "",
-      "VM->VF",
-      d.internalState,
-      String(cpuOf(r, "vmToVf") ?? "-"),
-      si(d.pktRateRxFromVm),
-      si(d.pktRateTxToVf),
-      si(d.byteRateTxToVf * 8),
-      shown(Down, d, "pktsRxFromVm"),
-      shown(Down, d, "pktsTxToVf"),
-      shown(Down, d, "pktsDroppedVfQueueFull"),
-      shown(Down, d, "pktsDroppedVfNotConnected"),
-    ]);
+    const directions = [
+      {
+        label: "VF->VM",
+        state: u.internalState,
+        cpu: cpuOf(r, "vfToVm"),
+        rates: [u.pktRateRxFromVf, u.pktRateTxToVm, u.byteRateTxToVm * 8],
+        counters: (["pktsRxFromVf", "pktsTxToVm", "pktsDroppedVmQueueFull", "pktsDroppedVmNotConnected"] as const)
+          .map((k) => shown(Up, u, k)),
+      },
+      {
+        label: "VM->VF",
+        state: d.internalState,
+        cpu: cpuOf(r, "vmToVf"),
+        rates: [d.pktRateRxFromVm, d.pktRateTxToVf, d.byteRateTxToVf * 8],
+        counters: (["pktsRxFromVm", "pktsTxToVf", "pktsDroppedVfQueueFull", "pktsDroppedVfNotConnected"] as const)
+          .map((k) => shown(Down, d, k)),
+      },
+    ];
+    directions.forEach((x, i) =>
+      rows.push([
+        i === 0 ? `${r.id}${r.active ? "*" : ""}` : "",
+        x.label,
+        x.state,
+        String(x.cpu ?? "-"),
+        ...x.rates.map(si),
+        ...x.counters,
+      ])
+    );
     rows.push(["", "", `VF ${r.vf?.pciAddrStr ?? "-"}  socket ${r.vhost?.vhostSocketName}  NUMA ${r.socketId}`]);
   }
   if (relays.length === 0) return "no relays to show (none active; --include-inactive shows every relay)";

@@ -12,6 +12,7 @@
 import { EnvFileSyntaxError, type EnvValue, parseEnvFile } from "./envfile.ts";
 import {
   type CpuPin,
+  MAX_CPUS,
   maxRelays,
   parseAbsolutePath,
   parseAccountName,
@@ -342,7 +343,7 @@ export const VARIABLES = [
     description: "DPDK main lcore (the control thread's CPU); must not be a worker CPU.",
     default: 0,
     option: { short: "-M", long: "--master-lcore", kind: "value", metavar: "CPU" },
-    parse: (r) => parseInteger(r, 0, 63),
+    parse: (r) => parseInteger(r, 0, MAX_CPUS - 1),
   }),
   v({
     name: "VIRTIOFWD_VHOST_CLIENT",

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../common/log.ts";
 import {
@@ -13,6 +13,7 @@ import {
   ConfigResponse_Status as Status,
   ConfigResponseSchema,
 } from "./gen/virtioforwarder_pb.ts";
+import { decodeRequest } from "./proto_check.ts";
 import type { Service } from "./server.ts";
 
 const encode = (r: MessageInitShape<typeof ConfigResponseSchema>) =>
@@ -31,12 +32,7 @@ export function configService(endpoint: string, config: Config, log: Logger): Se
     maxRequestBytes: 512,
     errorReply: () => encode({ status: Status.EBADR }),
     handle(bytes) {
-      try {
-        fromBinary(ConfigRequestSchema, bytes);
-      } catch (e) {
-        log.warn(`zmq_config: undecodable request (${bytes.length} B): ${e instanceof Error ? e.message : e}`);
-        return encode({ status: Status.EBADR });
-      }
+      if (!decodeRequest(ConfigRequestSchema, bytes, "zmq_config", log)) return encode({ status: Status.EBADR });
       return encode({ status: Status.OK, relayCpuMap });
     },
   };

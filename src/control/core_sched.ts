@@ -7,7 +7,7 @@
  * @module
  */
 
-import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../common/log.ts";
 import type { RelayPlacement } from "../relays/table.ts";
 import {
@@ -17,7 +17,7 @@ import {
   CoreSchedResponse_Status as Status,
   CoreSchedResponseSchema,
 } from "./gen/virtioforwarder_pb.ts";
-import { missingRequired } from "./proto_check.ts";
+import { decodeRequest } from "./proto_check.ts";
 import type { Service } from "./server.ts";
 
 const encode = (r: MessageInitShape<typeof CoreSchedResponseSchema>) =>
@@ -63,21 +63,8 @@ export function coreSchedService(endpoint: string, placement: RelayPlacement, lo
     maxRequestBytes: 1024,
     errorReply: () => encode({}),
     handle(bytes) {
-      let req: CoreSchedRequest;
-      try {
-        req = fromBinary(CoreSchedRequestSchema, bytes);
-      } catch (e) {
-        log.warn(
-          `zmq_core_sched: undecodable request (${bytes.length} B): ${e instanceof Error ? e.message : e}`,
-        );
-        return encode({});
-      }
-      const missing = missingRequired(CoreSchedRequestSchema, req);
-      if (missing) {
-        log.warn(`zmq_core_sched: request without required field ${missing}`);
-        return encode({});
-      }
-      return answerCoreSched(placement, log, req);
+      const req = decodeRequest(CoreSchedRequestSchema, bytes, "zmq_core_sched", log);
+      return req ? answerCoreSched(placement, log, req) : encode({});
     },
   };
 }

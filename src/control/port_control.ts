@@ -6,7 +6,7 @@
  * @module
  */
 
-import { create, fromBinary, isFieldSet, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, isFieldSet, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../common/log.ts";
 import { VF_ATTACH_STAGE } from "../dataplane/dataplane.ts";
 import { attempt, normalizeDevice, RelayError, type RelayFailure, type RelayPorts } from "../relays/table.ts";
@@ -19,7 +19,7 @@ import {
   PortControlResponse_Status as Status,
   PortControlResponseSchema,
 } from "./gen/virtioforwarder_pb.ts";
-import { missingRequired } from "./proto_check.ts";
+import { decodeRequest } from "./proto_check.ts";
 import type { Service } from "./server.ts";
 
 /** The original's request buffer: 256 B + 8 PCI addresses of 16 B. */
@@ -255,18 +255,8 @@ export function portControlService(endpoint: string, ports: RelayPorts, log: Log
     maxRequestBytes: PORT_CONTROL_MAX_REQUEST,
     errorReply: () => encode({}),
     handle(bytes) {
-      let req: PortControlRequest;
-      try {
-        req = fromBinary(PortControlRequestSchema, bytes);
-      } catch (e) {
-        log.warn(`zmq_port_control: undecodable request (${bytes.length} B): ${e instanceof Error ? e.message : e}`);
-        return encode({});
-      }
-      const missing = missingRequired(PortControlRequestSchema, req);
-      if (missing) {
-        log.warn(`zmq_port_control: request without required field ${missing}`);
-        return encode({});
-      }
+      const req = decodeRequest(PortControlRequestSchema, bytes, "zmq_port_control", log);
+      if (!req) return encode({});
       const devs = devicesOf(req);
       log.info(
         `PortControlRequest: [op=${opName(req.op)}, num_VFs=${devs.length}, pci_addrs=<${

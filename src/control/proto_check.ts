@@ -1,11 +1,12 @@
 /**
- * proto2 `required` checking, which protobuf-es does not do when parsing: the original's
- * protobuf-c refuses a message with a required field missing, and so do we.
+ * Decoding a request as the original's protobuf-c does: bytes that do not parse, and proto2
+ * `required` fields left out (which protobuf-es does not check when parsing), are refused.
  *
  * @module
  */
 
-import { type DescMessage, isFieldSet, type Message } from "@bufbuild/protobuf";
+import { type DescMessage, fromBinary, isFieldSet, type Message, type MessageShape } from "@bufbuild/protobuf";
+import type { Logger } from "../common/log.ts";
 
 /** FeatureSet.FieldPresence.LEGACY_REQUIRED: how protobuf-es marks proto2 `required`. */
 const LEGACY_REQUIRED = 3;
@@ -28,4 +29,29 @@ export function missingRequired(schema: DescMessage, msg: Message, prefix = ""):
     }
   }
   return null;
+}
+
+/**
+ * `bytes` as a `schema` message, or null (logged as `service: why`) when they do not parse or a
+ * required field is missing.
+ */
+export function decodeRequest<S extends DescMessage>(
+  schema: S,
+  bytes: Uint8Array,
+  service: string,
+  log: Logger,
+): MessageShape<S> | null {
+  let req: MessageShape<S>;
+  try {
+    req = fromBinary(schema, bytes);
+  } catch (e) {
+    log.warn(`${service}: undecodable request (${bytes.length} B): ${e instanceof Error ? e.message : e}`);
+    return null;
+  }
+  const missing = missingRequired(schema, req);
+  if (missing) {
+    log.warn(`${service}: request without required field ${missing}`);
+    return null;
+  }
+  return req;
 }

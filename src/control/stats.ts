@@ -6,7 +6,7 @@
  * @module
  */
 
-import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../common/log.ts";
 import type { DirCounters, RelayCounters, RelayReport } from "../dataplane/dataplane.ts";
 import { type RelayReader, type RelaySnapshot, VF_TO_VM, VM_TO_VF } from "../relays/table.ts";
@@ -18,6 +18,7 @@ import {
   StatsResponse_Status as Status,
   StatsResponseSchema,
 } from "./gen/virtioforwarder_pb.ts";
+import { decodeRequest } from "./proto_check.ts";
 import type { Service } from "./server.ts";
 
 /** The original's request buffer. */
@@ -144,13 +145,8 @@ export function statsService(endpoint: string, relays: RelayReader, log: Logger)
     maxRequestBytes: STATS_MAX_REQUEST,
     errorReply: () => encode({ status: Status.EBADR }),
     handle(bytes) {
-      let req: StatsRequest;
-      try {
-        req = fromBinary(StatsRequestSchema, bytes);
-      } catch (e) {
-        log.warn(`zmq_stats: undecodable request (${bytes.length} B): ${e instanceof Error ? e.message : e}`);
-        return encode({ status: Status.EBADR });
-      }
+      const req = decodeRequest(StatsRequestSchema, bytes, "zmq_stats", log);
+      if (!req) return encode({ status: Status.EBADR });
       return answerStats(relays, log, req);
     },
   };
