@@ -35,8 +35,9 @@ mkdir -p "$root/usr/bin"
 ln -sfn ../lib/vio4wd/vio4wd "$root/usr/bin/vio4wd"
 say "$root/usr/bin/vio4wd"
 mkdir -p "$root/lib/systemd/system"
-install -m 0644 scripts/systemd/vio4wd.service scripts/systemd/vio4wd-sched.service "$root/lib/systemd/system/"
-say "$root/lib/systemd/system/vio4wd.service, vio4wd-sched.service"
+install -m 0644 scripts/systemd/virtio-forwarder.service scripts/systemd/vio4wd_core_scheduler.service \
+  "$root/lib/systemd/system/"
+say "$root/lib/systemd/system/virtio-forwarder.service, vio4wd_core_scheduler.service (aliases vio4wd, vio4wd-sched)"
 mkdir -p "$root/etc/default"
 if [ -e "$root/etc/default/virtioforwarder" ]; then
   say "$root/etc/default/virtioforwarder kept (the shipped one is $lib/virtioforwarder.default)"
@@ -51,5 +52,5 @@ install -D -m 0644 completions/vio4wd.fish "$root/usr/share/fish/vendor_completi
 say "completions for bash, zsh, fish"
 if [ "$prefix" = / ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
-  echo "next: edit /etc/default/virtioforwarder, then: systemctl enable --now vio4wd"
+  echo "next: edit /etc/default/virtioforwarder, then: systemctl enable --now virtio-forwarder"
 fi

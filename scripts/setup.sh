@@ -64,6 +64,17 @@ else
   echo "extracted $pkg into $guest/kernel"
 fi
 
+step "accounts libvirt runs QEMU as (libvirt-qemu:kvm), which the sockets are given to by default"
+if getent passwd libvirt-qemu >/dev/null && getent group kvm >/dev/null; then
+  echo "libvirt-qemu and kvm exist"
+elif [ "$SUDO" = none ]; then
+  echo "not root: create them with:  sudo groupadd -r kvm; sudo useradd -r -g kvm -s /usr/sbin/nologin -M libvirt-qemu" >&2
+else
+  getent group kvm >/dev/null || $SUDO groupadd -r kvm
+  getent passwd libvirt-qemu >/dev/null || $SUDO useradd -r -g kvm -s /usr/sbin/nologin -M libvirt-qemu
+  echo "created $(id libvirt-qemu)"
+fi
+
 step "hugepages"
 want=${VIO4WD_HUGEPAGES:-1024}
 hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages

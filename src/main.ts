@@ -65,8 +65,22 @@ export const runOptions = {
 /** Parses `args` and runs the command; returns the exit status. */
 export async function main(args: readonly string[]): Promise<number> {
   const isDaemon = args[0] === "daemon";
-  const argv = isDaemon ? ["daemon", ...normalizeOriginalArgs(args.slice(1))] : [...args];
-  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v") || isDaemon && argv.includes("-v")) {
+  let argv = [...args];
+  if (isDaemon) {
+    const n = normalizeOriginalArgs(args.slice(1));
+    for (const w of n.warnings) console.error(`vio4wd daemon: warning: ${w}`);
+    // -v wins over everything, as the original's "terminate" flag
+    if (n.args.includes("--version")) {
+      console.log(versionText());
+      return 0;
+    }
+    if (n.error) {
+      console.error(`vio4wd daemon: ${n.error}; see 'vio4wd daemon --help'`);
+      return 1;
+    }
+    argv = ["daemon", ...n.args];
+  }
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
     console.log(versionText());
     return 0;
   }

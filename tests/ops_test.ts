@@ -65,8 +65,8 @@ Deno.test("install.sh --prefix stages a working vio4wd, and systemd-analyze veri
   for (
     const f of [
       "usr/bin/vio4wd",
-      "lib/systemd/system/vio4wd.service",
-      "lib/systemd/system/vio4wd-sched.service",
+      "lib/systemd/system/virtio-forwarder.service",
+      "lib/systemd/system/vio4wd_core_scheduler.service",
       "etc/default/virtioforwarder",
       "usr/share/bash-completion/completions/vio4wd",
       "usr/share/zsh/vendor-completions/_vio4wd",
@@ -78,13 +78,17 @@ Deno.test("install.sh --prefix stages a working vio4wd, and systemd-analyze veri
   if (!r.success) throw new Error(`installed vio4wd config check: ${dec.decode(r.stderr)}`);
   // The units as installed, with paths pointing into the staging root so that verify can check them.
   await Deno.mkdir(`${root}/verify`);
-  for (const u of ["vio4wd.service", "vio4wd-sched.service"]) {
+  for (const u of ["virtio-forwarder.service", "vio4wd_core_scheduler.service"]) {
     const text = (await Deno.readTextFile(`${root}/lib/systemd/system/${u}`))
       .replaceAll("/usr/bin/vio4wd", `${root}/usr/bin/vio4wd`)
       .replaceAll("/etc/default/virtioforwarder", `${root}/etc/default/virtioforwarder`);
     await Deno.writeTextFile(`${root}/verify/${u}`, text);
   }
-  r = await run("systemd-analyze", ["verify", "vio4wd.service", "vio4wd-sched.service"], `${root}/verify`);
+  r = await run(
+    "systemd-analyze",
+    ["verify", "virtio-forwarder.service", "vio4wd_core_scheduler.service"],
+    `${root}/verify`,
+  );
   if (!r.success || dec.decode(r.stderr).trim() !== "") {
     throw new Error(`systemd-analyze verify: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);
   }

@@ -76,6 +76,7 @@ export function showConfig(loaded: LoadedConfig, json: boolean): void {
       out[v.name] = {
         value: value instanceof Map ? Object.fromEntries(value) : value,
         source: describeSource(loaded.sources[v.key]),
+        ...("ignored" in v ? { ignored: v.ignored } : {}),
       };
     }
     console.log(JSON.stringify({ file: loaded.file, variables: out, warnings: loaded.warnings }, null, 2));
@@ -87,8 +88,13 @@ export function showConfig(loaded: LoadedConfig, json: boolean): void {
     console.log(
       `${v.name.padEnd(width)}  ${(value === "" ? "(off)" : value).padEnd(44)}  ${
         describeSource(loaded.sources[v.key])
-      }`,
+      }${"ignored" in v ? "  (ignored)" : ""}`,
     );
+  }
+  for (const v of VARIABLES) {
+    if ("ignored" in v && loaded.sources[v.key].kind !== "default") {
+      console.log(`note: ${v.name} is known and ignored: ${v.ignored}`);
+    }
   }
   for (const w of loaded.warnings) console.error(`warning: ${w}`);
 }

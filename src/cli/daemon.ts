@@ -15,44 +15,113 @@ import { type OptionValues, ORIGINAL_ENDPOINTS, VARIABLES } from "../config/conf
 
 /** Options whose value the original makes optional: their value when given bare. */
 const BARE_VALUE: Record<string, string> = {
-  "-Y": ORIGINAL_ENDPOINTS.config,
   "--zmq-config-ep": ORIGINAL_ENDPOINTS.config,
-  "-Z": ORIGINAL_ENDPOINTS.portControl,
   "--zmq-port-control-ep": ORIGINAL_ENDPOINTS.portControl,
-  "-z": ORIGINAL_ENDPOINTS.stats,
   "--zmq-stats-ep": ORIGINAL_ENDPOINTS.stats,
-  "-s": ORIGINAL_ENDPOINTS.coreSched,
   "--zmq-core-sched-ep": ORIGINAL_ENDPOINTS.coreSched,
 };
 
-const valueOptions = VARIABLES.flatMap((v) => v.option && v.option.kind !== "flag" ? [v.option] : []);
+/** The daemon's options: the original's (from the variables) and vio4wd's own. */
+const OPTIONS = [
+  ...VARIABLES.flatMap((v) => v.option ? [v.option] : []),
+  { long: "--config", kind: "value" },
+  { short: "-n", long: "--nodaemon", kind: "flag" },
+  { short: "-v", long: "--version", kind: "flag" },
+  { short: "-h", long: "--help", kind: "flag" },
+] as { short?: string; long: string; kind: "value" | "flag" | "repeat" }[];
+
+/** The daemon's arguments in a form the parser takes, and what to tell the user. */
+export interface NormalizedArgs {
+  args: string[];
+  warnings: string[];
+  /** The original's error for these arguments (exit status 1), or null. */
+  error: string | null;
+}
 
 /**
- * Rewrites the original daemon's argument forms into ones the parser takes: attached short
- * values (`-C1,2`), bare optional-value options (`-Z` = default endpoint), and `-n`/`--nodaemon`
- * (vio4wd always stays in the foreground, so it is dropped).
+ * Reads the original daemon's arguments as glibc's getopt_long does and rewrites them for the
+ * parser: long options by any unique prefix (`--cpu=1,2`), `--opt=value` and `--opt value`,
+ * attached short values (`-C1,2`), clustered short flags (`-JR`), optional-value options bare
+ * (`-Z` = the default endpoint), and `-n`/`--nodaemon` dropped (vio4wd stays in the foreground).
+ * An unknown or ambiguous long option is ignored with a warning, as the original ignores it; an
+ * unknown short option and an extra argument are the original's errors. After `--` the rest is
+ * ignored.
  */
-export function normalizeOriginalArgs(args: readonly string[]): string[] {
+export function normalizeOriginalArgs(argv: readonly string[]): NormalizedArgs {
   const out: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === "-n" || a.startsWith("--nodaemon")) continue;
-    if (a in BARE_VALUE) {
+  const warnings: string[] = [];
+  const fail = (error: string): NormalizedArgs => ({ args: out, warnings, error });
+  /** Emits option `o` with the value at argv[i + 1] when it takes one; returns the new index. */
+  const emit = (o: (typeof OPTIONS)[number], name: string, attached: string | undefined, i: number): number => {
+    if (o.long === "--nodaemon") return i;
+    if (o.kind === "flag") {
+      out.push(o.long);
+      return i;
+    }
+    if (attached !== undefined) {
+      out.push(o.long, attached);
+      return i;
+    }
+    if (o.long in BARE_VALUE) {
       // The original takes these values only attached; bare means the default endpoint.
-      const next = args[i + 1];
+      const next = argv[i + 1];
       if (next === undefined || !/^(ipc|tcp|inproc):\/\//.test(next)) {
-        out.push(a, BARE_VALUE[a]);
-        continue;
+        out.push(o.long, BARE_VALUE[o.long]);
+        return i;
       }
     }
-    const m = /^(-[A-Za-z0-9])(.+)$/.exec(a);
-    if (m && valueOptions.some((o) => o.short === m[1])) {
-      out.push(m[1], m[2]);
-      continue;
+    if (i + 1 >= argv.length) throw new MissingArgument(name);
+    out.push(o.long, argv[i + 1]);
+    return i + 1;
+  };
+  try {
+    for (let i = 0; i < argv.length; i++) {
+      const a = argv[i];
+      if (a === "--") break;
+      if (a.startsWith("--")) {
+        const [name, value] = a.includes("=")
+          ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)]
+          : [a, undefined];
+        const exact = OPTIONS.find((o) => o.long === name);
+        const matches = exact ? [exact] : OPTIONS.filter((o) => o.long.startsWith(name));
+        if (matches.length !== 1) {
+          warnings.push(
+            `${matches.length ? "ambiguous" : "unknown"} option '${name}' ignored${
+              matches.length ? ` (${matches.map((o) => o.long).join(", ")})` : ""
+            }, as virtio-forwarder ignores it`,
+          );
+          continue;
+        }
+        i = emit(matches[0], name, value, i);
+      } else if (a.startsWith("-") && a.length > 1) {
+        for (let k = 1; k < a.length; k++) {
+          const o = OPTIONS.find((x) => x.short === `-${a[k]}`);
+          if (!o) {
+            return fail(`Unknown option '${a[k]}' (${a.charCodeAt(k).toString(16)})`);
+          }
+          if (o.kind === "flag") {
+            emit(o, `-${a[k]}`, undefined, i);
+            continue;
+          }
+          const rest = a.slice(k + 1);
+          i = emit(o, `-${a[k]}`, rest === "" ? undefined : rest, i);
+          break;
+        }
+      } else {
+        return fail(`Unhandled extra option '${a}'`);
+      }
     }
-    out.push(a);
+  } catch (e) {
+    if (e instanceof MissingArgument) return fail(`Missing argument for option '${e.option.replace(/^-+/, "")}'`);
+    throw e;
   }
-  return out;
+  return { args: out, warnings, error: null };
+}
+
+class MissingArgument extends Error {
+  constructor(readonly option: string) {
+    super(option);
+  }
 }
 
 type DaemonOptionParser = Parser<"sync", unknown, unknown>;

@@ -44,6 +44,12 @@ export const schedCommand = command(
     polls: optional(
       option("--polls", integer({ min: 1, metavar: "N" }), { description: message`Stop after N polls.` }),
     ),
+    ifEnabled: optional(
+      flag("--if-enabled", {
+        description:
+          message`Exit 0 at once unless the configuration enables core scheduling (VIO4WD_CORE_SCHED_ENABLE=true): what the service unit runs.`,
+      }),
+    ),
   }),
   {
     brief: message`Balance relay directions over the worker CPUs (core scheduler).`,
@@ -53,6 +59,7 @@ export const schedCommand = command(
       "vio4wd sched",
       "vio4wd sched --dry-run",
       "vio4wd sched --poll-interval 2 --sensitivity 0.1",
+      "vio4wd sched --config /etc/default/virtioforwarder --if-enabled",
     ),
   },
 );
@@ -68,12 +75,17 @@ export interface SchedArgs {
   loglevel?: number;
   dryRun?: boolean;
   polls?: number;
+  ifEnabled?: boolean;
 }
 
 /** Runs `vio4wd sched`; returns the exit status. */
 export async function runSched(a: SchedArgs): Promise<number> {
   const c = (await readConfig(a.config)).config;
   const log = new Logger(a.loglevel ?? c.coreSchedLogLevel, "vio4wd-sched");
+  if (a.ifEnabled && !c.coreSchedEnable) {
+    log.notice("core scheduling is off (VIO4WD_CORE_SCHED_ENABLE is not true): nothing to do");
+    return 0;
+  }
   const stop = { stopped: false };
   const onSignal = () => stop.stopped = true;
   Deno.addSignalListener("SIGTERM", onSignal);

@@ -13,6 +13,7 @@ import { argument, command, constant, flag, option } from "@optique/core/primiti
 import { integer, string } from "@optique/core/valueparser";
 import { readConfig } from "../config/config.ts";
 import { socketPath } from "../config/values.ts";
+import { qemuAccount, qemuCannotReach, socketAccounts } from "../config/accounts.ts";
 import { shimLimits } from "../../ffi/shim.ts";
 
 /** The `vm-config` command's parser. */
@@ -147,6 +148,9 @@ export async function runVmConfig(a: VmConfigArgs): Promise<number> {
   }
   const c = (await readConfig(a.config)).config;
   const sock = socketPath(c.socketDir, c.socketPattern, a.relay);
+  const accounts = socketAccounts(c);
+  const unreachable = accounts.error ?? qemuCannotReach(accounts, qemuAccount());
+  if (unreachable) console.error(`vio4wd vm-config: warning: ${unreachable}`);
   const daemonClient = a.client ?? c.vhostClient;
   if (a.qemu) {
     const args = qemuArgs(a.relay, sock, daemonClient, a.queues, a.memory);

@@ -94,10 +94,15 @@ export interface Variable<K extends keyof Config = keyof Config> {
   parse: (raw: string) => Config[K];
   /** Array variables: elements parsed one by one and concatenated. */
   repeat?: boolean;
+  /** Known but not used by vio4wd: why (said by `config show`). */
+  ignored?: string;
 }
 
 const ZMQ_DIR = "ipc:///var/run/virtio-forwarder";
+/** A flag variable: any non-empty value enables it, as the original's start script (`${VAR:+...}`). */
 const flag = (raw: string) => raw !== "";
+/** Flag values that read as "off" but enable the feature all the same: each gets a warning. */
+const NEGATIVE_LOOKING = /^(n|no|0|false|off|disabled?|none)$/i;
 
 function v<K extends keyof Config>(spec: Variable<K>): Variable<K> {
   return spec;
@@ -237,13 +242,11 @@ export const VARIABLES = [
   v({
     name: "VIO4WD_CORE_SCHED_ENABLE",
     key: "coreSchedEnable",
-    description: "true: run the core scheduler and its endpoint; anything else: off.",
+    description:
+      "Exactly true: run the core scheduler and its endpoint; anything else: off (-s on the command line enables the endpoint too).",
     default: false,
-    parse: (r) => {
-      if (r === "true") return true;
-      if (r === "false") return false;
-      throw new ValueError("true or false (only true enables it)", `'${r}'`);
-    },
+    // As the original's start script: only the exact string enables (anything else is a warning).
+    parse: (r) => r === "true",
   }),
   v({
     name: "VIO4WD_CORE_SCHED_SENSITIVITY",
@@ -333,9 +336,11 @@ export const VARIABLES = [
   v({
     name: "VIRTIOFWD_BINARY",
     key: "binary",
-    description: "Path of the daemon executable (used by init scripts).",
+    description: "The original's start script ran this executable; vio4wd is its own, so the value is not used.",
     default: "/usr/bin/vio4wd",
-    parse: parseAbsolutePath,
+    // Any text, the package's template line `@BINDIR@/virtio-forwarder` too.
+    parse: (r) => r,
+    ignored: "vio4wd is the daemon itself (the original's start script executed this path)",
   }),
   v({
     name: "VIRTIOFWD_MASTER_LCORE",
@@ -465,10 +470,9 @@ function defaults(): Config {
 }
 
 function parseValue(v: Variable, raw: EnvValue, where: string): Config[keyof Config] | undefined {
-  const items = Array.isArray(raw) ? raw : [raw];
-  if (!v.repeat && Array.isArray(raw) && raw.length > 1) {
-    throw new ConfigError(where, v.name, raw.join(" "), "is an array; a single value is expected");
-  }
+  // A scalar variable given a bash array: its first element, which is what `$VAR` is in the
+  // original's start script (quirkWarnings says so).
+  const items = Array.isArray(raw) ? (v.repeat ? raw : raw.slice(0, 1)) : [raw];
   const nonBlank = items.filter((x) => x !== "");
   if (nonBlank.length === 0) return undefined;
   try {
@@ -516,6 +520,7 @@ export function loadConfig(text: string | null, file: string | null, options: Op
       }
       const value = parseValue(v, entry.value, where);
       if (value === undefined) continue;
+      warnings.push(...quirkWarnings(v, entry.value, where));
       config[v.key] = value;
       sources[v.key] = { kind: "file", file: file ?? "-", line: entry.line };
     }
@@ -527,6 +532,12 @@ export function loadConfig(text: string | null, file: string | null, options: Op
     if (value === undefined) continue;
     config[v.key] = value;
     sources[v.key] = { kind: "option", option: o.option };
+    // The original's -s turns the core-scheduling endpoint on; the file's variable only gates
+    // whether its start script passes -s.
+    if (v.key === "zmqCoreSchedEp") {
+      config.coreSchedEnable = true;
+      sources.coreSchedEnable = { kind: "option", option: o.option };
+    }
   }
   const result: LoadedConfig = {
     config: config as unknown as Config,
@@ -536,6 +547,28 @@ export function loadConfig(text: string | null, file: string | null, options: Op
   };
   crossCheck(result);
   return result;
+}
+
+/** What the original would do differently from what the value seems to say. */
+function quirkWarnings(v: Variable, raw: EnvValue, where: string): string[] {
+  if (!v.repeat && Array.isArray(raw) && raw.length > 1) {
+    return [
+      `${where}: ${v.name} is a bash array; its first element '${
+        raw[0]
+      }' is used (as $${v.name} in bash), the rest ignored`,
+      ...quirkWarnings(v, raw[0], where),
+    ];
+  }
+  const text = (Array.isArray(raw) ? raw.join(" ") : raw).trim();
+  if (v.parse === flag && NEGATIVE_LOOKING.test(text)) {
+    return [
+      `${where}: ${v.name}=${text} ENABLES it: any non-empty value does, as in virtio-forwarder; leave it blank to disable`,
+    ];
+  }
+  if (v.key === "coreSchedEnable" && text !== "true" && !/^false$/i.test(text)) {
+    return [`${where}: ${v.name}=${text} disables the core scheduler: only the exact value true enables it`];
+  }
+  return [];
 }
 
 function whereOf(l: LoadedConfig, key: keyof Config): string {
@@ -587,19 +620,17 @@ function crossCheck(l: LoadedConfig): void {
     relays.add(s.relay);
     devices.add(s.device);
   }
+  // Port control: ZeroMQ, else IPC, else OVSDB, as the original; a lower source also set is ignored.
   const modes = ([
     ["zmqPortControlEp", c.zmqPortControlEp !== ""],
     ["ipcPortControl", c.ipcPortControl],
     ["ovsdbSock", l.sources.ovsdbSock.kind !== "default"],
   ] as const).filter(([, on]) => on).map(([k]) => k);
-  if (modes.length > 1) {
-    const [a, b] = modes;
-    fail(
-      b,
-      "",
-      `port control can use only one of ZeroMQ, IPC and OVSDB, but both ${nameOf(a)} (${whereOf(l, a)}) and ${
-        nameOf(b)
-      } are set; blank one of them`,
+  for (const ignored of modes.slice(1)) {
+    l.warnings.push(
+      `${whereOf(l, ignored)}: ${nameOf(ignored)} is ignored: ${nameOf(modes[0])} (${
+        whereOf(l, modes[0])
+      }) takes precedence for port control, as in virtio-forwarder (ZeroMQ, then IPC, then OVSDB); blank it to silence this`,
     );
   }
   if (c.staticVfs.length > 0 && c.staticVfs.length > maxRelays()) {

@@ -21,6 +21,7 @@ import { portControlService } from "../control/port_control.ts";
 import { ControlServer, type Service } from "../control/server.ts";
 import { statsService } from "../control/stats.ts";
 import { formatLcoreMap, parseKernelCpuList } from "../config/values.ts";
+import { socketAccounts } from "../config/accounts.ts";
 import { Logger } from "../common/log.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
 import { attempt, type RelayReader, RelayTable } from "../relays/table.ts";
@@ -145,6 +146,9 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   for (const w of loaded.warnings) log.warn(w);
   if (c.zeroCopy) log.warn("VIRTIOFWD_ZERO_COPY: dequeue zero-copy is not supported by DPDK >= 20.11; ignored");
   checkCpusOnline(c);
+  const accounts = socketAccounts(c);
+  if (accounts.error) throw new StartupError(accounts.error);
+  for (const w of accounts.warnings) log.warn(w);
   prepareSocketDir(c, log); // dynamic sockets too: ADD_SOCK paths must lie directly inside it
   const pidFile = writePidFile(c);
 
@@ -166,7 +170,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
     throw e;
   }
 
-  const table = new RelayTable(c, dp, log);
+  const table = new RelayTable({ ...c, socketOwner: accounts.owner, socketGroup: accounts.group }, dp, log);
   if (!c.dynamicSockets) {
     let failed = 0;
     const n = table.limits.maxRelays;

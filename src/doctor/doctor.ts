@@ -6,7 +6,8 @@
  */
 
 import { type Config, physicalCpus } from "../config/config.ts";
-import { accountId, isPciAddress, normalizePci, parseKernelCpuList } from "../config/values.ts";
+import { isPciAddress, normalizePci, parseKernelCpuList } from "../config/values.ts";
+import { qemuAccount, qemuCannotReach, socketAccounts } from "../config/accounts.ts";
 
 /** One check's verdict. */
 export interface Check {
@@ -166,19 +167,28 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       );
     }
   }
-  for (const [what, name, file] of [["owner", c.socketOwner, "passwd"], ["group", c.socketGroup, "group"]] as const) {
-    if (name === "") continue;
-    if (accountId(file, name, h.etc) !== null) add(`socket ${what}`, "ok", `${name} exists`);
-    else {
-      add(
-        `socket ${what}`,
-        "fail",
-        `${name} does not exist: sockets cannot be given to it (is libvirt/QEMU installed?)`,
-        `apt-get install libvirt-daemon-system, or set VIRTIOFWD_SOCKET_${what.toUpperCase()} to an existing ${
-          what === "owner" ? "user" : "group"
-        }`,
-      );
-    }
+  const accounts = socketAccounts(c, h.etc);
+  if (accounts.error) {
+    add("socket accounts", "fail", accounts.error, "apt-get install libvirt-daemon-system, or fix the variable");
+  }
+  for (const w of accounts.warnings) {
+    add(
+      "socket accounts",
+      "warn",
+      w,
+      "apt-get install libvirt-daemon-system (it creates libvirt-qemu), or set the variable",
+    );
+  }
+  if (!accounts.error) {
+    add(
+      "socket accounts",
+      "ok",
+      `sockets go to ${accounts.owner || "the daemon's user"}:${accounts.group || "the daemon's group"}`,
+    );
+    const qemu = qemuAccount(h.etc);
+    const unreachable = qemuCannotReach(accounts, qemu);
+    if (unreachable) add("socket access", "warn", unreachable, `set VIRTIOFWD_SOCKET_GROUP=${qemu.group}`);
+    else add("socket access", "ok", `QEMU (${qemu.user}:${qemu.group}) can connect to the sockets`);
   }
 
   // Mandatory access control that confines QEMU.

@@ -64,9 +64,33 @@ Deno.test("doctor: each problem fails or warns with the command that fixes it", 
     if (!by("VF 0000:05:08.1").fix?.includes("dpdk-devbind.py -b vfio-pci 0000:05:08.1")) {
       throw new Error("no devbind fix");
     }
-    assertEq(by("socket group").status, "fail", "missing group");
+    assertEq(by("socket accounts").status, "fail", "missing group");
+    if (!by("socket accounts").detail.includes("VIRTIOFWD_SOCKET_GROUP='nogroup': no such group")) {
+      throw new Error(JSON.stringify(by("socket accounts")));
+    }
     assertEq(by("apparmor").status, "warn", "apparmor");
     assertEq(by("file prefix").status, "warn", "file prefix in use");
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("doctor: blank socket owner/group mean libvirt-qemu/kvm; without them, or with accounts QEMU is not in, it warns", () => {
+  const root = Deno.makeTempDirSync();
+  try {
+    const h = fakeHost(root, { pages: 1024, free: 1024, mounted: true, driver: "vfio-pci", apparmor: false });
+    const blank = "VIRTIOFWD_SOCKET_OWNER=\nVIRTIOFWD_SOCKET_GROUP=\n";
+    const ok = runChecks(config(blank), h).filter((c) => c.name.startsWith("socket a"));
+    assertEq(ok.map((c) => `${c.name}=${c.status}`).join(" "), "socket accounts=ok socket access=ok", "defaults exist");
+    if (!ok[0].detail.includes("libvirt-qemu:kvm")) throw new Error(JSON.stringify(ok));
+    Deno.writeTextFileSync(`${h.etc}/passwd`, "root:x:0:0::/root:/bin/sh\n");
+    Deno.writeTextFileSync(`${h.etc}/group`, "root:x:0:\n");
+    const checks = runChecks(config(blank), h);
+    const warned = checks.filter((c) => c.name === "socket accounts" && c.status === "warn").map((c) => c.detail);
+    assertEq(warned.length, 2, "no libvirt-qemu, no kvm");
+    const access = checks.find((c) => c.name === "socket access")!;
+    assertEq(access.status, "warn", "QEMU (libvirt-qemu:kvm) cannot reach root:root sockets");
+    if (!access.detail.includes("VIRTIOFWD_SOCKET_GROUP=kvm")) throw new Error(access.detail);
   } finally {
     Deno.removeSync(root, { recursive: true });
   }

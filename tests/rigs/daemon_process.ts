@@ -43,6 +43,11 @@ export interface DaemonOptions {
   env?: Record<string, string>;
   /** A network namespace to run in (its net_tap VFs appear there). */
   netns?: string;
+  /**
+   * Run with this configuration file as it is (the config lines are then ignored): only the
+   * DPDK file prefix and memory are given, as command-line options. Its stats endpoint is `stats`.
+   */
+  verbatim?: { file: string; stats: string };
 }
 
 /** A running daemon subprocess. */
@@ -104,7 +109,10 @@ export class DaemonProcess {
         ...configLines,
       ].join("\n") + "\n",
     );
-    const argv = [LAUNCHER, "daemon", "--config", conf, ...(options.args ?? [])];
+    const argv = options.verbatim
+      ? [LAUNCHER, "daemon", "--config", options.verbatim.file, "--file-prefix", prefix, "--memory", "256"]
+      : [LAUNCHER, "daemon", "--config", conf];
+    argv.push(...(options.args ?? []));
     // `ip netns exec` execs the command: the PID stays the daemon's
     if (options.netns) argv.unshift("ip", "netns", "exec", options.netns);
     const child = new Deno.Command(argv[0], {
@@ -114,7 +122,8 @@ export class DaemonProcess {
       stdout: "null",
       stderr: "piped",
     }).spawn();
-    const d = new DaemonProcess(child, dir, prefix, conf, stats);
+    const v = options.verbatim;
+    const d = new DaemonProcess(child, dir, prefix, v?.file ?? conf, v?.stats ?? stats);
     await d.waitLog(/ready: /, 30_000);
     return d;
   }

@@ -1,0 +1,110 @@
+/**
+ * Drop-in: an existing virtio-forwarder host's files and options work with vio4wd unchanged. The
+ * original's shipped /etc/default/virtioforwarder and the documented every-variable file pass
+ * `config check` and start the daemon with only their paths moved into a temp dir; the shipped one
+ * then runs as the original would: ZeroMQ port control (IPC ignored), core scheduling and client
+ * mode.
+ */
+
+import { World } from "./rigs/world.ts";
+import { runVio4wd } from "./rigs/daemon_process.ts";
+import { virtioUser } from "./rigs/devices.ts";
+import { assert, assertEq } from "./rigs/assert.ts";
+
+const fixture = (name: string) => Deno.readTextFileSync(new URL(`./fixtures/${name}`, import.meta.url));
+
+/** The file with its run-time paths moved under `dir` (nothing else changed). */
+function movePaths(text: string, dir: string): string {
+  return text.replaceAll("/tmp/virtio-forwarder", `${dir}/sock`).replaceAll("/var/run", `${dir}/run`);
+}
+
+/** Worker lcores 1 and 2 of the files mapped onto this 2-CPU machine's CPU 1 (a vio4wd option). */
+const LCORES = ["--lcores", "0@0,1@1,2@1"];
+
+Deno.test("drop-in: the original's shipped file passes config check and starts the daemon with ZeroMQ port control, core scheduling and client mode", async () => {
+  await using w = await World.create("shipped");
+  await Deno.mkdir(`${w.dir}/run`);
+  const file = `${w.dir}/virtioforwarder`;
+  await Deno.writeTextFile(file, movePaths(fixture("shipped.virtioforwarder"), w.dir));
+  const ep = (name: string) => `ipc://${w.dir}/run/virtio-forwarder/${name}`;
+
+  const check = await runVio4wd(["config", "check", file]);
+  assertEq(check.code, 0, `config check: ${check.stderr}`);
+  assert(check.stderr.includes("VIRTIOFWD_IPC_PORT_CONTROL is ignored"), `IPC warning: ${check.stderr}`);
+  const show = await runVio4wd(["config", "show", "--config", file]);
+  assertEq(show.stdout.split("\n").filter((l) => l.startsWith("note: VIRTIOFWD_BINARY")).length, 1, "said once");
+
+  // The VM of relay 0 listens (QEMU's side in client mode) before the daemon comes.
+  const vm = w.testpmd({ vdevs: [virtioUser(w.vmSocket(0), { server: true })] });
+  const d = await w.daemon([], { verbatim: { file, stats: ep("stats") }, args: LCORES });
+  await vm;
+  await d.waitLog(/relay 0: VM connected/, 15_000); // client mode: the daemon dialled the VM's socket
+  assert(d.log.includes(`port control: ${ep("port_control")}`), "ZeroMQ port control, not IPC");
+  assert(d.log.includes("VIRTIOFWD_IPC_PORT_CONTROL is ignored"), "the ignored IPC setting is logged");
+
+  const add = await runVio4wd([
+    "port",
+    "add",
+    "--virtio-id",
+    "0",
+    "--device",
+    "net_null0",
+    "--zmq-ep",
+    ep("port_control"),
+  ]);
+  assertEq(add.code, 0, `port add over the shipped endpoint: ${add.stdout}${add.stderr}`);
+  const pin = await runVio4wd(["pin", "--zmq-ep", ep("core_sched"), "--stats-ep", ep("stats")]);
+  assertEq(pin.code, 0, `core scheduling endpoint: ${pin.stdout}${pin.stderr}`);
+  assert(pin.stdout.includes("== 01 ==") && pin.stdout.includes("== 02 =="), `workers 1 and 2: ${pin.stdout}`);
+  const relay0 = (await d.status()).find((r) => r.id === 0);
+  assertEq(relay0?.active, true, "relay 0 has its VF and its VM");
+});
+
+Deno.test("drop-in: the documented every-variable file passes config check and starts the daemon", async () => {
+  await using w = await World.create("documented");
+  await Deno.mkdir(`${w.dir}/run`);
+  const file = `${w.dir}/virtioforwarder`;
+  await Deno.writeTextFile(file, movePaths(fixture("documented.virtioforwarder"), w.dir));
+  const check = await runVio4wd(["config", "check", file]);
+  assertEq(check.code, 0, `config check: ${check.stderr}`);
+  assertEq(check.stderr, "", "no warning");
+  const d = await w.daemon([], {
+    verbatim: { file, stats: `ipc://${w.dir}/run/virtio-forwarder/stats` },
+    args: LCORES,
+  });
+  // its static VFs are PCI addresses this machine does not have: logged, the daemon runs on
+  await d.waitLog(/static VF 0000:05:08\.1=1: .*cannot probe device/);
+  assert(d.log.includes("ready: 64 vhost-user socket(s)"), "every socket registered");
+});
+
+Deno.test("drop-in: daemon options as the original's parser treats them: unknown short option and extra argument exit 1, unknown long option is a warning", async () => {
+  const unknown = await runVio4wd(["daemon", "-X"]);
+  assertEq(unknown.code, 1, "unknown short option");
+  assert(unknown.stderr.includes("Unknown option 'X' (58)"), unknown.stderr);
+  const extra = await runVio4wd(["daemon", "-C1", "stray"]);
+  assertEq(extra.code, 1, "extra argument");
+  assert(extra.stderr.includes("Unhandled extra option 'stray'"), extra.stderr);
+  const ignored = await runVio4wd(["daemon", "--no-such-option", "--cpu=1", "-v"]);
+  assertEq(ignored.code, 0, "unknown long option ignored, --cpu= a prefix of --cpus");
+  assert(ignored.stderr.includes("unknown option '--no-such-option' ignored"), ignored.stderr);
+});
+
+Deno.test("drop-in: the units answer to the original's names, the scheduler unit runs no shell and exits 0 when scheduling is off", async () => {
+  const unit = (name: string) => Deno.readTextFileSync(new URL(`../scripts/systemd/${name}`, import.meta.url));
+  const daemon = unit("virtio-forwarder.service"), sched = unit("vio4wd_core_scheduler.service");
+  assert(daemon.includes("Alias=vio4wd.service") && daemon.includes("SyslogIdentifier=virtio-forwarder"), daemon);
+  assert(sched.includes("Requires=virtio-forwarder.service") && sched.includes("Alias=vio4wd-sched.service"), sched);
+  const exec = sched.split("\n").find((l) => l.startsWith("ExecStart="))!;
+  assertEq(exec, "ExecStart=/usr/bin/vio4wd sched --config /etc/default/virtioforwarder --if-enabled", "no shell");
+  assert(!/bash|\/bin\/sh/.test(sched), "no shell anywhere in the scheduler unit");
+  await using w = await World.create("schedoff");
+  const file = `${w.dir}/virtioforwarder`;
+  for (const value of ["", "false", "yes"]) {
+    await Deno.writeTextFile(file, `VIO4WD_CORE_SCHED_ENABLE=${value}\n`);
+    const t0 = performance.now();
+    const r = await runVio4wd(["sched", "--config", file, "--if-enabled"]);
+    assertEq(r.code, 0, `VIO4WD_CORE_SCHED_ENABLE=${value}: ${r.stderr}`);
+    assert(r.stderr.includes("core scheduling is off"), r.stderr);
+    assert(performance.now() - t0 < 10_000, "exits at once");
+  }
+});
