@@ -1,7 +1,7 @@
 /*
  * What the shim's files share; not part of the API. One section per file, and calls go one way:
  *
- *   eal.c -> vhost.c, vf.c -> pool.c -> lists.c -> relay.c, events.c
+ *   eal.c -> vhost.c -> vf.c -> pool.c -> lists.c -> relay.c, events.c
  *   worker.c -> lists.c (the work lists only), offload.c
  *
  * relay.c owns every relay's state (struct relay); lists.c turns it into the per-worker work
@@ -71,6 +71,7 @@ struct relay {
 	 * by vio4wd_relay_report() and the vhost callbacks, hence atomic stores */
 	int vid;                 /* vhost device id, NO_VID when no VM */
 	uint16_t port;           /* VF ethdev port, NO_PORT when no VF */
+	bool vf_running;         /* the VF is started: only while a VM is connected, as the original */
 	int32_t cpu[2];          /* worker lcore of [VF_TO_VM, VM_TO_VF]; -1 unassigned */
 	struct rte_mempool *pool;
 	uint64_t tx_offloads;    /* RTE_ETH_TX_OFFLOAD_* the VF port was configured with */
@@ -130,19 +131,26 @@ int worker_slot(unsigned lcore);
 
 /* ---- pool.c: the relays' mbuf pools ---- */
 
-/* Requires lock. Creates the relay's pool on `numa` (-1 any) when it has none. */
-int pool_ensure(struct relay *r, uint32_t id, int numa);
+/* Requires lock. Makes sure the relay has a pool for a VF side of `ports` ports (a bond: one per
+ * member; 1 for a plain VF or a VM alone) on `numa` (-1 any): creates it, or replaces a smaller one. */
+int pool_ensure(struct relay *r, uint32_t id, int numa, unsigned ports);
 /* Requires lock. Moves the pool to `numa` (the VM's node) when it is elsewhere and the VM is not
- * yet published; the VF, if any, is restarted on the new pool. */
+ * yet published; the VF's RX queue, if any, moves to the new pool. */
 void pool_rehome(struct relay *r, uint32_t id, int numa);
 /* Requires lock. Frees the pool once neither a VM nor a VF uses it. */
 void pool_release_if_idle(struct relay *r);
 /* Frees every pool (workers stopped). */
 void pools_free_all(void);
 
-/* ---- vf.c, vhost.c: teardown at shutdown ---- */
+/* ---- vf.c ---- */
 
+/* Requires lock. Starts (the VM came) or stops (it left) the relay's VF, if it has one; the work
+ * lists follow. A stopped VF leaves traffic to the NIC, which drops it, instead of the CPU. */
+void vf_run(struct relay *r, uint32_t id, bool run);
 void vf_detach_all(void);
+
+/* ---- vhost.c ---- */
+
 void vhost_unregister_all(void);
 
 /* ---- worker.c ---- */

@@ -54,7 +54,8 @@ static void add_item(struct work_list *l, struct relay *r, uint32_t id, int dir,
 	if (LOAD(r->cpu[dir]) != lcore)
 		return;
 	int vid = LOAD(r->vid);
-	uint16_t port = LOAD(r->port);
+	/* a VF counts only while it runs: a stopped one is neither polled nor sent to */
+	uint16_t port = LOAD(r->vf_running) ? LOAD(r->port) : NO_PORT;
 	if ((dir == VF_TO_VM && port == NO_PORT) || (dir == VM_TO_VF && vid == NO_VID))
 		return;
 	struct work_item *it = &l->items[l->n];

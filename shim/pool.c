@@ -7,40 +7,25 @@
 
 #include "internal.h"
 
-/* 64 relays x 2559 mbufs of ~2.4 KiB stay within 512 MiB of hugepages. */
+/* Per port of the VF side (a bond has one per member, as the original sizes it): 64 relays x 2559
+ * mbufs of ~2.4 KiB stay within 512 MiB of hugepages. */
 #define POOL_MBUFS 2559
 #define POOL_CACHE 256 /* per-lcore LIFO cache: recently freed (cache-hot) mbufs are reused first */
 
 static unsigned g_pool_seq;
 
-static struct rte_mempool *create_pool(uint32_t id, int numa)
+static struct rte_mempool *create_pool(uint32_t id, int numa, unsigned mbufs)
 {
 	char name[RTE_MEMPOOL_NAMESIZE];
 	snprintf(name, sizeof(name), "vio4wd_r%u_%u", id, g_pool_seq++);
 	uint16_t room = (uint16_t)(RTE_PKTMBUF_HEADROOM + g_mbuf_data_size);
-	return rte_pktmbuf_pool_create(name, POOL_MBUFS, POOL_CACHE, 0, room, numa < 0 ? SOCKET_ID_ANY : numa);
+	return rte_pktmbuf_pool_create(name, mbufs, POOL_CACHE, 0, room, numa < 0 ? SOCKET_ID_ANY : numa);
 }
 
 /* The node the memory really is on (a pool asked for "any" node still lives on one). */
 static int pool_node(const struct rte_mempool *mp, int asked)
 {
 	return mp->mz != NULL ? mp->mz->socket_id : asked;
-}
-
-int pool_ensure(struct relay *r, uint32_t id, int numa)
-{
-	if (r->pool != NULL)
-		return 0;
-	struct rte_mempool *mp = create_pool(id, numa);
-	if (mp == NULL && numa >= 0)
-		mp = create_pool(id, -1);
-	if (mp == NULL)
-		return set_stage_error(VIO4WD_STAGE_POOL, rte_errno,
-				       "cannot allocate the mbuf pool of relay %u: %s (more hugepage memory needed?)", id,
-				       rte_strerror(rte_errno));
-	r->numa_node = pool_node(mp, numa);
-	__atomic_store_n(&r->pool, mp, __ATOMIC_RELEASE);
-	return 0;
 }
 
 /* Frees a replaced pool once all its mbufs are back. */
@@ -52,8 +37,40 @@ static void free_retired(struct relay *r)
 	}
 }
 
-/* Sets the VF's RX queue up again on `mp`; returns whether it now allocates from `mp`. */
-static bool move_vf_rx_queue(uint16_t port, int numa, struct rte_mempool *mp, struct rte_mempool *old)
+int pool_ensure(struct relay *r, uint32_t id, int numa, unsigned ports)
+{
+	unsigned want = POOL_MBUFS * (ports == 0 ? 1 : ports);
+	if (r->pool != NULL && r->pool->size >= want)
+		return 0;
+	free_retired(r);
+	if (r->pool != NULL && r->retired != NULL)
+		return set_stage_error(VIO4WD_STAGE_POOL, EBUSY,
+				       "relay %u: the mbuf pool must grow for %u ports, but the one it replaced last is "
+				       "still in use; try again",
+				       id, ports);
+	int node = r->pool != NULL ? r->numa_node : numa;
+	struct rte_mempool *mp = create_pool(id, node, want);
+	if (mp == NULL && node >= 0)
+		mp = create_pool(id, -1, want);
+	if (mp == NULL)
+		return set_stage_error(VIO4WD_STAGE_POOL, rte_errno,
+				       "cannot allocate the mbuf pool of relay %u (%u mbufs): %s (more hugepage memory needed?)",
+				       id, want, rte_strerror(rte_errno));
+	struct rte_mempool *old = r->pool;
+	r->numa_node = pool_node(mp, node);
+	__atomic_store_n(&r->pool, mp, __ATOMIC_RELEASE);
+	if (old != NULL) {
+		/* a VM connected first: its dequeues move to the bigger pool, the old one goes once empty */
+		lists_publish();
+		r->retired = old;
+		free_retired(r);
+	}
+	return 0;
+}
+
+/* Sets the VF's RX queue up again on `mp` (restarting the VF if it ran); returns whether it now
+ * allocates from `mp`. */
+static bool move_vf_rx_queue(uint16_t port, bool running, int numa, struct rte_mempool *mp, struct rte_mempool *old)
 {
 	rte_eth_dev_stop(port);
 	uint16_t nrx = VF_RING_DESC, ntx = VF_RING_DESC;
@@ -61,7 +78,8 @@ static bool move_vf_rx_queue(uint16_t port, int numa, struct rte_mempool *mp, st
 	if (rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)numa, NULL, mp) != 0 &&
 	    rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)rte_eth_dev_socket_id(port), NULL, old) != 0)
 		fprintf(stderr, "vio4wd: port %u: the VF's RX queue could not be set up again\n", port);
-	rte_eth_dev_start(port);
+	if (running)
+		rte_eth_dev_start(port);
 	struct rte_eth_rxq_info qi;
 	return rte_eth_rx_queue_info_get(port, 0, &qi) == 0 && qi.mp == mp;
 }
@@ -71,7 +89,7 @@ void pool_rehome(struct relay *r, uint32_t id, int numa)
 	free_retired(r);
 	if (numa < 0 || r->pool == NULL || r->numa_node == numa || r->retired != NULL)
 		return;
-	struct rte_mempool *mp = create_pool(id, numa);
+	struct rte_mempool *mp = create_pool(id, numa, r->pool->size);
 	if (mp == NULL)
 		return; /* no memory on that node: keep the pool where it is */
 	uint16_t port = r->port;
@@ -79,7 +97,7 @@ void pool_rehome(struct relay *r, uint32_t id, int numa)
 		/* The VF's RX queue allocates from the pool: take it out of the loop, move it, restart. */
 		__atomic_store_n(&r->port, NO_PORT, __ATOMIC_RELEASE);
 		lists_publish();
-		bool moved = move_vf_rx_queue(port, numa, mp, r->pool);
+		bool moved = move_vf_rx_queue(port, r->vf_running, numa, mp, r->pool);
 		if (!moved) {
 			/* The VF stayed on the old pool: keep it there. */
 			__atomic_store_n(&r->port, port, __ATOMIC_RELEASE);

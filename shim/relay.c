@@ -70,7 +70,7 @@ API int vio4wd_relay_report(uint32_t id, struct vio4wd_relay_report *out)
 	if (r->port != NO_PORT) {
 		out->state |= VIO4WD_STATE_VF;
 		struct rte_eth_link link;
-		if (rte_eth_link_get_nowait(r->port, &link) == 0 && link.link_status)
+		if (r->vf_running && rte_eth_link_get_nowait(r->port, &link) == 0 && link.link_status)
 			out->state |= VIO4WD_STATE_VF_LINK;
 	}
 	out->numa_node = r->numa_node;

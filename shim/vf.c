@@ -58,8 +58,8 @@ static int probe_device(const char *devargs, const char *name, uint16_t *port)
 }
 
 /* Configures and starts the relay's port (one RX and one TX queue on the relay's pool). */
-/* Requires lock. */
-static int start_port(struct relay *r, uint32_t id, uint16_t port, const char *name, uint32_t mtu)
+/* Requires lock. `ports`: the ports the VF side has (a bond's members) for the pool's size. */
+static int start_port(struct relay *r, uint32_t id, uint16_t port, const char *name, uint32_t mtu, unsigned ports)
 {
 	int ret;
 	struct rte_eth_dev_info info;
@@ -67,7 +67,7 @@ static int start_port(struct relay *r, uint32_t id, uint16_t port, const char *n
 		return set_stage_error(VIO4WD_STAGE_INFO, -ret, "cannot read device info of %s: %s", name,
 				       rte_strerror(-ret));
 	int numa = rte_eth_dev_socket_id(port);
-	if ((ret = pool_ensure(r, id, r->numa_node >= 0 ? r->numa_node : numa)) != 0)
+	if ((ret = pool_ensure(r, id, r->numa_node >= 0 ? r->numa_node : numa, ports)) != 0)
 		return ret;
 	struct rte_eth_conf conf;
 	memset(&conf, 0, sizeof(conf));
@@ -128,11 +128,35 @@ static void remove_bond(const char *name, char (*members)[128], unsigned n)
 		remove_device(members[i]);
 }
 
-/* Requires lock: the started port becomes the relay's VF side. */
+/* Requires lock: the configured port becomes the relay's VF side, running only while a VM is
+ * there (start_port started it once to check that it can start, as the original does). */
 static int publish_port(struct relay *r, uint16_t port)
 {
+	bool run = port != NO_PORT && r->vid != NO_VID;
+	if (port != NO_PORT && !run)
+		rte_eth_dev_stop(port);
+	__atomic_store_n(&r->vf_running, run, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->port, port, __ATOMIC_RELEASE);
 	return lists_publish();
+}
+
+void vf_run(struct relay *r, uint32_t id, bool run)
+{
+	if (r->port == NO_PORT || r->vf_running == run)
+		return;
+	if (run) {
+		int ret = rte_eth_dev_start(r->port);
+		if (ret != 0) {
+			fprintf(stderr, "vio4wd: relay %u: cannot start its VF %s: %s\n", id, r->devname, rte_strerror(-ret));
+			return;
+		}
+		__atomic_store_n(&r->vf_running, true, __ATOMIC_RELEASE);
+		lists_publish();
+	} else {
+		__atomic_store_n(&r->vf_running, false, __ATOMIC_RELEASE);
+		lists_publish(); /* no worker polls or sends to it after this */
+		rte_eth_dev_stop(r->port);
+	}
 }
 
 API int vio4wd_vf_attach(uint32_t id, const char *devargs, uint32_t mtu)
@@ -152,7 +176,7 @@ API int vio4wd_vf_attach(uint32_t id, const char *devargs, uint32_t mtu)
 	}
 	if ((ret = probe_device(devargs, name, &port)) != 0)
 		goto out;
-	if ((ret = start_port(r, id, port, name, mtu)) != 0) {
+	if ((ret = start_port(r, id, port, name, mtu, 1)) != 0) {
 		remove_device(name);
 		pool_release_if_idle(r);
 		goto out;
@@ -233,7 +257,7 @@ API int vio4wd_bond_attach(uint32_t id, const char *name, uint32_t mode, const c
 			goto undo_bond;
 		}
 	}
-	if ((ret = start_port(r, id, port, name, mtu)) != 0)
+	if ((ret = start_port(r, id, port, name, mtu, n)) != 0)
 		goto undo_bond;
 	snprintf(r->devargs, sizeof(r->devargs), "%s", name);
 	snprintf(r->devname, sizeof(r->devname), "%s", name);
@@ -265,8 +289,8 @@ API int vio4wd_vf_detach(uint32_t id)
 		pthread_mutex_unlock(&r->lock);
 		return set_error(ENOENT, "relay %u has no VF", id);
 	}
+	vf_run(r, id, false);
 	int ret = publish_port(r, NO_PORT); /* no worker polls the port after this */
-	rte_eth_dev_stop(port);
 	if (r->nmembers > 0)
 		remove_bond(r->devname, r->members, r->nmembers);
 	else
@@ -302,7 +326,7 @@ API void vio4wd_bonds_supervise(void)
 			continue;
 		}
 		uint16_t bond = r->port;
-		int primary = bond == NO_PORT ? -1 : rte_eth_bond_primary_get(bond);
+		int primary = bond == NO_PORT || !r->vf_running ? -1 : rte_eth_bond_primary_get(bond);
 		if (primary >= 0 && rte_eth_bond_mode_get(bond) == BONDING_MODE_ACTIVE_BACKUP &&
 		    !link_up((uint16_t)primary)) {
 			int lost = -1, next = -1;

@@ -40,7 +40,7 @@ static int on_new_device(int vid)
 		ret = -EBUSY;
 	} else if (pairs == 0 || pairs > VIO4WD_MAX_QUEUE_PAIRS) {
 		ret = -E2BIG;
-	} else if (pool_ensure(r, (uint32_t)id, numa) != 0) {
+	} else if (pool_ensure(r, (uint32_t)id, numa, 1) != 0) {
 		ret = -ENOMEM;
 	} else {
 		pool_rehome(r, (uint32_t)id, numa); /* a VF came first: follow the VM's memory */
@@ -60,6 +60,7 @@ static int on_new_device(int vid)
 	r->queue_pairs = pairs;
 	__atomic_store_n(&r->vid, vid, __ATOMIC_RELEASE);
 	lists_publish();
+	vf_run(r, (uint32_t)id, true); /* the VF runs while the VM is there */
 	pthread_mutex_unlock(&r->lock);
 	push_event(VIO4WD_EV_VM_CONNECTED, (uint32_t)id, (int32_t)pairs, 1, (uint32_t)numa);
 	return 0;
@@ -78,6 +79,7 @@ static void on_destroy_device(int vid)
 	}
 	__atomic_store_n(&r->vid, NO_VID, __ATOMIC_RELEASE);
 	lists_publish(); /* no worker touches the device after this */
+	vf_run(r, (uint32_t)id, false);
 	__atomic_store_n(&r->rx_enabled, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->tx_enabled, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->ring_seen, false, __ATOMIC_RELEASE);

@@ -401,3 +401,39 @@ Deno.test("event queue overflow: with every vhost event dropped, the relay table
   });
   assertEq(relay0(await d.status())?.cpu?.vmToVf, 1, "VM->VF placed on the worker");
 });
+
+Deno.test("bond of 8 members (the original's maximum) on taps starts and relays; a VM that came first keeps relaying as the pool grows per member", async () => {
+  // tap members fill their receive rings from the relay's pool, as real VFs do: 8 x 512 buffers
+  // do not fit a pool sized for one port.
+  await using w = await World.create("bond8");
+  const ns = await w.netns();
+  const ep = `ipc://${w.dir}/port_control`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`, "VIO4WD_EAL_MEMORY_MB=512"], { netns: ns.name });
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+  await vm.waitLinksUp();
+  await d.waitLog(/relay 0: VM connected/); // the VM's pool exists first, sized for one port
+  const members = Array.from({ length: 8 }, (_, i) => ["--device", `net_tap${i + 1},iface=bm${i + 1}`]).flat();
+  const add = await runVio4wd([
+    "port",
+    "add",
+    "--virtio-id",
+    "0",
+    "--name",
+    "net_bonding0",
+    "--mode",
+    "1",
+    "--zmq-ep",
+    ep,
+    ...members,
+  ]);
+  assertEq(add.code, 0, `port add (8 members): ${add.stdout}${add.stderr}\n${d.log.slice(-1500)}`);
+  await ns.configure("bm1", "10.9.3.1/24");
+  await vm.send("set fwd txonly");
+  await vm.send("start");
+  const rx = async () => Number((await ns.run(["cat", "/sys/class/net/bm1/statistics/rx_packets"])).stdout);
+  const before = await rx();
+  await until("packets out of the bond's active member", async () => (await rx()) - before > 1000);
+  await vm.stop();
+  const r = relay0(await d.status())!;
+  if (!(num(r.vmToVf.pktsTxToVf) > 1000)) throw new Error(`relay 0: ${show(r)}`);
+});

@@ -10,6 +10,7 @@ import { World } from "./rigs/world.ts";
 import { runVio4wd } from "./rigs/daemon_process.ts";
 import { virtioUser } from "./rigs/devices.ts";
 import { assert, assertEq } from "./rigs/assert.ts";
+import { fakeSysfs } from "./rigs/sysfs.ts";
 
 const fixture = (name: string) => Deno.readTextFileSync(new URL(`./fixtures/${name}`, import.meta.url));
 
@@ -107,4 +108,25 @@ Deno.test("drop-in: the units answer to the original's names, the scheduler unit
     assert(r.stderr.includes("core scheduling is off"), r.stderr);
     assert(performance.now() - t0 < 10_000, "exits at once");
   }
+});
+
+Deno.test("drop-in: VIRTIOFWD_BIND_VFIO_PCI binds the listed VFs before DPDK starts (override, unbind, probe) and a device that does not move is logged, not fatal", async () => {
+  await using w = await World.create("bind");
+  const sys = `${w.dir}/sys`;
+  fakeSysfs(sys, [1]);
+  const dev = `${sys}/bus/pci/devices/0000:05:08.1`;
+  Deno.mkdirSync(`${sys}/bus/pci/drivers/ixgbevf`, { recursive: true });
+  Deno.mkdirSync(`${sys}/bus/pci/devices`, { recursive: true });
+  Deno.symlinkSync(`${sys}/devices/pci0000:00/0000:05:08.1`, dev);
+  Deno.symlinkSync(`${sys}/bus/pci/drivers/ixgbevf`, `${dev}/driver`);
+  const d = await w.daemon(["VIRTIOFWD_BIND_VFIO_PCI=05:08.1"], { env: { VIO4WD_SYSFS_ROOT: sys } });
+  // no kernel behind the fake tree: the probe moves nothing, which the daemon reports and survives
+  const line = d.log.split("\n").findIndex((l) =>
+    l.includes("VIRTIOFWD_BIND_VFIO_PCI: 0000:05:08.1: still on ixgbevf")
+  );
+  const start = d.log.split("\n").findIndex((l) => l.includes("starting vio4wd"));
+  assert(line >= 0 && line < start, `bound before DPDK starts:\n${d.log.slice(0, 1500)}`);
+  assertEq(Deno.readTextFileSync(`${sys}/bus/pci/drivers/ixgbevf/unbind`), "0000:05:08.1", "unbound from ixgbevf");
+  assertEq(Deno.readTextFileSync(`${sys}/bus/pci/drivers_probe`), "0000:05:08.1", "probed again");
+  assertEq(Deno.readTextFileSync(`${dev}/driver_override`), "\0", "override cleared");
 });

@@ -5,6 +5,7 @@
 
 import { runVio4wd } from "./rigs/daemon_process.ts";
 import { World } from "./rigs/world.ts";
+import { virtioUser } from "./rigs/devices.ts";
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -21,14 +22,32 @@ Deno.test("metrics: /metrics serves every relay's counters by direction and reas
     "VIRTIOFWD_STATIC_VFS=net_null0=0",
   ]);
   await d.waitLog(/metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/);
+  const idle = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  // no VM yet: the VF is stopped (as the original), nothing is received or dropped
+  for (
+    const want of [
+      /^vio4wd_relay_rx_packets_total\{relay="0",direction="vf_to_vm"\} 0$/m,
+      /^vio4wd_relay_dropped_packets_total\{relay="0",direction="vf_to_vm",reason="not_connected"\} 0$/m,
+      /^vio4wd_relay_vm_connected\{relay="0"\} 0$/m,
+      /^vio4wd_relay_info\{relay="0",socket=".*virtio-forwarder0\.sock",vf="net_null0",vf_to_vm_cpu="1",vm_to_vf_cpu="-1"\} 1$/m,
+    ]
+  ) {
+    if (!want.test(idle)) throw new Error(`no ${want} in:\n${idle.slice(0, 3000)}`);
+  }
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+  await vm.send("set fwd rxonly");
+  await vm.send("start");
+  await d.waitLog(/relay 0: VM connected/);
+  await new Promise((r) => setTimeout(r, 300));
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   for (
     const want of [
       /^vio4wd_relay_rx_packets_total\{relay="0",direction="vf_to_vm"\} [1-9]\d*$/m, // net_null receives at once
-      /^vio4wd_relay_dropped_packets_total\{relay="0",direction="vf_to_vm",reason="not_connected"\} [1-9]\d*$/m,
-      /^vio4wd_relay_vm_connected\{relay="0"\} 0$/m,
+      /^vio4wd_relay_tx_packets_total\{relay="0",direction="vf_to_vm"\} [1-9]\d*$/m,
+      /^vio4wd_relay_dropped_packets_total\{relay="0",direction="vf_to_vm",reason="not_connected"\} \d+$/m,
+      /^vio4wd_relay_vm_connected\{relay="0"\} 1$/m,
       /^vio4wd_relay_vf_attached\{relay="0"\} 1$/m,
-      /^vio4wd_relay_info\{relay="0",socket=".*virtio-forwarder0\.sock",vf="net_null0",vf_to_vm_cpu="1",vm_to_vf_cpu="-1"\} 1$/m,
+      /^vio4wd_relay_info\{relay="0",socket=".*virtio-forwarder0\.sock",vf="net_null0",vf_to_vm_cpu="1",vm_to_vf_cpu="1"\} 1$/m,
       /^vio4wd_worker_busy_ratio\{cpu="1"\} [\d.e-]+$/m,
       /^vio4wd_build_info\{version="[^"]+",dpdk="DPDK 22\.11[^"]*"\} 1$/m,
     ]

@@ -226,7 +226,8 @@ export const VARIABLES = [
   v({
     name: "VIRTIOFWD_CPU_NIC_SAME_NUMA",
     key: "sameNuma",
-    description: "Non-empty: reserve hugepages only on NUMA nodes that have worker CPUs.",
+    description:
+      "Non-empty: place each relay's directions on worker CPUs of its NUMA node (the VF's, then the VM's) when there are any.",
     default: false,
     option: { short: "-a", long: "--same-numa", kind: "flag" },
     parse: flag,

@@ -22,6 +22,9 @@ import { ControlServer, type Service } from "../control/server.ts";
 import { statsService } from "../control/stats.ts";
 import { formatLcoreMap, parseKernelCpuList } from "../config/values.ts";
 import { socketAccounts } from "../config/accounts.ts";
+import { sysfsRoot } from "../common/sysfs.ts";
+import { bindVfio, expandBindList, VFIO_DRIVER } from "../host/vfio_bind.ts";
+import { cpuNodes } from "../host/topology.ts";
 import { Logger } from "../common/log.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
 import { attempt, type RelayReader, RelayTable } from "../relays/table.ts";
@@ -108,6 +111,24 @@ function prepareSocketDir(c: Config, log: Logger): void {
   }
 }
 
+/** VIRTIOFWD_BIND_VFIO_PCI, before DPDK starts: each device logged; failures do not stop the daemon. */
+function bindListedVfs(list: readonly string[], log: Logger): void {
+  const root = sysfsRoot();
+  let pcis: string[];
+  try {
+    pcis = expandBindList(list, root);
+  } catch (e) {
+    log.error(`VIRTIOFWD_BIND_VFIO_PCI: ${e instanceof Error ? e.message : e}; nothing bound`);
+    return;
+  }
+  for (const b of bindVfio(pcis, root)) {
+    if (b.result === "bound") {
+      log.notice(`VIRTIOFWD_BIND_VFIO_PCI: ${b.pci} bound to ${VFIO_DRIVER} (was ${b.from || "unbound"})`);
+    } else if (b.result === "already") log.info(`VIRTIOFWD_BIND_VFIO_PCI: ${b.pci} is on ${VFIO_DRIVER} already`);
+    else log.error(`VIRTIOFWD_BIND_VFIO_PCI: ${b.pci}: ${b.error}`);
+  }
+}
+
 function writePidFile(c: Config): string {
   const path = `${c.pidDir.replace(/\/+$/, "")}/${PID_FILE}`;
   try {
@@ -146,6 +167,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   for (const w of loaded.warnings) log.warn(w);
   if (c.zeroCopy) log.warn("VIRTIOFWD_ZERO_COPY: dequeue zero-copy is not supported by DPDK >= 20.11; ignored");
   checkCpusOnline(c);
+  if (c.bindVfioPci.length > 0) bindListedVfs(c.bindVfioPci, log);
   const accounts = socketAccounts(c);
   if (accounts.error) throw new StartupError(accounts.error);
   for (const w of accounts.warnings) log.warn(w);
@@ -170,7 +192,12 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
     throw e;
   }
 
-  const table = new RelayTable({ ...c, socketOwner: accounts.owner, socketGroup: accounts.group }, dp, log);
+  const table = new RelayTable(
+    { ...c, socketOwner: accounts.owner, socketGroup: accounts.group },
+    dp,
+    log,
+    cpuNodes(sysfsRoot()),
+  );
   if (!c.dynamicSockets) {
     let failed = 0;
     const n = table.limits.maxRelays;

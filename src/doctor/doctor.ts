@@ -8,6 +8,7 @@
 import { type Config, physicalCpus } from "../config/config.ts";
 import { isPciAddress, normalizePci, parseKernelCpuList } from "../config/values.ts";
 import { qemuAccount, qemuCannotReach, socketAccounts } from "../config/accounts.ts";
+import { expandBindList, plannedBindings, VFIO_DRIVER } from "../host/vfio_bind.ts";
 
 /** One check's verdict. */
 export interface Check {
@@ -189,6 +190,23 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
     const unreachable = qemuCannotReach(accounts, qemu);
     if (unreachable) add("socket access", "warn", unreachable, `set VIRTIOFWD_SOCKET_GROUP=${qemu.group}`);
     else add("socket access", "ok", `QEMU (${qemu.user}:${qemu.group}) can connect to the sockets`);
+  }
+
+  // VIRTIOFWD_BIND_VFIO_PCI: what the daemon binds at start.
+  if (c.bindVfioPci.length > 0) {
+    try {
+      for (const b of plannedBindings(expandBindList(c.bindVfioPci, h.sys), h.sys)) {
+        add(
+          `vfio binding ${b.pci}`,
+          "ok",
+          b.result === "already"
+            ? `on ${VFIO_DRIVER}`
+            : `on ${b.from || "no driver"}: the daemon binds it to ${VFIO_DRIVER} at start (VIRTIOFWD_BIND_VFIO_PCI)`,
+        );
+      }
+    } catch (e) {
+      add("vfio binding", "fail", `VIRTIOFWD_BIND_VFIO_PCI: ${e instanceof Error ? e.message : e}`, "fix the list");
+    }
   }
 
   // Mandatory access control that confines QEMU.

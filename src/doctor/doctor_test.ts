@@ -69,6 +69,11 @@ Deno.test("doctor: each problem fails or warns with the command that fixes it", 
       throw new Error(JSON.stringify(by("socket accounts")));
     }
     assertEq(by("apparmor").status, "warn", "apparmor");
+    const bind = runChecks(config("VIRTIOFWD_BIND_VFIO_PCI=05:08.1\n"), h).find((c) =>
+      c.name.startsWith("vfio binding")
+    )!;
+    assertEq(bind.name, "vfio binding 0000:05:08.1", "the listed VF");
+    if (!bind.detail.includes("on ixgbevf: the daemon binds it to vfio-pci at start")) throw new Error(bind.detail);
     assertEq(by("file prefix").status, "warn", "file prefix in use");
   } finally {
     Deno.removeSync(root, { recursive: true });

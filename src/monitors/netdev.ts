@@ -8,16 +8,12 @@
  */
 
 import { basename } from "node:path";
+import { sysfsRoot } from "../common/sysfs.ts";
 
 /** A VF and the relay it belongs to. */
 export interface VfMapping {
   device: string;
   relay: number;
-}
-
-/** The root of the sysfs tree read (`/sys` unless VIO4WD_SYSFS_ROOT is set). */
-export function sysfsRoot(): string {
-  return Deno.env.get("VIO4WD_SYSFS_ROOT") ?? "/sys";
 }
 
 /** Maps `netdev` through sysfs; throws an Error saying what is missing. */

@@ -133,6 +133,21 @@ interface Relay {
 }
 
 /**
+ * The workers a relay on NUMA node `node` may be placed on: with VIRTIOFWD_CPU_NIC_SAME_NUMA
+ * (`sameNuma`) those on its node when there are any, else all of them.
+ */
+export function placementCandidates(
+  workers: readonly number[],
+  cpuNode: ReadonlyMap<number, number>,
+  node: number,
+  sameNuma: boolean,
+): readonly number[] {
+  if (!sameNuma || node < 0) return workers;
+  const local = workers.filter((c) => cpuNode.get(c) === node);
+  return local.length > 0 ? local : workers;
+}
+
+/**
  * Picks the least busy worker CPU: 12 points per VF->VM direction with a VF on the CPU, 10 per
  * VM->VF direction with a VM (the original's weights); ties go to the lowest CPU.
  */
@@ -163,13 +178,16 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
   readonly #log: Logger;
   readonly limits: ShimLimits;
   readonly workerCpus: readonly number[];
+  readonly #cpuNode: ReadonlyMap<number, number>;
 
-  constructor(config: Config, dp: Dataplane, log: Logger) {
+  /** `cpuNode`: each CPU's NUMA node (for VIRTIOFWD_CPU_NIC_SAME_NUMA). */
+  constructor(config: Config, dp: Dataplane, log: Logger, cpuNode: ReadonlyMap<number, number> = new Map()) {
     this.#config = config;
     this.#dp = dp;
     this.#log = log;
     this.limits = dp.limits;
     this.workerCpus = [...config.cpus].sort((a, b) => a - b);
+    this.#cpuNode = cpuNode;
     const pins = new Map(config.cpuPins.map((p) => [p.relay, p]));
     for (let id = 0; id < this.limits.maxRelays; id++) {
       const pin = pins.get(id);
@@ -228,10 +246,17 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
     this.#dp.setCpus(r.id, r.cpus[VF_TO_VM], r.cpus[VM_TO_VF]);
   }
 
-  /** Gives a direction a CPU (its pin, else the least busy worker) and applies it. */
+  /**
+   * Gives a direction a CPU (its pin, else the least busy worker, on the relay's NUMA node with
+   * VIRTIOFWD_CPU_NIC_SAME_NUMA) and applies it.
+   */
   #place(r: Relay, dir: number): void {
     if (r.pin) r.cpus[dir] = r.pin[dir];
-    else if (r.cpus[dir] < 0) r.cpus[dir] = leastBusyCpu(this.#config.cpus, this.#relays);
+    else if (r.cpus[dir] < 0) {
+      const node = this.#config.sameNuma ? this.#dp.report(r.id).numaNode : -1;
+      const candidates = placementCandidates(this.#config.cpus, this.#cpuNode, node, this.#config.sameNuma);
+      r.cpus[dir] = leastBusyCpu(candidates, this.#relays);
+    }
     this.#apply(r);
   }
 
