@@ -130,3 +130,12 @@ Deno.test("drop-in: VIRTIOFWD_BIND_VFIO_PCI binds the listed VFs before DPDK sta
   assertEq(Deno.readTextFileSync(`${sys}/bus/pci/drivers_probe`), "0000:05:08.1", "probed again");
   assertEq(Deno.readTextFileSync(`${dev}/driver_override`), "\0", "override cleared");
 });
+
+Deno.test("drop-in: SIGHUP, SIGUSR1 and SIGUSR2, which end the original without cleanup, leave the daemon serving", async () => {
+  await using w = await World.create("signals");
+  const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=net_null0=0"]);
+  for (const sig of ["SIGHUP", "SIGUSR1", "SIGUSR2"] as const) Deno.kill(d.pid, sig);
+  await d.waitLog(/SIGUSR2: ignored/);
+  await d.waitLog(/relay-status \[\{"id":0/);
+  assertEq((await d.status()).map((r) => r.id).join(","), "0", "still answering");
+});

@@ -361,6 +361,8 @@ export async function runDaemon(loaded: LoadedConfig, log = new Logger(loaded.co
     ["SIGTERM", () => stop("SIGTERM")],
     ["SIGINT", () => stop("SIGINT")],
     ["SIGHUP", () => log.notice("SIGHUP: logs go to stderr; nothing to reopen")],
+    // The original dies on SIGUSR2 without cleaning up; here it is only said.
+    ["SIGUSR2", () => log.notice("SIGUSR2: ignored")],
     ["SIGUSR1", () => daemon && logStatus(log, daemon.table)],
   ] as const;
   for (const [sig, fn] of handlers) Deno.addSignalListener(sig, fn);

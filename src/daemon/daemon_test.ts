@@ -1,0 +1,32 @@
+import { loadConfig } from "../config/config.ts";
+import { DEFAULT_VFIO_VF_TOKEN } from "../config/values.ts";
+import { assertEq, assertJsonEq } from "../../tests/rigs/assert.ts";
+import { ealArgs, mbufDataSize } from "./daemon.ts";
+
+const eal = (text: string) => ealArgs(loadConfig(text, "f").config);
+const after = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
+
+Deno.test("EAL arguments: worker and main lcores, hugetlbfs mount, file prefix, memory and log level come from the file", () => {
+  const a = eal(
+    "VIRTIOFWD_CPU_MASK=0x6\nVIRTIOFWD_MASTER_LCORE=3\nVIRTIOFWD_HUGETLBFS_MOUNT_POINT=/mnt/huge\nVIRTIOFWD_LOG_LEVEL=7\nVIO4WD_EAL_FILE_PREFIX=p1\nVIO4WD_EAL_MEMORY_MB=300\n",
+  );
+  assertEq(after(a, "-l"), "3,1,2", "lcores: main first, then the workers");
+  assertEq(after(a, "--main-lcore"), "3", "main lcore");
+  assertEq(after(a, "--huge-dir"), "/mnt/huge", "VIRTIOFWD_HUGETLBFS_MOUNT_POINT");
+  assertEq(after(a, "--file-prefix"), "p1", "file prefix");
+  assertEq(after(a, "-m"), "300", "memory");
+  assertEq(a.includes("--log-level=8"), true, "log level 7 is DPDK's debug (8)");
+  assertEq(a.includes("--no-telemetry"), true, "no telemetry socket");
+});
+
+Deno.test("EAL arguments: VIRTIOFWD_VFIO_VF_TOKEN blank passes none, 0 the default UUID, a UUID itself", () => {
+  assertEq(eal("").includes("--vfio-vf-token"), false, "blank: no token");
+  assertEq(after(eal("VIRTIOFWD_VFIO_VF_TOKEN=0\n"), "--vfio-vf-token"), DEFAULT_VFIO_VF_TOKEN, "0: the default");
+  const uuid = "4c3f1a5e-2b7d-4e0a-9c61-0123456789ab";
+  assertEq(after(eal(`VIRTIOFWD_VFIO_VF_TOKEN=${uuid}\n`), "--vfio-vf-token"), uuid, "a UUID");
+});
+
+Deno.test("mbuf data room: 2100-byte frames by default, 9000 with VIRTIOFWD_JUMBO or VIRTIOFWD_TSO, as the original", () => {
+  const room = (text: string) => mbufDataSize(loadConfig(text, "f").config);
+  assertJsonEq([room(""), room("VIRTIOFWD_JUMBO=y\n"), room("VIRTIOFWD_TSO=y\n")], [2154, 9054, 9054], "rooms");
+});
