@@ -93,19 +93,17 @@ static inline void enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint1
  */
 static inline unsigned vf_to_vm(struct work_item *it)
 {
+	/* The guest takes nothing now (no VM, or its RX rings disabled while it comes or goes): leave
+	 * the packets to the NIC rather than pull them only to drop them, as the original. */
+	uint32_t mask = it->vid == NO_VID ? 0 : __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
+	if (mask == 0)
+		return 0;
 	struct rte_mbuf *pkts[VIO4WD_BURST];
 	uint16_t n = rte_eth_rx_burst(it->port, 0, pkts, VIO4WD_BURST);
 	if (n == 0)
 		return 0;
 	struct vio4wd_dir_stats *st = it->stats;
 	uint64_t bytes = count_rx(st, pkts, n);
-	uint32_t mask = it->vid == NO_VID ? 0 : __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
-	if (mask == 0) {
-		st->drop_unavail_pkts += n;
-		st->drop_unavail_bytes += bytes;
-		rte_pktmbuf_free_bulk(pkts, n);
-		return n;
-	}
 	if ((mask & (mask - 1)) == 0) {
 		enqueue(it->vid, (uint16_t)__builtin_ctz(mask), pkts, n, bytes, st);
 	} else {

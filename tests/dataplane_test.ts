@@ -212,6 +212,8 @@ Deno.test("64 relays: VFs up to DPDK's port limit each pass traffic both ways, t
     pmds.push(await w.testpmd({ vdevs, memoryMb: 384, mbufs: 16384 }));
   }
   await until("64 VMs connected", async () => (await d.status()).filter((r) => r.vmToVf.active).length === 64, 30_000);
+  // VFs start when their VM connects (as the original): seed the loops once their links are up too
+  await until("32 VF links up", async () => (await d.status()).filter((r) => r.vfLink).length === 32, 30_000);
   await pmds[0].send("set fwd io");
   await pmds[1].send("set fwd io");
   await pmds[2].send("set fwd txonly");

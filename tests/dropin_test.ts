@@ -131,9 +131,13 @@ Deno.test("drop-in: VIRTIOFWD_BIND_VFIO_PCI binds the listed VFs before DPDK sta
   assertEq(Deno.readTextFileSync(`${dev}/driver_override`), "\0", "override cleared");
 });
 
-Deno.test("drop-in: SIGHUP, SIGUSR1 and SIGUSR2, which end the original without cleanup, leave the daemon serving", async () => {
+Deno.test("drop-in: blank socket owner and group give the sockets to libvirt-qemu:kvm; SIGHUP, SIGUSR1 and SIGUSR2, which end the original without cleanup, leave the daemon serving", async () => {
   await using w = await World.create("signals");
-  const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=net_null0=0"]);
+  const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=net_null0=0", "VIRTIOFWD_SOCKET_OWNER=", "VIRTIOFWD_SOCKET_GROUP="]);
+  const id = (args: string[]) => Number(new TextDecoder().decode(new Deno.Command("id", { args }).outputSync().stdout));
+  const st = Deno.statSync(w.vmSocket(0));
+  assertEq(`${st.uid}:${st.gid}`, `${id(["-u", "libvirt-qemu"])}:${id(["-g", "libvirt-qemu"])}`, "socket owner");
+  assertEq(st.mode! & 0o777, 0o660, "socket mode");
   for (const sig of ["SIGHUP", "SIGUSR1", "SIGUSR2"] as const) Deno.kill(d.pid, sig);
   await d.waitLog(/SIGUSR2: ignored/);
   await d.waitLog(/relay-status \[\{"id":0/);

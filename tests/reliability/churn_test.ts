@@ -1,12 +1,12 @@
 /**
  * Churn: a VM stand-in (testpmd virtio_user) connects and disconnects again and again while the VF
- * stand-in sends; the daemon must not crash, every packet it takes must be forwarded or counted as
+ * has traffic for it; the daemon must not crash, every packet it takes must be forwarded or counted as
  * a drop, the VF must stay untouched while no VM is connected (stopped, as the original: the NIC
  * drops, not the CPU), and the mbufs in use must come back to where they started.
  */
 
 import { num, type RelayState } from "../rigs/daemon_process.ts";
-import { memifPair, virtioUser } from "../rigs/devices.ts";
+import { virtioUser } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
 import { assertEq } from "../rigs/assert.ts";
 import { sized, summary } from "./common.ts";
@@ -16,13 +16,10 @@ const relay0 = (s: RelayState[]) => s.find((r) => r.id === 0);
 
 Deno.test(`churn: ${CYCLES} VM connect/disconnect cycles while the VF sends: no crash, every packet taken accounted for, the VF idle while no VM, mbufs back to baseline`, async () => {
   await using w = await World.create("churn");
-  const wire = memifPair(`${w.dir}/vf.sock`);
-  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=${wire.vf}=0`]);
-  const vf = await w.testpmd({ vdevs: [wire.peer] });
-  await vf.waitLinksUp();
+  // The VF: net_null, an endless source while it runs. (A memif VF's testpmd peer can crash in DPDK
+  // 22.11's memif when the daemon stops the VF under its feet, which it does at every disconnect.)
+  const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=net_null0,size=64=0"]);
   const baseline = relay0(await d.status())!.mbufsInUse;
-  await vf.send("set fwd txonly");
-  await vf.send("start");
   const t0 = performance.now();
   const received = async () => num(relay0(await d.status())!.vfToVm.pktsRxFromVf);
   let idleChecks = 0, pulledWhileAway = 0;
@@ -39,8 +36,6 @@ Deno.test(`churn: ${CYCLES} VM connect/disconnect cycles while the VF sends: no 
       idleChecks++;
     }
   }
-  await vf.stop();
-  await new Promise((r) => setTimeout(r, 300));
   const r = relay0(await d.status())!;
   const up = r.vfToVm;
   if (d.log.includes("Uncaught")) throw new Error("daemon threw: " + d.log.slice(-2000));
@@ -60,8 +55,8 @@ Deno.test(`churn: ${CYCLES} VM connect/disconnect cycles while the VF sends: no 
   });
   if (!(num(up.pktsTxToVm) > 0)) throw new Error("nothing reached the VMs");
   assertEq(pulledWhileAway, 0, `packets taken off the VF while no VM was connected (${idleChecks} checks)`);
-  // only what was in flight when a VM left (its rings already disabled): at most a ring per cycle
-  if (num(up.pktsDroppedVmNotConnected) > CYCLES * 512) {
+  // nothing is taken off the VF for a guest that cannot take it (no VM, or its rings disabled)
+  if (num(up.pktsDroppedVmNotConnected) > CYCLES * 32) {
     throw new Error(`${up.pktsDroppedVmNotConnected} packets dropped for a missing VM in ${CYCLES} cycles`);
   }
   assertEq(r.mbufsInUse, baseline, "mbufs in use back to baseline");
