@@ -185,7 +185,7 @@ export const VARIABLES = [
   v({
     name: "VIRTIOFWD_SOCKET_OWNER",
     key: "socketOwner",
-    description: "Owner of the vhost-user sockets; blank keeps the daemon's user.",
+    description: "Owner of the vhost-user sockets; blank means libvirt-qemu (the original's default) where it exists.",
     default: "",
     option: { short: "-u", long: "--vhost-username", kind: "value", metavar: "USER" },
     parse: parseAccountName,
@@ -193,7 +193,7 @@ export const VARIABLES = [
   v({
     name: "VIRTIOFWD_SOCKET_GROUP",
     key: "socketGroup",
-    description: "Group of the vhost-user sockets; blank keeps the daemon's group.",
+    description: "Group of the vhost-user sockets; blank means kvm (the original's default) where it exists.",
     default: "",
     option: { short: "-g", long: "--vhost-groupname", kind: "value", metavar: "GROUP" },
     parse: parseAccountName,

@@ -48,6 +48,8 @@ export interface DaemonOptions {
    * DPDK file prefix and memory are given, as command-line options. Its stats endpoint is `stats`.
    */
   verbatim?: { file: string; stats: string };
+  /** The vio4wd executable to run (default: this checkout's launcher). */
+  executable?: string;
 }
 
 /** A running daemon subprocess. */
@@ -109,9 +111,10 @@ export class DaemonProcess {
         ...configLines,
       ].join("\n") + "\n",
     );
+    const exe = options.executable ?? LAUNCHER;
     const argv = options.verbatim
-      ? [LAUNCHER, "daemon", "--config", options.verbatim.file, "--file-prefix", prefix, "--memory", "256"]
-      : [LAUNCHER, "daemon", "--config", conf];
+      ? [exe, "daemon", "--config", options.verbatim.file, "--file-prefix", prefix, "--memory", "256"]
+      : [exe, "daemon", "--config", conf];
     argv.push(...(options.args ?? []));
     // `ip netns exec` execs the command: the PID stays the daemon's
     if (options.netns) argv.unshift("ip", "netns", "exec", options.netns);
