@@ -57,6 +57,7 @@ export const ZMQ_MAXMSGSIZE = 22;
 export const ZMQ_IPC_FILTER_GID = 60;
 
 const ZMQ_DONTWAIT = 1;
+const ZMQ_SNDMORE = 2;
 const ZMQ_POLLIN = 1;
 const EAGAIN = 11;
 const POLLITEM_SIZE = 16; // { void *socket; int fd; short events; short revents; }
@@ -216,7 +217,11 @@ export class ZmqSocket {
   }
 
   /** Receives one message (all its frames) if one is waiting; null if none. */
-  tryReceive(): Uint8Array[] | null {
+  /**
+   * A whole message, or null when none is waiting. `maxFrames`: frames kept (one more is kept to
+   * show there were more; the rest are read and dropped), so a message of many frames costs no memory.
+   */
+  tryReceive(maxFrames = Infinity): Uint8Array[] | null {
     const s = this.lib.symbols;
     const frames: Uint8Array[] = [];
     for (;;) {
@@ -229,11 +234,13 @@ export class ZmqSocket {
           throw this.ctx.error("zmq_msg_recv", errno);
         }
         const p = s.zmq_msg_data(this.#msg);
-        frames.push(
-          n === 0 || p === null
-            ? new Uint8Array(0)
-            : new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, n)).slice(),
-        );
+        if (frames.length <= maxFrames) {
+          frames.push(
+            n === 0 || p === null
+              ? new Uint8Array(0)
+              : new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, n)).slice(),
+          );
+        }
         if (!s.zmq_msg_more(this.#msg)) return frames;
       } finally {
         s.zmq_msg_close(this.#msg);
@@ -243,11 +250,20 @@ export class ZmqSocket {
 
   /** Sends one single-frame message; false when it cannot be queued now (EAGAIN). */
   trySend(frame: Uint8Array): boolean {
-    const rc = this.lib.symbols.zmq_send(this.pointer, frame, BigInt(frame.length), ZMQ_DONTWAIT);
-    if (rc >= 0) return true;
-    const errno = this.lib.symbols.zmq_errno();
-    if (errno === EAGAIN) return false;
-    throw this.ctx.error("zmq_send", errno);
+    return this.trySendFrames([frame]);
+  }
+
+  /** Sends one message of these frames; false when its first frame cannot be queued now (EAGAIN). */
+  trySendFrames(frames: readonly Uint8Array[]): boolean {
+    for (const [i, frame] of frames.entries()) {
+      const more = i < frames.length - 1 ? ZMQ_SNDMORE : 0;
+      const rc = this.lib.symbols.zmq_send(this.pointer, frame, BigInt(frame.length), ZMQ_DONTWAIT | more);
+      if (rc >= 0) continue;
+      const errno = this.lib.symbols.zmq_errno();
+      if (errno === EAGAIN && i === 0) return false;
+      throw this.ctx.error("zmq_send", errno);
+    }
+    return true;
   }
 
   /** Receives one message, waiting up to `timeoutMs`; null on timeout. */

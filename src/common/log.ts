@@ -8,18 +8,28 @@
 /** syslog level names, 0 (emerg) to 7 (debug). */
 export const LEVEL_NAMES = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"] as const;
 
+/** `text` with C0 control characters (but tab) and DEL as `\xNN`. */
+export function escapeControls(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
 /** A logger with a threshold: messages above it are dropped. */
 export class Logger {
   #journal = Deno.env.get("JOURNAL_STREAM") !== undefined;
   #enc = new TextEncoder();
   constructor(public threshold: number, readonly tag = "vio4wd") {}
 
-  /** Logs `msg` at `level` (0-7). */
+  /**
+   * Logs `msg` at `level` (0-7) as one line: control characters in it (from a client's string, a
+   * file's name...) are escaped, so nothing it carries can start a forged line (`\n<0>...`).
+   */
   log(level: number, msg: string): void {
     if (level > this.threshold) return;
+    const safe = escapeControls(msg);
     const line = this.#journal
-      ? `<${level}>${msg}\n`
-      : `${new Date().toISOString()} ${this.tag} ${LEVEL_NAMES[level]}: ${msg}\n`;
+      ? `<${level}>${safe}\n`
+      : `${new Date().toISOString()} ${this.tag} ${LEVEL_NAMES[level]}: ${safe}\n`;
     Deno.stderr.writeSync(this.#enc.encode(line));
   }
 

@@ -52,6 +52,7 @@ export interface Config {
   socketGroup: string;
   zmqGroup: string;
   ipcCmdFile: string;
+  zmqAllowRemote: boolean;
   ealLcores: Map<number, number> | null;
   metricsListen: string;
   idleSleepUs: number;
@@ -416,6 +417,14 @@ export const VARIABLES = [
     default: 0,
     option: { long: "--idle-sleep-us", kind: "value", metavar: "US" },
     parse: (r) => parseInteger(r, 0, 100_000),
+  }),
+  v({
+    name: "VIO4WD_ZMQ_ALLOW_REMOTE",
+    key: "zmqAllowRemote",
+    description:
+      "Non-empty: open tcp:// endpoints on addresses other than loopback. They have no authentication: anyone who reaches them controls the relays.",
+    default: false,
+    parse: flag,
   }),
   v({
     name: "VIO4WD_IPC_CMD_FILE",

@@ -100,6 +100,17 @@ export function parseZmqEndpoint(raw: string): string {
   throw new ValueError(allowed, `'${raw}' is not a ZeroMQ endpoint`);
 }
 
+/**
+ * Who can reach an endpoint: `local` (ipc:// and inproc://, guarded by the file system), `loopback`
+ * (tcp:// on 127.0.0.0/8, ::1 or localhost: any local user), `remote` (any other address).
+ */
+export function endpointReach(ep: string): "local" | "loopback" | "remote" {
+  const tcp = /^tcp:\/\/(.+):\d+$/.exec(ep);
+  if (!tcp) return "local";
+  const host = tcp[1].replace(/^\[|\]$/g, "");
+  return /^127\.\d+\.\d+\.\d+$/.test(host) || host === "::1" || host === "localhost" ? "loopback" : "remote";
+}
+
 /** A user or group: a name as `useradd` accepts it, or a numeric id. */
 export function parseAccountName(raw: string): string {
   if (/^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/.test(raw) || /^\d+$/.test(raw)) return raw;

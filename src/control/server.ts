@@ -26,7 +26,7 @@ export interface Service {
 }
 
 /** Messages above this are dropped by libzmq itself (the peer is disconnected). */
-const TRANSPORT_LIMIT = 1 << 20;
+const TRANSPORT_LIMIT = 4096;
 const POLL_MS = 500;
 
 interface Entry {
@@ -118,7 +118,7 @@ export class ControlServer {
   #serve(e: Entry): void {
     let frames: Uint8Array[] | null;
     try {
-      frames = e.socket.tryReceive();
+      frames = e.socket.tryReceive(1);
     } catch (err) {
       this.log.error(`${e.service.name}: receive failed: ${err instanceof Error ? err.message : err}`);
       return;

@@ -20,7 +20,7 @@ import { coreSchedService } from "../control/core_sched.ts";
 import { portControlService } from "../control/port_control.ts";
 import { ControlServer, type Service } from "../control/server.ts";
 import { statsService } from "../control/stats.ts";
-import { formatLcoreMap, parseKernelCpuList } from "../config/values.ts";
+import { accountId, endpointReach, formatLcoreMap, parseKernelCpuList } from "../config/values.ts";
 import { socketAccounts } from "../config/accounts.ts";
 import { sysfsRoot } from "../common/sysfs.ts";
 import { bindVfio, expandBindList, VFIO_DRIVER } from "../host/vfio_bind.ts";
@@ -228,11 +228,16 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   const monitor = mode === "ovsdb"
     ? new OvsdbMonitor(table, log, c.ovsdbSock)
     : mode === "ipc"
-    ? new IpcMonitor(table, log, c.ipcCmdFile)
+    ? new IpcMonitor(table, log, c.ipcCmdFile, c.zmqGroup === "" ? null : accountId("group", c.zmqGroup))
     : null;
   monitor?.start();
   let metrics: Deno.HttpServer | null = null;
   if (c.metricsListen) {
+    if (endpointReach(`tcp://${c.metricsListen}`) === "remote") {
+      log.warn(
+        `metrics: ${c.metricsListen} is reachable from the network (VIO4WD_METRICS_LISTEN); 127.0.0.1 keeps it local`,
+      );
+    }
     try {
       metrics = serveMetrics(c.metricsListen, table, log, { version: VERSION, dpdk: dp.dpdkVersion });
     } catch (e) {
@@ -303,12 +308,34 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
 export function controlServices(c: Config, table: RelayTable, log: Logger): Service[] {
   const coreSched = coreSchedEndpoint(c);
   const stats = c.zmqStatsEp || (coreSched ? ORIGINAL_ENDPOINTS.stats : "");
-  return [
+  const services = [
     ...(c.zmqConfigEp ? [configService(c.zmqConfigEp, c, log)] : []),
     ...(stats ? [statsService(stats, table, log)] : []),
     ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, table, log, c.socketDir)] : []),
     ...(coreSched ? [coreSchedService(coreSched, table, log)] : []),
   ];
+  return services.filter((s) => endpointAllowed(s.name, s.endpoint, c.zmqAllowRemote, log));
+}
+
+/**
+ * Whether a service may listen on `endpoint`: ipc:// always; tcp:// on loopback with a warning
+ * (any local user can connect, unauthenticated); any other address only with
+ * VIO4WD_ZMQ_ALLOW_REMOTE, and then with a warning at every start.
+ */
+function endpointAllowed(service: string, endpoint: string, allowRemote: boolean, log: Logger): boolean {
+  const reach = endpointReach(endpoint);
+  if (reach === "loopback") {
+    log.warn(`${service}: ${endpoint} is unauthenticated: every local user can use it (ipc:// limits it to a group)`);
+  } else if (reach === "remote" && !allowRemote) {
+    log.error(
+      `${service}: ${endpoint} not opened: it would let anyone who reaches this address use it, unauthenticated; ` +
+        `use ipc:// or loopback, or set VIO4WD_ZMQ_ALLOW_REMOTE=y to accept that`,
+    );
+    return false;
+  } else if (reach === "remote") {
+    log.warn(`${service}: ${endpoint} is reachable from the network and unauthenticated (VIO4WD_ZMQ_ALLOW_REMOTE)`);
+  }
+  return true;
 }
 
 /**

@@ -4,10 +4,15 @@
  * a malformed file is logged once with the reason and left alone (fix or delete it). Adds and
  * removes are unconditional, as the original's: asking for what is already so is an error in the log.
  *
+ * The file sits in a directory every user can write to, so it is read as hostile: opened without
+ * following a symbolic link and without blocking (a FIFO), only as a regular file owned by root or
+ * by the group VIO4WD_ZMQ_GROUP, and at most 129 bytes of it. Anything else is logged once, ignored.
+ *
  * @module
  */
 
 import type { Logger } from "../common/log.ts";
+import { ERRNO, LibcError, type OpenedFile, readNoFollow, S_IFMT, S_IFREG } from "../../ffi/libc.ts";
 import type { RelayPorts } from "../relays/table.ts";
 import { mapNetdev, type VfMapping } from "./netdev.ts";
 import { addMapping, relayVf, removeMapping } from "./relay_sync.ts";
@@ -38,10 +43,15 @@ export class IpcMonitor {
   /** Identity (mtime, size) of a malformed file already reported. */
   #reported = "";
 
+  /**
+   * @param trustedGid besides root, the group whose files are taken as commands (VIO4WD_ZMQ_GROUP);
+   * null: root only
+   */
   constructor(
     readonly ports: RelayPorts,
     readonly log: Logger,
     readonly path: string,
+    readonly trustedGid: number | null = null,
     readonly map: (netdev: string) => VfMapping = mapNetdev,
   ) {}
 
@@ -62,23 +72,35 @@ export class IpcMonitor {
   async #poll(): Promise<void> {
     let stat: Deno.FileInfo;
     try {
-      stat = await Deno.stat(this.path);
+      stat = await Deno.lstat(this.path); // the link itself, never what it points at
     } catch {
       this.#reported = "";
       return;
     }
-    const id = `${stat.mtime?.getTime()}:${stat.size}:${stat.ino}`;
+    const id = `${stat.mtime?.getTime()}:${stat.size}:${stat.ino}:${stat.mode}`;
     if (id === this.#reported) return;
     const log = this.log;
-    let text: string;
-    try {
-      text = await Deno.readTextFile(this.path);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return;
-      log.error(`ipc: cannot read ${this.path}: ${e instanceof Error ? e.message : e}`);
+    const ignore = (why: string) => {
+      log.error(`ipc: ${this.path} ignored: ${why}`);
       this.#reported = id;
-      return;
+    };
+    let f: OpenedFile;
+    try {
+      f = readNoFollow(this.path, MAX_BYTES + 1);
+    } catch (e) {
+      if (e instanceof LibcError && ERRNO[e.errno] === "ENOENT") return;
+      if (e instanceof LibcError && ERRNO[e.errno] === "ELOOP") return ignore("it is a symbolic link");
+      return ignore(`cannot be read (${e instanceof Error ? e.message : e})`);
     }
+    if ((f.mode & S_IFMT) !== S_IFREG) return ignore("it is not a regular file");
+    if (f.uid !== 0 && (this.trustedGid === null || f.gid !== this.trustedGid)) {
+      return ignore(
+        `it belongs to uid ${f.uid}, gid ${f.gid}: commands are taken from root's files${
+          this.trustedGid === null ? "" : ` and group ${this.trustedGid}'s (VIO4WD_ZMQ_GROUP)`
+        } only`,
+      );
+    }
+    const text = new TextDecoder().decode(f.data);
     const cmd = parseIpcCommand(text);
     if ("error" in cmd) {
       log.error(`ipc: ${this.path} is not a command (${cmd.error}); left as it is`);

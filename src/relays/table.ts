@@ -120,6 +120,20 @@ export function normalizeDevice(device: string): string {
   return isPciAddress(device) ? normalizePci(device) : device;
 }
 
+/**
+ * Refuses a device string DPDK should never see: control characters (DPDK logs device strings
+ * as they are, so a newline would forge log lines) or more than DPDK's 256 bytes.
+ */
+function checkDeviceString(device: string): void {
+  // deno-lint-ignore no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(device)) {
+    throw new RelayError(EINVAL, "a device string may not contain control characters");
+  }
+  if (new TextEncoder().encode(device).length >= 256) {
+    throw new RelayError(EINVAL, "a device string is at most 255 bytes");
+  }
+}
+
 /** One relay's record (private to the table). */
 interface Relay {
   id: number;
@@ -297,6 +311,7 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
 
   /** Attaches a VF (PCI address or devargs) to a relay; on failure nothing is left behind. */
   addVf(id: number, device: string): void {
+    checkDeviceString(device);
     const dev = normalizeDevice(device);
     this.#attach(id, dev, null, () => this.#dp.attachVf(id, dev, this.#mtu()));
   }
@@ -306,6 +321,7 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
    * (0-6) as the relay's VF side; its members count against the DPDK port limit like VFs.
    */
   addBond(id: number, name: string, mode: number, members: readonly string[]): void {
+    for (const d of [name, ...members]) checkDeviceString(d);
     const devs = members.map(normalizeDevice);
     const inUse = this.#relays.find((x) => x.bond?.members.some((m) => devs.includes(m)));
     if (inUse) {

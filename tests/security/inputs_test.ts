@@ -1,0 +1,164 @@
+/**
+ * Security: hostile inputs a local user or a client can send, each performed against a running
+ * daemon that must refuse it with a log line, lose nothing and keep serving. Each test prints
+ * `security <name> refused: <what it tried>`.
+ */
+
+import { requestRaw } from "../../src/control/client.ts";
+import {
+  PortControlRequest_Op as Op,
+  PortControlRequestSchema,
+  StatsRequestSchema,
+  StatsResponse_Status,
+  StatsResponseSchema,
+} from "../../src/control/gen/virtioforwarder_pb.ts";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ZMQ_REQ, ZmqContext } from "../../ffi/zmq.ts";
+import { World } from "../rigs/world.ts";
+import { fakeSysfs } from "../rigs/sysfs.ts";
+import { type DaemonProcess, until } from "../rigs/daemon_process.ts";
+import { assert, assertEq } from "../rigs/assert.ts";
+
+const refused = (name: string, what: string) => console.log(`security ${name} refused: ${what}`);
+
+/** The daemon still answers stats. */
+async function serving(d: DaemonProcess, after: string): Promise<void> {
+  await d.status().catch((e) => {
+    throw new Error(`after ${after}: the daemon no longer answers: ${e.message}`);
+  });
+}
+
+Deno.test("security: a client string with newlines and a syslog priority cannot forge a log line", async () => {
+  await using w = await World.create("loginject");
+  const ep = `ipc://${w.dir}/pc`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`]);
+  const forged = "net_null9\n<0>FORGED: relay 0 removed by root\r\n2026-01-01T00:00:00Z vio4wd err: FORGED";
+  const req = toBinary(
+    PortControlRequestSchema,
+    create(PortControlRequestSchema, { op: Op.ADD, virtioId: 1, devargs: [forged] }),
+  );
+  await requestRaw(ep, req);
+  await d.waitLog(/net_null9\\x0a<0>FORGED/);
+  const lines = d.log.split("\n");
+  assertEq(
+    lines.filter((l) => /^(<0>)?FORGED|^2026-01-01T00:00:00Z/.test(l)).length,
+    0,
+    "no line starts with the forgery",
+  );
+  assert(
+    lines.some((l) => l.includes("net_null9\\x0a<0>FORGED: relay 0 removed by root\\x0d\\x0a2026")),
+    "escaped, on one line",
+  );
+  await serving(d, "log injection");
+  refused("log-injection", "a device string carrying \\n<0>... and \\r\\n with a fake timestamp");
+});
+
+Deno.test("security: ZeroMQ requests above a few KiB are dropped by the transport and a request of many frames is refused with nothing of it kept; the daemon keeps answering", async () => {
+  await using w = await World.create("zmqsize");
+  const ep = `ipc://${w.dir}/stats`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_STATS_EP=${ep}`]);
+  const ctx = new ZmqContext();
+  w.defer(() => ctx.close());
+  // 1 MiB in one frame: libzmq drops it (and the peer) at the 4 KiB limit, nothing is answered
+  const huge = ctx.socket(ZMQ_REQ);
+  huge.connect(ep);
+  assert(huge.trySend(new Uint8Array(1 << 20)), "sent");
+  assertEq(await huge.receive(1000), null, "no answer to 1 MiB");
+  huge.close();
+  await serving(d, "a 1 MiB request");
+  // 10 000 frames of 1 KiB, twice: each answered as one bad request (one frame is expected); the
+  // frames past the second are read and dropped, so the second message costs no memory again
+  const manyFrames = async () => {
+    const many = ctx.socket(ZMQ_REQ);
+    many.connect(ep);
+    const frame = new Uint8Array(1024);
+    assert(many.trySendFrames(Array.from({ length: 10_000 }, () => frame)), "sent");
+    const reply = await many.receive(5000);
+    many.close();
+    assert(reply !== null, "a multi-frame request is answered");
+    assertEq(fromBinary(StatsResponseSchema, reply![0]).status, StatsResponse_Status.EBADR, "answered EBADR");
+  };
+  await manyFrames();
+  await d.waitLog(/zmq_stats: request of 2 frames \(expected 1\)/);
+  const rss0 = d.rssKiB();
+  await manyFrames();
+  const grew = d.rssKiB() - rss0;
+  assert(grew < 4 * 1024, `RSS grew ${grew} KiB on a second 10 MB request`);
+  const ok = toBinary(StatsRequestSchema, create(StatsRequestSchema, {}));
+  assertEq(fromBinary(StatsResponseSchema, await requestRaw(ep, ok)).relay.length, 64, "still serving");
+  refused("zmq-size", "a 1 MiB frame and a 10 000-frame message");
+});
+
+Deno.test("security: the IPC command file is taken only as a regular file of root or the ZeroMQ group: a symlink, a FIFO, another user's file and an oversized file are ignored, nothing leaks or blocks", async () => {
+  await using w = await World.create("ipcfile");
+  const cmd = `${w.dir}/vio_cmd`;
+  fakeSysfs(`${w.dir}/sys`, [3]);
+  const canary = `${w.dir}/secret`;
+  await Deno.writeTextFile(canary, "add_port vf3\nTOP-SECRET-CONTENT\n");
+  await Deno.chmod(canary, 0o600);
+  const d = await w.daemon(["VIRTIOFWD_IPC_PORT_CONTROL=y", `VIO4WD_IPC_CMD_FILE=${cmd}`], {
+    env: { VIO4WD_SYSFS_ROOT: `${w.dir}/sys` },
+  });
+  const gone = () => Deno.stat(cmd).then(() => false, () => true);
+  /** Puts `text` at the command path whole (written beside it, owned by `owner`, then renamed). */
+  const place = async (text: string, owner?: string) => {
+    const tmp = `${w.dir}/vio_cmd.tmp`;
+    await Deno.writeTextFile(tmp, text);
+    if (owner) await new Deno.Command("chown", { args: [owner, tmp] }).output();
+    await Deno.rename(tmp, cmd);
+  };
+
+  // a symbolic link to a file the attacker cannot read: neither followed nor leaked
+  await Deno.symlink(canary, cmd);
+  await d.waitLog(/ipc: .*vio_cmd ignored: it is a symbolic link/);
+  assert(!d.log.includes("TOP-SECRET"), "the link's target never reaches the log");
+  assert(!d.log.includes("add_port vf3"), "nor is it carried out");
+  await Deno.remove(cmd);
+  refused("ipc-symlink", "vio_cmd -> a root-only file");
+
+  // a FIFO: opening it must not block the monitor
+  await new Deno.Command("mkfifo", { args: [cmd] }).output();
+  await d.waitLog(/ipc: .*vio_cmd ignored: it is not a regular file/);
+  await Deno.remove(cmd);
+  refused("ipc-fifo", "vio_cmd as a FIFO with no writer");
+
+  // another user's file
+  await place("del_port vf3\n", "nobody:nogroup");
+  await d.waitLog(/ipc: .*vio_cmd ignored: it belongs to uid \d+, gid \d+: commands are taken from root's files only/);
+  assert(!(await gone()), "left as it is");
+  await Deno.remove(cmd);
+  refused("ipc-owner", "a command file owned by nobody");
+
+  // 8 KiB of commands: at most 129 bytes are read, and it is not a command
+  await place("add_port vf3\n".repeat(700));
+  await d.waitLog(/ipc: .*vio_cmd is not a command \(longer than 128 bytes\)/);
+  await Deno.remove(cmd);
+  refused("ipc-size", "an 8 KiB command file");
+
+  // still working: a proper command from root is carried out
+  await place("add_port vf3\n");
+  await until("the command file consumed", gone, 3000);
+  await d.waitLog(/ipc: cannot add 0000:05:08\.3 to relay 3/);
+  await serving(d, "the IPC attacks");
+});
+
+Deno.test("security: a port-control endpoint on a network address is not opened without VIO4WD_ZMQ_ALLOW_REMOTE; loopback tcp is warned at start", async () => {
+  await using w = await World.create("remote");
+  const free = () => {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    return port;
+  };
+  const stats = `tcp://127.0.0.1:${free()}`;
+  // 192.0.2.1 (TEST-NET-1) is never this machine's: the daemon must refuse before binding it
+  const d = await w.daemon([
+    `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=tcp://192.0.2.1:${free()}`,
+    `VIRTIOFWD_ZMQ_STATS_EP=${stats}`,
+  ]);
+  await d.waitLog(/zmq_port_control: tcp:\/\/192\.0\.2\.1:\d+ not opened: .*VIO4WD_ZMQ_ALLOW_REMOTE=y/);
+  await d.waitLog(/zmq_stats: tcp:\/\/127\.0\.0\.1:\d+ is unauthenticated: every local user can use it/);
+  assert(!d.log.includes("zmq_port_control: listening"), "port control not listening");
+  await serving(d, "the refused endpoint");
+  refused("remote-endpoint", "VIRTIOFWD_ZMQ_PORT_CONTROL_EP on a non-loopback address");
+});
