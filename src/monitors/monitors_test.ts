@@ -1,4 +1,4 @@
-import { JsonFramer, ovsdbMap, rowMapping, tagNumber } from "./ovsdb.ts";
+import { JsonFramer, JsonStreamError, MAX_DEPTH, MAX_MESSAGE_CHARS, ovsdbMap, rowMapping, tagNumber } from "./ovsdb.ts";
 import { parseIpcCommand } from "./ipc.ts";
 import { mapNetdev } from "./netdev.ts";
 import { fakeSysfs } from "../../tests/rigs/sysfs.ts";
@@ -68,4 +68,42 @@ Deno.test("IPC commands: add_port/del_port <netdev>; everything else is refused 
   for (const bad of ["a_whatever vf3", "add_port", "add_port a b", "add_port a/b", "x".repeat(200)]) {
     if (!("error" in parseIpcCommand(bad))) throw new Error(`'${bad.slice(0, 20)}' accepted`);
   }
+});
+
+Deno.test("JSON-RPC framing against a hostile server: garbage, a message above 4 MiB and deep nesting end the stream at once; a big message cut in pieces is scanned once", () => {
+  const enc = new TextEncoder();
+  const fails = (f: JsonFramer, chunks: Uint8Array[]) => {
+    try {
+      for (const c of chunks) f.push(c);
+    } catch (e) {
+      if (e instanceof JsonStreamError) return e.message;
+      throw e;
+    }
+    return null;
+  };
+  const garbage = new JsonFramer();
+  assertEq(fails(garbage, [new Uint8Array(8 << 20).fill(0x61)]), "'a' between JSON-RPC messages", "8 MiB of garbage");
+  assertEq(garbage.scanned, 1, "refused at the first byte");
+  const huge = new JsonFramer();
+  const piece = enc.encode("x".repeat(64 * 1024));
+  const why = fails(huge, [enc.encode('{"s":"'), ...Array.from({ length: 80 }, () => piece)]);
+  assertEq(why, "a message above 4 MiB", "5 MiB in one string");
+  if (huge.scanned > MAX_MESSAGE_CHARS + 2 * piece.length) throw new Error(`scanned ${huge.scanned}`);
+  assertEq(
+    fails(new JsonFramer(), [enc.encode("[".repeat(MAX_DEPTH + 1))]),
+    `a message nested deeper than ${MAX_DEPTH}`,
+    "deep",
+  );
+  assertEq(
+    fails(new JsonFramer(), [enc.encode('{"a":1,}')]),
+    "a message that is not JSON (Expected double-quoted property name in JSON at position 7 (line 1 column 8))",
+    "not JSON",
+  );
+  // 3 MiB of real message in 64 KiB pieces: parsed once, every character scanned once
+  const big = enc.encode(JSON.stringify({ id: 1, result: { s: "y".repeat(3 << 20) } }) + "\n");
+  const f = new JsonFramer();
+  const got: unknown[] = [];
+  for (let i = 0; i < big.length; i += 64 * 1024) got.push(...f.push(big.subarray(i, i + 64 * 1024)));
+  assertEq(got.length, 1, "one message");
+  assertEq(f.scanned, big.length, "each character scanned once");
 });

@@ -65,34 +65,71 @@ export function rowMapping(row: InterfaceRow, map: (netdev: string) => VfMapping
   return map(row.name);
 }
 
-/** Splits a byte stream into complete top-level JSON texts. */
+/** The largest JSON-RPC message taken from the server, and the deepest nesting. */
+export const MAX_MESSAGE_CHARS = 4 << 20;
+export const MAX_DEPTH = 64;
+
+/** The server's stream is not JSON-RPC (or too big, or too deep): the connection is dropped. */
+export class JsonStreamError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "JsonStreamError";
+  }
+}
+
+/**
+ * Splits a byte stream into complete top-level JSON texts. The scan keeps its state between
+ * reads, so every byte is looked at once however the stream is cut; only whitespace may come
+ * between messages, a message may be at most MAX_MESSAGE_CHARS and MAX_DEPTH deep.
+ */
 export class JsonFramer {
   #buf = "";
+  #pos = 0;
+  #start = -1;
+  #depth = 0;
+  #inString = false;
+  #escaped = false;
   #dec = new TextDecoder();
+  /** Characters scanned so far (each once). */
+  scanned = 0;
 
   push(chunk: Uint8Array): unknown[] {
     this.#buf += this.#dec.decode(chunk, { stream: true });
     const out: unknown[] = [];
-    let depth = 0, inString = false, escaped = false, start = -1;
-    let consumed = 0;
-    for (let i = 0; i < this.#buf.length; i++) {
-      const c = this.#buf[i];
-      if (inString) {
-        if (escaped) escaped = false;
-        else if (c === "\\") escaped = true;
-        else if (c === '"') inString = false;
+    for (; this.#pos < this.#buf.length; this.#pos++) {
+      this.scanned++;
+      const c = this.#buf[this.#pos];
+      if (this.#inString) {
+        if (this.#escaped) this.#escaped = false;
+        else if (c === "\\") this.#escaped = true;
+        else if (c === '"') this.#inString = false;
         continue;
       }
-      if (c === '"') inString = true;
+      if (this.#depth === 0 && c !== "{" && c !== "[") {
+        if (c === " " || c === "\n" || c === "\r" || c === "\t") continue;
+        throw new JsonStreamError(`'${c}' between JSON-RPC messages`);
+      }
+      if (c === '"') this.#inString = true;
       else if (c === "{" || c === "[") {
-        if (depth++ === 0) start = i;
-      } else if ((c === "}" || c === "]") && --depth === 0) {
-        out.push(JSON.parse(this.#buf.slice(start, i + 1)));
-        consumed = i + 1;
+        if (this.#depth++ === 0) this.#start = this.#pos;
+        if (this.#depth > MAX_DEPTH) throw new JsonStreamError(`a message nested deeper than ${MAX_DEPTH}`);
+      } else if ((c === "}" || c === "]") && --this.#depth === 0) {
+        const text = this.#buf.slice(this.#start, this.#pos + 1);
+        try {
+          out.push(JSON.parse(text));
+        } catch (e) {
+          throw new JsonStreamError(`a message that is not JSON (${e instanceof Error ? e.message : e})`);
+        }
+        this.#buf = this.#buf.slice(this.#pos + 1);
+        this.#pos = -1;
       }
     }
-    this.#buf = this.#buf.slice(consumed);
-    if (this.#buf.length > 64 << 20) throw new Error("a JSON-RPC message above 64 MiB");
+    if (this.#depth === 0) {
+      this.#buf = ""; // only whitespace is left
+      this.#pos = 0;
+    } else if (this.#buf.length - this.#start > MAX_MESSAGE_CHARS) {
+      throw new JsonStreamError(`a message above ${MAX_MESSAGE_CHARS >> 20} MiB`);
+    }
     return out;
   }
 }
@@ -129,6 +166,9 @@ export class OvsdbMonitor {
     await this.#loop;
   }
 
+  /** The last bad stream logged (a server that keeps sending it is logged once). */
+  #badStream = "";
+
   /** starting: never synced; up: synced on the current connection; down: lost, not yet resynced. */
   #state: "starting" | "up" | "down" = "starting";
 
@@ -155,6 +195,10 @@ export class OvsdbMonitor {
         await this.#session(this.#conn);
       } catch (e) {
         why = e instanceof Error ? e.message : String(e);
+        if (e instanceof JsonStreamError && this.#state !== "up" && why !== this.#badStream) {
+          log.error(`ovsdb: ${this.path} sent ${why}: connection dropped, reconnecting`);
+        }
+        if (e instanceof JsonStreamError) this.#badStream = why;
       }
       try {
         this.#conn.close();

@@ -67,7 +67,7 @@ Deno.test("security: ZeroMQ requests above a few KiB are dropped by the transpor
   huge.close();
   await serving(d, "a 1 MiB request");
   // 10 000 frames of 1 KiB, twice: each answered as one bad request (one frame is expected); the
-  // frames past the second are read and dropped, so the second message costs no memory again
+  // frames past the second are read and dropped, not kept
   const manyFrames = async () => {
     const many = ctx.socket(ZMQ_REQ);
     many.connect(ep);
@@ -79,11 +79,9 @@ Deno.test("security: ZeroMQ requests above a few KiB are dropped by the transpor
     assertEq(fromBinary(StatsResponseSchema, reply![0]).status, StatsResponse_Status.EBADR, "answered EBADR");
   };
   await manyFrames();
-  await d.waitLog(/zmq_stats: request of 2 frames \(expected 1\)/);
-  const rss0 = d.rssKiB();
   await manyFrames();
-  const grew = d.rssKiB() - rss0;
-  assert(grew < 4 * 1024, `RSS grew ${grew} KiB on a second 10 MB request`);
+  // only two of the 10 000 frames were kept: the request is seen as "2 frames"
+  await d.waitCount(/zmq_stats: request of 2 frames \(expected 1\)/, 2);
   const ok = toBinary(StatsRequestSchema, create(StatsRequestSchema, {}));
   assertEq(fromBinary(StatsResponseSchema, await requestRaw(ep, ok)).relay.length, 64, "still serving");
   refused("zmq-size", "a 1 MiB frame and a 10 000-frame message");
@@ -161,4 +159,27 @@ Deno.test("security: a port-control endpoint on a network address is not opened 
   assert(!d.log.includes("zmq_port_control: listening"), "port control not listening");
   await serving(d, "the refused endpoint");
   refused("remote-endpoint", "VIRTIOFWD_ZMQ_PORT_CONTROL_EP on a non-loopback address");
+});
+
+Deno.test("security: an OVSDB server sending 8 MiB of garbage on every connection is dropped at once, logged once, and the daemon keeps serving", async () => {
+  await using w = await World.create("ovsdbgarbage");
+  const path = `${w.dir}/db.sock`;
+  const listener = Deno.listen({ transport: "unix", path });
+  let connections = 0;
+  const serve = (async () => {
+    for await (const conn of listener) {
+      connections++;
+      conn.write(new Uint8Array(8 << 20).fill(0x61)).catch(() => {}).finally(() => conn.close());
+    }
+  })().catch(() => {});
+  w.defer(async () => {
+    listener.close();
+    await serve;
+  });
+  const d = await w.daemon([`VIRTIOFWD_OVSDB_SOCK_PATH=${path}`]);
+  await d.waitLog(/ovsdb: .*db\.sock sent 'a' between JSON-RPC messages: connection dropped, reconnecting/);
+  await until("reconnected and dropped again", () => connections >= 3, 10_000);
+  assertEq(d.count(/between JSON-RPC messages/), 1, "logged once");
+  await serving(d, "the garbage stream");
+  refused("ovsdb-garbage", `8 MiB of garbage on each of ${connections} connections`);
 });
