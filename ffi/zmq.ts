@@ -51,6 +51,7 @@ export const zmqSymbols = {
 export const ZMQ_PAIR = 0;
 export const ZMQ_REQ = 3;
 export const ZMQ_REP = 4;
+export const ZMQ_ROUTER = 6;
 /** Socket options. */
 export const ZMQ_LINGER = 17;
 export const ZMQ_MAXMSGSIZE = 22;

@@ -1,14 +1,15 @@
 /**
- * The ZeroMQ control server: one REP socket per service (port control, stats, core scheduling,
- * configuration), all polled from one loop. Every request gets exactly one reply, including
- * garbage, multi-frame and oversized ones, so a client's REQ/REP state machine never wedges. A
- * slow request (stats with a `delay`) holds only its own service.
+ * The ZeroMQ control server: one ROUTER socket per service (port control, stats, core scheduling,
+ * configuration), all polled from one loop; the original's REQ clients talk to it as to a REP
+ * socket. Every request gets exactly one reply, including garbage, multi-frame and oversized ones,
+ * so a client's REQ/REP state machine never wedges. Requests are answered each on its own: a slow
+ * one (stats with a `delay`) holds nobody else (the stats service caps how many wait).
  *
  * @module
  */
 
 import { dirname } from "node:path";
-import { ZMQ_MAXMSGSIZE, ZMQ_PAIR, ZMQ_REP, ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
+import { ZMQ_MAXMSGSIZE, ZMQ_PAIR, ZMQ_ROUTER, ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
 import { accountId } from "../config/values.ts";
 import type { Logger } from "../common/log.ts";
 
@@ -32,7 +33,7 @@ const POLL_MS = 500;
 interface Entry {
   service: Service;
   socket: ZmqSocket;
-  busy: boolean;
+
   /** ipc:// socket file to remove on stop. */
   file: string | null;
 }
@@ -80,7 +81,7 @@ export class ControlServer {
         if (gid !== null) Deno.chownSync(dir, null, gid);
       }
     }
-    const socket = this.#ctx.socket(ZMQ_REP);
+    const socket = this.#ctx.socket(ZMQ_ROUTER);
     socket.setInt64(ZMQ_MAXMSGSIZE, TRANSPORT_LIMIT);
     try {
       socket.bind(service.endpoint);
@@ -94,15 +95,14 @@ export class ControlServer {
       if (gid !== null) Deno.chownSync(file, null, gid);
     }
     this.log.info(`${service.name}: listening on ${service.endpoint}`);
-    return { service, socket, busy: false, file };
+    return { service, socket, file };
   }
 
   async #run(): Promise<void> {
     while (!this.#stopping) {
-      const idle = this.#entries.filter((e) => !e.busy);
       let ready: ZmqSocket[];
       try {
-        ready = await this.#ctx.pollIn([this.#wakeReader, ...idle.map((e) => e.socket)], POLL_MS);
+        ready = await this.#ctx.pollIn([this.#wakeReader, ...this.#entries.map((e) => e.socket)], POLL_MS);
       } catch (e) {
         this.log.error(`control server: ${e instanceof Error ? e.message : e}`);
         await new Promise((r) => setTimeout(r, POLL_MS));
@@ -110,49 +110,62 @@ export class ControlServer {
       }
       if (this.#stopping) break;
       while (this.#wakeReader.tryReceive()) { /* drain */ }
-      for (const e of idle) if (ready.includes(e.socket)) this.#serve(e);
+      for (const e of this.#entries) if (ready.includes(e.socket)) this.#serveAll(e);
     }
   }
 
-  /** Receives one request on an idle service and answers it (asynchronously). */
-  #serve(e: Entry): void {
-    let frames: Uint8Array[] | null;
-    try {
-      frames = e.socket.tryReceive(1);
-    } catch (err) {
-      this.log.error(`${e.service.name}: receive failed: ${err instanceof Error ? err.message : err}`);
-      return;
-    }
-    if (!frames) return;
-    e.busy = true;
-    (async () => {
-      let reply: Uint8Array;
+  /** Takes every request waiting on a service and starts answering each. */
+  #serveAll(e: Entry): void {
+    for (;;) {
+      let frames: Uint8Array[] | null;
       try {
-        if (frames.length !== 1) {
-          this.log.warn(`${e.service.name}: request of ${frames.length} frames (expected 1): answered ERROR`);
-          reply = e.service.errorReply();
-        } else if (frames[0].length > e.service.maxRequestBytes) {
-          this.log.warn(
-            `${e.service.name}: request of ${
-              frames[0].length
-            } bytes (limit ${e.service.maxRequestBytes}): answered ERROR`,
-          );
-          reply = e.service.errorReply();
-        } else {
-          reply = await e.service.handle(frames[0]);
-        }
+        // the envelope (identity, empty delimiter) and at most two frames of the request are kept
+        frames = e.socket.tryReceive(3);
       } catch (err) {
-        this.log.error(`${e.service.name}: request failed: ${err instanceof Error ? err.stack : err}`);
-        reply = e.service.errorReply();
+        this.log.error(`${e.service.name}: receive failed: ${err instanceof Error ? err.message : err}`);
+        return;
       }
+      if (!frames) return;
+      const delimiter = frames.findIndex((f) => f.length === 0);
+      if (delimiter < 1) {
+        this.log.warn(`${e.service.name}: a message without a REQ envelope: dropped`);
+        continue;
+      }
+      this.#serve(e, frames.slice(0, delimiter + 1), frames.slice(delimiter + 1));
+    }
+  }
+
+  /** Answers one request (asynchronously) to the envelope it came with. */
+  #serve(e: Entry, envelope: Uint8Array[], frames: Uint8Array[]): void {
+    const reply = (body: Uint8Array) => {
       if (this.#stopping) return;
       try {
-        if (!e.socket.trySend(reply)) this.log.warn(`${e.service.name}: reply could not be queued (client gone?)`);
+        if (!e.socket.trySendFrames([...envelope, body])) {
+          this.log.warn(`${e.service.name}: reply could not be queued (client gone?)`);
+        }
       } catch (err) {
         this.log.warn(`${e.service.name}: reply failed: ${err instanceof Error ? err.message : err}`);
       }
-      e.busy = false;
-      this.#wakeWriter.trySend(new Uint8Array(0));
+    };
+    if (frames.length !== 1) {
+      this.log.warn(`${e.service.name}: request of ${frames.length} frames (expected 1): answered ERROR`);
+      return reply(e.service.errorReply());
+    }
+    if (frames[0].length > e.service.maxRequestBytes) {
+      this.log.warn(
+        `${e.service.name}: request of ${frames[0].length} bytes (limit ${e.service.maxRequestBytes}): answered ERROR`,
+      );
+      return reply(e.service.errorReply());
+    }
+    (async () => {
+      let body: Uint8Array;
+      try {
+        body = await e.service.handle(frames[0]);
+      } catch (err) {
+        this.log.error(`${e.service.name}: request failed: ${err instanceof Error ? err.stack : err}`);
+        body = e.service.errorReply();
+      }
+      reply(body);
     })();
   }
 

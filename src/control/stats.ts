@@ -1,7 +1,7 @@
 /**
  * The stats service: StatsRequest in, StatsResponse out, as the original answers it. Counters
- * are cumulative since start; rates are measured over the request's `delay` (every request
- * restarts the window for all relays, as in the original: clients use delay=200).
+ * are cumulative since start; rates are measured over the request's own `delay` window (clients
+ * use delay=200); requests with a delay wait side by side, a few at most.
  *
  * @module
  */
@@ -113,19 +113,13 @@ export function relayState(
 const encode = (r: MessageInitShape<typeof StatsResponseSchema>) =>
   toBinary(StatsResponseSchema, create(StatsResponseSchema, r));
 
-/** Answers one decoded request: snapshot, wait `delay`, report. */
-export async function answerStats(relays: RelayReader, log: Logger, req: StatsRequest): Promise<Uint8Array> {
+/** Requests waiting out their `delay` at once; more are answered EBADR at once (one client cannot tie the service up). */
+export const STATS_MAX_WAITING = 16;
+
+/** The report of `req` between two counter snapshots taken `secs` apart. */
+function report(relays: RelayReader, req: StatsRequest, then: RelayCounters[], secs: number): Uint8Array {
   const max = relays.limits.maxRelays;
-  if (req.relay.length > max) return encode({ status: Status.E2BIG });
-  if (req.delay > STATS_MAX_DELAY_MS) {
-    log.warn(`zmq_stats: delay ${req.delay} ms is above ${STATS_MAX_DELAY_MS} ms: answered EBADR`);
-    return encode({ status: Status.EBADR });
-  }
-  const then = relays.counters();
-  const t0 = performance.now();
-  if (req.delay > 0) await new Promise((r) => setTimeout(r, req.delay));
   const now = relays.counters();
-  const secs = (performance.now() - t0) / 1000;
   const all = relays.list();
   const ids = req.relay.length ? req.relay.filter((id) => id < max) : all.map((r) => r.id);
   const relay: RelayState[] = [];
@@ -137,8 +131,38 @@ export async function answerStats(relays: RelayReader, log: Logger, req: StatsRe
   return encode({ status: Status.OK, relay });
 }
 
+/**
+ * Answers stats requests: snapshot, wait `delay`, report. A request without a delay is answered
+ * at once; one with a delay waits on its own, at most STATS_MAX_WAITING of them at a time.
+ */
+export class StatsAnswerer {
+  #waiting = 0;
+  constructor(readonly relays: RelayReader, readonly log: Logger) {}
+
+  answer(req: StatsRequest): Uint8Array | Promise<Uint8Array> {
+    if (req.relay.length > this.relays.limits.maxRelays) return encode({ status: Status.E2BIG });
+    if (req.delay > STATS_MAX_DELAY_MS) {
+      this.log.warn(`zmq_stats: delay ${req.delay} ms is above ${STATS_MAX_DELAY_MS} ms: answered EBADR`);
+      return encode({ status: Status.EBADR });
+    }
+    const then = this.relays.counters();
+    if (req.delay === 0) return report(this.relays, req, then, 0);
+    if (this.#waiting >= STATS_MAX_WAITING) {
+      this.log.warn(`zmq_stats: ${STATS_MAX_WAITING} requests already wait out a delay: answered EBADR`);
+      return encode({ status: Status.EBADR });
+    }
+    this.#waiting++;
+    const t0 = performance.now();
+    return new Promise<void>((r) => setTimeout(r, req.delay)).then(() => {
+      this.#waiting--;
+      return report(this.relays, req, then, (performance.now() - t0) / 1000);
+    });
+  }
+}
+
 /** The stats ZeroMQ service. */
 export function statsService(endpoint: string, relays: RelayReader, log: Logger): Service {
+  const answerer = new StatsAnswerer(relays, log);
   return {
     name: "zmq_stats",
     endpoint,
@@ -147,7 +171,7 @@ export function statsService(endpoint: string, relays: RelayReader, log: Logger)
     handle(bytes) {
       const req = decodeRequest(StatsRequestSchema, bytes, "zmq_stats", log);
       if (!req) return encode({ status: Status.EBADR });
-      return answerStats(relays, log, req);
+      return answerer.answer(req);
     },
   };
 }

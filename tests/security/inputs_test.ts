@@ -183,3 +183,33 @@ Deno.test("security: an OVSDB server sending 8 MiB of garbage on every connectio
   await serving(d, "the garbage stream");
   refused("ovsdb-garbage", `8 MiB of garbage on each of ${connections} connections`);
 });
+
+Deno.test("security: clients waiting out long stats delays hold nobody else; past 16 waiting, more are answered EBADR at once", async () => {
+  await using w = await World.create("statsdelay");
+  const ep = `ipc://${w.dir}/stats`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_STATS_EP=${ep}`]);
+  const ctx = new ZmqContext();
+  w.defer(() => ctx.close());
+  const slow = toBinary(StatsRequestSchema, create(StatsRequestSchema, { delay: 60_000 }));
+  const waiting = Array.from({ length: 16 }, () => {
+    const s = ctx.socket(ZMQ_REQ);
+    s.connect(ep);
+    assert(s.trySend(slow), "sent");
+    return s;
+  });
+  await d.waitLog(/zmq_stats: listening/);
+  // another client is answered at once (not after 60 s), and so is the scheduler's delay=200
+  const quick = toBinary(StatsRequestSchema, create(StatsRequestSchema, {}));
+  assertEq(fromBinary(StatsResponseSchema, await requestRaw(ep, quick, 2000)).relay.length, 64, "answered meanwhile");
+  // the 17th waiter is refused at once
+  const one = ctx.socket(ZMQ_REQ);
+  one.connect(ep);
+  assert(one.trySend(slow), "sent");
+  const refusedReply = await one.receive(2000);
+  assert(refusedReply !== null, "answered at once");
+  assertEq(fromBinary(StatsResponseSchema, refusedReply![0]).status, StatsResponse_Status.EBADR, "EBADR");
+  await d.waitLog(/zmq_stats: 16 requests already wait out a delay: answered EBADR/);
+  for (const s of [...waiting, one]) s.close();
+  await serving(d, "16 clients waiting 60 s");
+  refused("stats-delay", "16 clients each waiting out a 60 s delay, and a 17th");
+});
