@@ -45,6 +45,8 @@ export const zmqSymbols = {
   zmq_msg_close: { parameters: ["buffer"], result: "i32" },
   // int zmq_poll(zmq_pollitem_t *items, int nitems, long timeout): on a pool thread
   zmq_poll: { parameters: ["buffer", "i32", "i64"], result: "i32", nonblocking: true },
+  // the same, on the calling thread (timeout 0): to read errno after a failed pool-thread poll
+  zmq_poll_here: { name: "zmq_poll", parameters: ["buffer", "i32", "i64"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Socket types. */
@@ -159,11 +161,23 @@ export class ZmqContext {
       dv.setBigUint64(i * POLLITEM_SIZE, BigInt(Deno.UnsafePointer.value(s.pointer)), true);
       dv.setInt16(i * POLLITEM_SIZE + 12, ZMQ_POLLIN, true);
     });
-    const rc = await this.#lib.symbols.zmq_poll(items, sockets.length, BigInt(timeoutMs));
-    // errno lives on the pool thread: only the return value can be trusted here.
-    if (rc < 0) throw new ZmqError("zmq_poll", 0, "failed (a socket was closed while polled?)");
+    const s = this.#lib.symbols;
+    const rc = await s.zmq_poll(items, sockets.length, BigInt(timeoutMs));
+    if (rc < 0) {
+      // errno stayed on the pool thread. Poll once more here, without waiting: a transient
+      // failure (EINTR: a signal interrupted the wait) is gone and this poll's answer stands; a
+      // real one fails again, with its errno readable on this thread.
+      this.interrupted++;
+      if (s.zmq_poll_here(items, sockets.length, 0n) < 0) {
+        const errno = s.zmq_errno();
+        throw this.error("zmq_poll", errno);
+      }
+    }
     return sockets.filter((_, i) => (dv.getInt16(i * POLLITEM_SIZE + 14, true) & ZMQ_POLLIN) !== 0);
   }
+
+  /** Polls that failed on the pool thread and were found transient (a signal interrupted them). */
+  interrupted = 0;
 
   /** Closes every socket and terminates the context. */
   close(): void {

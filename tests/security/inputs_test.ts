@@ -16,6 +16,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ZMQ_REQ, ZmqContext } from "../../ffi/zmq.ts";
 import { World } from "../rigs/world.ts";
 import { fakeSysfs } from "../rigs/sysfs.ts";
+import { tgkill, threadsNamed } from "../rigs/signals.ts";
 import { type DaemonProcess, until } from "../rigs/daemon_process.ts";
 import { assert, assertEq } from "../rigs/assert.ts";
 
@@ -212,4 +213,32 @@ Deno.test("security: clients waiting out long stats delays hold nobody else; pas
   for (const s of [...waiting, one]) s.close();
   await serving(d, "16 clients waiting 60 s");
   refused("stats-delay", "16 clients each waiting out a 60 s delay, and a 17th");
+});
+
+Deno.test("security: signals interrupting the control server's poll (on its pool thread) lose nothing: every request answered, no poll error logged", async () => {
+  await using w = await World.create("pollsignals");
+  const ep = `ipc://${w.dir}/stats`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_STATS_EP=${ep}`]);
+  const req = toBinary(StatsRequestSchema, create(StatsRequestSchema, {}));
+  // zmq_poll waits on one of Deno's pool threads; a signal sent to the process goes to the JS
+  // thread, so each pool thread is signalled itself (SIGUSR2: the daemon ignores it)
+  const SIGUSR2 = 12;
+  let signals = 0;
+  const storm = (async () => {
+    for (let round = 0; round < 200; round++) {
+      for (const tid of await threadsNamed(d.pid, "tokio-runtime")) if (tgkill(d.pid, tid, SIGUSR2)) signals++;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  let answered = 0;
+  let done = false;
+  storm.finally(() => done = true);
+  while (!done) {
+    await requestRaw(ep, req, 2000);
+    answered++;
+  }
+  await storm;
+  assert(answered > 0 && signals > 0, `requests (${answered}) went on during the signals (${signals})`);
+  assertEq(d.log.split("\n").filter((l) => l.includes("zmq_poll")).join("\n"), "", "no poll error logged");
+  await serving(d, `${signals} signals to the pool threads`);
 });
