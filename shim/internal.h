@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/types.h>
 #include <stdint.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
@@ -53,6 +54,8 @@ struct relay {
 	char path[256];          /* vhost socket, "" when none (lock, and written with relay_set_path) */
 	bool registered;
 	bool client;             /* socket in client mode: the file is QEMU's */
+	dev_t sock_dev;          /* the socket file this relay created (server mode), to unlink only it */
+	ino_t sock_ino;
 	uint32_t rx_enabled;     /* vrings the guest enabled (bit q: pair q); atomic, read by the workers */
 	uint32_t tx_enabled;
 	bool ring_seen;          /* a vring state change came in: the masks above are the guest's (atomic) */

@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <rte_vhost.h>
@@ -170,6 +173,30 @@ static int resolve_ids(const char *owner, const char *group, uid_t *uid, gid_t *
 	return 0;
 }
 
+/*
+ * A socket file found where a relay's server socket goes is removed only when it is a leftover
+ * of ours: created by root or handed to the configured socket owner, and with nobody listening
+ * on it. A live socket, or one another user made, belongs to somebody else and stays.
+ * Requires the caller to have checked that `st` is a socket.
+ */
+static int check_stale_socket(const char *path, const struct stat *st, uid_t owner)
+{
+	if (st->st_uid != 0 && st->st_uid != owner)
+		return set_error(EEXIST, "'%s' is a socket of uid %u, not a leftover of this daemon; not removing it "
+				 "(remove it by hand if it is stale, or use another path)", path, (unsigned)st->st_uid);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return set_error(errno, "socket(): %s", strerror(errno));
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	if (live)
+		return set_error(EEXIST, "'%s' is a socket another program is listening on; not removing it "
+				 "(stop that program or use another path)", path);
+	return 0;
+}
+
 API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, const char *owner,
 			       const char *group)
 {
@@ -198,7 +225,12 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 			pthread_mutex_unlock(&c->lock);
 			return set_error(EEXIST, "'%s' already exists and is not a socket; remove it or change VIRTIOFWD_SOCKET_DIR", path);
 		}
-		unlink(path); /* a stale socket from an earlier run */
+		ret = check_stale_socket(path, &st, uid);
+		if (ret != 0) {
+			pthread_mutex_unlock(&c->lock);
+			return ret;
+		}
+		unlink(path); /* a leftover of an earlier run */
 	}
 	ret = rte_vhost_driver_register(path, client ? RTE_VHOST_USER_CLIENT : 0);
 	if (ret != 0) {
@@ -214,7 +246,11 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 	rte_vhost_driver_callback_register(path, &g_ops);
 	relay_set_path(c, path);
 	ret = rte_vhost_driver_start(path);
-	if (ret == 0 && !client && (uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) != 0)
+	/* lchown/fchmodat: never through a link that replaced the socket */
+	bool created = ret == 0 && !client && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+	if (ret == 0 && !client && !created)
+		ret = set_error(EEXIST, "'%s' was replaced while being created; not using it", path);
+	else if (ret == 0 && !client && (uid != (uid_t)-1 || gid != (gid_t)-1) && lchown(path, uid, gid) != 0)
 		ret = set_error(errno, "cannot chown socket '%s' to %s:%s: %s", path, owner, group, strerror(errno));
 	else if (ret != 0)
 		ret = set_error(EIO, "cannot %s vhost-user socket '%s' (is the directory there and writable?)",
@@ -223,12 +259,17 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 		relay_set_path(c, "");
 		pthread_mutex_unlock(&c->lock);
 		rte_vhost_driver_unregister(path);
-		if (!client)
+		struct stat now;
+		if (created && lstat(path, &now) == 0 && S_ISSOCK(now.st_mode) && now.st_ino == st.st_ino &&
+		    now.st_dev == st.st_dev)
 			unlink(path);
 		return ret;
 	}
-	if (!client)
-		chmod(path, 0660);
+	if (!client) {
+		fchmodat(AT_FDCWD, path, 0660, AT_SYMLINK_NOFOLLOW);
+		c->sock_dev = st.st_dev;
+		c->sock_ino = st.st_ino;
+	}
 	c->registered = true;
 	c->client = client;
 	pthread_mutex_unlock(&c->lock);
@@ -259,7 +300,9 @@ API int vio4wd_socket_unregister(uint32_t id)
 	relay_set_path(c, "");
 	pthread_mutex_unlock(&c->lock);
 	struct stat st;
-	if (!c->client && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+	/* only the socket this relay created: not one somebody put in its place since */
+	if (!c->client && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == c->sock_ino &&
+	    st.st_dev == c->sock_dev)
 		unlink(path);
 	if (ret != 0)
 		return set_error(EBUSY, "rte_vhost_driver_unregister('%s') kept failing", path);

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { untrustedDir } from "../host/trusted_dir.ts";
 import { dirname } from "node:path";
 import { ZMQ_MAXMSGSIZE, ZMQ_PAIR, ZMQ_ROUTER, ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
 import { accountId } from "../config/values.ts";
@@ -73,6 +74,8 @@ export class ControlServer {
     const file = service.endpoint.startsWith("ipc://") ? service.endpoint.slice("ipc://".length) : null;
     if (file) {
       const dir = dirname(file);
+      const why = untrustedDir(dir);
+      if (why) throw new Error(`${service.name}: ${service.endpoint}: ${why}`);
       try {
         Deno.statSync(dir);
       } catch {
@@ -91,6 +94,11 @@ export class ControlServer {
       throw new Error(`${service.name}: cannot bind ${service.endpoint}: ${why}`);
     }
     if (file) {
+      // chmod and chown follow links: only the socket ZeroMQ just made (the directory is trusted)
+      if (!Deno.lstatSync(file).isSocket) {
+        socket.close();
+        throw new Error(`${service.name}: ${file} is not the socket just bound (replaced?); not changing its mode`);
+      }
       Deno.chmodSync(file, 0o660);
       if (gid !== null) Deno.chownSync(file, null, gid);
     }

@@ -22,10 +22,12 @@ import { ControlServer, type Service } from "../control/server.ts";
 import { statsService } from "../control/stats.ts";
 import { accountId, endpointReach, formatLcoreMap, parseKernelCpuList } from "../config/values.ts";
 import { socketAccounts } from "../config/accounts.ts";
+import { untrustedDirectories } from "../host/trusted_dir.ts";
 import { sysfsRoot } from "../common/sysfs.ts";
 import { bindVfio, expandBindList, VFIO_DRIVER } from "../host/vfio_bind.ts";
 import { cpuNodes } from "../host/topology.ts";
 import { Logger } from "../common/log.ts";
+import { readNoFollow } from "../../ffi/libc.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
 import { attempt, type RelayReader, RelayTable } from "../relays/table.ts";
 
@@ -129,22 +131,35 @@ function bindListedVfs(list: readonly string[], log: Logger): void {
   }
 }
 
+/**
+ * Writes the PID file, refusing to start while another forwarder's PID is in it. What is found
+ * there is read without following a link or blocking on a FIFO (only 32 bytes of a regular
+ * file); the new file is written under a fresh name (O_EXCL: never through a link) and renamed
+ * over whatever was there.
+ */
 function writePidFile(c: Config): string {
   const path = `${c.pidDir.replace(/\/+$/, "")}/${PID_FILE}`;
+  let old = 0;
   try {
-    const old = Number(Deno.readTextFileSync(path).trim());
-    if (old > 0 && old !== Deno.pid) {
-      const cmd = Deno.readTextFileSync(`/proc/${old}/cmdline`);
-      if (cmd.includes("vio4wd") || cmd.includes("virtio-forwarder")) {
-        throw new StartupError(`another forwarder (PID ${old}) runs with PID file ${path}; stop it first`);
-      }
+    old = Number(new TextDecoder().decode(readNoFollow(path, 32).data).trim());
+  } catch { /* none, or not a regular file: replaced below */ }
+  if (Number.isSafeInteger(old) && old > 0 && old !== Deno.pid) {
+    let cmd = "";
+    try {
+      cmd = Deno.readTextFileSync(`/proc/${old}/cmdline`);
+    } catch { /* not running */ }
+    if (cmd.includes("vio4wd") || cmd.includes("virtio-forwarder")) {
+      throw new StartupError(`another forwarder (PID ${old}) runs with PID file ${path}; stop it first`);
     }
-  } catch (e) {
-    if (e instanceof StartupError) throw e;
   }
+  const fresh = `${path}.${Deno.pid}.new`;
   try {
-    Deno.writeTextFileSync(path, `${Deno.pid}\n`, { mode: 0o644 });
+    Deno.writeTextFileSync(fresh, `${Deno.pid}\n`, { createNew: true, mode: 0o644 });
+    Deno.renameSync(fresh, path);
   } catch (e) {
+    try {
+      Deno.removeSync(fresh);
+    } catch { /* not created */ }
     throw new StartupError(`cannot write PID file ${path}: ${(e as Error).message} (check VIRTIOFWD_PID_DIR)`);
   }
   return path;
@@ -171,6 +186,8 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   const accounts = socketAccounts(c);
   if (accounts.error) throw new StartupError(accounts.error);
   for (const w of accounts.warnings) log.warn(w);
+  const [untrusted] = untrustedDirectories(c, accounts);
+  if (untrusted) throw new StartupError(`${untrusted.variable}=${untrusted.dir}: ${untrusted.why}`);
   prepareSocketDir(c, log); // dynamic sockets too: ADD_SOCK paths must lie directly inside it
   const pidFile = writePidFile(c);
 

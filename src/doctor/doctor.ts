@@ -9,6 +9,7 @@ import { type Config, physicalCpus } from "../config/config.ts";
 import { isPciAddress, normalizePci, parseKernelCpuList } from "../config/values.ts";
 import { qemuAccount, qemuCannotReach, socketAccounts } from "../config/accounts.ts";
 import { expandBindList, plannedBindings, VFIO_DRIVER } from "../host/vfio_bind.ts";
+import { untrustedDirectories } from "../host/trusted_dir.ts";
 
 /** One check's verdict. */
 export interface Check {
@@ -152,6 +153,10 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
   }
 
   // Socket directory and the accounts sockets are given to.
+  const accounts = socketAccounts(c, h.etc);
+  for (const u of untrustedDirectories(c, accounts)) {
+    add("directories", "fail", `${u.variable}=${u.dir}: ${u.why}`, "see the detail, or choose a directory of root's");
+  }
   if (!exists(c.socketDir)) {
     add("socket dir", "warn", `${c.socketDir} does not exist (the daemon creates it)`, `mkdir -p ${c.socketDir}`);
   } else {
@@ -168,7 +173,6 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       );
     }
   }
-  const accounts = socketAccounts(c, h.etc);
   if (accounts.error) {
     add("socket accounts", "fail", accounts.error, "apt-get install libvirt-daemon-system, or fix the variable");
   }

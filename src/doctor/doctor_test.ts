@@ -100,3 +100,25 @@ Deno.test("doctor: blank socket owner/group mean libvirt-qemu/kvm; without them,
     Deno.removeSync(root, { recursive: true });
   }
 });
+
+Deno.test("doctor: a socket directory of another user's fails the directories check, naming it", () => {
+  const root = Deno.makeTempDirSync();
+  try {
+    const sock = `${root}/theirs`;
+    Deno.mkdirSync(sock);
+    Deno.chownSync(sock, 65534, 65534);
+    const checks = runChecks(
+      config(`VIRTIOFWD_SOCKET_DIR=${sock}\nVIRTIOFWD_PID_DIR=${root}\n`),
+      fakeHost(root, { pages: 1024, free: 1024, mounted: true, driver: "vfio-pci", apparmor: false }),
+    );
+    const dirs = checks.filter((c) => c.name === "directories");
+    assertEq(dirs.map((c) => c.status).join(), "fail", "one failed directories check");
+    assertEq(
+      dirs[0].detail.startsWith(`VIRTIOFWD_SOCKET_DIR=${sock}: ${sock} is owned by uid 65534`),
+      true,
+      dirs[0].detail,
+    );
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});

@@ -8,6 +8,8 @@ import { requestRaw } from "../../src/control/client.ts";
 import {
   PortControlRequest_Op as Op,
   PortControlRequestSchema,
+  PortControlResponse_Status,
+  PortControlResponseSchema,
   StatsRequestSchema,
   StatsResponse_Status,
   StatsResponseSchema,
@@ -15,9 +17,10 @@ import {
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ZMQ_REQ, ZmqContext } from "../../ffi/zmq.ts";
 import { World } from "../rigs/world.ts";
+import { PID_FILE } from "../../src/daemon/daemon.ts";
 import { fakeSysfs } from "../rigs/sysfs.ts";
 import { tgkill, threadsNamed } from "../rigs/signals.ts";
-import { type DaemonProcess, until } from "../rigs/daemon_process.ts";
+import { type DaemonProcess, runVio4wd, until } from "../rigs/daemon_process.ts";
 import { assert, assertEq } from "../rigs/assert.ts";
 
 const refused = (name: string, what: string) => console.log(`security ${name} refused: ${what}`);
@@ -241,4 +244,116 @@ Deno.test("security: signals interrupting the control server's poll (on its pool
   assert(answered > 0 && signals > 0, `requests (${answered}) went on during the signals (${signals})`);
   assertEq(d.log.split("\n").filter((l) => l.includes("zmq_poll")).join("\n"), "", "no poll error logged");
   await serving(d, `${signals} signals to the pool threads`);
+});
+
+Deno.test("security: a socket the daemon did not create is never removed: ADD_SOCK on a live socket or another user's fails and leaves it; a stale one of root's is replaced", async () => {
+  await using w = await World.create("foreignsock");
+  const ep = `ipc://${w.dir}/pc`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`, "VIRTIOFWD_DYNAMIC_SOCKETS=y"]);
+  await Deno.mkdir(w.sockDir, { recursive: true });
+  const live = `${w.sockDir}/live.sock`, foreign = `${w.sockDir}/foreign.sock`, stale = `${w.sockDir}/stale.sock`;
+  const listener = Deno.listen({ transport: "unix", path: live });
+  try {
+    // socket files nobody listens on: links to a listener's socket, which stay when it closes
+    for (const path of [foreign, stale]) {
+      const gone = Deno.listen({ transport: "unix", path: `${path}.gone` });
+      Deno.linkSync(`${path}.gone`, path); // a second name of its own inode
+      gone.close();
+    }
+    Deno.chownSync(foreign, 65534, 65534); // nobody's
+    const before = new Map([live, foreign].map((p) => [p, Deno.lstatSync(p).ino]));
+    const addSock = async (path: string, dev: string) => {
+      const req = create(PortControlRequestSchema, { op: Op.ADD_SOCK, vhostPath: path, devargs: [dev] });
+      const answer = fromBinary(
+        PortControlResponseSchema,
+        await requestRaw(ep, toBinary(PortControlRequestSchema, req), 5000),
+      );
+      return answer.status === PortControlResponse_Status.OK;
+    };
+    assert(!(await addSock(live, "net_null1")), "ADD_SOCK on a socket another program listens on is refused");
+    assert(!(await addSock(foreign, "net_null2")), "ADD_SOCK on another user's socket is refused");
+    for (const [p, ino] of before) assertEq(Deno.lstatSync(p).ino, ino, `${p} is still the same file`);
+    // the listener still works: its socket was not replaced
+    const accepted = listener.accept();
+    (await Deno.connect({ transport: "unix", path: live })).close();
+    (await accepted).close();
+    assert(/another program is listening on; not removing it/.test(d.log), "the live socket's refusal is logged");
+    assert(/socket of uid 65534, not a leftover/.test(d.log), "the foreign socket's refusal is logged");
+    // a leftover of root's with nobody listening is what an earlier run leaves: it is replaced
+    assert(await addSock(stale, "net_null3"), "ADD_SOCK on a stale socket of root's works");
+    refused("foreign-socket", "ADD_SOCK on a socket another program listens on, and on one of uid 65534");
+  } finally {
+    listener.close();
+  }
+  await serving(d, "ADD_SOCK on foreign sockets");
+});
+
+Deno.test("security: the PID file is written without following a link or blocking on a FIFO put in its place", async () => {
+  await using w = await World.create("pidfile");
+  const pidFile = `${w.dir}/${PID_FILE}`, canary = `${w.dir}/canary`;
+  Deno.writeTextFileSync(canary, "canary: must stay\n");
+  for (const plant of ["symlink", "fifo"] as const) {
+    if (plant === "symlink") Deno.symlinkSync(canary, pidFile);
+    else await new Deno.Command("mkfifo", { args: [pidFile] }).output();
+    const d = await w.daemon([]);
+    const st = Deno.lstatSync(pidFile);
+    assert(st.isFile, `with a ${plant} planted the PID file is a regular file`);
+    assertEq(Deno.readTextFileSync(pidFile).trim(), String(d.pid), `the PID file holds the daemon's PID (${plant})`);
+    assertEq(Deno.readTextFileSync(canary), "canary: must stay\n", `the canary is intact (${plant})`);
+    await serving(d, `a ${plant} at the PID file`);
+    assertEq(await d.stop(), 0, "the daemon stops cleanly");
+    try {
+      Deno.removeSync(pidFile); // the daemon removes it at exit; this is for a failed run
+    } catch { /* removed */ }
+  }
+  refused("pid-file", "a symlink to a canary file and a FIFO planted as the PID file");
+});
+
+Deno.test("security: a socket, PID or ZeroMQ directory another user owns or can write stops the start with the path and the fix, nothing written there", async () => {
+  await using w = await World.create("dirtrust");
+  const NOBODY = 65534;
+  const mk = (name: string, mode: number, uid = 0) => {
+    const path = `${w.dir}/${name}`;
+    Deno.mkdirSync(path);
+    Deno.chmodSync(path, mode);
+    Deno.chownSync(path, uid, uid);
+    return path;
+  };
+  const theirs = mk("theirs", 0o755, NOBODY), open = mk("open", 0o777), mine = mk("mine", 0o755);
+  const cases: [string, string[], RegExp][] = [
+    [
+      "a socket directory of another user's",
+      [`VIRTIOFWD_SOCKET_DIR=${theirs}`],
+      /VIRTIOFWD_SOCKET_DIR=.*theirs is owned by uid 65534, not by root/,
+    ],
+    [
+      "a PID directory below a world-writable one without the sticky bit",
+      [`VIRTIOFWD_PID_DIR=${open}/pid`],
+      /VIRTIOFWD_PID_DIR=.*open is writable by every user and has no sticky bit/,
+    ],
+    [
+      "a port-control endpoint in another user's directory",
+      [`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=ipc://${theirs}/zmq/pc`],
+      /zmq_port_control: ipc:\/\/.*theirs is owned by uid 65534/,
+    ],
+  ];
+  for (const [what, lines, want] of cases) {
+    const file = `${w.dir}/${what.replaceAll(" ", "-")}.conf`;
+    const base = [
+      `VIRTIOFWD_SOCKET_DIR=${mine}/sock`,
+      `VIRTIOFWD_PID_DIR=${mine}`,
+      `VIO4WD_EAL_FILE_PREFIX=${w.nextTag("d")}`,
+    ];
+    Deno.writeTextFileSync(
+      file,
+      [...base, "VIRTIOFWD_CPU_MASK=1", "VIRTIOFWD_MASTER_LCORE=0", ...lines].join("\n") + "\n",
+    );
+    const out = await runVio4wd(["daemon", "--config", file]);
+    assertEq(out.code, 1, `${what}: exit status`);
+    assert(want.test(out.stderr), `${what}: says why; got ${out.stderr.slice(-600)}`);
+    for (const dir of [theirs, open]) {
+      assertEq([...Deno.readDirSync(dir)].length, 0, `${what}: nothing written in ${dir}`);
+    }
+  }
+  refused("untrusted-dirs", "socket, PID and ZeroMQ directories owned by uid 65534 or world-writable without +t");
 });
