@@ -17,6 +17,7 @@ import {
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ZMQ_REQ, ZmqContext } from "../../ffi/zmq.ts";
 import { World } from "../rigs/world.ts";
+import { Canary } from "../rigs/canary.ts";
 import { PID_FILE } from "../../src/daemon/daemon.ts";
 import { fakeSysfs } from "../rigs/sysfs.ts";
 import { tgkill, threadsNamed } from "../rigs/signals.ts";
@@ -25,11 +26,15 @@ import { assert, assertEq } from "../rigs/assert.ts";
 
 const refused = (name: string, what: string) => console.log(`security ${name} refused: ${what}`);
 
-/** The daemon still answers stats. */
+/** Checked after every attack; the attacks that plant links point them here. */
+const canary = Canary.plant();
+
+/** The daemon still answers stats, and the canary is intact. */
 async function serving(d: DaemonProcess, after: string): Promise<void> {
   await d.status().catch((e) => {
     throw new Error(`after ${after}: the daemon no longer answers: ${e.message}`);
   });
+  canary.check(after);
 }
 
 Deno.test("security: a client string with newlines and a syslog priority cannot forge a log line", async () => {
@@ -95,9 +100,9 @@ Deno.test("security: the IPC command file is taken only as a regular file of roo
   await using w = await World.create("ipcfile");
   const cmd = `${w.dir}/vio_cmd`;
   fakeSysfs(`${w.dir}/sys`, [3]);
-  const canary = `${w.dir}/secret`;
-  await Deno.writeTextFile(canary, "add_port vf3\nTOP-SECRET-CONTENT\n");
-  await Deno.chmod(canary, 0o600);
+  const secret = `${w.dir}/secret`;
+  await Deno.writeTextFile(secret, "add_port vf3\nTOP-SECRET-CONTENT\n");
+  await Deno.chmod(secret, 0o600);
   const d = await w.daemon(["VIRTIOFWD_IPC_PORT_CONTROL=y", `VIO4WD_IPC_CMD_FILE=${cmd}`], {
     env: { VIO4WD_SYSFS_ROOT: `${w.dir}/sys` },
   });
@@ -111,7 +116,7 @@ Deno.test("security: the IPC command file is taken only as a regular file of roo
   };
 
   // a symbolic link to a file the attacker cannot read: neither followed nor leaked
-  await Deno.symlink(canary, cmd);
+  await Deno.symlink(secret, cmd);
   await d.waitLog(/ipc: .*vio_cmd ignored: it is a symbolic link/);
   assert(!d.log.includes("TOP-SECRET"), "the link's target never reaches the log");
   assert(!d.log.includes("add_port vf3"), "nor is it carried out");
@@ -272,6 +277,9 @@ Deno.test("security: a socket the daemon did not create is never removed: ADD_SO
     };
     assert(!(await addSock(live, "net_null1")), "ADD_SOCK on a socket another program listens on is refused");
     assert(!(await addSock(foreign, "net_null2")), "ADD_SOCK on another user's socket is refused");
+    Deno.symlinkSync(canary.path, `${w.sockDir}/link.sock`);
+    assert(!(await addSock(`${w.sockDir}/link.sock`, "net_null4")), "ADD_SOCK on a link to the canary is refused");
+    canary.check("ADD_SOCK on a link to it");
     for (const [p, ino] of before) assertEq(Deno.lstatSync(p).ino, ino, `${p} is still the same file`);
     // the listener still works: its socket was not replaced
     const accepted = listener.accept();
@@ -281,7 +289,10 @@ Deno.test("security: a socket the daemon did not create is never removed: ADD_SO
     assert(/socket of uid 65534, not a leftover/.test(d.log), "the foreign socket's refusal is logged");
     // a leftover of root's with nobody listening is what an earlier run leaves: it is replaced
     assert(await addSock(stale, "net_null3"), "ADD_SOCK on a stale socket of root's works");
-    refused("foreign-socket", "ADD_SOCK on a socket another program listens on, and on one of uid 65534");
+    refused(
+      "foreign-socket",
+      "ADD_SOCK on a socket another program listens on, on one of uid 65534 and on a link to the canary",
+    );
   } finally {
     listener.close();
   }
@@ -290,16 +301,14 @@ Deno.test("security: a socket the daemon did not create is never removed: ADD_SO
 
 Deno.test("security: the PID file is written without following a link or blocking on a FIFO put in its place", async () => {
   await using w = await World.create("pidfile");
-  const pidFile = `${w.dir}/${PID_FILE}`, canary = `${w.dir}/canary`;
-  Deno.writeTextFileSync(canary, "canary: must stay\n");
+  const pidFile = `${w.dir}/${PID_FILE}`;
   for (const plant of ["symlink", "fifo"] as const) {
-    if (plant === "symlink") Deno.symlinkSync(canary, pidFile);
+    if (plant === "symlink") Deno.symlinkSync(canary.path, pidFile);
     else await new Deno.Command("mkfifo", { args: [pidFile] }).output();
     const d = await w.daemon([]);
     const st = Deno.lstatSync(pidFile);
     assert(st.isFile, `with a ${plant} planted the PID file is a regular file`);
     assertEq(Deno.readTextFileSync(pidFile).trim(), String(d.pid), `the PID file holds the daemon's PID (${plant})`);
-    assertEq(Deno.readTextFileSync(canary), "canary: must stay\n", `the canary is intact (${plant})`);
     await serving(d, `a ${plant} at the PID file`);
     assertEq(await d.stop(), 0, "the daemon stops cleanly");
     try {
@@ -355,5 +364,6 @@ Deno.test("security: a socket, PID or ZeroMQ directory another user owns or can 
       assertEq([...Deno.readDirSync(dir)].length, 0, `${what}: nothing written in ${dir}`);
     }
   }
+  canary.check("the untrusted directories");
   refused("untrusted-dirs", "socket, PID and ZeroMQ directories owned by uid 65534 or world-writable without +t");
 });
