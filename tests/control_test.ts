@@ -481,7 +481,7 @@ Deno.test("bonds: a net_bonding device over two members relays both ways; errors
   // net_vhost cannot take the bond's MAC address: the bond does not start, and its members are released.
   // (Not memif: DPDK 22.11's memif frees its socket's interrupt handle while still registered, and the
   // EAL interrupt thread later crashes on it.)
-  const vhostVf = (n: number) => `net_vhost${n},iface=${dir}/m${n}.sock`;
+  const vhostVf = (n: number) => `net_vhost${n},iface=${w.sockDir}/m${n}.sock`;
   assertEq(outcome(await bond(1, "net_bonding1", [vhostVf(1), vhostVf(2)])), `ERROR 6 ${src}`, "start fails");
   assertEq(
     outcome(await portControl(dir, { op: Op.ADD, virtioId: 1, devargs: [vhostVf(1)] })),

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { parseDriverList, parsePciList } from "./client_devices.ts";
 import { EnvFileSyntaxError, type EnvValue, parseEnvFile } from "./envfile.ts";
 import {
   type CpuPin,
@@ -69,6 +70,8 @@ export interface Config {
   staticVfs: StaticVf[];
   vfioVfToken: string;
   bindVfioPci: string[];
+  devargsAllow: string[];
+  pciAllow: string[];
   binary: string;
   coreSchedEnable: boolean;
   coreSchedSensitivity: number;
@@ -425,6 +428,21 @@ export const VARIABLES = [
       "Non-empty: open tcp:// endpoints on addresses other than loopback. They have no authentication: anyone who reaches them controls the relays.",
     default: false,
     parse: flag,
+  }),
+  v({
+    name: "VIO4WD_DEVARGS_ALLOW",
+    key: "devargsAllow",
+    description:
+      "Drivers whose device strings clients (ZeroMQ, OVSDB, IPC) may use, comma-separated: net_null, net_memif, net_tap, net_virtio_user, net_vhost. Each takes only its safe keys, and paths must lie in the socket directory. Empty: clients may name SR-IOV VFs only.",
+    default: [],
+    parse: parseDriverList,
+  }),
+  v({
+    name: "VIO4WD_PCI_ALLOW",
+    key: "pciAllow",
+    description: "PCI addresses clients may use although they are not SR-IOV VFs, comma-separated.",
+    default: [],
+    parse: parsePciList,
   }),
   v({
     name: "VIO4WD_IPC_CMD_FILE",

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { ClientDeviceRefused } from "../relays/client_ports.ts";
 import { create, isFieldSet, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../common/log.ts";
 import { VF_ATTACH_STAGE } from "../dataplane/dataplane.ts";
@@ -225,6 +226,8 @@ function vfCode(e: RelayFailure): number {
 /** virtio_forwarder_bond_add()'s code for a failure. */
 function bondCode(e: RelayFailure): number {
   const c = ADD_BOND.code;
+  // refused for a client: what the original answers when that name or member fails in DPDK
+  if (e instanceof ClientDeviceRefused) return e.what === "bond name" ? c.create : c.member;
   if (e instanceof RelayError) return c.memberInUse; // a member is in another bond
   switch (e.stage) {
     case VF_ATTACH_STAGE.bond:

@@ -29,7 +29,8 @@ import { cpuNodes } from "../host/topology.ts";
 import { Logger } from "../common/log.ts";
 import { readNoFollow } from "../../ffi/libc.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
-import { attempt, type RelayReader, RelayTable } from "../relays/table.ts";
+import { attempt, type RelayPorts, type RelayReader, RelayTable } from "../relays/table.ts";
+import { clientPorts, isSriovVf } from "../relays/client_ports.ts";
 
 /** vio4wd's version. */
 export const VERSION = "0.1.0";
@@ -243,9 +244,9 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   // Port control at run time: ZeroMQ (a service above), or one of the monitors.
   const mode = portControlMode(c);
   const monitor = mode === "ovsdb"
-    ? new OvsdbMonitor(table, log, c.ovsdbSock)
+    ? new OvsdbMonitor(clientView(c, table), log, c.ovsdbSock)
     : mode === "ipc"
-    ? new IpcMonitor(table, log, c.ipcCmdFile, c.zmqGroup === "" ? null : accountId("group", c.zmqGroup))
+    ? new IpcMonitor(clientView(c, table), log, c.ipcCmdFile, c.zmqGroup === "" ? null : accountId("group", c.zmqGroup))
     : null;
   monitor?.start();
   let metrics: Deno.HttpServer | null = null;
@@ -322,13 +323,18 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
  * The ZeroMQ services the configuration enables, in the original's start order; the core
  * scheduler needs stats, so enabling it starts stats on the default endpoint if none is set.
  */
+/** The relay table as clients reach it: their device strings checked (see clientPorts). */
+function clientView(c: Config, table: RelayTable): RelayPorts {
+  return clientPorts(table, { drivers: c.devargsAllow, pci: c.pciAllow, socketDir: c.socketDir, isVf: isSriovVf });
+}
+
 export function controlServices(c: Config, table: RelayTable, log: Logger): Service[] {
   const coreSched = coreSchedEndpoint(c);
   const stats = c.zmqStatsEp || (coreSched ? ORIGINAL_ENDPOINTS.stats : "");
   const services = [
     ...(c.zmqConfigEp ? [configService(c.zmqConfigEp, c, log)] : []),
     ...(stats ? [statsService(stats, table, log)] : []),
-    ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, table, log, c.socketDir)] : []),
+    ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, clientView(c, table), log, c.socketDir)] : []),
     ...(coreSched ? [coreSchedService(coreSched, table, log)] : []),
   ];
   return services.filter((s) => endpointAllowed(s.name, s.endpoint, c.zmqAllowRemote, log));

@@ -14,7 +14,6 @@ function host(): string {
   Deno.mkdirSync(`${root}/bus/pci/devices`, { recursive: true });
   for (const n of [0, 1, 2, 3]) {
     const vf = `0000:05:08.${n}`;
-    Deno.symlinkSync(`${root}/devices/pci0000:00/${vf}`, `${root}/bus/pci/devices/${vf}`);
     Deno.writeTextFileSync(`${root}/devices/pci0000:00/${vf}/driver_override`, "(null)\n");
     Deno.symlinkSync(`${root}/bus/pci/drivers/ixgbevf`, `${root}/devices/pci0000:00/${vf}/driver`);
   }

@@ -107,6 +107,8 @@ export class DaemonProcess {
         `VIRTIOFWD_PID_DIR=${dir}`,
         `VIO4WD_EAL_FILE_PREFIX=${prefix}`,
         "VIO4WD_EAL_MEMORY_MB=256",
+        // the tests' VF stand-ins come from clients too (a test's own line overrides this)
+        `VIO4WD_DEVARGS_ALLOW=${TEST_CLIENT_DRIVERS}`,
         ...(statsLine ? [] : [`VIRTIOFWD_ZMQ_STATS_EP=${stats}`]),
         ...configLines,
       ].join("\n") + "\n",
@@ -196,6 +198,9 @@ export class DaemonProcess {
     return this.#stopped;
   }
 }
+
+/** The drivers the tests' clients use for VF stand-ins. */
+export const TEST_CLIENT_DRIVERS = "net_null,net_memif,net_tap,net_virtio_user,net_vhost";
 
 /** Runs `./vio4wd args` to completion. */
 export async function runVio4wd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

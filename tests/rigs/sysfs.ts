@@ -1,6 +1,6 @@
 /**
  * A fake sysfs tree for the netdev -> VF mapping (VIO4WD_SYSFS_ROOT): an SR-IOV PF with VFs and
- * their network interfaces, laid out as the kernel does.
+ * their network interfaces and bus/pci/devices links, laid out as the kernel does.
  *
  * @module
  */
@@ -10,11 +10,13 @@ export function fakeSysfs(root: string, vfs: number[]): void {
   const devices = `${root}/devices/pci0000:00`;
   Deno.mkdirSync(`${devices}/0000:05:00.0`, { recursive: true });
   Deno.mkdirSync(`${root}/class/net`, { recursive: true });
+  Deno.mkdirSync(`${root}/bus/pci/devices`, { recursive: true });
   for (const n of vfs) {
     const vf = `0000:05:08.${n}`;
     Deno.mkdirSync(`${devices}/${vf}`, { recursive: true });
     Deno.symlinkSync(`../0000:05:00.0`, `${devices}/${vf}/physfn`);
     Deno.symlinkSync(`../${vf}`, `${devices}/0000:05:00.0/virtfn${n}`);
+    Deno.symlinkSync(`${devices}/${vf}`, `${root}/bus/pci/devices/${vf}`);
     Deno.mkdirSync(`${root}/class/net/vf${n}`);
     Deno.symlinkSync(`${devices}/${vf}`, `${root}/class/net/vf${n}/device`);
   }

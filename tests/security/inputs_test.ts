@@ -17,6 +17,7 @@ import {
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ZMQ_REQ, ZmqContext } from "../../ffi/zmq.ts";
 import { World } from "../rigs/world.ts";
+import { ADD_VF } from "../../src/control/port_codes.ts";
 import { Canary } from "../rigs/canary.ts";
 import { PID_FILE } from "../../src/daemon/daemon.ts";
 import { fakeSysfs } from "../rigs/sysfs.ts";
@@ -366,4 +367,43 @@ Deno.test("security: a socket, PID or ZeroMQ directory another user owns or can 
   }
   canary.check("the untrusted directories");
   refused("untrusted-dirs", "socket, PID and ZeroMQ directories owned by uid 65534 or world-writable without +t");
+});
+
+Deno.test("security: device strings from clients: only SR-IOV VFs unless allowed; net_pcap onto the canary, tap remote, memif sockets outside the socket directory and a non-VF PCI device are refused with the probe code", async () => {
+  await using w = await World.create("devargs");
+  const ep = `ipc://${w.dir}/pc`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`, "VIO4WD_DEVARGS_ALLOW=net_tap,net_memif"]);
+  const outside = `${w.dir}/outside.sock`;
+  const attacks: [string, string[], string | undefined, RegExp][] = [
+    [
+      "net_pcap over the canary",
+      [`net_pcap0,rx_iface=lo,tx_pcap=${canary.path}`],
+      undefined,
+      /driver net_pcap are not allowed/,
+    ],
+    ["net_tap capturing lo", ["net_tap0,iface=t0,remote=lo"], undefined, /net_tap key 'remote' is not allowed/],
+    [
+      "a memif socket outside",
+      [`net_memif0,socket=${outside},socket-abstract=no`],
+      undefined,
+      /not a path inside the socket directory/,
+    ],
+    ["a driver not allowed", ["net_null0"], undefined, /net_null are not allowed.*VIO4WD_DEVARGS_ALLOW/],
+    ["a PCI device that is not a VF", ["0000:00:00.0"], undefined, /0000:00:00.0 is not an SR-IOV VF/],
+    ["a bond name with arguments", ["net_tap1,iface=t1", "net_tap2,iface=t2"], "net_bonding0,mode=0", /bond name/],
+  ];
+  for (const [what, devargs, name, log] of attacks) {
+    const req = create(PortControlRequestSchema, { op: Op.ADD, virtioId: 3, devargs, ...(name ? { name } : {}) });
+    const answer = fromBinary(
+      PortControlResponseSchema,
+      await requestRaw(ep, toBinary(PortControlRequestSchema, req), 5000),
+    );
+    assert(answer.status !== PortControlResponse_Status.OK, `${what}: refused`);
+    if (!name) assertEq(answer.errorCode, ADD_VF.code.probe, `${what}: the original's code for a failed probe`);
+    await d.waitLog(log);
+    await serving(d, what);
+  }
+  assert(!(await Deno.lstat(outside).then(() => true, () => false)), "no socket made outside the socket directory");
+  assertEq((await d.status()).length, 0, "no relay got a device");
+  refused("client-devargs", attacks.map(([what]) => what).join("; "));
 });

@@ -1,0 +1,61 @@
+/**
+ * The relay table as clients reach it (ZeroMQ port control, OVSDB, the IPC file): the same
+ * operations, but every device string and bond name is checked against the client device policy
+ * first (src/config/client_devices.ts). A refusal is a RelayError, so each channel answers with
+ * the original's error code for a failed probe and logs the rule that refused.
+ *
+ * @module
+ */
+
+import { clientBondNameRefusal, type ClientDevicePolicy, clientDeviceRefusal } from "../config/client_devices.ts";
+import { sysfsRoot } from "../common/sysfs.ts";
+import { RelayError, type RelayPorts } from "./table.ts";
+
+const EPERM = 1;
+
+/** A client's device string or bond name was refused by the client device policy. */
+export class ClientDeviceRefused extends RelayError {
+  constructor(readonly what: "device" | "bond name", why: string) {
+    super(EPERM, `refused for a client: ${why}`);
+    this.name = "ClientDeviceRefused";
+  }
+}
+
+/** Whether `pci` is an SR-IOV VF: the kernel links its physical function as `physfn`. */
+export function isSriovVf(pci: string, sys = sysfsRoot()): boolean {
+  try {
+    Deno.lstatSync(`${sys}/bus/pci/devices/${pci}/physfn`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `ports` with device strings from clients checked against `policy`. */
+export function clientPorts(ports: RelayPorts, policy: ClientDevicePolicy): RelayPorts {
+  const check = (what: ClientDeviceRefused["what"], why: string | null) => {
+    if (why !== null) throw new ClientDeviceRefused(what, why);
+  };
+  return {
+    get limits() {
+      return ports.limits;
+    },
+    get: (id) => ports.get(id),
+    list: () => ports.list(),
+    findBySocket: (path) => ports.findBySocket(path),
+    findByDevice: (device) => ports.findByDevice(device),
+    defaultSocketPath: (id) => ports.defaultSocketPath(id),
+    addSocket: (id, path) => ports.addSocket(id, path),
+    removeSocket: (id) => ports.removeSocket(id),
+    removeVf: (id) => ports.removeVf(id),
+    addVf(id, device) {
+      check("device", clientDeviceRefusal(device, policy));
+      ports.addVf(id, device);
+    },
+    addBond(id, name, mode, members) {
+      check("bond name", clientBondNameRefusal(name));
+      for (const m of members) check("device", clientDeviceRefusal(m, policy));
+      ports.addBond(id, name, mode, members);
+    },
+  };
+}
