@@ -4,7 +4,7 @@
  * `security <name> refused: <what it tried>`.
  */
 
-import { requestRaw } from "../../src/control/client.ts";
+import { request, requestRaw } from "../../src/control/client.ts";
 import {
   PortControlRequest_Op as Op,
   PortControlRequestSchema,
@@ -269,11 +269,8 @@ Deno.test("security: a socket the daemon did not create is never removed: ADD_SO
     Deno.chownSync(foreign, 65534, 65534); // nobody's
     const before = new Map([live, foreign].map((p) => [p, Deno.lstatSync(p).ino]));
     const addSock = async (path: string, dev: string) => {
-      const req = create(PortControlRequestSchema, { op: Op.ADD_SOCK, vhostPath: path, devargs: [dev] });
-      const answer = fromBinary(
-        PortControlResponseSchema,
-        await requestRaw(ep, toBinary(PortControlRequestSchema, req), 5000),
-      );
+      const req = { op: Op.ADD_SOCK, vhostPath: path, devargs: [dev] };
+      const answer = await request(ep, PortControlRequestSchema, req, PortControlResponseSchema, 5000);
       return answer.status === PortControlResponse_Status.OK;
     };
     assert(!(await addSock(live, "net_null1")), "ADD_SOCK on a socket another program listens on is refused");
@@ -393,11 +390,8 @@ Deno.test("security: device strings from clients: only SR-IOV VFs unless allowed
     ["a bond name with arguments", ["net_tap1,iface=t1", "net_tap2,iface=t2"], "net_bonding0,mode=0", /bond name/],
   ];
   for (const [what, devargs, name, log] of attacks) {
-    const req = create(PortControlRequestSchema, { op: Op.ADD, virtioId: 3, devargs, ...(name ? { name } : {}) });
-    const answer = fromBinary(
-      PortControlResponseSchema,
-      await requestRaw(ep, toBinary(PortControlRequestSchema, req), 5000),
-    );
+    const req = { op: Op.ADD, virtioId: 3, devargs, ...(name ? { name } : {}) };
+    const answer = await request(ep, PortControlRequestSchema, req, PortControlResponseSchema, 5000);
     assert(answer.status !== PortControlResponse_Status.OK, `${what}: refused`);
     if (!name) assertEq(answer.errorCode, ADD_VF.code.probe, `${what}: the original's code for a failed probe`);
     await d.waitLog(log);
