@@ -1,7 +1,8 @@
 /**
  * The few libc calls Deno's file API lacks: opening without following a symbolic link and
  * without blocking on a FIFO (`open` with O_NOFOLLOW | O_NONBLOCK), `fstat` on what was opened, a
- * bounded `read`. Linux x86_64 (struct stat's layout below).
+ * bounded `read`; one datagram to a unix socket (Deno has no unix datagram sockets). Linux x86_64
+ * (struct stat's layout below).
  *
  * @module
  */
@@ -16,6 +17,10 @@ export const symbols = {
   close: { parameters: ["i32"], result: "i32" },
   // int fstat(int fd, struct stat *st)
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  // int socket(int domain, int type, int protocol)
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
   // int *__errno_location(void)
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -27,7 +32,15 @@ const STAT = { size: 144, dev: 0, ino: 8, mode: 24, uid: 28, gid: 32, fileSize: 
 export const S_IFMT = 0o170000, S_IFREG = 0o100000;
 
 /** errno values the callers name. */
-export const ERRNO: Record<number, string> = { 2: "ENOENT", 13: "EACCES", 40: "ELOOP", 6: "ENXIO" };
+export const ERRNO: Record<number, string> = {
+  2: "ENOENT",
+  13: "EACCES",
+  40: "ELOOP",
+  6: "ENXIO",
+  111: "ECONNREFUSED",
+  11: "EAGAIN",
+  36: "ENAMETOOLONG",
+};
 
 let lib: Deno.DynamicLibrary<typeof symbols> | null = null;
 function libc(): Deno.DynamicLibrary<typeof symbols> {
@@ -89,6 +102,35 @@ export function readNoFollow(path: string, maxBytes: number): OpenedFile {
       size: v.getBigInt64(STAT.fileSize, true),
       data,
     };
+  } finally {
+    s.close(fd);
+  }
+}
+
+const AF_UNIX = 1, SOCK_DGRAM = 2, MSG_NOSIGNAL = 0x4000;
+/** sun_path's size in struct sockaddr_un. */
+const SUN_PATH = 108;
+
+/**
+ * Sends `data` as one datagram to the unix socket at `path` (a leading "@" names an abstract
+ * socket, as in $NOTIFY_SOCKET). Throws LibcError.
+ */
+export function sendUnixDatagram(path: string, data: Uint8Array): void {
+  const name = new TextEncoder().encode(path);
+  const abstract = name[0] === 0x40;
+  if (name.length >= SUN_PATH) throw new LibcError(`sendto ${path}: name too long`, 36);
+  const addr = new Uint8Array(2 + SUN_PATH);
+  new DataView(addr.buffer).setUint16(0, AF_UNIX, true);
+  addr.set(name, 2);
+  if (abstract) addr[2] = 0;
+  const len = 2 + name.length + (abstract ? 0 : 1);
+  const s = libc().symbols;
+  const fd = s.socket(AF_UNIX, SOCK_DGRAM | O_CLOEXEC, 0);
+  if (fd < 0) throw new LibcError("socket AF_UNIX", errno());
+  try {
+    if (Number(s.sendto(fd, data, BigInt(data.length), MSG_NOSIGNAL, addr, len)) < 0) {
+      throw new LibcError(`sendto ${path}`, errno());
+    }
   } finally {
     s.close(fd);
   }

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { untrustedDir } from "../host/trusted_dir.ts";
+import { makeDirs, untrustedDir } from "../host/trusted_dir.ts";
 import { dirname } from "node:path";
 import { ZMQ_MAXMSGSIZE, ZMQ_PAIR, ZMQ_ROUTER, ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
 import { accountId } from "../config/values.ts";
@@ -79,7 +79,8 @@ export class ControlServer {
       try {
         Deno.statSync(dir);
       } catch {
-        Deno.mkdirSync(dir, { recursive: true, mode: 0o750 });
+        // parents searchable by the group's clients, the socket's own directory closed to others
+        makeDirs(dir, 0o755);
         Deno.chmodSync(dir, 0o750);
         if (gid !== null) Deno.chownSync(dir, null, gid);
       }

@@ -22,12 +22,14 @@ import { ControlServer, type Service } from "../control/server.ts";
 import { statsService } from "../control/stats.ts";
 import { accountId, endpointReach, formatLcoreMap, parseKernelCpuList } from "../config/values.ts";
 import { socketAccounts } from "../config/accounts.ts";
-import { untrustedDirectories } from "../host/trusted_dir.ts";
+import { makeDirs, untrustedDirectories } from "../host/trusted_dir.ts";
 import { sysfsRoot } from "../common/sysfs.ts";
 import { bindVfio, expandBindList, VFIO_DRIVER } from "../host/vfio_bind.ts";
 import { cpuNodes } from "../host/topology.ts";
 import { Logger } from "../common/log.ts";
 import { readNoFollow } from "../../ffi/libc.ts";
+import { notifyServiceManager } from "../host/systemd_notify.ts";
+import { CAP_SYS_ADMIN, lacksCapability } from "../host/capabilities.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
 import { attempt, type RelayPorts, type RelayReader, RelayTable } from "../relays/table.ts";
 import { clientPorts, isSriovVf } from "../relays/client_ports.ts";
@@ -107,7 +109,7 @@ function prepareSocketDir(c: Config, log: Logger): void {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
     log.warn(`socket directory ${c.socketDir} does not exist: creating it`);
     try {
-      Deno.mkdirSync(c.socketDir, { recursive: true, mode: 0o755 });
+      makeDirs(c.socketDir, 0o755);
     } catch (err) {
       throw new StartupError(`cannot create socket directory ${c.socketDir}: ${(err as Error).message}`);
     }
@@ -203,8 +205,13 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   } catch (e) {
     Deno.removeSync(pidFile);
     if (e instanceof DataplaneError) {
+      const sysAdmin = lacksCapability(CAP_SYS_ADMIN)
+        ? "; this process lacks CAP_SYS_ADMIN, which DPDK needs for physical addresses (UIO, or VFIO without an " +
+          "IOMMU): `systemctl edit virtio-forwarder`, then CapabilityBoundingSet=CAP_SYS_ADMIN under [Service]"
+        : "";
       throw new StartupError(
-        `${e.message} (hugepages reserved and mounted at ${c.hugeDir}? another process using file prefix '${c.ealFilePrefix}'?)`,
+        `${e.message} (hugepages reserved and mounted at ${c.hugeDir}? another process using file prefix '${c.ealFilePrefix}'?` +
+          `${sysAdmin})`,
       );
     }
     throw e;
@@ -266,7 +273,8 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   const sockets = relays.filter((r) => r.socket !== null).length;
   const vfs = relays.filter((r) => r.vf !== null).length;
   const mib = (dp.hugepageBytesUsed() / 2 ** 20).toFixed(1);
-  notifySystemd(log);
+  const notified = notifyServiceManager(`READY=1\nSTATUS=relaying: ${sockets} socket(s), ${vfs} VF(s)`);
+  if (notified) log.warn(`cannot tell systemd the daemon is ready: ${notified}`);
   log.notice(
     `ready: ${sockets} vhost-user socket(s) in ${c.socketDir}, ${vfs} VF(s), ${mib} MiB of hugepages in use, ` +
       `port control: ${
@@ -295,6 +303,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
     table,
     dataplane: dp,
     async stop(): Promise<number> {
+      notifyServiceManager("STOPPING=1");
       await metrics?.shutdown();
       await monitor?.stop();
       await control.stop();
@@ -359,21 +368,6 @@ function endpointAllowed(service: string, endpoint: string, allowRemote: boolean
     log.warn(`${service}: ${endpoint} is reachable from the network and unauthenticated (VIO4WD_ZMQ_ALLOW_REMOTE)`);
   }
   return true;
-}
-
-/**
- * Tells systemd the daemon is ready (Type=notify) when started by it: `systemd-notify --ready`
- * with NotifyAccess=all, as Deno has no datagram sockets for $NOTIFY_SOCKET.
- */
-function notifySystemd(log: Logger): void {
-  if (!Deno.env.get("NOTIFY_SOCKET")) return;
-  try {
-    const r = new Deno.Command("systemd-notify", { args: ["--ready", `--pid=${Deno.pid}`], stderr: "piped" })
-      .outputSync();
-    if (!r.success) log.warn(`systemd-notify --ready failed: ${new TextDecoder().decode(r.stderr).trim()}`);
-  } catch (e) {
-    log.warn(`systemd-notify --ready: ${e instanceof Error ? e.message : e}`);
-  }
 }
 
 /** Every relay with a VF or VM, with its counters, as the SIGUSR1 status line shows them. */

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { dirname, resolve } from "node:path";
 import type { Config } from "../config/config.ts";
 import type { SocketAccounts } from "../config/accounts.ts";
 import { accountId } from "../config/values.ts";
@@ -93,4 +94,27 @@ export function untrustedDirectories(
     const why = untrustedDir(dir, trust);
     return why ? [{ variable, dir, why }] : [];
   });
+}
+
+/**
+ * Creates `dir` and every missing parent with `mode` whatever the process's umask (the unit
+ * runs with UMask=0027; a socket directory QEMU must reach needs 0755); returns what it created,
+ * parents first.
+ */
+export function makeDirs(dir: string, mode: number): string[] {
+  const missing: string[] = [];
+  for (let p = resolve(dir); p !== "/"; p = dirname(p)) {
+    try {
+      Deno.lstatSync(p);
+      break;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      missing.unshift(p);
+    }
+  }
+  for (const p of missing) {
+    Deno.mkdirSync(p, { mode });
+    Deno.chmodSync(p, mode);
+  }
+  return missing;
 }

@@ -1,5 +1,5 @@
 import { assert, assertEq } from "../../tests/rigs/assert.ts";
-import { untrustedDir } from "./trusted_dir.ts";
+import { makeDirs, untrustedDir } from "./trusted_dir.ts";
 
 const NOBODY = 65534;
 
@@ -53,6 +53,27 @@ Deno.test("trusted dir: another user's directory or parent, group or world write
       assert(why !== null && want.test(why), `${what}: got ${why}`);
     }
     assert(untrustedDir(`${theirs}/sub`, { owners: [NOBODY] }) !== null, "owners apply to the directory itself only");
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("makeDirs gives every directory it creates the mode asked for under a restrictive umask, and leaves existing ones alone", () => {
+  const root = Deno.makeTempDirSync();
+  try {
+    Deno.chmodSync(root, 0o700);
+    const old = Deno.umask(0o077);
+    let made: string[];
+    try {
+      made = makeDirs(`${root}/a/b/c`, 0o755);
+    } finally {
+      Deno.umask(old);
+    }
+    assertEq(made.join(","), [`${root}/a`, `${root}/a/b`, `${root}/a/b/c`].join(","), "created, parents first");
+    for (const p of made) assertEq(Deno.statSync(p).mode! & 0o777, 0o755, `${p} mode`);
+    assertEq(Deno.statSync(root).mode! & 0o777, 0o700, "existing parent untouched");
+    assertEq(makeDirs(`${root}/a/b/c`, 0o700).length, 0, "nothing to create");
+    assertEq(Deno.statSync(`${root}/a/b/c`).mode! & 0o777, 0o755, "existing directory untouched");
   } finally {
     Deno.removeSync(root, { recursive: true });
   }

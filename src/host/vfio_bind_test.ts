@@ -7,9 +7,6 @@ import { bindVfio, expandBindList, plannedBindings } from "./vfio_bind.ts";
 function host(): string {
   const root = Deno.makeTempDirSync();
   fakeSysfs(root, [3, 1, 0, 2]);
-  const pf = `${root}/devices/pci0000:00/0000:05:00.0`;
-  Deno.mkdirSync(`${root}/class/net/pf0`, { recursive: true });
-  Deno.symlinkSync(pf, `${root}/class/net/pf0/device`);
   for (const d of ["ixgbevf", "vfio-pci"]) Deno.mkdirSync(`${root}/bus/pci/drivers/${d}`, { recursive: true });
   Deno.mkdirSync(`${root}/bus/pci/devices`, { recursive: true });
   for (const n of [0, 1, 2, 3]) {

@@ -5,7 +5,10 @@
  * @module
  */
 
-/** A fake sysfs tree: PF 0000:05:00.0 with VF n at 0000:05:08.n, netdev `vf<n>` for each. */
+/**
+ * A fake sysfs tree: PF 0000:05:00.0 (netdev `pf0`) with VF n at 0000:05:08.n, netdev `vf<n>` for
+ * each.
+ */
 export function fakeSysfs(root: string, vfs: number[]): void {
   const devices = `${root}/devices/pci0000:00`;
   Deno.mkdirSync(`${devices}/0000:05:00.0`, { recursive: true });
@@ -20,5 +23,8 @@ export function fakeSysfs(root: string, vfs: number[]): void {
     Deno.mkdirSync(`${root}/class/net/vf${n}`);
     Deno.symlinkSync(`${devices}/${vf}`, `${root}/class/net/vf${n}/device`);
   }
+  Deno.symlinkSync(`${devices}/0000:05:00.0`, `${root}/bus/pci/devices/0000:05:00.0`);
+  Deno.mkdirSync(`${root}/class/net/pf0`);
+  Deno.symlinkSync(`${devices}/0000:05:00.0`, `${root}/class/net/pf0/device`);
   Deno.mkdirSync(`${root}/class/net/lo`);
 }

@@ -21,6 +21,7 @@ import { ADD_VF } from "../../src/control/port_codes.ts";
 import { Canary } from "../rigs/canary.ts";
 import { PID_FILE } from "../../src/daemon/daemon.ts";
 import { fakeSysfs } from "../rigs/sysfs.ts";
+import { OvsDb } from "../rigs/ovs.ts";
 import { tgkill, threadsNamed } from "../rigs/signals.ts";
 import { type DaemonProcess, runVio4wd, until } from "../rigs/daemon_process.ts";
 import { assert, assertEq } from "../rigs/assert.ts";
@@ -400,4 +401,51 @@ Deno.test("security: device strings from clients: only SR-IOV VFs unless allowed
   assert(!(await Deno.lstat(outside).then(() => true, () => false)), "no socket made outside the socket directory");
   assertEq((await d.status()).length, 0, "no relay got a device");
   refused("client-devargs", attacks.map(([what]) => what).join("; "));
+});
+
+Deno.test("security: device strings through OVSDB and netdevs through the IPC file meet the same rules: net_pcap onto the canary, a non-VF PCI device, a PF's netdev and a path as a name are refused", async () => {
+  await using w = await World.create("portsources");
+  const dir = w.dir;
+  await Deno.mkdir(`${dir}/ovs`);
+  fakeSysfs(`${dir}/sys`, [3]);
+  const db = w.own(await OvsDb.start(`${dir}/ovs`));
+  await db.vsctl("--no-wait", "add-br", "br0");
+  const cmd = `${dir}/vio_cmd`;
+  const env = { VIO4WD_SYSFS_ROOT: `${dir}/sys` };
+  const d = await w.daemon([`VIRTIOFWD_OVSDB_SOCK_PATH=${db.socket}`], { env });
+  const tag = (port: string, relay: number, device: string) =>
+    db.vsctl("--no-wait", "add-port", "br0", port, "--", "set", "interface", port, ...[
+      `external_ids:virtio_forwarder=${relay}`,
+      `external_ids:vio4wd_device="${device}"`,
+    ]);
+  const ovsdb: [string, string, RegExp][] = [
+    ["net_pcap over the canary", `net_pcap0,rx_iface=lo,tx_pcap=${canary.path}`, /driver net_pcap are not allowed/],
+    ["a PCI device that is not a VF", "0000:00:00.0", /0000:00:00\.0 is not an SR-IOV VF/],
+    ["the PF itself", "0000:05:00.0", /0000:05:00\.0 is not an SR-IOV VF/],
+  ];
+  for (const [i, [what, device, log]] of ovsdb.entries()) {
+    await tag(`p${i}`, i, device);
+    await d.waitLog(log).catch((e) => {
+      throw new Error(`OVSDB ${what}: ${e.message}`);
+    });
+    await serving(d, `OVSDB: ${what}`);
+  }
+  assertEq((await d.status()).filter((r) => r.vf).length, 0, "no relay got a device from OVSDB");
+  assertEq(await d.stop(), 0, "OVSDB daemon exit status");
+  // the IPC file is a port source of its own (one per daemon)
+  const di = await w.daemon(["VIRTIOFWD_IPC_PORT_CONTROL=y", `VIO4WD_IPC_CMD_FILE=${cmd}`], { env });
+  const ipc: [string, string, RegExp][] = [
+    ["a PF's netdev", "add_port pf0", /ipc: add_port pf0: .*no physfn link: it is not an SR-IOV VF/],
+    ["a path as an interface name", "add_port ../../../etc", /ipc: .*is not a command .*not a network interface name/],
+  ];
+  for (const [what, text, log] of ipc) {
+    await Deno.writeTextFile(cmd, `${text}\n`);
+    await di.waitLog(log).catch((e) => {
+      throw new Error(`IPC ${what}: ${e.message}`);
+    });
+    await Deno.remove(cmd).catch(() => {});
+    await serving(di, `IPC: ${what}`);
+  }
+  assertEq((await di.status()).filter((r) => r.vf).length, 0, "no relay got a device from the IPC file");
+  refused("client-devices-ovsdb-ipc", [...ovsdb, ...ipc].map(([what]) => what).join("; "));
 });
