@@ -41,6 +41,8 @@ export const symbols = {
   vio4wd_hugepage_bytes_used: { parameters: [], result: "u64" },
   // void vio4wd_set_idle_sleep(uint32_t us)
   vio4wd_set_idle_sleep: { parameters: ["u32"], result: "void" },
+  // void vio4wd_set_tx_retries(uint32_t retries)
+  vio4wd_set_tx_retries: { parameters: ["u32"], result: "void" },
   // void vio4wd_bonds_supervise(void)
   vio4wd_bonds_supervise: { parameters: [], result: "void" },
   // int vio4wd_next_event(struct vio4wd_event *ev)
@@ -97,7 +99,7 @@ export function shimLimits(): ShimLimits {
 
 /**
  * Layout of `struct vio4wd_shared` and friends for `maxRelays` relays (checked by _Static_assert in
- * shim/eal.c): a 64-byte header (n_workers u32 at 0, event_overflows u64 at 8), the relays'
+ * shim/eal.c): a 64-byte header (n_workers u32 at 0, event_overflows u64 at 8, tsc_hz u64 at 16), the relays'
  * counters, then the workers'.
  */
 export function sharedLayout(limits: ShimLimits) {
@@ -106,6 +108,7 @@ export function sharedLayout(limits: ShimLimits) {
   return {
     nWorkersOffset: 0,
     eventOverflowsOffset: 8,
+    tscHzOffset: 16,
     relaysOffset,
     relayStride,
     /** Offset of VM->VF inside a relay's stats; VF->VM is at 0. */
@@ -131,6 +134,18 @@ export const DIR_COUNTERS = [
   "dropFullBytes",
   "dropUnavailPkts",
   "dropUnavailBytes",
+] as const;
+
+/** Counter order inside `struct vio4wd_worker_stats` (u64 each; "lcore" is the worker's CPU). */
+export const WORKER_COUNTERS = [
+  "passes",
+  "busyPasses",
+  "lcore",
+  "busyCycles",
+  "idleCycles",
+  "rxPkts",
+  "bursts",
+  "longPasses",
 ] as const;
 
 /** `enum vio4wd_event_type`. */

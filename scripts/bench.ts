@@ -3,8 +3,12 @@
  * run, alternating, medians over rounds: dpdk-testpmd io-fwd (the physical-limit proxy), vio4wd,
  * and OVS-DPDK. A generator testpmd on CPU 0 loops packets VM -> relay -> VF -> generator ->
  * relay -> VM; the relay forwards on CPU 1. The VM side is vhost-user (generator: virtio_user),
- * the VF stand-in memif (and a vhost-user pair, the only one OVS can drive). Rates are read at
- * the generator, the same way for every relay.
+ * the VF stand-in memif (and a vhost-user pair, the only one OVS can drive).
+ *
+ * The primary figure is the relay core's busy cycles per packet, from each relay's own
+ * accounting in the same window (it does not depend on how fast the generator is); Mpps per
+ * direction, read at the generator, is secondary. Windows where the loop died, the relay dropped
+ * or its CPU had steal time are discarded and counted.
  *
  * Also: vio4wd with as many relays as the generator's own port limit allows, daemon start-up
  * with 64 sockets and a VF on every ethdev port the process may have, its hugepage use and RSS.
@@ -25,7 +29,7 @@ import { uniqueTag } from "../tests/rigs/daemon_process.ts";
 import { type Case, caseName, CASES, IDLE_US, SIZES } from "./bench/cases.ts";
 import { daemonFigures, idleWorkerCpu, measure, type Timing } from "./bench/measure.ts";
 import { type RunningRelay, startRelay } from "./bench/relays.ts";
-import { buildResult, markdown, writeResults } from "./bench/report.ts";
+import { buildResult, emptySamples, markdown, writeResults } from "./bench/report.ts";
 
 /** The bench's command line. */
 export const benchParser = object({
@@ -51,7 +55,8 @@ async function main(args: string[]): Promise<number> {
     ? { rounds: 1, seconds: 1, warmup: 1, quick: true }
     : { rounds: a.rounds, seconds: a.seconds, warmup: 2, quick: false };
   const tag = uniqueTag("bench");
-  const samples = new Map<string, number[]>();
+  const samples = emptySamples();
+  const push = (m: Map<string, number[]>, key: string, v: number) => m.set(key, [...(m.get(key) ?? []), v]);
   /** One sample: a fresh relay (testpmd's relay does not survive its generator going away). */
   const sample = async (c: Case, size: number, round: number) => {
     const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
@@ -60,11 +65,17 @@ async function main(args: string[]): Promise<number> {
       relay = await startRelay(c, dir, tag);
       const r = await measure(relay, size, t, tag);
       const key = `${caseName(c)}_${size}`;
-      samples.set(key, [...(samples.get(key) ?? []), r.mppsPerDir]);
-      progress(
-        `round ${round}/${t.rounds} ${caseName(c)} ${size} B: ${r.mppsPerDir.toFixed(3)} Mpps per direction ` +
-          `(VF->VM ${r.vfToVm.toFixed(3)}, VM->VF ${r.vmToVf.toFixed(3)})`,
-      );
+      const line = `round ${round}/${t.rounds} ${caseName(c)} ${size} B: ${r.cyclesPerPkt.toFixed(1)} cycles/pkt, ` +
+        `${r.mppsPerDir.toFixed(3)} Mpps per direction (VF->VM ${r.vfToVm.toFixed(3)}, VM->VF ${r.vmToVf.toFixed(3)})`;
+      if (r.discarded) {
+        samples.discarded.set(r.discarded, (samples.discarded.get(r.discarded) ?? 0) + 1);
+        progress(`${line}: discarded, ${r.discarded}`);
+        if (!t.quick) return; // --quick proves the harness: its one window counts whatever it was
+      }
+      if (!r.discarded) samples.kept++;
+      push(samples.mpps, key, r.mppsPerDir);
+      push(samples.cycles, key, r.cyclesPerPkt);
+      progress(line);
     } finally {
       await relay?.stop();
       await Deno.remove(dir, { recursive: true }).catch(() => {});

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_launch.h>
@@ -119,6 +120,7 @@ API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags
 		n++;
 	}
 	g_shared.n_workers = n;
+	g_shared.tsc_hz = rte_get_tsc_hz();
 	lists_init();
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		ret = rte_eal_remote_launch(worker_main, NULL, lcore);
@@ -151,4 +153,6 @@ _Static_assert(offsetof(struct vio4wd_shared, workers) == 64 + 128 * VIO4WD_MAX_
 _Static_assert(sizeof(struct vio4wd_shared) == 64 + 128 * 64 + 64 * 64, "shared size");
 _Static_assert(sizeof(struct vio4wd_event) == 24, "event size");
 _Static_assert(offsetof(struct vio4wd_shared, event_overflows) == 8, "event_overflows at 8");
+_Static_assert(offsetof(struct vio4wd_shared, tsc_hz) == 16, "tsc_hz at 16");
+_Static_assert(sizeof(struct vio4wd_worker_stats) == 64, "worker stats are 64 bytes");
 _Static_assert(sizeof(struct vio4wd_limits) == 32, "limits are 32 bytes");

@@ -40,12 +40,23 @@ struct vio4wd_relay_stats {
 	struct vio4wd_dir_stats vm_to_vf;
 };
 
-/* Per worker lcore: loop passes, and passes that moved at least one packet. */
+/*
+ * Per worker lcore, one writer (the worker), as OVS accounts its PMD threads: each pass's TSC
+ * cycles (from its start to the next pass's start: an idle-mode sleep counts as idle) go to
+ * busy_cycles when it moved packets, to idle_cycles when it moved none; a pass that moved packets
+ * but took over 50 us per burst it moved (far more than a burst costs: the worker was interrupted
+ * or descheduled) is counted in long_passes and its cycles in neither. Cycles per packet =
+ * busy_cycles / rx_pkts.
+ */
 struct vio4wd_worker_stats {
 	uint64_t passes;
 	uint64_t busy_passes;
 	uint64_t lcore;            /* the CPU, or UINT64_MAX when the slot is unused */
-	uint64_t pad[5];
+	uint64_t busy_cycles;
+	uint64_t idle_cycles;
+	uint64_t rx_pkts;          /* packets taken in, both directions */
+	uint64_t bursts;           /* receive calls that returned packets */
+	uint64_t long_passes;
 } __attribute__((aligned(64)));
 
 /* The memory the daemon reads directly (vio4wd_shared()). */
@@ -53,7 +64,8 @@ struct vio4wd_shared {
 	uint32_t n_workers;        /* slots of workers[] in use */
 	uint32_t pad0;
 	uint64_t event_overflows;  /* events dropped because the queue was full (events.c) */
-	uint64_t pad1[6];
+	uint64_t tsc_hz;           /* the workers' cycle counter frequency (rte_get_tsc_hz) */
+	uint64_t pad1[5];
 	struct vio4wd_relay_stats relays[VIO4WD_MAX_RELAYS];
 	struct vio4wd_worker_stats workers[VIO4WD_MAX_WORKERS];
 };
@@ -159,6 +171,9 @@ int vio4wd_bond_attach(uint32_t relay, const char *name, uint32_t mode, const ch
 /* Idle mode: after IDLE_AFTER_PASSES passes without a packet a worker sleeps `us` microseconds
  * between passes until traffic returns (0: always poll). Takes effect at once. */
 void vio4wd_set_idle_sleep(uint32_t us);
+/* Retries of the rest of a burst on a full guest RX ring or VF TX queue while each try sends
+ * some (0: none); what is left is dropped and counted. Takes effect at once. */
+void vio4wd_set_tx_retries(uint32_t retries);
 
 /* Active-backup bonds whose active member lost its link while the bonding driver did not notice
  * (members whose driver raises no link event): the first member with link becomes active.

@@ -17,6 +17,9 @@
 
 #include "internal.h"
 
+/* Worker counters: one writer, read by the daemon at any time (no torn 64-bit values). */
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
 static inline uint64_t sum_bytes(struct rte_mbuf **pkts, uint16_t from, uint16_t to)
 {
 	uint64_t b = 0;
@@ -75,11 +78,26 @@ static inline uint32_t flow_hash(const struct rte_mbuf *m)
 	return rte_jhash(p, 12, FLOW_HASH_SEED); /* destination and source MAC */
 }
 
-/* Enqueues pkts[0..n) to one virtio RX queue pair; counts what was sent and what not. */
+/* Retries of the rest of a burst on a full guest ring or VF queue (vio4wd_set_tx_retries). */
+static uint32_t g_tx_retries = 8;
+
+API void vio4wd_set_tx_retries(uint32_t retries)
+{
+	__atomic_store_n(&g_tx_retries, retries, __ATOMIC_RELAXED);
+}
+
+/* Enqueues pkts[0..n) to one virtio RX queue pair, retrying the rest while the guest takes some
+ * (at most g_tx_retries times, as OVS); counts what was sent and what not. */
 static inline void enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint16_t n, uint64_t bytes,
 			   struct vio4wd_dir_stats *st)
 {
 	uint16_t sent = rte_vhost_enqueue_burst(vid, (uint16_t)(pair * 2), pkts, n);
+	for (uint32_t retries = __atomic_load_n(&g_tx_retries, __ATOMIC_RELAXED); sent < n && retries > 0; retries--) {
+		uint16_t more = rte_vhost_enqueue_burst(vid, (uint16_t)(pair * 2), pkts + sent, (uint16_t)(n - sent));
+		if (more == 0)
+			break; /* no progress: the guest is not reading now */
+		sent = (uint16_t)(sent + more);
+	}
 	uint64_t unsent_bytes = sent < n ? sum_bytes(pkts, sent, n) : 0;
 	st->tx_pkts += sent;
 	st->tx_bytes += bytes - unsent_bytes;
@@ -157,6 +175,12 @@ static inline void vf_send(uint16_t port, struct rte_mbuf **pkts, uint16_t n, st
 	/* Counted before the burst: the driver may free what it sent before it returns. */
 	uint64_t bytes = sum_bytes(pkts, 0, n);
 	uint16_t sent = rte_eth_tx_burst(port, 0, pkts, ok);
+	for (uint32_t retries = __atomic_load_n(&g_tx_retries, __ATOMIC_RELAXED); sent < ok && retries > 0; retries--) {
+		uint16_t more = rte_eth_tx_burst(port, 0, pkts + sent, (uint16_t)(ok - sent));
+		if (more == 0)
+			break; /* no progress: the queue stays full for now */
+		sent = (uint16_t)(sent + more);
+	}
 	if (sent < n) {
 		uint64_t unsent_bytes = sum_bytes(pkts, sent, n); /* still ours */
 		st->drop_full_pkts += n - sent;
@@ -248,19 +272,25 @@ int worker_main(void *arg)
 	struct vio4wd_worker_stats *ws = &g_shared.workers[slot];
 	uint32_t empty = 0;    /* passes in a row that moved nothing */
 	uint32_t backoff = 0;  /* idle mode: the next sleep, 0 = none yet */
+	const uint64_t long_pass = rte_get_tsc_hz() / 20000; /* 50 us per burst moved */
+	uint64_t start = rte_rdtsc(); /* the current pass's beginning */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* short sleeps as asked, not 50 us late */
 	while (!g_quit) {
 		/* The list is the worker's own until its pass counter moves on (lists_publish() waits for
 		 * that before it reuses the list): items are written here (queue position) without a lock. */
 		struct work_list *l = (struct work_list *)lists_current(slot);
-		unsigned moved = 0;
+		unsigned moved = 0, bursts = 0;
 		for (uint32_t i = 0; i < l->n; i++) {
 			struct work_item *it = &l->items[i];
-			moved += it->dir == VF_TO_VM ? vf_to_vm(it) : vm_to_vf(it);
+			unsigned got = it->dir == VF_TO_VM ? vf_to_vm(it) : vm_to_vf(it);
+			moved += got;
+			bursts += got != 0;
 		}
 		__atomic_store_n(&ws->passes, ws->passes + 1, __ATOMIC_RELEASE);
 		uint32_t idle_us = __atomic_load_n(&g_idle_sleep_us, __ATOMIC_RELAXED);
 		if (moved) {
+			STORE(ws->rx_pkts, ws->rx_pkts + moved);
+			STORE(ws->bursts, ws->bursts + bursts);
 			ws->busy_passes++;
 			empty = 0;
 			backoff = 0;
@@ -272,6 +302,15 @@ int worker_main(void *arg)
 		} else {
 			rte_pause();
 		}
+		/* One TSC read per pass: this pass ran (and slept) from `start` to `now`. */
+		uint64_t now = rte_rdtsc(), spent = now - start;
+		start = now;
+		if (!moved)
+			STORE(ws->idle_cycles, ws->idle_cycles + spent);
+		else if (spent > long_pass * bursts) /* far longer than its bursts can take: interrupted */
+			STORE(ws->long_passes, ws->long_passes + 1);
+		else
+			STORE(ws->busy_cycles, ws->busy_cycles + spent);
 	}
 	return 0;
 }

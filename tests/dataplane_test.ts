@@ -54,6 +54,77 @@ for (const idleUs of [0, 500]) {
   });
 }
 
+Deno.test("worker accounting: the worker took in exactly the packets the relay received, in bursts, with busy cycles per packet; stats --json and monitor show it", async () => {
+  await using w = await World.create("cycles");
+  const vf = memifPair(`${w.dir}/vf.sock`);
+  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=(${vf.vf}=0)`]);
+  const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), vf.peer] });
+  await pmd.waitLinksUp();
+  await d.waitLog(/relay 0: VM connected/);
+  await pmd.send("set fwd rxonly");
+  const n = 6 * 32;
+  await pmd.send("start tx_first 6");
+  await until("relay counters", async () => {
+    const r = relay0(await d.status());
+    return r !== undefined && num(r.vfToVm.pktsTxToVm) === n && num(r.vmToVf.pktsTxToVf) === n;
+  });
+  const stats = await runVio4wd(["stats", "--json", "--zmq-ep", d.statsEndpoint, "--delay", "0"]);
+  assertEq(stats.code, 0, `stats --json: ${stats.stderr}`);
+  const j = JSON.parse(stats.stdout) as {
+    workers: { cpu: number; rx_pkts: number; bursts: number; busy_cycles: number; cycles_per_pkt: number }[];
+    tsc_hz: number;
+  };
+  assertEq(j.workers.map((x) => x.cpu).join(","), "1", "one worker, on CPU 1");
+  const wk = j.workers[0];
+  assertEq(wk.rx_pkts, 2 * n, "packets the worker took in: both directions");
+  if (!(wk.bursts >= (2 * n) / 32 && wk.bursts <= 2 * n)) throw new Error(`bursts ${wk.bursts} for ${2 * n} packets`);
+  if (!(wk.busy_cycles > 0 && wk.cycles_per_pkt > 0)) throw new Error(`no busy cycles: ${JSON.stringify(wk)}`);
+  if (!(j.tsc_hz > 1e8)) throw new Error(`tsc_hz ${j.tsc_hz}`);
+  const mon = await runVio4wd([
+    "monitor",
+    "--once",
+    "--json",
+    "--stats-ep",
+    d.statsEndpoint,
+    "--sched-ep",
+    "ipc:///nonexistent",
+  ]);
+  assertEq(mon.code, 0, `monitor: ${mon.stderr}`);
+  const cpu = (JSON.parse(mon.stdout) as { cpus: { cpu: number; busy: number | null }[] }).cpus.find((c) =>
+    c.cpu === 1
+  );
+  if (!(cpu && typeof cpu.busy === "number" && cpu.busy >= 0 && cpu.busy <= 1)) {
+    throw new Error(`monitor: no measured busy share for CPU 1: ${mon.stdout}`);
+  }
+  await pmd.stop();
+});
+
+Deno.test("a VM that stops reading: its relay drops after bounded retries (counted) and the other relay on the same worker keeps flowing", async () => {
+  await using w = await World.create("stall");
+  // both relays on worker CPU 1; net_null VFs send VF->VM without end
+  const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=(net_null0=0 net_null1=1)", "VIO4WD_TX_RETRIES=8"]);
+  const stalled = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+  const reading = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(1))] });
+  for (const vm of [stalled, reading]) {
+    await vm.send("set fwd rxonly");
+    await vm.send("start");
+  }
+  await until("both VMs connected", async () => (await d.status()).filter((r) => r.vmToVf.active).length === 2);
+  await stalled.send("stop"); // its RX ring fills and stays full
+  const byId = async () => new Map((await d.status()).map((r) => [r.id, r]));
+  await new Promise((r) => setTimeout(r, 500));
+  const a = await byId();
+  await new Promise((r) => setTimeout(r, 1000));
+  const b = await byId();
+  const delivered = (m: Map<number, RelayState>, id: number) => num(m.get(id)!.vfToVm.pktsTxToVm);
+  const dropped = (m: Map<number, RelayState>, id: number) => num(m.get(id)!.vfToVm.pktsDroppedVmQueueFull);
+  assertEq(delivered(b, 0) - delivered(a, 0), 0, "nothing reaches the VM that stopped reading");
+  if (!(dropped(b, 0) > dropped(a, 0))) throw new Error(`relay 0 counted no drops: ${show(b.get(0))}`);
+  if (!(delivered(b, 1) - delivered(a, 1) > 10_000)) {
+    throw new Error(`relay 1 stalled beside the full ring: ${delivered(b, 1) - delivered(a, 1)} packets in 1 s`);
+  }
+});
+
 Deno.test("bad VFs and relay ids are clear errors, leave nothing behind and do not disturb other relays", async () => {
   await using w = await World.create("bad");
   const d = await w.daemon([

@@ -49,6 +49,13 @@ Deno.test("metrics: /metrics serves every relay's counters by direction and reas
       /^vio4wd_relay_vf_attached\{relay="0"\} 1$/m,
       /^vio4wd_relay_info\{relay="0",socket=".*virtio-forwarder0\.sock",vf="net_null0",vf_to_vm_cpu="1",vm_to_vf_cpu="1"\} 1$/m,
       /^vio4wd_worker_busy_ratio\{cpu="1"\} [\d.e-]+$/m,
+      /^vio4wd_worker_busy_cycles_total\{cpu="1"\} [1-9]\d*$/m,
+      /^vio4wd_worker_idle_cycles_total\{cpu="1"\} \d+$/m,
+      /^vio4wd_worker_rx_packets_total\{cpu="1"\} [1-9]\d*$/m,
+      /^vio4wd_worker_bursts_total\{cpu="1"\} [1-9]\d*$/m,
+      /^vio4wd_worker_long_passes_total\{cpu="1"\} \d+$/m,
+      /^vio4wd_worker_cycles_per_packet\{cpu="1"\} [\d.e+-]+$/m,
+      /^vio4wd_tsc_hz [1-9]\d*$/m,
       /^vio4wd_build_info\{version="[^"]+",dpdk="DPDK 22\.11[^"]*"\} 1$/m,
     ]
   ) {

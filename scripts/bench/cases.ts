@@ -34,6 +34,7 @@ export const CASES: Case[] = [
   { kind: "vio4wd", relays: 1, vf: "memif" },
   { kind: "vio4wd", relays: 1, vf: "memif", idleUs: IDLE_US },
   { kind: "vio4wd", relays: MANY_RELAYS, vf: "memif" },
+  { kind: "vio4wd", relays: MAX_ETHPORTS, vf: "memif" },
   { kind: "testpmd", relays: MANY_RELAYS, vf: "memif" },
   { kind: "testpmd", relays: 1, vf: "vhost" },
   { kind: "vio4wd", relays: 1, vf: "vhost" },

@@ -32,54 +32,110 @@ export interface Timing {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Loops `size`-byte packets through the relay; returns the median-free rate of one window. */
-export async function measure(
-  relay: RunningRelay,
-  size: number,
-  o: Timing,
-  tag: string,
-): Promise<{ mppsPerDir: number; vfToVm: number; vmToVf: number }> {
+/** One window's figures; `discarded` says why the window does not count (null: it does). */
+export interface Window {
+  mppsPerDir: number;
+  vfToVm: number;
+  vmToVf: number;
+  /** The relay core's busy cycles per packet received, by the relay's own accounting. */
+  cyclesPerPkt: number;
+  discarded: string | null;
+}
+
+/** Relays per generator: it spends two ethdev ports per relay. */
+const RELAYS_PER_GENERATOR = MAX_ETHPORTS / 2;
+/** CPU the relays forward on. */
+export const RELAY_CPU = 1;
+/** A window whose relay CPU lost more than this share of its time to the hypervisor is discarded. */
+const MAX_STEAL = 0.02;
+
+/** Steal and total jiffies of `cpu` (/proc/stat). */
+function cpuTimes(cpu: number): { steal: number; total: number } {
+  const line = Deno.readTextFileSync("/proc/stat").split("\n").find((l) => l.startsWith(`cpu${cpu} `));
+  if (!line) throw new Error(`/proc/stat has no cpu${cpu}`);
+  const f = line.split(/\s+/).slice(1, 9).map(Number); // user nice system idle iowait irq softirq steal
+  return { steal: f[7], total: f.reduce((a, b) => a + b, 0) };
+}
+
+/**
+ * Loops `size`-byte packets through the relay (one generator per 16 relays, all on CPU 0) and
+ * measures one window: rates at the generators, cycles per packet from the relay's accounting.
+ * The window is discarded when the loop died in a direction, the relay dropped packets, or the
+ * relay's CPU had steal time.
+ */
+export async function measure(relay: RunningRelay, size: number, o: Timing, tag: string): Promise<Window> {
   const n = relay.vmSockets.length;
-  const gen = await TestPmd.start({
-    prefix: `${tag}-g`,
-    cores: "0,1",
-    mainLcore: 1,
-    memoryMb: 512,
-    mbufs: 2048 * 2 * n + 4096,
-    packetLength: size,
-    vdevs: relay.vmSockets.flatMap((vm, i) => [
-      `net_virtio_user${2 * i},path=${vm},queues=1`,
-      relay.vfPeers[i],
-    ]),
-  });
+  const gens: TestPmd[] = [];
   try {
-    await gen.waitLinksUp(30_000);
-    await gen.send("set fwd io");
-    // Rx packets per direction: the generator's VM ports (even) receive what the relay sent
-    // VF->VM, its VF ports (odd) what it sent VM->VF.
-    const perDir = (a: number[], b: number[], odd: number) =>
-      b.reduce((s, v, i) => i % 2 === odd ? s + v - (a[i] ?? 0) : s, 0);
+    for (let g = 0; g * RELAYS_PER_GENERATOR < n; g++) {
+      const ids = Array.from(
+        { length: Math.min(RELAYS_PER_GENERATOR, n - g * RELAYS_PER_GENERATOR) },
+        (_, i) => g * RELAYS_PER_GENERATOR + i,
+      );
+      gens.push(
+        await TestPmd.start({
+          prefix: `${tag}-g${g}`,
+          cores: "0,1",
+          mainLcore: 1,
+          memoryMb: 512,
+          mbufs: 2048 * 2 * ids.length + 4096,
+          packetLength: size,
+          vdevs: ids.flatMap((id, i) => [
+            `net_virtio_user${2 * i},path=${relay.vmSockets[id]},queues=1`,
+            relay.vfPeers[id].replace(/^(net_\w+?)(\d+)/, (_m, drv) => `${drv}${2 * i + 1}`),
+          ]),
+        }),
+      );
+    }
+    for (const gen of gens) {
+      await gen.waitLinksUp(30_000);
+      await gen.send("set fwd io");
+    }
+    // Rx packets per direction: the generators' VM ports (even) receive what the relay sent
+    // VF->VM, their VF ports (odd) what it sent VM->VF.
+    const rx = async () => (await Promise.all(gens.map((g) => rxPackets(g))));
+    const perDir = (a: number[][], b: number[][], odd: number) =>
+      b.reduce((s, ports, g) => s + ports.reduce((t, v, i) => i % 2 === odd ? t + v - (a[g][i] ?? 0) : t, 0), 0);
     // A relay may still be setting up the port it just saw connect and drop the seed burst: then
     // one direction stays empty, and the loop is seeded again.
-    let a: number[] = [];
+    let a: number[][] = [];
     for (let attempt = 1;; attempt++) {
-      const before = await rxPackets(gen);
-      await gen.send("start tx_first 4");
+      const before = await rx();
+      for (const gen of gens) await gen.send("start tx_first 4");
       await sleep(o.warmup * 1000);
-      a = await rxPackets(gen);
+      a = await rx();
       if (perDir(before, a, 0) > 0 && perDir(before, a, 1) > 0) break;
-      if (attempt === 3) throw new Error(`no loop after 3 seeds; generator:\n${gen.output.slice(-1500)}`);
-      await gen.stop();
+      if (attempt === 3) throw new Error(`no loop after 3 seeds; generator:\n${gens[0].output.slice(-1500)}`);
+      for (const gen of gens) await gen.stop();
     }
+    const [c0, d0, s0] = [await relay.cycles(), await relay.drops(), cpuTimes(RELAY_CPU)];
     const t0 = performance.now();
     await sleep(o.seconds * 1000);
-    const b = await rxPackets(gen);
+    const b = await rx();
+    const [c1, d1, s1] = [await relay.cycles(), await relay.drops(), cpuTimes(RELAY_CPU)];
     const secs = (performance.now() - t0) / 1000;
     const vfToVm = perDir(a, b, 0) / secs / 1e6;
     const vmToVf = perDir(a, b, 1) / secs / 1e6;
-    return { mppsPerDir: (vfToVm + vmToVf) / 2, vfToVm, vmToVf };
+    const pkts = c1.pkts - c0.pkts;
+    const steal = (s1.steal - s0.steal) / Math.max(1, s1.total - s0.total);
+    const discarded = vfToVm === 0 || vmToVf === 0
+      ? "the loop died in one direction"
+      : pkts <= 0
+      ? "the relay counted no packets"
+      : d0 !== null && d1 !== null && d1 > d0
+      ? `the relay dropped ${d1 - d0} packets`
+      : steal > MAX_STEAL
+      ? `CPU ${RELAY_CPU} had ${(steal * 100).toFixed(1)}% steal time`
+      : null;
+    return {
+      mppsPerDir: (vfToVm + vmToVf) / 2,
+      vfToVm,
+      vmToVf,
+      cyclesPerPkt: pkts > 0 ? (c1.cycles - c0.cycles) / pkts : 0,
+      discarded,
+    };
   } finally {
-    await gen.close();
+    for (const gen of gens) await gen.close();
   }
 }
 

@@ -7,14 +7,43 @@
 
 import { DaemonProcess } from "../../tests/rigs/daemon_process.ts";
 import { OvsDb, OvsDpdk } from "../../tests/rigs/ovs.ts";
-import { TestPmd } from "../../tests/rigs/testpmd.ts";
+import { coreCycles, TestPmd } from "../../tests/rigs/testpmd.ts";
+import { request } from "../../src/control/client.ts";
+import {
+  StatsRequestSchema,
+  type StatsResponse,
+  StatsResponse_Status,
+  StatsResponseSchema,
+} from "../../src/control/gen/virtioforwarder_pb.ts";
 import type { Case, VfKind } from "./cases.ts";
+
+/** Busy cycles of the relay's forwarding core and packets it received, cumulative. */
+export interface CoreCycles {
+  cycles: number;
+  pkts: number;
+}
 
 /** A relay under test, with the devargs the generator uses for each relay's VM and VF peers. */
 export interface RunningRelay {
   vmSockets: string[];
   vfPeers: string[];
+  /** The relay's own accounting of its forwarding core (testpmd, OVS and vio4wd each count theirs). */
+  cycles(): Promise<CoreCycles>;
+  /** Packets the relay dropped so far (null: it does not say). */
+  drops(): Promise<number | null>;
   stop(): Promise<void>;
+}
+
+/** vio4wd's worker accounting and relay drops, from its stats endpoint. */
+async function vio4wdStats(d: DaemonProcess): Promise<StatsResponse> {
+  const res = await request(
+    d.statsEndpoint,
+    StatsRequestSchema,
+    { includeInactive: true, includeWorkers: true },
+    StatsResponseSchema,
+  );
+  if (res.status !== StatsResponse_Status.OK) throw new Error(`vio4wd stats: status ${res.status}`);
+  return res;
 }
 
 /** memif on a file-system socket (DPDK 22.11's abstract default is per network namespace). */
@@ -42,11 +71,12 @@ export async function startRelay(c: Case, dir: string, tag: string): Promise<Run
       memoryMb: 512,
       mbufs: 16384 * c.relays,
       vdevs: vfs.flatMap((v, i) => [`net_vhost${100 + i},iface=${dir}/vm${i}.sock,queues=1`, v.relay]),
+      appArgs: ["--record-core-cycles"],
     });
     await pmd.send("set fwd io");
     await pmd.send("start");
     const vmSockets = vfs.map((_, i) => `${dir}/vm${i}.sock`);
-    return { vmSockets, vfPeers, stop: () => pmd.close() };
+    return { vmSockets, vfPeers, cycles: () => coreCycles(pmd), drops: async () => null, stop: () => pmd.close() };
   }
   if (c.kind === "vio4wd") {
     const d = await DaemonProcess.start(dir, `${tag}-r`, [
@@ -58,7 +88,27 @@ export async function startRelay(c: Case, dir: string, tag: string): Promise<Run
       ")",
     ]);
     const vmSockets = vfs.map((_, i) => `${dir}/sock/virtio-forwarder${i}.sock`);
-    return { vmSockets, vfPeers, stop: async () => void (await d.stop()) };
+    return {
+      vmSockets,
+      vfPeers,
+      cycles: async () => {
+        const ws = (await vio4wdStats(d)).workers;
+        return {
+          cycles: Number(ws.reduce((s, w) => s + w.busyCycles, 0n)),
+          pkts: Number(ws.reduce((s, w) => s + w.rxPkts, 0n)),
+        };
+      },
+      drops: async () =>
+        (await vio4wdStats(d)).relay.reduce(
+          (s, r) =>
+            s + Number(
+              (r.vfToVm?.pktsDroppedVmQueueFull ?? 0n) + (r.vfToVm?.pktsDroppedVmNotConnected ?? 0n) +
+                (r.vmToVf?.pktsDroppedVfQueueFull ?? 0n) + (r.vmToVf?.pktsDroppedVfNotConnected ?? 0n),
+            ),
+          0,
+        ),
+      stop: async () => void (await d.stop()),
+    };
   }
   const db = await OvsDb.start(dir);
   let ovs: OvsDpdk | null = null;
@@ -66,7 +116,13 @@ export async function startRelay(c: Case, dir: string, tag: string): Promise<Run
     ovs = await OvsDpdk.start(db, { lcoreMask: "0x1", pmdCpuMask: "0x2", memoryMb: 512, prefix: `${tag}-r` });
     const vm = await ovs.addRelay("v4bench", "vhu0", "vf0", vfs[0].relay);
     const o = ovs;
-    return { vmSockets: [vm], vfPeers, stop: async () => (await o.stop(), await db.stop()) };
+    return {
+      vmSockets: [vm],
+      vfPeers,
+      cycles: () => o.pmdCycles(),
+      drops: async () => null,
+      stop: async () => (await o.stop(), await db.stop()),
+    };
   } catch (e) {
     await ovs?.stop();
     await db.stop();

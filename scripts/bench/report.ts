@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type Case, caseName, IDLE_US, MANY_RELAYS } from "./cases.ts";
+import { type Case, caseName, IDLE_US, MANY_RELAYS, MAX_ETHPORTS } from "./cases.ts";
 
 /** The median of `xs` (mean of the two middle values for an even count). */
 export function median(xs: readonly number[]): number {
@@ -25,19 +25,66 @@ export function ratioOfMedians(a: readonly number[], b: readonly number[]): numb
   return Math.round(median(a) / median(b) * 1000) / 1000;
 }
 
-/** The result of a full run: ratios first, then each case's median, then the other figures. */
+/** What the rounds collected: per `<case>_<size>`, Mpps and cycles per packet of kept windows. */
+export interface Samples {
+  mpps: Map<string, number[]>;
+  cycles: Map<string, number[]>;
+  kept: number;
+  /** Discarded windows by reason. */
+  discarded: Map<string, number>;
+}
+
+export const emptySamples = (): Samples => ({ mpps: new Map(), cycles: new Map(), kept: 0, discarded: new Map() });
+
+/** The issue's targets for cycles per packet: ratio key, at most this. */
+export const CYCLE_TARGETS: Record<string, number> = {
+  ratio_cycles_vio4wd_testpmd_64: 0.9,
+  ratio_cycles_vio4wd_testpmd_1518: 1.0,
+  ratio_cycles_vio4wd_ovs_64: 0.6,
+  ratio_cycles_vio4wd_ovs_1518: 0.6,
+  ratio_cycles_32relays_vs_1_64: 1.1,
+};
+
+/** The result of a full run: cycle ratios first, then Mpps ratios, each case's medians, the other figures. */
 export function buildResult(
-  samples: ReadonlyMap<string, number[]>,
+  samples: Samples,
   figures: Record<string, number>,
   run: { rounds: number; seconds: number; date: string; host: { cpus: number; kernel: string } },
 ): Record<string, unknown> {
-  const get = (key: string) => {
-    const v = samples.get(key);
-    if (!v) throw new Error(`no samples of ${key}`);
+  const from = (m: Map<string, number[]>, what: string) => (key: string) => {
+    const v = m.get(key);
+    if (!v || v.length === 0) throw new Error(`no ${what} of ${key}`);
     return v;
   };
+  const get = from(samples.mpps, "samples"), cyc = from(samples.cycles, "cycle samples");
   const ratio = (a: string, b: string) => ratioOfMedians(get(a), get(b));
+  const cratio = (a: string, b: string) => ratioOfMedians(cyc(a), cyc(b));
+  const round1 = (x: number) => Math.round(x * 10) / 10;
+  const cycleRatios = {
+    ratio_cycles_vio4wd_testpmd_64: cratio("vio4wd_64", "testpmd_64"),
+    ratio_cycles_vio4wd_testpmd_1518: cratio("vio4wd_1518", "testpmd_1518"),
+    ratio_cycles_vio4wd_ovs_64: cratio("vio4wd_vhost_vf_64", "ovs_vhost_vf_64"),
+    ratio_cycles_vio4wd_ovs_1518: cratio("vio4wd_vhost_vf_1518", "ovs_vhost_vf_1518"),
+    ratio_cycles_32relays_vs_1_64: cratio(`vio4wd_${MAX_ETHPORTS}_relays_64`, "vio4wd_64"),
+  };
   return {
+    ...cycleRatios,
+    targets: Object.fromEntries(
+      Object.entries(CYCLE_TARGETS).map(([k, max]) => {
+        const v = cycleRatios[k as keyof typeof cycleRatios];
+        return [k, { value: v, at_most: max, met: v <= max }];
+      }),
+    ),
+    cycles_per_pkt_testpmd_64: round1(median(cyc("testpmd_64"))),
+    cycles_per_pkt_testpmd_1518: round1(median(cyc("testpmd_1518"))),
+    cycles_per_pkt_vio4wd_64: round1(median(cyc("vio4wd_64"))),
+    cycles_per_pkt_vio4wd_1518: round1(median(cyc("vio4wd_1518"))),
+    cycles_per_pkt_ovs_64: round1(median(cyc("ovs_vhost_vf_64"))),
+    cycles_per_pkt_ovs_1518: round1(median(cyc("ovs_vhost_vf_1518"))),
+    cycles_per_pkt_vio4wd_32relays_64: round1(median(cyc(`vio4wd_${MAX_ETHPORTS}_relays_64`))),
+    windows_kept: samples.kept,
+    windows_discarded: [...samples.discarded.values()].reduce((a, b) => a + b, 0),
+    windows_discarded_why: Object.fromEntries(samples.discarded),
     ratio_vio4wd_testpmd_64: ratio("vio4wd_64", "testpmd_64"),
     ratio_vio4wd_testpmd_1518: ratio("vio4wd_1518", "testpmd_1518"),
     ratio_vio4wd_ovs_64: ratio("vio4wd_vhost_vf_64", "ovs_vhost_vf_64"),
@@ -51,7 +98,8 @@ export function buildResult(
     many_relays: MANY_RELAYS,
     rounds: run.rounds,
     seconds_per_sample: run.seconds,
-    ...Object.fromEntries([...samples].map(([k, v]) => [`${k}_mpps`, Math.round(median(v) * 1000) / 1000])),
+    ...Object.fromEntries([...samples.cycles].map(([k, v]) => [`cycles_per_pkt_${k}`, round1(median(v))])),
+    ...Object.fromEntries([...samples.mpps].map(([k, v]) => [`${k}_mpps`, Math.round(median(v) * 1000) / 1000])),
     ...figures,
     date: run.date,
     host: run.host,
@@ -61,20 +109,35 @@ export function buildResult(
 /** The result as the README's markdown block. */
 export function markdown(r: Record<string, unknown>, cases: readonly Case[]): string {
   const f = (k: string) => (r[k] as number).toFixed(3);
+  const c1 = (k: string) => r[k] === undefined ? "-" : (r[k] as number).toFixed(1);
   const rows = cases.map((c) =>
     `| ${c.kind}${c.idleUs ? ` (idle mode ${c.idleUs} us)` : ""} | ${c.relays} | ${c.vf} | ${
-      f(`${caseName(c)}_64_mpps`)
-    } | ${f(`${caseName(c)}_1518_mpps`)} |`
+      c1(`cycles_per_pkt_${caseName(c)}_64`)
+    } | ${c1(`cycles_per_pkt_${caseName(c)}_1518`)} | ${f(`${caseName(c)}_64_mpps`)} | ${
+      f(`${caseName(c)}_1518_mpps`)
+    } |`
   );
+  const targets = r.targets as Record<string, { value: number; at_most: number; met: boolean }>;
   return [
-    `PVP loop, Mpps per direction (medians of ${r.rounds} rounds, ${r.seconds_per_sample} s each; ` +
-    `generator on CPU 0, relay on CPU 1; memif VF, vhost-user VM)`,
+    `PVP loop (medians of ${r.rounds} rounds, ${r.seconds_per_sample} s each; generator on CPU 0, relay on CPU 1; ` +
+    `vhost-user VM). Cycles per packet: the relay core's busy cycles per packet received, by each relay's own ` +
+    `accounting (testpmd --record-core-cycles, OVS pmd-stats-show, vio4wd's workers); Mpps per direction at the ` +
+    `generator. Windows kept ${r.windows_kept}, discarded ${r.windows_discarded}` +
+    (r.windows_discarded ? ` (${JSON.stringify(r.windows_discarded_why)})` : "") + ".",
     "",
-    "| relay | relays | VF stand-in | 64 B | 1518 B |",
-    "|---|---:|---|---:|---:|",
+    "| relay | relays | VF stand-in | cycles/pkt 64 B | cycles/pkt 1518 B | Mpps 64 B | Mpps 1518 B |",
+    "|---|---:|---|---:|---:|---:|---:|",
     ...rows,
     "",
-    "| ratio | 64 B | 1518 B |",
+    "| cycles per packet | ratio | target | met |",
+    "|---|---:|---:|---|",
+    ...Object.entries(targets).map(([k, t]) =>
+      `| ${k.replace("ratio_cycles_", "").replaceAll("_", " ")} | ${t.value} | <= ${t.at_most} | ${
+        t.met ? "yes" : "no"
+      } |`
+    ),
+    "",
+    "| Mpps ratio | 64 B | 1518 B |",
     "|---|---:|---:|",
     `| vio4wd / testpmd | ${r.ratio_vio4wd_testpmd_64} | ${r.ratio_vio4wd_testpmd_1518} |`,
     `| vio4wd / testpmd (vhost VF) | ${r.ratio_vio4wd_testpmd_vhost_vf_64} | ${r.ratio_vio4wd_testpmd_vhost_vf_1518} |`,

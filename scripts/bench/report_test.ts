@@ -1,6 +1,6 @@
 import { assertEq, assertJsonEq } from "../../tests/rigs/assert.ts";
-import { caseName, CASES, MANY_RELAYS, SIZES } from "./cases.ts";
-import { buildResult, markdown, median, percentile, ratioOfMedians } from "./report.ts";
+import { caseName, CASES, MANY_RELAYS, MAX_ETHPORTS, SIZES } from "./cases.ts";
+import { buildResult, emptySamples, markdown, median, percentile, ratioOfMedians } from "./report.ts";
 
 Deno.test("bench report: median of odd and even counts, unsorted input, and no samples is an error", () => {
   assertEq(median([3, 1, 2]), 2, "odd count");
@@ -28,9 +28,16 @@ Deno.test("bench report: ratios compare medians, not means, rounded to 3 decimal
   assertEq(ratioOfMedians([2], [3]), 0.667, "rounded");
 });
 
-Deno.test("bench report: the result carries every JSON key the README and scripts read, and the markdown shows them", () => {
-  const samples = new Map<string, number[]>();
-  CASES.forEach((c, i) => SIZES.forEach((s) => samples.set(`${caseName(c)}_${s}`, [i + 1, i + 2, i + 3])));
+Deno.test("bench report: the result carries every JSON key the README and scripts read, targets say whether they are met, and the markdown shows them", () => {
+  const samples = emptySamples();
+  CASES.forEach((c, i) =>
+    SIZES.forEach((s) => {
+      samples.mpps.set(`${caseName(c)}_${s}`, [i + 1, i + 2, i + 3]);
+      samples.cycles.set(`${caseName(c)}_${s}`, [(i + 1) * 100, (i + 2) * 100, (i + 3) * 100]);
+    })
+  );
+  samples.kept = 48;
+  samples.discarded.set("the relay dropped 3 packets", 2);
   const r = buildResult(samples, { daemon_rss_mib: 42 }, {
     rounds: 3,
     seconds: 1,
@@ -39,11 +46,25 @@ Deno.test("bench report: the result carries every JSON key the README and script
   });
   // testpmd (case 0) median 2, vio4wd (case 1) median 3
   assertEq(r.ratio_vio4wd_testpmd_64, 1.5, "vio4wd / testpmd at 64 B");
+  assertEq(r.cycles_per_pkt_testpmd_64, 200, "testpmd cycles per packet: the median");
+  assertEq(r.cycles_per_pkt_vio4wd_64, 300, "vio4wd cycles per packet");
+  assertEq(r.ratio_cycles_vio4wd_testpmd_64, 1.5, "cycle ratio of medians");
+  const i32 = CASES.findIndex((c) => c.kind === "vio4wd" && c.relays === MAX_ETHPORTS);
+  assertEq(r.cycles_per_pkt_vio4wd_32relays_64, (i32 + 2) * 100, "32 relays");
   assertEq(r[`vio4wd_${MANY_RELAYS}_relays_64_mpps`], 5, "a case's median");
   assertEq(r.daemon_rss_mib, 42, "other figures are carried");
+  assertEq(r.windows_kept, 48, "windows kept");
+  assertEq(r.windows_discarded, 2, "windows discarded");
+  const targets = r.targets as Record<string, { met: boolean }>;
+  assertEq(targets.ratio_cycles_vio4wd_testpmd_64.met, false, "1.5 > 0.9: not met");
   const keys = Object.keys(r).filter((k) => k.startsWith("ratio_")).sort();
   assertJsonEq(keys, [
     "ratio_64_relays_vs_1",
+    "ratio_cycles_32relays_vs_1_64",
+    "ratio_cycles_vio4wd_ovs_1518",
+    "ratio_cycles_vio4wd_ovs_64",
+    "ratio_cycles_vio4wd_testpmd_1518",
+    "ratio_cycles_vio4wd_testpmd_64",
     "ratio_idle_mode_vs_polling_1518",
     "ratio_idle_mode_vs_polling_64",
     "ratio_many_relays_vs_1_1518",
@@ -54,17 +75,24 @@ Deno.test("bench report: the result carries every JSON key the README and script
     "ratio_vio4wd_testpmd_vhost_vf_1518",
     "ratio_vio4wd_testpmd_vhost_vf_64",
   ], "ratio keys");
+  for (const k of ["ovs_64", "ovs_1518", "testpmd_1518", "vio4wd_1518"]) {
+    if (typeof r[`cycles_per_pkt_${k}`] !== "number") throw new Error(`no cycles_per_pkt_${k}`);
+  }
   const md = markdown({ ...r, stats_64_relays_median_ms: 1, idle_worker_cpu_polling_pct: 100 }, CASES);
   if (!md.includes("| vio4wd / testpmd | 1.5 |")) throw new Error(`markdown:\n${md}`);
-  if (!md.includes(`| vio4wd | 1 | memif | 3.000 | 3.000 |`)) throw new Error(`markdown rows:\n${md}`);
+  if (!md.includes(`| vio4wd | 1 | memif | 300.0 | 300.0 | 3.000 | 3.000 |`)) throw new Error(`markdown rows:\n${md}`);
+  if (!md.includes("| vio4wd testpmd 64 | 1.5 | <= 0.9 | no |")) throw new Error(`markdown targets:\n${md}`);
 });
 
 Deno.test("bench report: a missing case is an error naming it, not a NaN ratio", () => {
   let msg = "";
   try {
-    buildResult(new Map([["testpmd_64", [1]]]), {}, { rounds: 1, seconds: 1, date: "", host: { cpus: 2, kernel: "" } });
+    const one = emptySamples();
+    one.mpps.set("testpmd_64", [1]);
+    one.cycles.set("testpmd_64", [1]);
+    buildResult(one, {}, { rounds: 1, seconds: 1, date: "", host: { cpus: 2, kernel: "" } });
   } catch (e) {
     msg = (e as Error).message;
   }
-  assertEq(msg, "no samples of vio4wd_64", "error");
+  assertEq(msg, "no cycle samples of vio4wd_64", "error");
 });

@@ -1,6 +1,6 @@
 /**
- * `vio4wd monitor`: a live view of worker CPU load (bars from the scheduler's load model) and
- * per-relay rates and drops, refreshed every second. Full screen on a terminal (q quits, s
+ * `vio4wd monitor`: a live view of worker CPU load (bars from the scheduler's load model, the
+ * measured busy share and cycles per packet of each worker) and per-relay rates and drops, refreshed every second. Full screen on a terminal (q quits, s
  * changes the sort), plain lines otherwise, `--once --json` for scripts.
  *
  * @module
@@ -21,6 +21,7 @@ import {
   StatsRequestSchema,
   StatsResponse_Status,
   StatsResponseSchema,
+  type WorkerState,
 } from "../control/gen/virtioforwarder_pb.ts";
 import { type RelayRates, vfToVmLoad, vmToVfLoad } from "../sched/plan.ts";
 import { relayRates } from "../sched/scheduler.ts";
@@ -54,7 +55,7 @@ export const monitorCommand = command(
   {
     brief: message`Live worker CPU load and relay rates.`,
     description:
-      message`Show one bar per worker CPU (estimated load, the relays on it) and each active relay's rates and drops in both directions, refreshed every second. Keys: q quits, s sorts relays by id or by load. Without a terminal: plain lines.`,
+      message`Show one bar per worker CPU (estimated load, the relays on it, and measured: the share of its cycles spent moving packets and those cycles per packet) and each active relay's rates and drops in both directions, refreshed every second. Keys: q quits, s sorts relays by id or by load. Without a terminal: plain lines.`,
     footer: examples(
       "vio4wd monitor",
       "vio4wd monitor --once --json",
@@ -74,7 +75,14 @@ export interface MonitorArgs {
 
 /** One snapshot: per-CPU load and the relays. */
 export interface Snapshot {
-  cpus: { cpu: number; load: number; relays: { vf_to_vm: number[]; vm_to_vf: number[] } }[];
+  cpus: {
+    cpu: number;
+    load: number;
+    /** Measured over the window: share of the worker's cycles in passes that moved packets, and those cycles per packet. */
+    busy: number | null;
+    cycles_per_pkt: number | null;
+    relays: { vf_to_vm: number[]; vm_to_vf: number[] };
+  }[];
   relays: {
     id: number;
     load: number;
@@ -83,11 +91,15 @@ export interface Snapshot {
   }[];
 }
 
-/** Builds a snapshot from workers and relay rates (`drops` = total drop counters per relay/dir). */
+/**
+ * Builds a snapshot from workers, relay rates (`drops` = total drop counters per relay/dir) and
+ * the workers' accounting over the window.
+ */
 export function snapshot(
   workers: readonly number[],
   rates: readonly RelayRates[],
   drops: Map<number, [number, number]>,
+  accounting: readonly WorkerState[] = [],
 ): Snapshot {
   const cpus = [...new Set([...workers, ...rates.flatMap((r) => [r.vfToVmCpu, r.vmToVfCpu])])].sort((a, b) => a - b);
   return {
@@ -97,6 +109,8 @@ export function snapshot(
         (s, r) => s + (r.vfToVmCpu === cpu ? vfToVmLoad(r) : 0) + (r.vmToVfCpu === cpu ? vmToVfLoad(r) : 0),
         0,
       ),
+      busy: accounting.find((w) => w.cpu === cpu)?.busyShare ?? null,
+      cycles_per_pkt: accounting.find((w) => w.cpu === cpu)?.cyclesPerPkt ?? null,
       relays: {
         vf_to_vm: rates.filter((r) => r.vfToVmCpu === cpu).map((r) => r.id),
         vm_to_vf: rates.filter((r) => r.vmToVfCpu === cpu).map((r) => r.id),
@@ -117,10 +131,12 @@ export function render(s: Snapshot, sortByLoad: boolean, width = 100): string {
   for (const c of s.cpus) {
     const n = Math.min(BAR, Math.round(c.load / MAX_LOAD * BAR));
     const on = [...new Set([...c.relays.vf_to_vm, ...c.relays.vm_to_vf])].sort((a, b) => a - b);
+    const busy = c.busy === null ? "    -" : `${(c.busy * 100).toFixed(1).padStart(5)}%`;
+    const cpp = c.cycles_per_pkt === null ? "-" : c.cycles_per_pkt.toFixed(0);
     lines.push(
-      `CPU${c.cpu}: ${"#".repeat(n).padEnd(BAR, ".")} ${(c.load / MAX_LOAD * 100).toFixed(1).padStart(5)}%  relays ${
-        on.join(",") || "-"
-      }`,
+      `CPU${c.cpu}: ${"#".repeat(n).padEnd(BAR, ".")} ${
+        (c.load / MAX_LOAD * 100).toFixed(1).padStart(5)
+      }%  busy ${busy}  ${cpp.padStart(5)} cyc/pkt  relays ${on.join(",") || "-"}`,
     );
   }
   lines.push("");
@@ -173,7 +189,7 @@ export async function runMonitor(a: MonitorArgs): Promise<number> {
         const stats = await request(
           statsEp,
           StatsRequestSchema,
-          { includeInactive: false, delay: 200 },
+          { includeInactive: false, delay: 200, includeWorkers: true },
           StatsResponseSchema,
           2200,
         );
@@ -194,7 +210,7 @@ export async function runMonitor(a: MonitorArgs): Promise<number> {
           Number((r.vfToVm?.pktsDroppedVmQueueFull ?? 0n) + (r.vfToVm?.pktsDroppedVmNotConnected ?? 0n)),
           Number((r.vmToVf?.pktsDroppedVfQueueFull ?? 0n) + (r.vmToVf?.pktsDroppedVfNotConnected ?? 0n)),
         ] as [number, number]]));
-        const snap = snapshot(workers, relayRates(stats.relay), drops);
+        const snap = snapshot(workers, relayRates(stats.relay), drops, stats.workers);
         if (a.once && a.json) {
           console.log(JSON.stringify(snap));
           return 0;

@@ -23,6 +23,7 @@ import {
   type StatsResponse,
   StatsResponse_Status as Status,
   StatsResponseSchema,
+  type WorkerState,
 } from "../control/gen/virtioforwarder_pb.ts";
 
 /** The `stats` command's parser. */
@@ -72,6 +73,7 @@ export const statsCommand = command(
       "vio4wd stats --include-inactive --relay 0 --relay 1",
       "vio4wd stats --watch 1",
       "vio4wd stats --json | jq '.relay[] | {id, active}'",
+      "vio4wd stats --json --delay 1000 | jq '.workers[] | {cpu, busy_share, cycles_per_pkt}'",
     ),
   },
 );
@@ -88,7 +90,8 @@ export interface StatsArgs {
   config?: string;
 }
 
-const COUNTER = /^(pkts|bytes)_/;
+/** 64-bit fields printed as numbers (protobuf's JSON makes them strings). */
+const COUNTER = /^(pkts|bytes)_|^(passes|busy_passes|busy_cycles|idle_cycles|rx_pkts|bursts|long_passes|tsc_hz)$/;
 
 /** The response as JSON with .proto field names and 64-bit counters as numbers. */
 export function statsJson(res: StatsResponse): unknown {
@@ -176,6 +179,28 @@ export function statsTable(relays: readonly RelayState[]): string {
   ).join("\n") + "\n(* = active: VM connected and VF up)";
 }
 
+/** The worker CPUs' loop accounting over the request's window: busy share, cycles per packet. */
+export function workersTable(workers: readonly WorkerState[]): string {
+  if (workers.length === 0) return "";
+  const head = ["worker cpu", "busy", "cycles/pkt", "pkts in", "bursts", "long passes"];
+  const rows = [
+    head,
+    ...workers.map((w) => [
+      String(w.cpu),
+      w.busyShare === undefined ? "-" : `${(w.busyShare * 100).toFixed(1)}%`,
+      w.cyclesPerPkt === undefined ? "-" : w.cyclesPerPkt.toFixed(1),
+      si(Number(w.rxPkts)),
+      si(Number(w.bursts)),
+      String(w.longPasses),
+    ]),
+  ];
+  const widths = head.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ")).join(
+    "\n",
+  ) +
+    "\n(busy: share of the worker's cycles in passes that moved packets; cycles/pkt: those cycles per packet taken in)";
+}
+
 /** The original tool's flat format: relay_<id>.<path>=<value>, for fields present. */
 export function statsFlat(relays: readonly RelayState[]): string {
   const out: string[] = [];
@@ -240,11 +265,13 @@ export function statsFlat(relays: readonly RelayState[]): string {
 /** Runs `vio4wd stats`; returns the exit status. */
 export async function runStats(a: StatsArgs): Promise<number> {
   const endpoint = await resolveEndpoint("stats", a.zmqEp, a.config);
+  const flat = !a.json && a.format === "flat";
   for (;;) {
     const res = await request(
       endpoint,
       StatsRequestSchema,
-      { relay: [...a.relay], includeInactive: a.includeInactive === true, delay: a.delay },
+      // the original's flat format gets the original's reply
+      { relay: [...a.relay], includeInactive: a.includeInactive === true, delay: a.delay, includeWorkers: !flat },
       StatsResponseSchema,
       2000 + a.delay,
     );
@@ -254,7 +281,8 @@ export async function runStats(a: StatsArgs): Promise<number> {
     }
     if (a.json) console.log(JSON.stringify(statsJson(res)));
     else {
-      const text = a.format === "flat" ? statsFlat(res.relay) : statsTable(res.relay);
+      const text = flat ? statsFlat(res.relay) : [statsTable(res.relay), workersTable(res.workers)].filter(Boolean)
+        .join("\n\n");
       if (a.watch && Deno.stdout.isTerminal()) console.log("\x1b[H\x1b[2J" + new Date().toISOString());
       console.log(text);
     }

@@ -57,6 +57,7 @@ export interface Config {
   ealLcores: Map<number, number> | null;
   metricsListen: string;
   idleSleepUs: number;
+  txRetries: number;
   socketDir: string;
   socketPattern: string;
   cpuPins: CpuPin[];
@@ -420,6 +421,15 @@ export const VARIABLES = [
     default: 0,
     option: { long: "--idle-sleep-us", kind: "value", metavar: "US" },
     parse: (r) => parseInteger(r, 0, 100_000),
+  }),
+  v({
+    name: "VIO4WD_TX_RETRIES",
+    key: "txRetries",
+    description:
+      "When a guest's RX ring or a VF's TX queue is full, retry the rest of a burst this many times while each try takes some (as OVS's vhost-tx-retries-max), then drop it and count the drop. Bounded so one stalled VM cannot stop the other relays on its worker; the original retried forever.",
+    default: 8,
+    option: { long: "--tx-retries", kind: "value", metavar: "N" },
+    parse: (r) => parseInteger(r, 0, 1024),
   }),
   v({
     name: "VIO4WD_ZMQ_ALLOW_REMOTE",

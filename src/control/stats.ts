@@ -8,7 +8,8 @@
 
 import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../common/log.ts";
-import type { DirCounters, RelayCounters, RelayReport } from "../dataplane/dataplane.ts";
+import type { DirCounters, RelayCounters, RelayReport, WorkerCounters } from "../dataplane/dataplane.ts";
+import { workerLoad } from "../dataplane/worker_load.ts";
 import { type RelayReader, type RelaySnapshot, VF_TO_VM, VM_TO_VF } from "../relays/table.ts";
 import {
   type RelayState,
@@ -17,6 +18,8 @@ import {
   StatsRequestSchema,
   StatsResponse_Status as Status,
   StatsResponseSchema,
+  type WorkerState,
+  WorkerStateSchema,
 } from "./gen/virtioforwarder_pb.ts";
 import { decodeRequest } from "./proto_check.ts";
 import type { Service } from "./server.ts";
@@ -116,8 +119,39 @@ const encode = (r: MessageInitShape<typeof StatsResponseSchema>) =>
 /** Requests waiting out their `delay` at once; more are answered EBADR at once (one client cannot tie the service up). */
 export const STATS_MAX_WAITING = 16;
 
+/** Counter snapshots a report compares with: the relays', and the workers' when asked for. */
+interface Snapshot {
+  relays: RelayCounters[];
+  workers: WorkerCounters[] | null;
+}
+
+const snapshot = (relays: RelayReader, req: StatsRequest): Snapshot => ({
+  relays: relays.counters(),
+  workers: req.includeWorkers ? relays.workers() : null,
+});
+
+/** The workers' accounting, the figures over the window when there is one (`then`). */
+function workerStates(now: WorkerCounters[], then: WorkerCounters[] | null): WorkerState[] {
+  return now.map((w) => {
+    const load = workerLoad(w, then?.find((t) => t.cpu === w.cpu));
+    return create(WorkerStateSchema, {
+      cpu: w.cpu,
+      passes: w.passes,
+      busyPasses: w.busyPasses,
+      busyCycles: w.busyCycles,
+      idleCycles: w.idleCycles,
+      rxPkts: w.rxPkts,
+      bursts: w.bursts,
+      longPasses: w.longPasses,
+      ...(load.busyShare !== null ? { busyShare: load.busyShare } : {}),
+      ...(load.cyclesPerPkt !== null ? { cyclesPerPkt: load.cyclesPerPkt } : {}),
+    });
+  });
+}
+
 /** The report of `req` between two counter snapshots taken `secs` apart. */
-function report(relays: RelayReader, req: StatsRequest, then: RelayCounters[], secs: number): Uint8Array {
+function report(relays: RelayReader, req: StatsRequest, before: Snapshot, secs: number): Uint8Array {
+  const then = before.relays;
   const max = relays.limits.maxRelays;
   const now = relays.counters();
   const all = relays.list();
@@ -128,7 +162,9 @@ function report(relays: RelayReader, req: StatsRequest, then: RelayCounters[], s
     if (!req.includeInactive && !(r.vm && r.vf !== null)) continue;
     relay.push(relayState(r, relays.report(id), now[id], then[id], secs));
   }
-  return encode({ status: Status.OK, relay });
+  if (!req.includeWorkers) return encode({ status: Status.OK, relay });
+  const worker = workerStates(relays.workers(), secs > 0 ? before.workers : null);
+  return encode({ status: Status.OK, relay, workers: worker, tscHz: relays.tscHz() });
 }
 
 /**
@@ -145,7 +181,7 @@ export class StatsAnswerer {
       this.log.warn(`zmq_stats: delay ${req.delay} ms is above ${STATS_MAX_DELAY_MS} ms: answered EBADR`);
       return encode({ status: Status.EBADR });
     }
-    const then = this.relays.counters();
+    const then = snapshot(this.relays, req);
     if (req.delay === 0) return report(this.relays, req, then, 0);
     if (this.#waiting >= STATS_MAX_WAITING) {
       this.log.warn(`zmq_stats: ${STATS_MAX_WAITING} requests already wait out a delay: answered EBADR`);

@@ -48,9 +48,13 @@ const RECONCILE_MS = 5000;
  */
 const EVENT_QUEUE_CAP_ENV = "VIO4WD_TEST_EVENT_QUEUE_CAP";
 
-/** Mbuf data room: the original's sizes (MTU + L2 overhead + slack). */
+/**
+ * Mbuf data room: DPDK's default 2048 bytes (as testpmd and OVS) holds a 1500-byte MTU frame with
+ * its VLAN tags; jumbo frames and TSO get the original's 9000 + L2 overhead + slack. Larger
+ * packets are chained by the vhost dequeue either way.
+ */
 export function mbufDataSize(c: Config): number {
-  return (c.jumbo || c.tso ? 9000 : 2100) + 22 + 32;
+  return c.jumbo || c.tso ? 9000 + 22 + 32 : 2048;
 }
 
 /** The EAL argv the daemon initialises DPDK with. */
@@ -202,6 +206,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   try {
     dp.init(args, { mbufDataSize: mbufDataSize(c), tso: c.tso, eventQueueCap: cap ? Number(cap) : undefined });
     dp.setIdleSleep(c.idleSleepUs);
+    dp.setTxRetries(c.txRetries);
   } catch (e) {
     Deno.removeSync(pidFile);
     if (e instanceof DataplaneError) {

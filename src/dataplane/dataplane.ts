@@ -19,6 +19,7 @@ import {
   SOCK_FLAG,
   STAGE,
   STATE_BIT,
+  WORKER_COUNTERS,
 } from "../../ffi/shim.ts";
 
 export type { ShimLimits };
@@ -46,12 +47,11 @@ export interface RelayCounters {
   vmToVf: DirCounters;
 }
 
-/** A worker CPU's loop counters. */
-export interface WorkerCounters {
-  cpu: number;
-  passes: bigint;
-  busyPasses: bigint;
-}
+/**
+ * A worker CPU's loop counters (see `struct vio4wd_worker_stats`): passes, cycles of passes that
+ * moved packets and of passes that moved none, packets and bursts taken in, passes over 50 us per burst moved.
+ */
+export type WorkerCounters = { cpu: number } & Record<Exclude<typeof WORKER_COUNTERS[number], "lcore">, bigint>;
 
 /** What the shim has of a relay (`struct vio4wd_relay_report`). */
 export interface RelayReport {
@@ -285,14 +285,26 @@ export class Dataplane {
     const out: WorkerCounters[] = [];
     for (let i = 0; i < n; i++) {
       const at = (L.workersOffset + i * L.workerStride) / 8;
-      out.push({ cpu: Number(buf[at + 2]), passes: buf[at], busyPasses: buf[at + 1] });
+      const c = Object.fromEntries(WORKER_COUNTERS.map((k, j) => [k, buf[at + j]]));
+      const { lcore, ...counters } = c as Record<typeof WORKER_COUNTERS[number], bigint>;
+      out.push({ cpu: Number(lcore), ...counters });
     }
     return out;
+  }
+
+  /** The workers' cycle counter frequency (Hz): cycles / tscHz = seconds. */
+  get tscHz(): bigint {
+    return this.#view().getBigUint64(this.#layout.tscHzOffset);
   }
 
   /** Idle mode: microseconds a worker without traffic sleeps between polls (0: always poll). */
   setIdleSleep(us: number): void {
     this.#lib.symbols.vio4wd_set_idle_sleep(us);
+  }
+
+  /** Retries of a burst's rest on a full guest ring or VF queue, while each try sends some. */
+  setTxRetries(retries: number): void {
+    this.#lib.symbols.vio4wd_set_tx_retries(retries);
   }
 
   /** Moves active-backup bonds off members that lost their link (events follow). */

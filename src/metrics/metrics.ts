@@ -1,6 +1,7 @@
 /**
  * Prometheus metrics (`VIO4WD_METRICS_LISTEN=127.0.0.1:9464`, off by default): per relay and
- * direction packet, byte and drop counters, connection state, per-worker busy share, relay info
+ * direction packet, byte and drop counters, connection state, per-worker cycle accounting (busy
+ * share, cycles per packet, as OVS's pmd-perf-show), relay info
  * and build info, in the text exposition format at `/metrics`.
  *
  * @module
@@ -8,23 +9,18 @@
 
 import type { Logger } from "../common/log.ts";
 import type { RelayReader } from "../relays/table.ts";
+import type { WorkerCounters } from "../dataplane/dataplane.ts";
+import { workerLoad } from "../dataplane/worker_load.ts";
 
 /** Escapes a label value for the text format. */
 const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 
-/** Worker pass counters at the previous scrape, for the busy share over the scrape interval. */
-export interface WorkerSample {
-  lcore: number;
-  passes: bigint;
-  busyPasses: bigint;
-}
-
-/** Renders every metric of the relays; `prev` gives the busy share since the last scrape. */
+/** Renders every metric of the relays; `prev` (the workers' counters at the last scrape) gives the busy share and cycles per packet since then. */
 export function renderMetrics(
   relays: RelayReader,
   build: { version: string; dpdk: string },
-  prev: WorkerSample[] | null,
-): { text: string; workers: WorkerSample[] } {
+  prev: WorkerCounters[] | null,
+): { text: string; workers: WorkerCounters[] } {
   const out: string[] = [];
   const family = (name: string, type: string, help: string) =>
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -72,18 +68,39 @@ export function renderMetrics(
       }",vm_to_vf_cpu="${r.cpus[1]}"} 1`,
     );
   }
-  const workers = relays.workers().map((w) => ({ lcore: w.cpu, passes: w.passes, busyPasses: w.busyPasses }));
+  const workers = relays.workers();
+  const workerCounters: [string, string, (w: WorkerCounters) => bigint][] = [
+    ["vio4wd_worker_busy_cycles_total", "TSC cycles of a worker's passes that moved packets.", (w) => w.busyCycles],
+    ["vio4wd_worker_idle_cycles_total", "TSC cycles of a worker's passes that moved none.", (w) => w.idleCycles],
+    ["vio4wd_worker_rx_packets_total", "Packets a worker took in, both directions.", (w) => w.rxPkts],
+    ["vio4wd_worker_bursts_total", "Receive calls of a worker that returned packets.", (w) => w.bursts],
+    [
+      "vio4wd_worker_long_passes_total",
+      "Passes that took over 50 us per burst they moved (interrupted; not counted as busy).",
+      (w) => w.longPasses,
+    ],
+  ];
+  for (const [name, help, get] of workerCounters) {
+    family(name, "counter", help);
+    for (const w of workers) out.push(`${name}{cpu="${w.cpu}"} ${get(w)}`);
+  }
+  const loads = workers.map((w) => ({ cpu: w.cpu, load: workerLoad(w, prev?.find((x) => x.cpu === w.cpu)) }));
   family(
     "vio4wd_worker_busy_ratio",
     "gauge",
-    "Share of a worker's loop passes that moved packets, since the last scrape.",
+    "Share of a worker's cycles in passes that moved packets, since the last scrape.",
   );
-  for (const w of workers) {
-    const p = prev?.find((x) => x.lcore === w.lcore);
-    const passes = p ? w.passes - p.passes : w.passes;
-    const busy = p ? w.busyPasses - p.busyPasses : w.busyPasses;
-    out.push(`vio4wd_worker_busy_ratio{cpu="${w.lcore}"} ${passes > 0n ? Number(busy) / Number(passes) : 0}`);
+  for (const { cpu, load } of loads) out.push(`vio4wd_worker_busy_ratio{cpu="${cpu}"} ${load.busyShare ?? 0}`);
+  family(
+    "vio4wd_worker_cycles_per_packet",
+    "gauge",
+    "A worker's busy cycles per packet taken in, since the last scrape (absent without packets).",
+  );
+  for (const { cpu, load } of loads) {
+    if (load.cyclesPerPkt !== null) out.push(`vio4wd_worker_cycles_per_packet{cpu="${cpu}"} ${load.cyclesPerPkt}`);
   }
+  family("vio4wd_tsc_hz", "gauge", "Frequency of the workers' cycle counter (cycles per second).");
+  out.push(`vio4wd_tsc_hz ${relays.tscHz()}`);
   family("vio4wd_build_info", "gauge", "vio4wd and DPDK versions (value 1).");
   out.push(`vio4wd_build_info{version="${esc(build.version)}",dpdk="${esc(build.dpdk)}"} 1`);
   return { text: out.join("\n") + "\n", workers };
@@ -97,7 +114,7 @@ export function serveMetrics(
   build: { version: string; dpdk: string },
 ): Deno.HttpServer {
   const m = /^(.*):(\d+)$/.exec(listen)!;
-  let prev: WorkerSample[] | null = null;
+  let prev: WorkerCounters[] | null = null;
   return Deno.serve({
     hostname: m[1].replace(/^\[|\]$/g, ""),
     port: Number(m[2]),

@@ -53,6 +53,8 @@ export interface RelayReader {
   list(): RelaySnapshot[];
   counters(): RelayCounters[];
   workers(): WorkerCounters[];
+  /** The workers' cycle counter frequency (Hz). */
+  tscHz(): bigint;
   /** The relay as the data plane has it (link, NUMA node, mbufs in use). */
   report(id: number): RelayReport;
 }
@@ -250,6 +252,10 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
 
   workers(): WorkerCounters[] {
     return this.#dp.workers();
+  }
+
+  tscHz(): bigint {
+    return this.#dp.tscHz;
   }
 
   report(id: number): RelayReport {

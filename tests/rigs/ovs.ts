@@ -220,6 +220,21 @@ export class OvsDpdk {
     return sock;
   }
 
+  /** Runs `ovs-appctl` against this vswitchd; returns its stdout. */
+  appctl(...args: string[]): Promise<string> {
+    return run("ovs-appctl", [`--target=${this.db.dir}/ovs-vswitchd.ctl`, ...args]);
+  }
+
+  /**
+   * The PMD threads' processing cycles and packets received, summed (`dpif-netdev/pmd-stats-show`,
+   * cumulative): OVS's own accounting of cycles per packet.
+   */
+  async pmdCycles(): Promise<{ cycles: number; pkts: number }> {
+    const text = await this.appctl("dpif-netdev/pmd-stats-show");
+    const sum = (re: RegExp) => [...text.matchAll(re)].reduce((s, m) => s + Number(m[1]), 0);
+    return { cycles: sum(/^\s*processing cycles:\s*(\d+)/gm), pkts: sum(/^\s*packets received:\s*(\d+)/gm) };
+  }
+
   /** Stops vswitchd and removes its DPDK files. */
   async stop(): Promise<void> {
     await stopChild(this.child, 5000);

@@ -31,3 +31,14 @@ export function hugepageFiles(prefix: string, hugeDir = "/dev/hugepages"): strin
     .outputSync();
   return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l !== "");
 }
+
+/**
+ * The forwarding cores' busy cycles and packets received since `start` (testpmd started with
+ * `--record-core-cycles`; `show fwd stats all`: cycles of bursts that received packets).
+ */
+export async function coreCycles(pmd: TestPmd): Promise<{ cycles: number; pkts: number }> {
+  const text = await pmd.command("show fwd stats all", /CPU cycles\/packet=.*\n|total cycles=\d+.*\n/, 5000);
+  const m = /total cycles=(\d+) \/ total \w+ packets=(\d+)/.exec(text);
+  if (!m) throw new Error(`testpmd printed no cycles (started without --record-core-cycles?):\n${text.slice(-800)}`);
+  return { cycles: Number(m[1]), pkts: Number(m[2]) };
+}

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file virtioforwarder.proto.
  */
 export const file_virtioforwarder: GenFile = /*@__PURE__*/
-  fileDesc("ChV2aXJ0aW9mb3J3YXJkZXIucHJvdG8SD3ZpcnRpb2ZvcndhcmRlciKOAwoSUG9ydENvbnRyb2xSZXF1ZXN0EjIKAm9wGAEgAigOMiYudmlydGlvZm9yd2FyZGVyLlBvcnRDb250cm9sUmVxdWVzdC5PcBJBCglwY2lfYWRkcnMYAiADKAsyLi52aXJ0aW9mb3J3YXJkZXIuUG9ydENvbnRyb2xSZXF1ZXN0LlBjaUFkZHJlc3MSEQoJdmlydGlvX2lkGAMgASgNEhkKC2NvbmRpdGlvbmFsGAQgASgIOgR0cnVlEgwKBG5hbWUYBSABKAkSDAoEbW9kZRgGIAEoDRISCgp2aG9zdF9wYXRoGAcgASgJEg8KB2RldmFyZ3MYZCADKAkaSQoKUGNpQWRkcmVzcxIOCgZkb21haW4YASACKA0SCwoDYnVzGAIgAigNEgwKBHNsb3QYAyACKA0SEAoIZnVuY3Rpb24YBCACKA0iRwoCT3ASBwoDQUREEAASCgoGUkVNT1ZFEAESDAoIQUREX1NPQ0sQAhIPCgtSRU1PVkVfU09DSxADEg0KCVFVRVJZX1BDSRAEIrQBChNQb3J0Q29udHJvbFJlc3BvbnNlEjsKBnN0YXR1cxgEIAIoDjIrLnZpcnRpb2ZvcndhcmRlci5Qb3J0Q29udHJvbFJlc3BvbnNlLlN0YXR1cxISCgplcnJvcl9jb2RlGAUgASgFEhkKEWVycm9yX2NvZGVfc291cmNlGAYgASgJEhQKDHF1ZXJ5X3N0cmluZxgHIAEoCSIbCgZTdGF0dXMSCQoFRVJST1IQABIGCgJPSxABIpIKCgpSZWxheVN0YXRlEgoKAmlkGAEgAigNEg4KBmFjdGl2ZRgCIAIoCBINCgVpZGVudBgDIAEoCRIsCgNjcHUYBCABKAsyHy52aXJ0aW9mb3J3YXJkZXIuUmVsYXlTdGF0ZS5DUFUSMAoFdmhvc3QYBSACKAsyIS52aXJ0aW9mb3J3YXJkZXIuUmVsYXlTdGF0ZS5WSE9TVBIqCgJ2ZhgGIAEoCzIeLnZpcnRpb2ZvcndhcmRlci5SZWxheVN0YXRlLlZGEjQKCHZmX3RvX3ZtGAcgAigLMiIudmlydGlvZm9yd2FyZGVyLlJlbGF5U3RhdGUuVkZ0b1ZNEjQKCHZtX3RvX3ZmGAggAigLMiIudmlydGlvZm9yd2FyZGVyLlJlbGF5U3RhdGUuVk10b1ZGEhEKCXNvY2tldF9pZBgJIAIoDRIPCgd2Zl9saW5rGGQgASgIEhQKDG1idWZzX2luX3VzZRhlIAEoDRopCgNDUFUSEAoIdmZfdG9fdm0YASABKAUSEAoIdm1fdG9fdmYYAiABKAUaIgoFVkhPU1QSGQoRdmhvc3Rfc29ja2V0X25hbWUYASACKAkaGgoCVkYSFAoMcGNpX2FkZHJfc3RyGAEgASgJGpwDCgZWRnRvVk0SDgoGYWN0aXZlGAEgAigIEhYKDmludGVybmFsX3N0YXRlGAIgAigJEhcKD3BrdHNfcnhfZnJvbV92ZhgDIAEoBBIYChBieXRlc19yeF9mcm9tX3ZmGAQgASgEEhUKDXBrdHNfdHhfdG9fdm0YBSABKAQSFgoOYnl0ZXNfdHhfdG9fdm0YBiABKAQSIgoacGt0c19kcm9wcGVkX3ZtX3F1ZXVlX2Z1bGwYByABKAQSIwobYnl0ZXNfZHJvcHBlZF92bV9xdWV1ZV9mdWxsGAggASgEEiUKHXBrdHNfZHJvcHBlZF92bV9ub3RfY29ubmVjdGVkGAkgASgEEiYKHmJ5dGVzX2Ryb3BwZWRfdm1fbm90X2Nvbm5lY3RlZBgKIAEoBBIbChNwa3RfcmF0ZV9yeF9mcm9tX3ZmGAsgAigCEhwKFGJ5dGVfcmF0ZV9yeF9mcm9tX3ZmGAwgAigCEhkKEXBrdF9yYXRlX3R4X3RvX3ZtGA0gAigCEhoKEmJ5dGVfcmF0ZV90eF90b192bRgOIAIoAhqcAwoGVk10b1ZGEg4KBmFjdGl2ZRgBIAIoCBIWCg5pbnRlcm5hbF9zdGF0ZRgCIAIoCRIXCg9wa3RzX3J4X2Zyb21fdm0YAyABKAQSGAoQYnl0ZXNfcnhfZnJvbV92bRgEIAEoBBIVCg1wa3RzX3R4X3RvX3ZmGAUgASgEEhYKDmJ5dGVzX3R4X3RvX3ZmGAYgASgEEiIKGnBrdHNfZHJvcHBlZF92Zl9xdWV1ZV9mdWxsGAcgASgEEiMKG2J5dGVzX2Ryb3BwZWRfdmZfcXVldWVfZnVsbBgIIAEoBBIlCh1wa3RzX2Ryb3BwZWRfdmZfbm90X2Nvbm5lY3RlZBgJIAEoBBImCh5ieXRlc19kcm9wcGVkX3ZmX25vdF9jb25uZWN0ZWQYCiABKAQSGwoTcGt0X3JhdGVfcnhfZnJvbV92bRgLIAIoAhIcChRieXRlX3JhdGVfcnhfZnJvbV92bRgMIAIoAhIZChFwa3RfcmF0ZV90eF90b192ZhgNIAIoAhIaChJieXRlX3JhdGVfdHhfdG9fdmYYDiACKAIiUwoMU3RhdHNSZXF1ZXN0EhEKBXJlbGF5GAEgAygNQgIQARIeChBpbmNsdWRlX2luYWN0aXZlGAIgASgIOgR0cnVlEhAKBWRlbGF5GAMgASgNOgEwIqkBCg1TdGF0c1Jlc3BvbnNlEjUKBnN0YXR1cxgBIAIoDjIlLnZpcnRpb2ZvcndhcmRlci5TdGF0c1Jlc3BvbnNlLlN0YXR1cxIqCgVyZWxheRgCIAMoCzIbLnZpcnRpb2ZvcndhcmRlci5SZWxheVN0YXRlIjUKBlN0YXR1cxIGCgJPSxAAEgoKBUVCQURSEJADEgoKBUUyQklHEJ0DEgsKBkVOT01FTRD0AyIPCg1Db25maWdSZXF1ZXN0IvcBCg5Db25maWdSZXNwb25zZRI2CgZzdGF0dXMYASACKA4yJi52aXJ0aW9mb3J3YXJkZXIuQ29uZmlnUmVzcG9uc2UuU3RhdHVzEj8KDXJlbGF5X2NwdV9tYXAYBSADKAsyKC52aXJ0aW9mb3J3YXJkZXIuQ29uZmlnUmVzcG9uc2UuUmVsYXlDUFUaTgoIUmVsYXlDUFUSFAoMcmVsYXlfbnVtYmVyGAEgAigFEhUKDXZmMnZpcnRpb19jcHUYAiACKAUSFQoNdmlydGlvMnZmX2NwdRgDIAIoBSIcCgZTdGF0dXMSBgoCT0sQABIKCgVFQkFEUhCQAyL8AQoQQ29yZVNjaGVkUmVxdWVzdBIwCgJvcBgBIAIoDjIkLnZpcnRpb2ZvcndhcmRlci5Db3JlU2NoZWRSZXF1ZXN0Lk9wEkEKDXJlbGF5X2NwdV9tYXAYAiADKAsyKi52aXJ0aW9mb3J3YXJkZXIuQ29yZVNjaGVkUmVxdWVzdC5SZWxheUNQVRpOCghSZWxheUNQVRIUCgxyZWxheV9udW1iZXIYASACKAUSFQoNdmYydmlydGlvX2NwdRgCIAIoBRIVCg12aXJ0aW8ydmZfY3B1GAMgAigFIiMKAk9wEgoKBlVQREFURRAAEhEKDUdFVF9FQUxfQ09SRVMQASKtAQoRQ29yZVNjaGVkUmVzcG9uc2USOQoGc3RhdHVzGAQgAigOMikudmlydGlvZm9yd2FyZGVyLkNvcmVTY2hlZFJlc3BvbnNlLlN0YXR1cxISCgplcnJvcl9jb2RlGAUgASgFEhkKEWVycm9yX2NvZGVfc291cmNlGAYgASgJEhEKCWVhbF9jb3JlcxgHIAMoDSIbCgZTdGF0dXMSCQoFRVJST1IQABIGCgJPSxAB");
+  fileDesc("ChV2aXJ0aW9mb3J3YXJkZXIucHJvdG8SD3ZpcnRpb2ZvcndhcmRlciKOAwoSUG9ydENvbnRyb2xSZXF1ZXN0EjIKAm9wGAEgAigOMiYudmlydGlvZm9yd2FyZGVyLlBvcnRDb250cm9sUmVxdWVzdC5PcBJBCglwY2lfYWRkcnMYAiADKAsyLi52aXJ0aW9mb3J3YXJkZXIuUG9ydENvbnRyb2xSZXF1ZXN0LlBjaUFkZHJlc3MSEQoJdmlydGlvX2lkGAMgASgNEhkKC2NvbmRpdGlvbmFsGAQgASgIOgR0cnVlEgwKBG5hbWUYBSABKAkSDAoEbW9kZRgGIAEoDRISCgp2aG9zdF9wYXRoGAcgASgJEg8KB2RldmFyZ3MYZCADKAkaSQoKUGNpQWRkcmVzcxIOCgZkb21haW4YASACKA0SCwoDYnVzGAIgAigNEgwKBHNsb3QYAyACKA0SEAoIZnVuY3Rpb24YBCACKA0iRwoCT3ASBwoDQUREEAASCgoGUkVNT1ZFEAESDAoIQUREX1NPQ0sQAhIPCgtSRU1PVkVfU09DSxADEg0KCVFVRVJZX1BDSRAEIrQBChNQb3J0Q29udHJvbFJlc3BvbnNlEjsKBnN0YXR1cxgEIAIoDjIrLnZpcnRpb2ZvcndhcmRlci5Qb3J0Q29udHJvbFJlc3BvbnNlLlN0YXR1cxISCgplcnJvcl9jb2RlGAUgASgFEhkKEWVycm9yX2NvZGVfc291cmNlGAYgASgJEhQKDHF1ZXJ5X3N0cmluZxgHIAEoCSIbCgZTdGF0dXMSCQoFRVJST1IQABIGCgJPSxABIpIKCgpSZWxheVN0YXRlEgoKAmlkGAEgAigNEg4KBmFjdGl2ZRgCIAIoCBINCgVpZGVudBgDIAEoCRIsCgNjcHUYBCABKAsyHy52aXJ0aW9mb3J3YXJkZXIuUmVsYXlTdGF0ZS5DUFUSMAoFdmhvc3QYBSACKAsyIS52aXJ0aW9mb3J3YXJkZXIuUmVsYXlTdGF0ZS5WSE9TVBIqCgJ2ZhgGIAEoCzIeLnZpcnRpb2ZvcndhcmRlci5SZWxheVN0YXRlLlZGEjQKCHZmX3RvX3ZtGAcgAigLMiIudmlydGlvZm9yd2FyZGVyLlJlbGF5U3RhdGUuVkZ0b1ZNEjQKCHZtX3RvX3ZmGAggAigLMiIudmlydGlvZm9yd2FyZGVyLlJlbGF5U3RhdGUuVk10b1ZGEhEKCXNvY2tldF9pZBgJIAIoDRIPCgd2Zl9saW5rGGQgASgIEhQKDG1idWZzX2luX3VzZRhlIAEoDRopCgNDUFUSEAoIdmZfdG9fdm0YASABKAUSEAoIdm1fdG9fdmYYAiABKAUaIgoFVkhPU1QSGQoRdmhvc3Rfc29ja2V0X25hbWUYASACKAkaGgoCVkYSFAoMcGNpX2FkZHJfc3RyGAEgASgJGpwDCgZWRnRvVk0SDgoGYWN0aXZlGAEgAigIEhYKDmludGVybmFsX3N0YXRlGAIgAigJEhcKD3BrdHNfcnhfZnJvbV92ZhgDIAEoBBIYChBieXRlc19yeF9mcm9tX3ZmGAQgASgEEhUKDXBrdHNfdHhfdG9fdm0YBSABKAQSFgoOYnl0ZXNfdHhfdG9fdm0YBiABKAQSIgoacGt0c19kcm9wcGVkX3ZtX3F1ZXVlX2Z1bGwYByABKAQSIwobYnl0ZXNfZHJvcHBlZF92bV9xdWV1ZV9mdWxsGAggASgEEiUKHXBrdHNfZHJvcHBlZF92bV9ub3RfY29ubmVjdGVkGAkgASgEEiYKHmJ5dGVzX2Ryb3BwZWRfdm1fbm90X2Nvbm5lY3RlZBgKIAEoBBIbChNwa3RfcmF0ZV9yeF9mcm9tX3ZmGAsgAigCEhwKFGJ5dGVfcmF0ZV9yeF9mcm9tX3ZmGAwgAigCEhkKEXBrdF9yYXRlX3R4X3RvX3ZtGA0gAigCEhoKEmJ5dGVfcmF0ZV90eF90b192bRgOIAIoAhqcAwoGVk10b1ZGEg4KBmFjdGl2ZRgBIAIoCBIWCg5pbnRlcm5hbF9zdGF0ZRgCIAIoCRIXCg9wa3RzX3J4X2Zyb21fdm0YAyABKAQSGAoQYnl0ZXNfcnhfZnJvbV92bRgEIAEoBBIVCg1wa3RzX3R4X3RvX3ZmGAUgASgEEhYKDmJ5dGVzX3R4X3RvX3ZmGAYgASgEEiIKGnBrdHNfZHJvcHBlZF92Zl9xdWV1ZV9mdWxsGAcgASgEEiMKG2J5dGVzX2Ryb3BwZWRfdmZfcXVldWVfZnVsbBgIIAEoBBIlCh1wa3RzX2Ryb3BwZWRfdmZfbm90X2Nvbm5lY3RlZBgJIAEoBBImCh5ieXRlc19kcm9wcGVkX3ZmX25vdF9jb25uZWN0ZWQYCiABKAQSGwoTcGt0X3JhdGVfcnhfZnJvbV92bRgLIAIoAhIcChRieXRlX3JhdGVfcnhfZnJvbV92bRgMIAIoAhIZChFwa3RfcmF0ZV90eF90b192ZhgNIAIoAhIaChJieXRlX3JhdGVfdHhfdG9fdmYYDiACKAIicwoMU3RhdHNSZXF1ZXN0EhEKBXJlbGF5GAEgAygNQgIQARIeChBpbmNsdWRlX2luYWN0aXZlGAIgASgIOgR0cnVlEhAKBWRlbGF5GAMgASgNOgEwEh4KD2luY2x1ZGVfd29ya2VycxhkIAEoCDoFZmFsc2UiywEKC1dvcmtlclN0YXRlEgsKA2NwdRgBIAIoDRIOCgZwYXNzZXMYAiACKAQSEwoLYnVzeV9wYXNzZXMYAyACKAQSEwoLYnVzeV9jeWNsZXMYBCACKAQSEwoLaWRsZV9jeWNsZXMYBSACKAQSDwoHcnhfcGt0cxgGIAIoBBIOCgZidXJzdHMYByACKAQSEwoLbG9uZ19wYXNzZXMYCCACKAQSEgoKYnVzeV9zaGFyZRgJIAEoARIWCg5jeWNsZXNfcGVyX3BrdBgKIAEoASLoAQoNU3RhdHNSZXNwb25zZRI1CgZzdGF0dXMYASACKA4yJS52aXJ0aW9mb3J3YXJkZXIuU3RhdHNSZXNwb25zZS5TdGF0dXMSKgoFcmVsYXkYAiADKAsyGy52aXJ0aW9mb3J3YXJkZXIuUmVsYXlTdGF0ZRItCgd3b3JrZXJzGGQgAygLMhwudmlydGlvZm9yd2FyZGVyLldvcmtlclN0YXRlEg4KBnRzY19oehhlIAEoBCI1CgZTdGF0dXMSBgoCT0sQABIKCgVFQkFEUhCQAxIKCgVFMkJJRxCdAxILCgZFTk9NRU0Q9AMiDwoNQ29uZmlnUmVxdWVzdCL3AQoOQ29uZmlnUmVzcG9uc2USNgoGc3RhdHVzGAEgAigOMiYudmlydGlvZm9yd2FyZGVyLkNvbmZpZ1Jlc3BvbnNlLlN0YXR1cxI/Cg1yZWxheV9jcHVfbWFwGAUgAygLMigudmlydGlvZm9yd2FyZGVyLkNvbmZpZ1Jlc3BvbnNlLlJlbGF5Q1BVGk4KCFJlbGF5Q1BVEhQKDHJlbGF5X251bWJlchgBIAIoBRIVCg12ZjJ2aXJ0aW9fY3B1GAIgAigFEhUKDXZpcnRpbzJ2Zl9jcHUYAyACKAUiHAoGU3RhdHVzEgYKAk9LEAASCgoFRUJBRFIQkAMi/AEKEENvcmVTY2hlZFJlcXVlc3QSMAoCb3AYASACKA4yJC52aXJ0aW9mb3J3YXJkZXIuQ29yZVNjaGVkUmVxdWVzdC5PcBJBCg1yZWxheV9jcHVfbWFwGAIgAygLMioudmlydGlvZm9yd2FyZGVyLkNvcmVTY2hlZFJlcXVlc3QuUmVsYXlDUFUaTgoIUmVsYXlDUFUSFAoMcmVsYXlfbnVtYmVyGAEgAigFEhUKDXZmMnZpcnRpb19jcHUYAiACKAUSFQoNdmlydGlvMnZmX2NwdRgDIAIoBSIjCgJPcBIKCgZVUERBVEUQABIRCg1HRVRfRUFMX0NPUkVTEAEirQEKEUNvcmVTY2hlZFJlc3BvbnNlEjkKBnN0YXR1cxgEIAIoDjIpLnZpcnRpb2ZvcndhcmRlci5Db3JlU2NoZWRSZXNwb25zZS5TdGF0dXMSEgoKZXJyb3JfY29kZRgFIAEoBRIZChFlcnJvcl9jb2RlX3NvdXJjZRgGIAEoCRIRCgllYWxfY29yZXMYByADKA0iGwoGU3RhdHVzEgkKBUVSUk9SEAASBgoCT0sQAQ");
 
 /**
  * Port control: add/remove a VF (or bond) on a relay, add/remove a socket with its device.
@@ -530,6 +530,14 @@ export type StatsRequest = Message<"virtioforwarder.StatsRequest"> & {
    * @generated from field: optional uint32 delay = 3 [default = 0];
    */
   delay: number;
+
+  /**
+   * vio4wd extension: also report the worker CPUs' accounting (old clients never ask, and get
+   * the same reply as before).
+   *
+   * @generated from field: optional bool include_workers = 100 [default = false];
+   */
+  includeWorkers: boolean;
 };
 
 /**
@@ -538,6 +546,77 @@ export type StatsRequest = Message<"virtioforwarder.StatsRequest"> & {
  */
 export const StatsRequestSchema: GenMessage<StatsRequest> = /*@__PURE__*/
   messageDesc(file_virtioforwarder, 3);
+
+/**
+ * vio4wd extension: one worker CPU's loop accounting (OVS's pmd-perf-show semantics), counters
+ * since the daemon started. Cycles are TSC cycles (StatsResponse.tsc_hz per second).
+ *
+ * @generated from message virtioforwarder.WorkerState
+ */
+export type WorkerState = Message<"virtioforwarder.WorkerState"> & {
+  /**
+   * @generated from field: required uint32 cpu = 1;
+   */
+  cpu: number;
+
+  /**
+   * @generated from field: required uint64 passes = 2;
+   */
+  passes: bigint;
+
+  /**
+   * @generated from field: required uint64 busy_passes = 3;
+   */
+  busyPasses: bigint;
+
+  /**
+   * cycles of passes that moved packets / moved none; passes that took over 50 us per burst
+   * they moved (interrupted) count in long_passes and in neither
+   *
+   * @generated from field: required uint64 busy_cycles = 4;
+   */
+  busyCycles: bigint;
+
+  /**
+   * @generated from field: required uint64 idle_cycles = 5;
+   */
+  idleCycles: bigint;
+
+  /**
+   * @generated from field: required uint64 rx_pkts = 6;
+   */
+  rxPkts: bigint;
+
+  /**
+   * @generated from field: required uint64 bursts = 7;
+   */
+  bursts: bigint;
+
+  /**
+   * @generated from field: required uint64 long_passes = 8;
+   */
+  longPasses: bigint;
+
+  /**
+   * over the request's delay, or since start without one: busy / (busy + idle) cycles, and busy
+   * cycles per packet taken in (absent without packets)
+   *
+   * @generated from field: optional double busy_share = 9;
+   */
+  busyShare: number;
+
+  /**
+   * @generated from field: optional double cycles_per_pkt = 10;
+   */
+  cyclesPerPkt: number;
+};
+
+/**
+ * Describes the message virtioforwarder.WorkerState.
+ * Use `create(WorkerStateSchema)` to create a new message.
+ */
+export const WorkerStateSchema: GenMessage<WorkerState> = /*@__PURE__*/
+  messageDesc(file_virtioforwarder, 4);
 
 /**
  * @generated from message virtioforwarder.StatsResponse
@@ -552,6 +631,18 @@ export type StatsResponse = Message<"virtioforwarder.StatsResponse"> & {
    * @generated from field: repeated virtioforwarder.RelayState relay = 2;
    */
   relay: RelayState[];
+
+  /**
+   * vio4wd extensions, when the request asks for them (include_workers)
+   *
+   * @generated from field: repeated virtioforwarder.WorkerState workers = 100;
+   */
+  workers: WorkerState[];
+
+  /**
+   * @generated from field: optional uint64 tsc_hz = 101;
+   */
+  tscHz: bigint;
 };
 
 /**
@@ -559,7 +650,7 @@ export type StatsResponse = Message<"virtioforwarder.StatsResponse"> & {
  * Use `create(StatsResponseSchema)` to create a new message.
  */
 export const StatsResponseSchema: GenMessage<StatsResponse> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 4);
+  messageDesc(file_virtioforwarder, 5);
 
 /**
  * @generated from enum virtioforwarder.StatsResponse.Status
@@ -590,7 +681,7 @@ export enum StatsResponse_Status {
  * Describes the enum virtioforwarder.StatsResponse.Status.
  */
 export const StatsResponse_StatusSchema: GenEnum<StatsResponse_Status> = /*@__PURE__*/
-  enumDesc(file_virtioforwarder, 4, 0);
+  enumDesc(file_virtioforwarder, 5, 0);
 
 /**
  * @generated from message virtioforwarder.ConfigRequest
@@ -603,7 +694,7 @@ export type ConfigRequest = Message<"virtioforwarder.ConfigRequest"> & {
  * Use `create(ConfigRequestSchema)` to create a new message.
  */
 export const ConfigRequestSchema: GenMessage<ConfigRequest> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 5);
+  messageDesc(file_virtioforwarder, 6);
 
 /**
  * @generated from message virtioforwarder.ConfigResponse
@@ -627,7 +718,7 @@ export type ConfigResponse = Message<"virtioforwarder.ConfigResponse"> & {
  * Use `create(ConfigResponseSchema)` to create a new message.
  */
 export const ConfigResponseSchema: GenMessage<ConfigResponse> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 6);
+  messageDesc(file_virtioforwarder, 7);
 
 /**
  * @generated from message virtioforwarder.ConfigResponse.RelayCPU
@@ -654,7 +745,7 @@ export type ConfigResponse_RelayCPU = Message<"virtioforwarder.ConfigResponse.Re
  * Use `create(ConfigResponse_RelayCPUSchema)` to create a new message.
  */
 export const ConfigResponse_RelayCPUSchema: GenMessage<ConfigResponse_RelayCPU> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 6, 0);
+  messageDesc(file_virtioforwarder, 7, 0);
 
 /**
  * @generated from enum virtioforwarder.ConfigResponse.Status
@@ -675,7 +766,7 @@ export enum ConfigResponse_Status {
  * Describes the enum virtioforwarder.ConfigResponse.Status.
  */
 export const ConfigResponse_StatusSchema: GenEnum<ConfigResponse_Status> = /*@__PURE__*/
-  enumDesc(file_virtioforwarder, 6, 0);
+  enumDesc(file_virtioforwarder, 7, 0);
 
 /**
  * @generated from message virtioforwarder.CoreSchedRequest
@@ -697,7 +788,7 @@ export type CoreSchedRequest = Message<"virtioforwarder.CoreSchedRequest"> & {
  * Use `create(CoreSchedRequestSchema)` to create a new message.
  */
 export const CoreSchedRequestSchema: GenMessage<CoreSchedRequest> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 7);
+  messageDesc(file_virtioforwarder, 8);
 
 /**
  * @generated from message virtioforwarder.CoreSchedRequest.RelayCPU
@@ -724,7 +815,7 @@ export type CoreSchedRequest_RelayCPU = Message<"virtioforwarder.CoreSchedReques
  * Use `create(CoreSchedRequest_RelayCPUSchema)` to create a new message.
  */
 export const CoreSchedRequest_RelayCPUSchema: GenMessage<CoreSchedRequest_RelayCPU> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 7, 0);
+  messageDesc(file_virtioforwarder, 8, 0);
 
 /**
  * @generated from enum virtioforwarder.CoreSchedRequest.Op
@@ -745,7 +836,7 @@ export enum CoreSchedRequest_Op {
  * Describes the enum virtioforwarder.CoreSchedRequest.Op.
  */
 export const CoreSchedRequest_OpSchema: GenEnum<CoreSchedRequest_Op> = /*@__PURE__*/
-  enumDesc(file_virtioforwarder, 7, 0);
+  enumDesc(file_virtioforwarder, 8, 0);
 
 /**
  * @generated from message virtioforwarder.CoreSchedResponse
@@ -779,7 +870,7 @@ export type CoreSchedResponse = Message<"virtioforwarder.CoreSchedResponse"> & {
  * Use `create(CoreSchedResponseSchema)` to create a new message.
  */
 export const CoreSchedResponseSchema: GenMessage<CoreSchedResponse> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 8);
+  messageDesc(file_virtioforwarder, 9);
 
 /**
  * @generated from enum virtioforwarder.CoreSchedResponse.Status
@@ -800,5 +891,5 @@ export enum CoreSchedResponse_Status {
  * Describes the enum virtioforwarder.CoreSchedResponse.Status.
  */
 export const CoreSchedResponse_StatusSchema: GenEnum<CoreSchedResponse_Status> = /*@__PURE__*/
-  enumDesc(file_virtioforwarder, 8, 0);
+  enumDesc(file_virtioforwarder, 9, 0);
 
