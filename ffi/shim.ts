@@ -43,6 +43,8 @@ export const symbols = {
   vio4wd_set_idle_sleep: { parameters: ["u32"], result: "void" },
   // void vio4wd_set_tx_retries(uint32_t retries)
   vio4wd_set_tx_retries: { parameters: ["u32"], result: "void" },
+  // int vio4wd_place_threads(void)
+  vio4wd_place_threads: { parameters: [], result: "i32" },
   // void vio4wd_bonds_supervise(void)
   vio4wd_bonds_supervise: { parameters: [], result: "void" },
   // int vio4wd_next_event(struct vio4wd_event *ev)

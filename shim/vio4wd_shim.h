@@ -174,6 +174,10 @@ void vio4wd_set_idle_sleep(uint32_t us);
 /* Retries of the rest of a burst on a full guest RX ring or VF TX queue while each try sends
  * some (0: none); what is left is dropped and counted. Takes effect at once. */
 void vio4wd_set_tx_retries(uint32_t retries);
+/* Moves every thread of the process but the workers (Deno's, libzmq's, DPDK's control threads) to
+ * the main lcore's CPUs, so that none preempts a worker; threads they start later inherit it.
+ * Returns the threads moved, or -errno. */
+int vio4wd_place_threads(void);
 
 /* Active-backup bonds whose active member lost its link while the bonding driver did not notice
  * (members whose driver raises no link event): the first member with link becomes active.

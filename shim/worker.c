@@ -1,5 +1,9 @@
 /* Worker lcores: the packet loop over the worker's own work list (lists.c). */
+#define _GNU_SOURCE /* gettid, sched_setaffinity, cpu_set_t */
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <sys/prctl.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -265,10 +269,14 @@ void worker_quit(bool quit)
 	g_quit = quit;
 }
 
+/* Each worker's thread id once it runs (vio4wd_place_threads leaves these where EAL put them). */
+static pid_t g_worker_tid[VIO4WD_MAX_WORKERS];
+
 int worker_main(void *arg)
 {
 	(void)arg;
 	unsigned slot = (unsigned)worker_slot(rte_lcore_id());
+	__atomic_store_n(&g_worker_tid[slot], gettid(), __ATOMIC_RELEASE);
 	struct vio4wd_worker_stats *ws = &g_shared.workers[slot];
 	uint32_t empty = 0;    /* passes in a row that moved nothing */
 	uint32_t backoff = 0;  /* idle mode: the next sleep, 0 = none yet */
@@ -313,4 +321,42 @@ int worker_main(void *arg)
 			STORE(ws->busy_cycles, ws->busy_cycles + spent);
 	}
 	return 0;
+}
+
+/* Whether `tid` is one of the running workers. */
+static bool is_worker_tid(pid_t tid)
+{
+	for (unsigned i = 0; i < g_shared.n_workers; i++)
+		if (__atomic_load_n(&g_worker_tid[i], __ATOMIC_ACQUIRE) == tid)
+			return true;
+	return false;
+}
+
+API int vio4wd_place_threads(void)
+{
+	/* the workers say who they are as they start: wait for all of them (a second at most) */
+	for (int i = 0; i < 1000; i++) {
+		unsigned started = 0;
+		for (unsigned w = 0; w < g_shared.n_workers; w++)
+			started += __atomic_load_n(&g_worker_tid[w], __ATOMIC_ACQUIRE) != 0;
+		if (started == g_shared.n_workers)
+			break;
+		rte_delay_us_sleep(1000);
+	}
+	rte_cpuset_t main_cpus = rte_lcore_cpuset(rte_get_main_lcore());
+	DIR *tasks = opendir("/proc/self/task");
+	if (tasks == NULL)
+		return -errno;
+	int moved = 0, err = 0;
+	for (struct dirent *e; (e = readdir(tasks)) != NULL;) {
+		pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+		if (tid <= 0 || is_worker_tid(tid))
+			continue;
+		if (sched_setaffinity(tid, sizeof(main_cpus), &main_cpus) == 0)
+			moved++;
+		else if (errno != ESRCH) /* a thread that just ended is no failure */
+			err = errno;
+	}
+	closedir(tasks);
+	return err != 0 ? -err : moved;
 }

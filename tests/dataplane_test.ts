@@ -7,7 +7,7 @@ import { TestPmd } from "./rigs/testpmd.ts";
 import { type DaemonProcess, num, type RelayState, runVio4wd, show, until } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
-import { assertEq } from "./rigs/assert.ts";
+import { assert, assertEq } from "./rigs/assert.ts";
 import { request } from "../src/control/client.ts";
 import {
   CoreSchedRequest_Op,
@@ -123,6 +123,30 @@ Deno.test("a VM that stops reading: its relay drops after bounded retries (count
   if (!(delivered(b, 1) - delivered(a, 1) > 10_000)) {
     throw new Error(`relay 1 stalled beside the full ring: ${delivered(b, 1) - delivered(a, 1)} packets in 1 s`);
   }
+});
+
+Deno.test("thread placement: every daemon thread but the workers runs on the main lcore's CPU, each worker on its own", async () => {
+  await using w = await World.create("placement");
+  const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=net_null0=0"]); // main lcore on CPU 0, a worker on CPU 1
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+  await vm.send("set fwd rxonly");
+  await vm.send("start");
+  await d.waitLog(/relay 0: VM connected/);
+  const dec = new TextDecoder();
+  const ps = await new Deno.Command("ps", { args: ["-L", "-o", "tid=,comm=", "-p", String(d.pid)], stdout: "piped" })
+    .output();
+  const threads = dec.decode(ps.stdout).trim().split("\n").map((l) => l.trim().split(/\s+/, 2));
+  const wrong: string[] = [];
+  for (const [tid, comm] of threads) {
+    const t = await new Deno.Command("taskset", { args: ["-p", tid], stdout: "piped", stderr: "null" }).output();
+    const mask = /mask: ([0-9a-f]+)/.exec(dec.decode(t.stdout))?.[1];
+    if (mask === undefined) continue; // ended meanwhile
+    const want = comm.startsWith("rte-worker") ? "2" : "1";
+    if (mask !== want) wrong.push(`${tid} ${comm}: mask ${mask}, expected ${want}`);
+  }
+  if (threads.filter(([, c]) => c.startsWith("rte-worker")).length !== 1) throw new Error(`no worker: ${ps.stdout}`);
+  assert(threads.length > 5, `the daemon's threads: ${threads.length}`);
+  assertEq(wrong.join("\n"), "", "threads off their CPUs");
 });
 
 Deno.test("bad VFs and relay ids are clear errors, leave nothing behind and do not disturb other relays", async () => {

@@ -76,7 +76,13 @@ export async function startRelay(c: Case, dir: string, tag: string): Promise<Run
     await pmd.send("set fwd io");
     await pmd.send("start");
     const vmSockets = vfs.map((_, i) => `${dir}/vm${i}.sock`);
-    return { vmSockets, vfPeers, cycles: () => coreCycles(pmd), drops: async () => null, stop: () => pmd.close() };
+    return {
+      vmSockets,
+      vfPeers,
+      cycles: () => coreCycles(pmd),
+      drops: () => Promise.resolve(null),
+      stop: () => pmd.close(),
+    };
   }
   if (c.kind === "vio4wd") {
     const d = await DaemonProcess.start(dir, `${tag}-r`, [
@@ -120,7 +126,7 @@ export async function startRelay(c: Case, dir: string, tag: string): Promise<Run
       vmSockets: [vm],
       vfPeers,
       cycles: () => o.pmdCycles(),
-      drops: async () => null,
+      drops: () => Promise.resolve(null),
       stop: async () => (await o.stop(), await db.stop()),
     };
   } catch (e) {

@@ -222,6 +222,13 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
     throw e;
   }
 
+  try {
+    const moved = dp.placeThreads();
+    log.info(`${moved} threads (Deno, libzmq, DPDK control) kept on the main lcore's CPUs, off the workers'`);
+  } catch (e) {
+    log.warn(`the daemon's threads may preempt the workers: ${e instanceof Error ? e.message : e}`);
+  }
+
   const table = new RelayTable(
     { ...c, socketOwner: accounts.owner, socketGroup: accounts.group },
     dp,

@@ -302,6 +302,16 @@ export class Dataplane {
     this.#lib.symbols.vio4wd_set_idle_sleep(us);
   }
 
+  /**
+   * Moves every thread but the workers to the main lcore's CPUs (so none preempts a worker);
+   * returns how many were moved. Throws DataplaneError.
+   */
+  placeThreads(): number {
+    const r = this.#lib.symbols.vio4wd_place_threads();
+    if (r < 0) throw new DataplaneError("place threads", -r, "cannot set the affinity of the daemon's threads");
+    return r;
+  }
+
   /** Retries of a burst's rest on a full guest ring or VF queue, while each try sends some. */
   setTxRetries(retries: number): void {
     this.#lib.symbols.vio4wd_set_tx_retries(retries);
