@@ -78,6 +78,7 @@ struct relay {
 	int32_t cpu[2];          /* worker lcore of [VF_TO_VM, VM_TO_VF]; -1 unassigned */
 	struct rte_mempool *pool;
 	uint64_t tx_offloads;    /* RTE_ETH_TX_OFFLOAD_* the VF port was configured with */
+	uint64_t tx_offload_capa; /* what of them the VF has (the most it is ever configured with) */
 };
 
 /* Sets every relay to "nothing there". */

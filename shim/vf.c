@@ -1,6 +1,7 @@
 /* The VF side of relays: any DPDK ethdev given as devargs (or a bond of them), probed, configured,
  * started and removed; and the supervision of active-backup bonds. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include <rte_eth_bond.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_vhost.h>
 
 #include "internal.h"
 
@@ -57,6 +59,8 @@ static int probe_device(const char *devargs, const char *name, uint16_t *port)
 	return 0;
 }
 
+static int configure_port(struct relay *r, uint16_t port, const char *name, uint64_t tx_offloads);
+
 /* Configures and starts the relay's port (one RX and one TX queue on the relay's pool). */
 /* Requires lock. `ports`: the ports the VF side has (a bond's members) for the pool's size. */
 static int start_port(struct relay *r, uint32_t id, uint16_t port, const char *name, uint32_t mtu, unsigned ports)
@@ -81,34 +85,72 @@ static int start_port(struct relay *r, uint32_t id, uint16_t port, const char *n
 		mtu = max_mtu;
 	if (mtu < info.min_mtu)
 		mtu = info.min_mtu;
-	conf.rxmode.mtu = mtu;
 	/* As the original: checksum offloads where the device has them, TSO when asked for; what the
-	 * VF lacks, the worker does in software (offload.c). */
-	conf.rxmode.offloads = info.rx_offload_capa & (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM |
-						       RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
+	 * VF lacks, the worker does in software (offload.c). TX offloads are narrowed to what the
+	 * guest negotiated when it connects (vf_run). */
 	uint64_t tx = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM |
 		      RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
 	if (g_vf_tso)
 		tx |= RTE_ETH_TX_OFFLOAD_TCP_TSO | RTE_ETH_TX_OFFLOAD_UDP_TSO;
-	conf.txmode.offloads = info.tx_offload_capa & tx;
+	r->mtu = mtu;
+	r->tx_offload_capa = info.tx_offload_capa & tx;
+	if ((ret = configure_port(r, port, name, r->tx_offload_capa)) != 0)
+		return ret;
+	rte_eth_promiscuous_enable(port); /* not every device supports it; not fatal */
+	if ((ret = rte_eth_dev_start(port)) != 0)
+		return set_stage_error(VIO4WD_STAGE_START, -ret, "cannot start %s: %s", name, rte_strerror(-ret));
+	return 0;
+}
+
+/* Requires lock; the port stopped. Configures the relay's port (MTU r->mtu, RX checksum offloads
+ * where it has them, `tx_offloads`) with one RX queue on the relay's pool and one TX queue. */
+static int configure_port(struct relay *r, uint16_t port, const char *name, uint64_t tx_offloads)
+{
+	int ret;
+	struct rte_eth_dev_info info;
+	if ((ret = rte_eth_dev_info_get(port, &info)) != 0)
+		return set_stage_error(VIO4WD_STAGE_INFO, -ret, "cannot read device info of %s: %s", name,
+				       rte_strerror(-ret));
+	struct rte_eth_conf conf;
+	memset(&conf, 0, sizeof(conf));
+	conf.rxmode.mtu = r->mtu;
+	conf.rxmode.offloads = info.rx_offload_capa & (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM |
+						       RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
+	conf.txmode.offloads = tx_offloads;
 	if ((ret = rte_eth_dev_configure(port, 1, 1, &conf)) != 0)
 		return set_stage_error(VIO4WD_STAGE_CONFIGURE, -ret, "cannot configure %s: %s", name,
 				       rte_strerror(-ret));
 	uint16_t nrx = VF_RING_DESC, ntx = VF_RING_DESC;
 	rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx);
-	int sock = numa < 0 ? (int)SOCKET_ID_ANY : numa;
-	if ((ret = rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)sock, NULL, r->pool)) != 0)
+	int numa = rte_eth_dev_socket_id(port);
+	unsigned sock = numa < 0 ? (unsigned)SOCKET_ID_ANY : (unsigned)numa;
+	if ((ret = rte_eth_rx_queue_setup(port, 0, nrx, sock, NULL, r->pool)) != 0)
 		return set_stage_error(VIO4WD_STAGE_RXQ, -ret, "cannot set up the RX queue of %s: %s", name,
 				       rte_strerror(-ret));
-	if ((ret = rte_eth_tx_queue_setup(port, 0, ntx, (unsigned)sock, NULL)) != 0)
+	if ((ret = rte_eth_tx_queue_setup(port, 0, ntx, sock, NULL)) != 0)
 		return set_stage_error(VIO4WD_STAGE_TXQ, -ret, "cannot set up the TX queue of %s: %s", name,
 				       rte_strerror(-ret));
-	rte_eth_promiscuous_enable(port); /* not every device supports it; not fatal */
-	if ((ret = rte_eth_dev_start(port)) != 0)
-		return set_stage_error(VIO4WD_STAGE_START, -ret, "cannot start %s: %s", name, rte_strerror(-ret));
-	r->mtu = mtu;
-	__atomic_store_n(&r->tx_offloads, conf.txmode.offloads, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->tx_offloads, tx_offloads, __ATOMIC_RELEASE);
 	return 0;
+}
+
+/*
+ * The TX offloads the VF needs for what the guest may send: checksums only when it negotiated
+ * VIRTIO_NET_F_CSUM (else its packets are complete; asking a vhost-user VF for them anyway
+ * makes it checksum in software), TSO only with HOST_TSO4/6. Multi-segment always.
+ */
+static uint64_t guest_tx_offloads(const struct relay *r)
+{
+	uint64_t features = 0, want = RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	if (r->vid == NO_VID || rte_vhost_get_negotiated_features(r->vid, &features) != 0)
+		return r->tx_offload_capa;
+	if (features & (1ULL << VIRTIO_NET_F_CSUM))
+		want |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+	if (features & ((1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6)))
+		want |= RTE_ETH_TX_OFFLOAD_TCP_TSO;
+	if (features & (1ULL << VIRTIO_NET_F_HOST_UFO))
+		want |= RTE_ETH_TX_OFFLOAD_UDP_TSO;
+	return r->tx_offload_capa & want;
 }
 
 /* Removes a bond and its members (members[0..n-1] are device names). */
@@ -145,6 +187,15 @@ void vf_run(struct relay *r, uint32_t id, bool run)
 	if (r->port == NO_PORT || r->vf_running == run)
 		return;
 	if (run) {
+		uint64_t tx = guest_tx_offloads(r), was = r->tx_offloads;
+		if (tx != was) {
+			if (configure_port(r, r->port, r->devname, tx) != 0)
+				fprintf(stderr, "vio4wd: relay %u: cannot set its VF's offloads for the guest: %s\n", id,
+					vio4wd_last_error()); /* what the VF lacks, the worker does in software */
+			else
+				RTE_LOG(INFO, USER1, "relay %u: VF TX offloads 0x%" PRIx64 " -> 0x%" PRIx64 " for the guest's features\n",
+					id, was, tx);
+		}
 		int ret = rte_eth_dev_start(r->port);
 		if (ret != 0) {
 			fprintf(stderr, "vio4wd: relay %u: cannot start its VF %s: %s\n", id, r->devname, rte_strerror(-ret));

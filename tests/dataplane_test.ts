@@ -149,6 +149,29 @@ Deno.test("thread placement: every daemon thread but the workers runs on the mai
   assertEq(wrong.join("\n"), "", "threads off their CPUs");
 });
 
+Deno.test("VF offloads follow the guest: a guest without checksum offload gets a VF that is not asked for them (a vhost VF then checksums nothing in software), and packets cross both ways", async () => {
+  await using w = await World.create("vfoffload");
+  const vfSock = `${w.sockDir}/wire-vf.sock`;
+  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=net_vhost1,iface=${vfSock},queues=1=0`, "VIRTIOFWD_LOG_LEVEL=7"]);
+  // the VM stand-in's virtio_user does not negotiate VIRTIO_NET_F_CSUM with the daemon's socket
+  const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), `net_virtio_user1,path=${vfSock},queues=1`] });
+  await pmd.waitLinksUp();
+  await d.waitLog(/relay 0: VM connected/);
+  await pmd.send("set fwd rxonly");
+  await pmd.send("start tx_first 2");
+  await until("64 packets each way", async () => {
+    const r = relay0(await d.status());
+    return r !== undefined && num(r.vfToVm.pktsTxToVm) === 64 && num(r.vmToVf.pktsTxToVf) === 64;
+  });
+  // the VF was configured with checksum offloads (the vhost VF has them), then without for this guest
+  const m = await d.waitLog(/relay 0: VF TX offloads 0x([0-9a-f]+) -> 0x([0-9a-f]+) for the guest's features/);
+  const CSUM = 0x2 | 0x4 | 0x8; // RTE_ETH_TX_OFFLOAD_IPV4/UDP/TCP_CKSUM
+  assert((parseInt(m[1], 16) & CSUM) !== 0 && (parseInt(m[2], 16) & CSUM) === 0, `offloads: ${m[0]}`);
+  const afterVm = d.log.slice(d.log.search(/relay 0: VM connected/));
+  assertEq(/Tx csum will be done in SW/.test(afterVm), false, "the VF started for the guest checksums in software");
+  await pmd.stop();
+});
+
 Deno.test("bad VFs and relay ids are clear errors, leave nothing behind and do not disturb other relays", async () => {
   await using w = await World.create("bad");
   const d = await w.daemon([
