@@ -157,6 +157,33 @@ Deno.test("e2e: QEMU as vhost-user client, ping and TCP both ways through vio4wd
   });
 });
 
+/** VirtIO modes a guest can be given, with the feature bits it must then have negotiated. */
+const VIRTIO_MODES = [
+  { mode: "legacy only", device: "disable-legacy=off,disable-modern=on", version1: false, packed: false },
+  { mode: "VirtIO 1.0 only", device: "disable-legacy=on,disable-modern=off", version1: true, packed: false },
+  { mode: "packed virtqueues", device: "disable-legacy=on,disable-modern=off,packed=on", version1: true, packed: true },
+];
+const VIRTIO_F_VERSION_1 = 32, VIRTIO_F_RING_PACKED = 34;
+
+for (const m of VIRTIO_MODES) {
+  Deno.test(`e2e: ${m.mode} (guest RAM on hugetlbfs): the guest negotiates it, ping and TCP both ways`, async () => {
+    await e2e(`vm-${m.packed ? "packed" : m.version1 ? "modern" : "legacy"}`, async (run) => {
+      const d = await run.daemon([]);
+      const features = `say "features $(cat /sys/bus/virtio/devices/virtio0/features)"`;
+      const guest = run.guest({
+        script: `${features}\n${pingAndTcpScript()}`,
+        device: m.device,
+        hugetlbfs: "/dev/hugepages",
+      });
+      await pingAndTcp(run, guest, d);
+      // the guest's own view: one character per feature bit, bit 0 first
+      const bits = (await guest.waitSerial(/E2E: features ([01]+)/, GUEST_TIMEOUT))[1];
+      assertEq(bits[VIRTIO_F_VERSION_1] === "1", m.version1, `VIRTIO_F_VERSION_1 in ${bits}`);
+      assertEq(bits[VIRTIO_F_RING_PACKED] === "1", m.packed, `VIRTIO_F_RING_PACKED in ${bits}`);
+    });
+  });
+}
+
 Deno.test("e2e: QEMU as vhost-user server (vio4wd client mode), ping and TCP both ways", async () => {
   await e2e("qs", async (run) => {
     const guest = run.guest({ script: pingAndTcpScript(), server: true });
@@ -165,14 +192,16 @@ Deno.test("e2e: QEMU as vhost-user server (vio4wd client mode), ping and TCP bot
   });
 });
 
-Deno.test("e2e: vio4wd restarted under a running guest (client mode): traffic resumes within 3 s, no guest restart", async () => {
-  await e2e("rs", async (run) => {
-    // The guest pings the host every 0.2 s until the host, after the restart, connects to it over
-    // TCP; then the host must still answer. (Pings sent while the daemon is down wait in the virtio
-    // ring and may all be answered: the guest need not see a loss.)
-    const guest = run.guest({
-      server: true,
-      script: `
+for (const mode of ["client", "server"] as const) {
+  const how = mode === "client"
+    ? "client mode: QEMU serves the socket"
+    : "server mode: QEMU reconnects with reconnect=1";
+  Deno.test(`e2e: vio4wd restarted under a running guest (${how}): traffic resumes within 3 s, no guest restart`, async () => {
+    await e2e(`r${mode[0]}`, async (run) => {
+      // The guest pings the host every 0.2 s until the host, after the restart, connects to it over
+      // TCP; then the host must still answer. (Pings sent while the daemon is down wait in the virtio
+      // ring and may all be answered: the guest need not see a loss.)
+      const script = `
 wait_peer ${HOST} 30 || exit 1
 ping -i 0.2 -W 1 ${HOST} > /tmp/ping.log 2>&1 &
 say "RECHECK start"
@@ -182,33 +211,40 @@ say "RECHECK pings during the restart: $(grep -E 'transmitted' /tmp/ping.log)"
 ping -c 3 -i 0.2 -W 1 ${HOST} >/dev/null || exit 1
 say "RECHECK ok, $n bytes after the restart"
 [ "$n" = 4 ]
-`,
+`;
+      const config = mode === "client" ? ["VIRTIOFWD_VHOST_CLIENT=y"] : [];
+      let first: DaemonProcess, guest: QemuGuest;
+      if (mode === "client") {
+        guest = run.guest({ server: true, script });
+        await until("QEMU's socket", () => Deno.stat(run.socket).then(() => true, () => false), 10_000);
+        first = await run.daemon(config);
+      } else {
+        first = await run.daemon(config); // the daemon makes the socket, QEMU connects to it
+        guest = run.guest({ script });
+      }
+      await guest.waitSerial(/E2E: RECHECK start/, GUEST_TIMEOUT);
+      await new Promise((r) => setTimeout(r, 1000));
+      const stopped = Date.now();
+      assertEq(await first.stop(), 0, "first daemon's exit status");
+      const started = Date.now();
+      await run.daemon(config);
+      await run.ns.firstReply(GUEST, 10_000);
+      const resumed = Date.now() - started;
+      console.log(
+        `e2e restart (${mode} mode): first guest reply ${resumed} ms after the new daemon was started (${
+          Date.now() - stopped
+        } ms after the old one was told to stop)`,
+      );
+      if (resumed > 3000) throw new Error(`traffic resumed ${resumed} ms after the restart (limit 3000 ms)`);
+      await run.sendToGuest("printf done", "host -> guest TCP after the restart");
+      await guest.expectPass(GUEST_TIMEOUT);
+      assertEq(guest.serial().split("E2E: init started").length - 1, 1, "guest boots (no guest restart)");
+      console.log(
+        `e2e restart, guest side: ${guest.serial().match(/RECHECK pings during the restart: ([^\n]*) uptime/)?.[1]}`,
+      );
     });
-    await until("QEMU's socket", () => Deno.stat(run.socket).then(() => true, () => false), 10_000);
-    const config = ["VIRTIOFWD_VHOST_CLIENT=y"];
-    const first = await run.daemon(config);
-    await guest.waitSerial(/E2E: RECHECK start/, GUEST_TIMEOUT);
-    await new Promise((r) => setTimeout(r, 1000));
-    const stopped = Date.now();
-    assertEq(await first.stop(), 0, "first daemon's exit status");
-    const started = Date.now();
-    await run.daemon(config);
-    await run.ns.firstReply(GUEST, 10_000);
-    const resumed = Date.now() - started;
-    console.log(
-      `e2e restart: first guest reply ${resumed} ms after the new daemon was started (${
-        Date.now() - stopped
-      } ms after the old one was told to stop)`,
-    );
-    if (resumed > 3000) throw new Error(`traffic resumed ${resumed} ms after the restart (limit 3000 ms)`);
-    await run.sendToGuest("printf done", "host -> guest TCP after the restart");
-    await guest.expectPass(GUEST_TIMEOUT);
-    assertEq(guest.serial().split("E2E: init started").length - 1, 1, "guest boots (no guest restart)");
-    console.log(
-      `e2e restart, guest side: ${guest.serial().match(/RECHECK pings during the restart: ([^\n]*) uptime/)?.[1]}`,
-    );
   });
-});
+}
 
 Deno.test("e2e: 2-queue multiqueue after 'ethtool -L combined 2': traffic on both queues each way", async () => {
   await e2e("mq", async (run) => {

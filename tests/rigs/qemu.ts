@@ -49,6 +49,10 @@ export interface GuestOptions {
   queues?: number;
   /** eth0's address in CIDR form. */
   ip: string;
+  /** More virtio-net-pci properties, e.g. "disable-legacy=on" or "packed=on". */
+  device?: string;
+  /** Guest RAM on this hugetlbfs mount (as deployments and `vio4wd vm-config` do); default memfd. */
+  hugetlbfs?: string;
   /** The case: a shell script the guest runs once eth0 is up; its exit status is the result. */
   script: string;
 }
@@ -90,11 +94,16 @@ export class QemuGuest {
     if (script.length > 1800) throw new Error(`guest script too long for the kernel command line (${script.length} B)`);
     const chardev = `socket,id=chr0,path=${o.socket}` + (o.server ? ",server=on,wait=off" : ",reconnect=1");
     // vectors=0 (INTx): QEMU 7.2 under TCG crashes on vhost-user with MSI-X
-    const device = "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,romfile=,vectors=0" + (queues > 1 ? ",mq=on" : "");
+    const device = "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,romfile=,vectors=0" +
+      (queues > 1 ? ",mq=on" : "") +
+      (o.device ? `,${o.device}` : "");
+    const memory = o.hugetlbfs
+      ? `memory-backend-file,id=mem0,size=256M,mem-path=${o.hugetlbfs},share=on`
+      : "memory-backend-memfd,id=mem0,size=256M,share=on";
     const args = [
       ...["-machine", "pc", "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "256"],
       // guest RAM must be shared with the backend
-      ...["-object", "memory-backend-memfd,id=mem0,size=256M,share=on", "-numa", "node,memdev=mem0"],
+      ...["-object", memory, "-numa", "node,memdev=mem0"],
       ...["-chardev", chardev, "-netdev", `vhost-user,id=net0,chardev=chr0,queues=${queues}`, "-device", device],
       ...["-display", "none", "-nodefaults", "-no-reboot", "-serial", `file:${serial}`],
       ...["-kernel", vmlinuz, "-initrd", o.initrd],
