@@ -8,7 +8,7 @@
 import { type DaemonProcess, num, type RelayState, runVio4wd, show, until } from "../rigs/daemon_process.ts";
 import type { NetNs } from "../rigs/netns.ts";
 import { buildInitramfs, type GuestOptions, QemuGuest } from "../rigs/qemu.ts";
-import { assertEq } from "../rigs/assert.ts";
+import { assert, assertEq } from "../rigs/assert.ts";
 import { memifPair } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
 
@@ -182,6 +182,46 @@ for (const m of VIRTIO_MODES) {
       assertEq(bits[VIRTIO_F_RING_PACKED] === "1", m.packed, `VIRTIO_F_RING_PACKED in ${bits}`);
     });
   });
+}
+
+for (const client of [false, true]) {
+  for (const queues of [1, 2]) {
+    const mode = client ? "client mode (QEMU listens)" : "server mode";
+    Deno.test(`e2e: the QEMU arguments 'vio4wd vm-config --qemu' prints, ${mode}, ${queues} queue pair(s), start a guest that pings and talks TCP both ways`, async () => {
+      await e2e(`vmc-${client ? "c" : "s"}${queues}`, async (run) => {
+        const conf = `${run.dir}/vm-config.conf`;
+        Deno.writeTextFileSync(
+          conf,
+          `VIRTIOFWD_SOCKET_DIR=${run.world.sockDir}\n${client ? "VIRTIOFWD_VHOST_CLIENT=y\n" : ""}`,
+        );
+        const printed = await runVio4wd([
+          "vm-config",
+          "--qemu",
+          "--config",
+          conf,
+          "--queues",
+          String(queues),
+          "--memory",
+          "256",
+          "0",
+        ]);
+        assertEq(printed.code, 0, `vm-config: ${printed.stderr}`);
+        assert(printed.stdout.includes(`path=${run.socket}`), `vm-config names relay 0's socket: ${printed.stdout}`);
+        const config = client ? ["VIRTIOFWD_VHOST_CLIENT=y"] : [];
+        let d: DaemonProcess, guest: QemuGuest;
+        if (client) {
+          guest = run.guest({ script: pingAndTcpScript(), vmConfig: printed.stdout });
+          await until("QEMU's socket", () => Deno.stat(run.socket).then(() => true, () => false), 10_000);
+          d = await run.daemon(config);
+        } else {
+          d = await run.daemon(config);
+          guest = run.guest({ script: pingAndTcpScript(), vmConfig: printed.stdout });
+        }
+        const r = await pingAndTcp(run, guest, d);
+        assertEq(r.vmToVf.active, true, "the VM is on relay 0");
+      });
+    });
+  }
 }
 
 Deno.test("e2e: QEMU as vhost-user server (vio4wd client mode), ping and TCP both ways", async () => {

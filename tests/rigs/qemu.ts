@@ -53,6 +53,11 @@ export interface GuestOptions {
   device?: string;
   /** Guest RAM on this hugetlbfs mount (as deployments and `vio4wd vm-config` do); default memfd. */
   hugetlbfs?: string;
+  /**
+   * The guest's memory, NUMA and network arguments as `vio4wd vm-config --qemu` printed them, used
+   * instead of this rig's; only what TCG needs is changed (MSI-X off: vectors=0).
+   */
+  vmConfig?: string;
   /** The case: a shell script the guest runs once eth0 is up; its exit status is the result. */
   script: string;
 }
@@ -100,11 +105,16 @@ export class QemuGuest {
     const memory = o.hugetlbfs
       ? `memory-backend-file,id=mem0,size=256M,mem-path=${o.hugetlbfs},share=on`
       : "memory-backend-memfd,id=mem0,size=256M,share=on";
-    const args = [
-      ...["-machine", "pc", "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "256"],
+    const vmArgs = o.vmConfig ? vmConfigArgs(o.vmConfig) : [
+      "-m",
+      "256",
       // guest RAM must be shared with the backend
       ...["-object", memory, "-numa", "node,memdev=mem0"],
       ...["-chardev", chardev, "-netdev", `vhost-user,id=net0,chardev=chr0,queues=${queues}`, "-device", device],
+    ];
+    const args = [
+      ...["-machine", "pc", "-accel", "tcg", "-cpu", "max", "-smp", "1"],
+      ...vmArgs,
       ...["-display", "none", "-nodefaults", "-no-reboot", "-serial", `file:${serial}`],
       ...["-kernel", vmlinuz, "-initrd", o.initrd],
       ...["-append", `console=ttyS0 quiet panic=-1 e2e.ip=${o.ip} e2e.script=${script}`],
@@ -161,4 +171,18 @@ export class QemuGuest {
     await stopChild(this.#child, 5000);
     await this.#pump;
   }
+}
+
+/**
+ * `vio4wd vm-config --qemu` output as QEMU arguments (comments and line continuations dropped),
+ * with the one change TCG needs: MSI-X off on the virtio-net device (QEMU 7.2 under TCG crashes
+ * with vhost-user and MSI-X).
+ */
+export function vmConfigArgs(text: string): string[] {
+  const args = text.split("\n").filter((l) => !l.trim().startsWith("#")).join(" ").replaceAll("\\", " ")
+    .split(/\s+/).filter(Boolean);
+  return args.map((a, i) => {
+    if (args[i - 1] !== "-device" || !a.startsWith("virtio-net-pci")) return a;
+    return /,vectors=\d+/.test(a) ? a.replace(/,vectors=\d+/, ",vectors=0") : `${a},vectors=0`;
+  });
 }
