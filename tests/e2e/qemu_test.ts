@@ -7,7 +7,7 @@
 
 import { type DaemonProcess, num, type RelayState, runVio4wd, show, until } from "../rigs/daemon_process.ts";
 import type { NetNs } from "../rigs/netns.ts";
-import { buildInitramfs, type GuestOptions, QemuGuest } from "../rigs/qemu.ts";
+import { buildInitramfs, type GuestOptions, monitorCommand, QemuGuest } from "../rigs/qemu.ts";
 import { assert, assertEq } from "../rigs/assert.ts";
 import { memifPair } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
@@ -56,11 +56,11 @@ class E2eRun implements AsyncDisposable {
     return d;
   }
 
-  /** Host end receiving one TCP connection on port 5001: resolves to the bytes received (busybox nc
-   * quits at stdin EOF, so its stdin is an open fifo). */
-  receive(): Promise<string> {
+  /** Host end receiving one TCP connection on port 5001: resolves to what `sink` makes of it (the
+   * bytes received by default; busybox nc quits at stdin EOF, so its stdin is an open fifo). */
+  receive(sink = "wc -c"): Promise<string> {
     const fifo = `${this.dir}/nofin`;
-    return this.ns.sh(`mkfifo ${fifo}; timeout 90 busybox nc -l -p 5001 3<>${fifo} <&3 | wc -c`)
+    return this.ns.sh(`mkfifo ${fifo}; timeout 90 busybox nc -l -p 5001 3<>${fifo} <&3 | ${sink}`)
       .then((r) => r.stdout.trim());
   }
 
@@ -222,6 +222,133 @@ for (const client of [false, true]) {
       });
     });
   }
+}
+
+/** Seconds per ping in the migration test, and the longest silence it allows. */
+const PING_EVERY = 0.2, MAX_PING_GAP_S = 2;
+
+for (const client of [false, true]) {
+  const how = client
+    ? "vio4wd in client mode (each QEMU serves its relay's socket)"
+    : "through per-host socket symlinks";
+  Deno.test(`e2e: live migration from relay 1 to relay 2, ${how}: completes, the MAC is announced on the new VF within 1 s, pings resume within 2 s, a TCP transfer across the switch-over arrives intact, counters move over`, async () => {
+    await e2e(client ? "migc" : "mig", async (run) => {
+      const dir = run.dir;
+      const daemon = async () => {
+        // relays 0 and 1 (the manual's "relay 1 and 2") with tap VFs bridged to the host end in the namespace
+        const d = await run.daemon([
+          "VIRTIOFWD_STATIC_VFS=(net_tap0,iface=vtap0,mac=02:00:00:c0:ff:e0=0 net_tap1,iface=vtap1,mac=02:00:00:c0:ff:e1=1)",
+          ...(client ? ["VIRTIOFWD_VHOST_CLIENT=y"] : []),
+        ], null);
+        const bridge = await run.ns.sh(
+          "ip link add br0 type bridge && for i in vtap0 vtap1; do ip link set $i master br0 && ip link set $i up; done && " +
+            `ip addr add ${HOST}/30 dev br0 && ip link set br0 up`,
+        );
+        assertEq(bridge.code, 0, `bridge: ${bridge.stderr}`);
+        return d;
+      };
+      // per "host", a directory with the same socket name linked to its relay's socket (server
+      // mode); in client mode each QEMU listens on its relay's socket path itself
+      const socketOf = (host: string, relay: number) => client ? run.world.vmSocket(relay) : `${dir}/${host}/vm.sock`;
+      for (const [host, relay] of [["a", 0], ["b", 1]] as const) {
+        Deno.mkdirSync(`${dir}/${host}`);
+        if (!client) Deno.symlinkSync(run.world.vmSocket(relay), socketOf(host, relay));
+      }
+      const d = client ? null : await daemon();
+      const script = `
+wait_peer ${HOST} 30 || exit 1
+head -c 8388608 /dev/urandom > /tmp/data
+say "md5 $(md5sum /tmp/data | cut -d' ' -f1)"
+say "MIGRATE"
+i=0
+while [ $i -lt 64 ]; do dd if=/tmp/data bs=131072 skip=$i count=1 2>/dev/null; sleep 0.1; i=$((i + 1)); done | nc ${HOST} 5001 || exit 1
+say "SENT"
+sleep 4
+`;
+      const guest = (host: string, relay: number, extra: string[]) => {
+        const g = QemuGuest.start({
+          dir: `${dir}/${host}`,
+          initrd: run.initrd,
+          socket: socketOf(host, relay),
+          server: client,
+          ip: `${GUEST}/30`,
+          hugetlbfs: "/dev/hugepages",
+          script,
+          extraArgs: ["-monitor", `unix:${dir}/${host}/monitor,server=on,wait=off`, ...extra],
+        });
+        run.guests.push(run.world.own(g));
+        return g;
+      };
+      const a = guest("a", 0, []);
+      const b = guest("b", 1, ["-incoming", `unix:${dir}/migration.sock`]);
+      if (client) {
+        for (const relay of [0, 1]) {
+          await until(
+            "QEMU's socket",
+            () => Deno.stat(run.world.vmSocket(relay)).then(() => true, () => false),
+            10_000,
+          );
+        }
+      }
+      const dd = d ?? await daemon();
+      const received = run.receive("md5sum");
+      const md5 = (await a.waitSerial(/E2E: md5 ([0-9a-f]{32})/, GUEST_TIMEOUT))[1];
+      await a.waitSerial(/E2E: MIGRATE/, GUEST_TIMEOUT);
+      // pings from before the switch-over to well after it
+      const pings = run.ns.sh(`timeout 10 busybox ping -i ${PING_EVERY} -W 1 ${GUEST}`);
+      await new Promise((r) => setTimeout(r, 1000)); // the transfer is under way
+      const announce = run.ns.sh("timeout 30 tcpdump -l -n -tt -i vtap1 -c 1 'arp or rarp' 2>/dev/null");
+      await new Promise((r) => setTimeout(r, 500)); // tcpdump listening
+      const before = (await dd.status()).find((r) => r.id === 0)!;
+      assertEq(before.vmToVf.active, true, "the guest is on the first relay");
+      const started = Date.now();
+      const reply = await monitorCommand(`${dir}/a/monitor`, `migrate -d unix:${dir}/migration.sock`);
+      assert(!/error/i.test(reply), `migrate: ${reply}`);
+      let status = "";
+      await until("migration completed", async () => {
+        status = (await monitorCommand(`${dir}/a/monitor`, "info migrate")).match(/Migration status: (\S+)/)?.[1] ?? "";
+        if (status === "failed" || status === "cancelled") throw new Error(`migration ${status}`);
+        return status === "completed";
+      }, 60_000);
+      const completed = Date.now();
+      console.log(`e2e migration: completed in ${completed - started} ms`);
+
+      // the announce (RARP from rte_vhost, or the guest's gratuitous ARP) on the new relay's VF
+      const seen = await announce;
+      const at = Number(seen.stdout.trim().split(/\s+/)[0]) * 1000;
+      assert(at > 0, `no announce on vtap1: ${seen.stdout}${seen.stderr}`);
+      console.log(
+        `e2e migration: announce ${Math.round(at - completed)} ms after completion was seen: ${seen.stdout.trim()}`,
+      );
+      assert(at - completed <= 1000, `announce ${Math.round(at - completed)} ms after the switch-over`);
+
+      // the transfer crossed the switch-over intact: dirty pages vio4wd wrote reached the destination
+      await b.waitSerial(/E2E: SENT/, GUEST_TIMEOUT);
+      assertEq((await received).split(/\s+/)[0], md5, "md5 of the 8 MiB the host received");
+      // counters, while the guest still runs: the new relay carries it, the old one no longer moves
+      const relays = async () => new Map((await dd.status()).map((r) => [r.id, r]));
+      const x = await relays();
+      await new Promise((r) => setTimeout(r, 1000));
+      const y = await relays();
+      assert(num(y.get(1)?.vmToVf.pktsTxToVf) > 0, `relay 1 carried nothing: ${show(y.get(1))}`);
+      const moved = (m: Map<number, RelayState>) =>
+        m.get(0) ? num(m.get(0)!.vmToVf.pktsRxFromVm) + num(m.get(0)!.vfToVm.pktsTxToVm) : 0;
+      assertEq(moved(y), moved(x), "relay 0 moves nothing after the migration");
+      assert(
+        dd.log.includes("relay 0: VHOST_F_LOG_ALL set, live migration is being initiated"),
+        "migration start logged",
+      );
+      assert(/relay 1: VM connected/.test(dd.log), "the VM's arrival on relay 1 logged");
+      await b.expectPass(GUEST_TIMEOUT);
+
+      // pings: no silence longer than MAX_PING_GAP_S
+      const seqs = [...(await pings).stdout.matchAll(/seq=(\d+)/g)].map((m) => Number(m[1]));
+      const gaps = seqs.slice(1).map((s, i) => s - seqs[i]);
+      const worst = Math.max(0, ...gaps) * PING_EVERY;
+      console.log(`e2e migration: ${seqs.length} ping replies, longest silence ${worst.toFixed(1)} s`);
+      assert(seqs.length > 20 && worst <= MAX_PING_GAP_S, `pings: ${seqs.length} replies, longest silence ${worst} s`);
+    });
+  });
 }
 
 Deno.test("e2e: QEMU as vhost-user server (vio4wd client mode), ping and TCP both ways", async () => {

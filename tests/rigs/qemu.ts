@@ -58,6 +58,8 @@ export interface GuestOptions {
    * instead of this rig's; only what TCG needs is changed (MSI-X off: vectors=0).
    */
   vmConfig?: string;
+  /** More QEMU arguments (a monitor, `-incoming`). */
+  extraArgs?: string[];
   /** The case: a shell script the guest runs once eth0 is up; its exit status is the result. */
   script: string;
 }
@@ -118,6 +120,7 @@ export class QemuGuest {
       ...["-display", "none", "-nodefaults", "-no-reboot", "-serial", `file:${serial}`],
       ...["-kernel", vmlinuz, "-initrd", o.initrd],
       ...["-append", `console=ttyS0 quiet panic=-1 e2e.ip=${o.ip} e2e.script=${script}`],
+      ...(o.extraArgs ?? []),
     ];
     const child = new Deno.Command("qemu-system-x86_64", {
       args,
@@ -185,4 +188,35 @@ export function vmConfigArgs(text: string): string[] {
     if (args[i - 1] !== "-device" || !a.startsWith("virtio-net-pci")) return a;
     return /,vectors=\d+/.test(a) ? a.replace(/,vectors=\d+/, ",vectors=0") : `${a},vectors=0`;
   });
+}
+
+/**
+ * Sends one command to a QEMU human monitor on a unix socket (`-monitor unix:PATH,server=on,wait=off`)
+ * and returns what it printed up to the next prompt.
+ */
+export async function monitorCommand(path: string, command: string, timeoutMs = 10_000): Promise<string> {
+  const conn = await Deno.connect({ transport: "unix", path });
+  const dec = new TextDecoder();
+  let text = "";
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  try {
+    const buf = new Uint8Array(65536);
+    const until = async (re: RegExp, from = 0) => {
+      while (!re.test(text.slice(from))) {
+        const n = await conn.read(buf);
+        if (n === null) throw new Error(`QEMU monitor ${path}: closed; got: ${text.slice(-500)}`);
+        text += dec.decode(buf.subarray(0, n));
+      }
+    };
+    await until(/\(qemu\) $/);
+    const from = text.length;
+    await conn.write(new TextEncoder().encode(`${command}\n`));
+    await until(/\n[^\n]*\(qemu\) $/, from);
+    return text.slice(from);
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed by the timer */ }
+  }
 }
