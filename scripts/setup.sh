@@ -8,7 +8,8 @@ t0=$(date +%s)
 step() { printf '\n== %s\n' "$*"; }
 APT_PACKAGES=(dpdk dpdk-dev libdpdk-dev pkg-config libzmq5 gcc make iproute2 procps
   bash-completion zsh fish protobuf-compiler openvswitch-switch-dpdk tmux prometheus libvirt-clients libxml2-utils systemd
-  qemu-system-x86 busybox-static ethtool lintian man-db strace util-linux python3 tcpdump)
+  qemu-system-x86 busybox-static ethtool lintian man-db strace util-linux python3 tcpdump
+  libvirt-daemon libvirt-daemon-driver-qemu)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; else SUDO=none; fi
@@ -64,15 +65,18 @@ else
   echo "extracted $pkg into $guest/kernel"
 fi
 
-step "accounts libvirt runs QEMU as (libvirt-qemu:kvm), which the sockets are given to by default"
-if getent passwd libvirt-qemu >/dev/null && getent group kvm >/dev/null; then
-  echo "libvirt-qemu and kvm exist"
+step "accounts libvirt runs QEMU as (libvirt-qemu:kvm, also in group libvirt-qemu, as Debian's libvirt-daemon-system makes them)"
+if getent passwd libvirt-qemu >/dev/null && getent group kvm >/dev/null && getent group libvirt-qemu >/dev/null; then
+  echo "libvirt-qemu, kvm and group libvirt-qemu exist"
 elif [ "$SUDO" = none ]; then
-  echo "not root: create them with:  sudo groupadd -r kvm; sudo useradd -r -g kvm -s /usr/sbin/nologin -M libvirt-qemu" >&2
+  echo "not root: create them with:  sudo groupadd -r kvm; sudo groupadd -r libvirt-qemu;" \
+    "sudo useradd -r -g kvm -G libvirt-qemu -s /usr/sbin/nologin -M libvirt-qemu" >&2
 else
   getent group kvm >/dev/null || $SUDO groupadd -r kvm
+  getent group libvirt-qemu >/dev/null || $SUDO groupadd -r libvirt-qemu
   getent passwd libvirt-qemu >/dev/null || $SUDO useradd -r -g kvm -s /usr/sbin/nologin -M libvirt-qemu
-  echo "created $(id libvirt-qemu)"
+  $SUDO usermod -a -G libvirt-qemu libvirt-qemu
+  echo "accounts: $(id libvirt-qemu)"
 fi
 
 step "hugepages"

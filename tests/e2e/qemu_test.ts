@@ -7,7 +7,8 @@
 
 import { type DaemonProcess, num, type RelayState, runVio4wd, show, until } from "../rigs/daemon_process.ts";
 import type { NetNs } from "../rigs/netns.ts";
-import { buildInitramfs, type GuestOptions, monitorCommand, QemuGuest } from "../rigs/qemu.ts";
+import { buildInitramfs, guestKernel, type GuestOptions, monitorCommand, QemuGuest } from "../rigs/qemu.ts";
+import { Libvirt, virsh } from "../rigs/libvirt.ts";
 import { assert, assertEq } from "../rigs/assert.ts";
 import { memifPair } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
@@ -227,35 +228,33 @@ for (const client of [false, true]) {
 /** Seconds per ping in the migration test, and the longest silence it allows. */
 const PING_EVERY = 0.2, MAX_PING_GAP_S = 2;
 
-for (const client of [false, true]) {
-  const how = client
-    ? "vio4wd in client mode (each QEMU serves its relay's socket)"
-    : "through per-host socket symlinks";
-  Deno.test(`e2e: live migration from relay 1 to relay 2, ${how}: completes, the MAC is announced on the new VF within 1 s, pings resume within 2 s, a TCP transfer across the switch-over arrives intact, counters move over`, async () => {
-    await e2e(client ? "migc" : "mig", async (run) => {
-      const dir = run.dir;
-      const daemon = async () => {
-        // relays 0 and 1 (the manual's "relay 1 and 2") with tap VFs bridged to the host end in the namespace
-        const d = await run.daemon([
-          "VIRTIOFWD_STATIC_VFS=(net_tap0,iface=vtap0,mac=02:00:00:c0:ff:e0=0 net_tap1,iface=vtap1,mac=02:00:00:c0:ff:e1=1)",
-          ...(client ? ["VIRTIOFWD_VHOST_CLIENT=y"] : []),
-        ], null);
-        const bridge = await run.ns.sh(
-          "ip link add br0 type bridge && for i in vtap0 vtap1; do ip link set $i master br0 && ip link set $i up; done && " +
-            `ip addr add ${HOST}/30 dev br0 && ip link set br0 up`,
-        );
-        assertEq(bridge.code, 0, `bridge: ${bridge.stderr}`);
-        return d;
-      };
-      // per "host", a directory with the same socket name linked to its relay's socket (server
-      // mode); in client mode each QEMU listens on its relay's socket path itself
-      const socketOf = (host: string, relay: number) => client ? run.world.vmSocket(relay) : `${dir}/${host}/vm.sock`;
-      for (const [host, relay] of [["a", 0], ["b", 1]] as const) {
-        Deno.mkdirSync(`${dir}/${host}`);
-        if (!client) Deno.symlinkSync(run.world.vmSocket(relay), socketOf(host, relay));
-      }
-      const d = client ? null : await daemon();
-      const script = `
+/** A guest on relay 0 (host "a") and an identical QEMU waiting with -incoming on relay 1 (host
+ * "b"), the daemon, the host receiving the guest's 8 MiB on 5001 (its md5), the guest's md5 of
+ * what it sends; returns once the guest is about to send (paced over about 7 s). */
+async function migrationPair(run: E2eRun, client: boolean) {
+  const dir = run.dir;
+  const daemon = async () => {
+    // relays 0 and 1 (the manual's "relay 1 and 2") with tap VFs bridged to the host end in the namespace
+    const d = await run.daemon([
+      "VIRTIOFWD_STATIC_VFS=(net_tap0,iface=vtap0,mac=02:00:00:c0:ff:e0=0 net_tap1,iface=vtap1,mac=02:00:00:c0:ff:e1=1)",
+      ...(client ? ["VIRTIOFWD_VHOST_CLIENT=y"] : []),
+    ], null);
+    const bridge = await run.ns.sh(
+      "ip link add br0 type bridge && for i in vtap0 vtap1; do ip link set $i master br0 && ip link set $i up; done && " +
+        `ip addr add ${HOST}/30 dev br0 && ip link set br0 up`,
+    );
+    assertEq(bridge.code, 0, `bridge: ${bridge.stderr}`);
+    return d;
+  };
+  // per "host", a directory with the same socket name linked to its relay's socket (server
+  // mode); in client mode each QEMU listens on its relay's socket path itself
+  const socketOf = (host: string, relay: number) => client ? run.world.vmSocket(relay) : `${dir}/${host}/vm.sock`;
+  for (const [host, relay] of [["a", 0], ["b", 1]] as const) {
+    Deno.mkdirSync(`${dir}/${host}`);
+    if (!client) Deno.symlinkSync(run.world.vmSocket(relay), socketOf(host, relay));
+  }
+  const d = client ? null : await daemon();
+  const script = `
 wait_peer ${HOST} 30 || exit 1
 head -c 8388608 /dev/urandom > /tmp/data
 say "md5 $(md5sum /tmp/data | cut -d' ' -f1)"
@@ -265,35 +264,45 @@ while [ $i -lt 64 ]; do dd if=/tmp/data bs=131072 skip=$i count=1 2>/dev/null; s
 say "SENT"
 sleep 4
 `;
-      const guest = (host: string, relay: number, extra: string[]) => {
-        const g = QemuGuest.start({
-          dir: `${dir}/${host}`,
-          initrd: run.initrd,
-          socket: socketOf(host, relay),
-          server: client,
-          ip: `${GUEST}/30`,
-          hugetlbfs: "/dev/hugepages",
-          script,
-          extraArgs: ["-monitor", `unix:${dir}/${host}/monitor,server=on,wait=off`, ...extra],
-        });
-        run.guests.push(run.world.own(g));
-        return g;
-      };
-      const a = guest("a", 0, []);
-      const b = guest("b", 1, ["-incoming", `unix:${dir}/migration.sock`]);
-      if (client) {
-        for (const relay of [0, 1]) {
-          await until(
-            "QEMU's socket",
-            () => Deno.stat(run.world.vmSocket(relay)).then(() => true, () => false),
-            10_000,
-          );
-        }
-      }
-      const dd = d ?? await daemon();
-      const received = run.receive("md5sum");
-      const md5 = (await a.waitSerial(/E2E: md5 ([0-9a-f]{32})/, GUEST_TIMEOUT))[1];
-      await a.waitSerial(/E2E: MIGRATE/, GUEST_TIMEOUT);
+  const guest = (host: string, relay: number, extra: string[]) => {
+    const g = QemuGuest.start({
+      dir: `${dir}/${host}`,
+      initrd: run.initrd,
+      socket: socketOf(host, relay),
+      server: client,
+      ip: `${GUEST}/30`,
+      hugetlbfs: "/dev/hugepages",
+      script,
+      extraArgs: ["-monitor", `unix:${dir}/${host}/monitor,server=on,wait=off`, ...extra],
+    });
+    run.guests.push(run.world.own(g));
+    return g;
+  };
+  const a = guest("a", 0, []);
+  const b = guest("b", 1, ["-incoming", `unix:${dir}/migration.sock`]);
+  if (client) {
+    for (const relay of [0, 1]) {
+      await until(
+        "QEMU's socket",
+        () => Deno.stat(run.world.vmSocket(relay)).then(() => true, () => false),
+        10_000,
+      );
+    }
+  }
+  const dd = d ?? await daemon();
+  const received = run.receive("md5sum");
+  const md5 = (await a.waitSerial(/E2E: md5 ([0-9a-f]{32})/, GUEST_TIMEOUT))[1];
+  await a.waitSerial(/E2E: MIGRATE/, GUEST_TIMEOUT);
+  return { dir, a, b, d: dd, received, md5 };
+}
+
+for (const client of [false, true]) {
+  const how = client
+    ? "vio4wd in client mode (each QEMU serves its relay's socket)"
+    : "through per-host socket symlinks";
+  Deno.test(`e2e: live migration from relay 1 to relay 2, ${how}: completes, the MAC is announced on the new VF within 1 s, pings resume within 2 s, a TCP transfer across the switch-over arrives intact, counters move over`, async () => {
+    await e2e(client ? "migc" : "mig", async (run) => {
+      const { dir, a, b, d: dd, received, md5 } = await migrationPair(run, client);
       // pings from before the switch-over to well after it
       const pings = run.ns.sh(`timeout 10 busybox ping -i ${PING_EVERY} -W 1 ${GUEST}`);
       await new Promise((r) => setTimeout(r, 1000)); // the transfer is under way
@@ -351,6 +360,37 @@ sleep 4
   });
 }
 
+Deno.test("e2e: a live migration cancelled half-way: the guest keeps working on relay 1 (transfer intact, pings answered), relay 2 carries nothing", async () => {
+  await e2e("migx", async (run) => {
+    const { dir, a, d, received, md5 } = await migrationPair(run, false);
+    const pings = run.ns.sh(`timeout 8 busybox ping -i ${PING_EVERY} -W 1 ${GUEST}`);
+    const monitor = (cmd: string) => monitorCommand(`${dir}/a/monitor`, cmd);
+    // slow enough (1 MiB/s for 256 MiB of RAM) to be caught half-way
+    await monitor("migrate_set_parameter max-bandwidth 1M"); // HMP: MiB/s
+    await monitor(`migrate -d unix:${dir}/migration.sock`);
+    await new Promise((r) => setTimeout(r, 1500));
+    assertEq((await monitor("info migrate")).match(/Migration status: (\S+)/)?.[1], "active", "migration under way");
+    assert(d.log.includes("relay 0: VHOST_F_LOG_ALL set, live migration is being initiated"), "migration start logged");
+    await monitor("migrate_cancel");
+    await until(
+      "migration cancelled",
+      async () => /Migration status: cancelled/.test(await monitor("info migrate")),
+      10_000,
+    );
+    // the guest goes on sending through relay 0: the transfer completes, intact
+    await a.waitSerial(/E2E: SENT/, GUEST_TIMEOUT);
+    assertEq((await received).split(/\s+/)[0], md5, "md5 of the 8 MiB the host received");
+    const x = (await d.status()).find((r) => r.id === 0)!;
+    assert(x.vmToVf.active && num(x.vmToVf.pktsTxToVf) > 5000, `relay 0 carries the guest: ${show(x)}`);
+    const r1 = (await d.status()).find((r) => r.id === 1);
+    assertEq(num(r1?.vmToVf.pktsRxFromVm) + num(r1?.vfToVm.pktsTxToVm), 0, "relay 1 carried nothing");
+    await a.expectPass(GUEST_TIMEOUT);
+    const seqs = [...(await pings).stdout.matchAll(/seq=(\d+)/g)].map((m) => Number(m[1]));
+    const worst = Math.max(0, ...seqs.slice(1).map((q, i) => q - seqs[i])) * PING_EVERY;
+    assert(seqs.length > 20 && worst <= MAX_PING_GAP_S, `pings: ${seqs.length} replies, longest silence ${worst} s`);
+  });
+});
+
 Deno.test("e2e: QEMU as vhost-user server (vio4wd client mode), ping and TCP both ways", async () => {
   await e2e("qs", async (run) => {
     const guest = run.guest({ script: pingAndTcpScript(), server: true });
@@ -359,16 +399,12 @@ Deno.test("e2e: QEMU as vhost-user server (vio4wd client mode), ping and TCP bot
   });
 });
 
-for (const mode of ["client", "server"] as const) {
-  const how = mode === "client"
-    ? "client mode: QEMU serves the socket"
-    : "server mode: QEMU reconnects with reconnect=1";
-  Deno.test(`e2e: vio4wd restarted under a running guest (${how}): traffic resumes within 3 s, no guest restart`, async () => {
-    await e2e(`r${mode[0]}`, async (run) => {
-      // The guest pings the host every 0.2 s until the host, after the restart, connects to it over
-      // TCP; then the host must still answer. (Pings sent while the daemon is down wait in the virtio
-      // ring and may all be answered: the guest need not see a loss.)
-      const script = `
+/**
+ * Guest side of a daemon restart: pings the host every 0.2 s until the host, after the restart,
+ * connects to it over TCP; then the host must still answer. (Pings sent while the daemon is down
+ * wait in the virtio ring and may all be answered: the guest need not see a loss.)
+ */
+const RESTART_SCRIPT = `
 wait_peer ${HOST} 30 || exit 1
 ping -i 0.2 -W 1 ${HOST} > /tmp/ping.log 2>&1 &
 say "RECHECK start"
@@ -379,15 +415,22 @@ ping -c 3 -i 0.2 -W 1 ${HOST} >/dev/null || exit 1
 say "RECHECK ok, $n bytes after the restart"
 [ "$n" = 4 ]
 `;
+
+for (const mode of ["client", "server"] as const) {
+  const how = mode === "client"
+    ? "client mode: QEMU serves the socket"
+    : "server mode: QEMU reconnects with reconnect=1";
+  Deno.test(`e2e: vio4wd restarted under a running guest (${how}): traffic resumes within 3 s, no guest restart`, async () => {
+    await e2e(`r${mode[0]}`, async (run) => {
       const config = mode === "client" ? ["VIRTIOFWD_VHOST_CLIENT=y"] : [];
       let first: DaemonProcess, guest: QemuGuest;
       if (mode === "client") {
-        guest = run.guest({ server: true, script });
+        guest = run.guest({ server: true, script: RESTART_SCRIPT });
         await until("QEMU's socket", () => Deno.stat(run.socket).then(() => true, () => false), 10_000);
         first = await run.daemon(config);
       } else {
         first = await run.daemon(config); // the daemon makes the socket, QEMU connects to it
-        guest = run.guest({ script });
+        guest = run.guest({ script: RESTART_SCRIPT });
       }
       await guest.waitSerial(/E2E: RECHECK start/, GUEST_TIMEOUT);
       await new Promise((r) => setTimeout(r, 1000));
@@ -521,4 +564,85 @@ Deno.test("e2e: TSO guest over a VF without offloads: vio4wd segments TCP/IPv4 a
 
 Deno.test("e2e: TSO guest over a VF without offloads: vio4wd segments TCP/IPv6 in software", async () => {
   await e2e("tso6", (run) => tsoOverMemif(run, true));
+});
+
+/**
+ * `vio4wd vm-config --libvirt` output made into a bootable domain, adding only what TCG and direct
+ * kernel boot need: domain type qemu, machine pc, kernel, initrd and command line, a serial
+ * console to `serial`, and MSI-X off on virtio-net (QEMU 7.2 under TCG crashes with vhost-user
+ * and MSI-X).
+ */
+function bootableDomain(
+  xml: string,
+  o: { name: string; kernel: string; initrd: string; cmdline: string; serial: string },
+) {
+  const out = xml
+    .replace("<domain type='kvm'>", "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>")
+    .replace(/<name>[^<]*<\/name>/, `<name>${o.name}</name>`)
+    .replace(
+      "<type arch='x86_64'>hvm</type>",
+      `<type arch='x86_64' machine='pc'>hvm</type><kernel>${o.kernel}</kernel><initrd>${o.initrd}</initrd>` +
+        `<cmdline>${o.cmdline}</cmdline>`,
+    )
+    .replace(
+      "</devices>",
+      `  <serial type='file'><source path='${o.serial}'/><target port='0'/></serial>\n  </devices>\n` +
+        "  <qemu:commandline><qemu:arg value='-global'/><qemu:arg value='virtio-net-pci.vectors=0'/></qemu:commandline>",
+    );
+  for (const want of ["type='qemu'", "<kernel>", "<serial", "qemu:commandline", `<name>${o.name}</name>`]) {
+    if (!out.includes(want)) throw new Error(`vm-config --libvirt output changed: no place for ${want}:\n${xml}`);
+  }
+  return out;
+}
+
+Deno.test("e2e: a libvirt guest from 'vio4wd vm-config --libvirt' (QEMU as libvirt-qemu, hugepages, vhost-user reconnect) pings through vio4wd and rides out a daemon restart", async () => {
+  await e2e("lv", async (run) => {
+    await using libvirt = await Libvirt.ensure();
+    // QEMU runs as libvirt-qemu: it must reach the run directory, the kernel and the sockets
+    Deno.chmodSync(run.dir, 0o755);
+    const kernel = `${run.dir}/vmlinuz`;
+    Deno.copyFileSync(guestKernel().vmlinuz, kernel);
+    Deno.chmodSync(run.initrd, 0o644);
+    const conf = `${run.dir}/vm-config.conf`;
+    Deno.writeTextFileSync(conf, `VIRTIOFWD_SOCKET_DIR=${run.world.sockDir}\n`);
+    const printed = await runVio4wd(["vm-config", "--libvirt", "--config", conf, "--memory", "256", "0"]);
+    assertEq(printed.code, 0, `vm-config --libvirt: ${printed.stderr}`);
+    const first = await run.daemon([]);
+    const serial = `${run.dir}/libvirt-serial.log`;
+    const name = `vio4wd-${run.world.tag}`.replace(/[^A-Za-z0-9_-]/g, "-");
+    const xml = bootableDomain(printed.stdout, {
+      name,
+      kernel,
+      initrd: run.initrd,
+      cmdline: `console=ttyS0 quiet panic=-1 e2e.ip=${GUEST}/30 e2e.script=${btoa(RESTART_SCRIPT)}`,
+      serial,
+    });
+    Deno.writeTextFileSync(`${run.dir}/domain.xml`, xml);
+    run.world.defer(() => libvirt.destroy(name));
+    await virsh("create", `${run.dir}/domain.xml`);
+    const serialText = () => {
+      try {
+        return Deno.readTextFileSync(serial);
+      } catch {
+        return "";
+      }
+    };
+    const waitConsole = (re: RegExp, what: string) =>
+      until(what, () => re.test(serialText()), GUEST_TIMEOUT).catch((e) => {
+        throw new Error(`${e.message}; console:\n${serialText().slice(-1500)}`);
+      });
+    await waitConsole(/E2E: RECHECK start/, "the libvirt guest up and pinging");
+    const user = (await new Deno.Command("ps", { args: ["-o", "user=", "-C", "qemu-system-x86_64"], stdout: "piped" })
+      .output().then((o) => new TextDecoder().decode(o.stdout))).split("\n").map((u) => u.trim());
+    assert(user.includes("libvirt-qemu"), `QEMU runs as libvirt-qemu (ps: ${user.join(",")})`);
+    assertEq(await first.stop(), 0, "first daemon's exit status");
+    const started = Date.now();
+    await run.daemon([]);
+    await run.ns.firstReply(GUEST, 10_000);
+    const resumed = Date.now() - started;
+    console.log(`e2e libvirt: first guest reply ${resumed} ms after the new daemon was started`);
+    await run.sendToGuest("printf done", "host -> guest TCP after the restart");
+    await waitConsole(/E2E-RESULT: PASS/, "the guest's verdict");
+    assertEq(serialText().split("E2E: init started").length - 1, 1, "guest boots once (no guest restart)");
+  });
 });
