@@ -7,7 +7,7 @@
 
 import { type DaemonProcess, num, type RelayState, runVio4wd, show, until } from "../rigs/daemon_process.ts";
 import type { NetNs } from "../rigs/netns.ts";
-import { buildInitramfs, guestKernel, type GuestOptions, monitorCommand, QemuGuest } from "../rigs/qemu.ts";
+import { buildInitramfs, GUEST_MAC, guestKernel, type GuestOptions, monitorCommand, QemuGuest } from "../rigs/qemu.ts";
 import { Libvirt, virsh } from "../rigs/libvirt.ts";
 import { assert, assertEq } from "../rigs/assert.ts";
 import { memifPair } from "../rigs/devices.ts";
@@ -306,7 +306,10 @@ for (const client of [false, true]) {
       // pings from before the switch-over to well after it
       const pings = run.ns.sh(`timeout 10 busybox ping -i ${PING_EVERY} -W 1 ${GUEST}`);
       await new Promise((r) => setTimeout(r, 1000)); // the transfer is under way
-      const announce = run.ns.sh("timeout 30 tcpdump -l -n -tt -i vtap1 -c 1 'arp or rarp' 2>/dev/null");
+      // the guest's own announce: its MAC as the source, ARP or RARP
+      const announce = run.ns.sh(
+        `timeout 30 tcpdump -l -n -tt -e -i vtap1 -c 1 'ether src ${GUEST_MAC} and (arp or rarp)' 2>/dev/null`,
+      );
       await new Promise((r) => setTimeout(r, 500)); // tcpdump listening
       const before = (await dd.status()).find((r) => r.id === 0)!;
       assertEq(before.vmToVf.active, true, "the guest is on the first relay");
@@ -618,7 +621,8 @@ Deno.test("e2e: a libvirt guest from 'vio4wd vm-config --libvirt' (QEMU as libvi
       serial,
     });
     Deno.writeTextFileSync(`${run.dir}/domain.xml`, xml);
-    run.world.defer(() => libvirt.destroy(name));
+    // destroyed before libvirtd (if started here) stops: `using` scopes end in reverse order
+    await using _domain = { [Symbol.asyncDispose]: () => libvirt.destroy(name) };
     await virsh("create", `${run.dir}/domain.xml`);
     const serialText = () => {
       try {
@@ -645,4 +649,6 @@ Deno.test("e2e: a libvirt guest from 'vio4wd vm-config --libvirt' (QEMU as libvi
     await waitConsole(/E2E-RESULT: PASS/, "the guest's verdict");
     assertEq(serialText().split("E2E: init started").length - 1, 1, "guest boots once (no guest restart)");
   });
+  const left = await new Deno.Command("pgrep", { args: ["-f", "guest=vio4wd-v4t-lv"], stdout: "piped" }).output();
+  assertEq(new TextDecoder().decode(left.stdout).trim(), "", "no libvirt guest left running");
 });

@@ -52,9 +52,28 @@ export class Libvirt implements AsyncDisposable {
     return lv;
   }
 
-  /** Destroys transient domain `name` if it still runs (nothing to undefine). */
+  /**
+   * Destroys transient domain `name` if it still runs (nothing to undefine); if libvirtd cannot,
+   * kills its QEMU by the PID libvirt recorded, and waits until it is gone (its hugepages free).
+   */
   async destroy(name: string): Promise<void> {
-    await run("virsh", ["-c", "qemu:///system", "destroy", name]);
+    if ((await run("virsh", ["-c", "qemu:///system", "destroy", name])).code === 0) return;
+    const pidFile = `/run/libvirt/qemu/${name}.pid`;
+    const pid = Number(await Deno.readTextFile(pidFile).then((t) => t.trim(), () => "0"));
+    if (!(pid > 0)) return;
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* gone */ }
+    for (let i = 0; i < 100; i++) {
+      try {
+        Deno.kill(pid, "SIGCONT");
+      } catch {
+        break;
+      }
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    await Deno.remove(pidFile).catch(() => {});
+    await Deno.remove(`/run/libvirt/qemu/${name}.xml`).catch(() => {});
   }
 
   /** Stops what was started here, libvirtd first, each by its PID; then the directories libvirtd

@@ -64,6 +64,9 @@ export interface GuestOptions {
   script: string;
 }
 
+/** The MAC address of the rig's guests (not of those started from `vm-config` output). */
+export const GUEST_MAC = "52:54:00:12:34:56";
+
 /** A running QEMU guest. */
 export class QemuGuest {
   #child: Deno.ChildProcess;
@@ -101,7 +104,7 @@ export class QemuGuest {
     if (script.length > 1800) throw new Error(`guest script too long for the kernel command line (${script.length} B)`);
     const chardev = `socket,id=chr0,path=${o.socket}` + (o.server ? ",server=on,wait=off" : ",reconnect=1");
     // vectors=0 (INTx): QEMU 7.2 under TCG crashes on vhost-user with MSI-X
-    const device = "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,romfile=,vectors=0" +
+    const device = `virtio-net-pci,netdev=net0,mac=${GUEST_MAC},romfile=,vectors=0` +
       (queues > 1 ? ",mq=on" : "") +
       (o.device ? `,${o.device}` : "");
     const memory = o.hugetlbfs
