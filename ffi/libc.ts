@@ -107,7 +107,7 @@ export function readNoFollow(path: string, maxBytes: number): OpenedFile {
   }
 }
 
-const AF_UNIX = 1, SOCK_DGRAM = 2, MSG_NOSIGNAL = 0x4000;
+const AF_UNIX = 1, SOCK_DGRAM = 2, MSG_NOSIGNAL = 0x4000, ENAMETOOLONG = 36;
 /** sun_path's size in struct sockaddr_un. */
 const SUN_PATH = 108;
 
@@ -118,7 +118,7 @@ const SUN_PATH = 108;
 export function sendUnixDatagram(path: string, data: Uint8Array): void {
   const name = new TextEncoder().encode(path);
   const abstract = name[0] === 0x40;
-  if (name.length >= SUN_PATH) throw new LibcError(`sendto ${path}: name too long`, 36);
+  if (name.length >= SUN_PATH) throw new LibcError(`sendto ${path}: name too long`, ENAMETOOLONG);
   const addr = new Uint8Array(2 + SUN_PATH);
   new DataView(addr.buffer).setUint16(0, AF_UNIX, true);
   addr.set(name, 2);

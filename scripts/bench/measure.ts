@@ -108,11 +108,11 @@ export async function measure(relay: RunningRelay, size: number, o: Timing, tag:
       if (attempt === 3) throw new Error(`no loop after 3 seeds; generator:\n${gens[0].output.slice(-1500)}`);
       for (const gen of gens) await gen.stop();
     }
-    const [c0, d0, s0] = [await relay.cycles(), await relay.drops(), cpuTimes(RELAY_CPU)];
+    const [c0, s0] = [await relay.read(), cpuTimes(RELAY_CPU)];
     const t0 = performance.now();
     await sleep(o.seconds * 1000);
     const b = await rx();
-    const [c1, d1, s1] = [await relay.cycles(), await relay.drops(), cpuTimes(RELAY_CPU)];
+    const [c1, s1] = [await relay.read(), cpuTimes(RELAY_CPU)];
     const secs = (performance.now() - t0) / 1000;
     const vfToVm = perDir(a, b, 0) / secs / 1e6;
     const vmToVf = perDir(a, b, 1) / secs / 1e6;
@@ -122,8 +122,8 @@ export async function measure(relay: RunningRelay, size: number, o: Timing, tag:
       ? "the loop died in one direction"
       : pkts <= 0
       ? "the relay counted no packets"
-      : d0 !== null && d1 !== null && d1 > d0
-      ? `the relay dropped ${d1 - d0} packets`
+      : c0.drops !== null && c1.drops !== null && c1.drops > c0.drops
+      ? `the relay dropped ${c1.drops - c0.drops} packets`
       : steal > MAX_STEAL
       ? `CPU ${RELAY_CPU} had ${(steal * 100).toFixed(1)}% steal time`
       : null;

@@ -11,7 +11,6 @@ import { coreCycles, TestPmd } from "../../tests/rigs/testpmd.ts";
 import { request } from "../../src/control/client.ts";
 import {
   StatsRequestSchema,
-  type StatsResponse,
   StatsResponse_Status,
   StatsResponseSchema,
 } from "../../src/control/gen/virtioforwarder_pb.ts";
@@ -23,19 +22,25 @@ export interface CoreCycles {
   pkts: number;
 }
 
+/** One reading of a relay's own accounting, cumulative. */
+export interface RelayReading extends CoreCycles {
+  /** Packets the relay dropped so far (null: it does not say). */
+  drops: number | null;
+}
+
 /** A relay under test, with the devargs the generator uses for each relay's VM and VF peers. */
 export interface RunningRelay {
   vmSockets: string[];
   vfPeers: string[];
   /** The relay's own accounting of its forwarding core (testpmd, OVS and vio4wd each count theirs). */
-  cycles(): Promise<CoreCycles>;
-  /** Packets the relay dropped so far (null: it does not say). */
-  drops(): Promise<number | null>;
+  read(): Promise<RelayReading>;
   stop(): Promise<void>;
 }
 
-/** vio4wd's worker accounting and relay drops, from its stats endpoint. */
-async function vio4wdStats(d: DaemonProcess): Promise<StatsResponse> {
+const withoutDrops = async (cycles: Promise<CoreCycles>): Promise<RelayReading> => ({ ...await cycles, drops: null });
+
+/** vio4wd's worker accounting and relay drops, from one stats request. */
+async function vio4wdReading(d: DaemonProcess): Promise<RelayReading> {
   const res = await request(
     d.statsEndpoint,
     StatsRequestSchema,
@@ -43,7 +48,19 @@ async function vio4wdStats(d: DaemonProcess): Promise<StatsResponse> {
     StatsResponseSchema,
   );
   if (res.status !== StatsResponse_Status.OK) throw new Error(`vio4wd stats: status ${res.status}`);
-  return res;
+  const ws = res.workers;
+  return {
+    cycles: Number(ws.reduce((s, w) => s + w.busyCycles, 0n)),
+    pkts: Number(ws.reduce((s, w) => s + w.rxPkts, 0n)),
+    drops: res.relay.reduce(
+      (s, r) =>
+        s + Number(
+          (r.vfToVm?.pktsDroppedVmQueueFull ?? 0n) + (r.vfToVm?.pktsDroppedVmNotConnected ?? 0n) +
+            (r.vmToVf?.pktsDroppedVfQueueFull ?? 0n) + (r.vmToVf?.pktsDroppedVfNotConnected ?? 0n),
+        ),
+      0,
+    ),
+  };
 }
 
 /** memif on a file-system socket (DPDK 22.11's abstract default is per network namespace). */
@@ -79,8 +96,7 @@ export async function startRelay(c: Case, dir: string, tag: string): Promise<Run
     return {
       vmSockets,
       vfPeers,
-      cycles: () => coreCycles(pmd),
-      drops: () => Promise.resolve(null),
+      read: () => withoutDrops(coreCycles(pmd)),
       stop: () => pmd.close(),
     };
   }
@@ -97,22 +113,7 @@ export async function startRelay(c: Case, dir: string, tag: string): Promise<Run
     return {
       vmSockets,
       vfPeers,
-      cycles: async () => {
-        const ws = (await vio4wdStats(d)).workers;
-        return {
-          cycles: Number(ws.reduce((s, w) => s + w.busyCycles, 0n)),
-          pkts: Number(ws.reduce((s, w) => s + w.rxPkts, 0n)),
-        };
-      },
-      drops: async () =>
-        (await vio4wdStats(d)).relay.reduce(
-          (s, r) =>
-            s + Number(
-              (r.vfToVm?.pktsDroppedVmQueueFull ?? 0n) + (r.vfToVm?.pktsDroppedVmNotConnected ?? 0n) +
-                (r.vmToVf?.pktsDroppedVfQueueFull ?? 0n) + (r.vmToVf?.pktsDroppedVfNotConnected ?? 0n),
-            ),
-          0,
-        ),
+      read: () => vio4wdReading(d),
       stop: async () => void (await d.stop()),
     };
   }
@@ -125,8 +126,7 @@ export async function startRelay(c: Case, dir: string, tag: string): Promise<Run
     return {
       vmSockets: [vm],
       vfPeers,
-      cycles: () => o.pmdCycles(),
-      drops: () => Promise.resolve(null),
+      read: () => withoutDrops(o.pmdCycles()),
       stop: async () => (await o.stop(), await db.stop()),
     };
   } catch (e) {

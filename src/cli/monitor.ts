@@ -1,7 +1,8 @@
 /**
  * `vio4wd monitor`: a live view of worker CPU load (bars from the scheduler's load model, the
- * measured busy share and cycles per packet of each worker) and per-relay rates and drops, refreshed every second. Full screen on a terminal (q quits, s
- * changes the sort), plain lines otherwise, `--once --json` for scripts.
+ * measured busy share and cycles per packet of each worker) and per-relay rates and drops,
+ * refreshed every second. Full screen on a terminal (q quits, s changes the sort), plain lines
+ * otherwise, `--once --json` for scripts.
  *
  * @module
  */
@@ -78,7 +79,8 @@ export interface Snapshot {
   cpus: {
     cpu: number;
     load: number;
-    /** Measured over the window: share of the worker's cycles in passes that moved packets, and those cycles per packet. */
+    /** Measured over the window: share of the worker's cycles in passes that moved packets, and
+     * those cycles per packet. */
     busy: number | null;
     cycles_per_pkt: number | null;
     relays: { vf_to_vm: number[]; vm_to_vf: number[] };
@@ -102,6 +104,7 @@ export function snapshot(
   accounting: readonly WorkerState[] = [],
 ): Snapshot {
   const cpus = [...new Set([...workers, ...rates.flatMap((r) => [r.vfToVmCpu, r.vmToVfCpu])])].sort((a, b) => a - b);
+  const measured = new Map(accounting.map((w) => [w.cpu, w]));
   return {
     cpus: cpus.map((cpu) => ({
       cpu,
@@ -109,8 +112,8 @@ export function snapshot(
         (s, r) => s + (r.vfToVmCpu === cpu ? vfToVmLoad(r) : 0) + (r.vmToVfCpu === cpu ? vmToVfLoad(r) : 0),
         0,
       ),
-      busy: accounting.find((w) => w.cpu === cpu)?.busyShare ?? null,
-      cycles_per_pkt: accounting.find((w) => w.cpu === cpu)?.cyclesPerPkt ?? null,
+      busy: measured.get(cpu)?.busyShare ?? null,
+      cycles_per_pkt: measured.get(cpu)?.cyclesPerPkt ?? null,
       relays: {
         vf_to_vm: rates.filter((r) => r.vfToVmCpu === cpu).map((r) => r.id),
         vm_to_vf: rates.filter((r) => r.vmToVfCpu === cpu).map((r) => r.id),

@@ -135,14 +135,7 @@ function workerStates(now: WorkerCounters[], then: WorkerCounters[] | null): Wor
   return now.map((w) => {
     const load = workerLoad(w, then?.find((t) => t.cpu === w.cpu));
     return create(WorkerStateSchema, {
-      cpu: w.cpu,
-      passes: w.passes,
-      busyPasses: w.busyPasses,
-      busyCycles: w.busyCycles,
-      idleCycles: w.idleCycles,
-      rxPkts: w.rxPkts,
-      bursts: w.bursts,
-      longPasses: w.longPasses,
+      ...w, // the counters have the message's field names
       ...(load.busyShare !== null ? { busyShare: load.busyShare } : {}),
       ...(load.cyclesPerPkt !== null ? { cyclesPerPkt: load.cyclesPerPkt } : {}),
     });
@@ -163,8 +156,8 @@ function report(relays: RelayReader, req: StatsRequest, before: Snapshot, secs: 
     relay.push(relayState(r, relays.report(id), now[id], then[id], secs));
   }
   if (!req.includeWorkers) return encode({ status: Status.OK, relay });
-  const worker = workerStates(relays.workers(), secs > 0 ? before.workers : null);
-  return encode({ status: Status.OK, relay, workers: worker, tscHz: relays.tscHz() });
+  const workers = workerStates(relays.workers(), secs > 0 ? before.workers : null);
+  return encode({ status: Status.OK, relay, workers, tscHz: relays.tscHz() });
 }
 
 /**
