@@ -55,7 +55,7 @@ export const symbols = {
 export type ShimLibrary = Deno.DynamicLibrary<typeof symbols>;
 
 /** The ABI version this binding speaks (VIO4WD_SHIM_ABI). */
-export const SHIM_ABI = 2;
+export const SHIM_ABI = 3;
 
 /** `struct vio4wd_limits`: what the shim can hold. TypeScript takes these from here, never repeats them. */
 export interface ShimLimits {
@@ -105,7 +105,7 @@ export function shimLimits(): ShimLimits {
  * counters, then the workers'.
  */
 export function sharedLayout(limits: ShimLimits) {
-  const relaysOffset = 64, relayStride = 128, workerStride = 64;
+  const relaysOffset = 64, relayStride = 128, workerStride = 128;
   const workersOffset = relaysOffset + relayStride * limits.maxRelays;
   return {
     nWorkersOffset: 0,
@@ -149,6 +149,11 @@ export const WORKER_COUNTERS = [
   "bursts",
   "longPasses",
 ] as const;
+
+/** `enum vio4wd_step`, in order: the steps `step_cycles[]` splits a worker's busy cycles into. */
+export const WORKER_STEPS = ["vfRx", "vmEnqueue", "mbufFree", "vmDequeue", "vfTx", "emptyPoll"] as const;
+/** Where `step_cycles[]` starts in `struct vio4wd_worker_stats` (u64 index). */
+export const WORKER_STEP_CYCLES_AT = 8;
 
 /** `enum vio4wd_event_type`. */
 export const EVENT = {

@@ -25,11 +25,21 @@ import { optional, withDefault } from "@optique/core/modifiers";
 import { flag, option } from "@optique/core/primitives";
 import { integer, string } from "@optique/core/valueparser";
 import { run } from "@optique/run";
-import { uniqueTag } from "../tests/rigs/daemon_process.ts";
-import { type Case, caseName, CASES, IDLE_US, SIZES } from "./bench/cases.ts";
-import { daemonFigures, idleWorkerCpu, measure, type Timing } from "./bench/measure.ts";
+import { STEPS_SHIM, uniqueTag } from "../tests/rigs/daemon_process.ts";
+import { hugepageFiles } from "../tests/rigs/testpmd.ts";
+import { type Case, caseName, CASES, IDLE_US, type ShimVariant, SIZES, withVariants } from "./bench/cases.ts";
+import { daemonFigures, idleWorkerCpu, measure, type Timing, type Window } from "./bench/measure.ts";
 import { type RunningRelay, startRelay } from "./bench/relays.ts";
-import { buildResult, emptySamples, markdown, writeResults } from "./bench/report.ts";
+import {
+  buildResult,
+  type KeptWindow,
+  markdown,
+  median,
+  samplesOf,
+  variantFigures,
+  variantLines,
+  writeResults,
+} from "./bench/report.ts";
 
 /** The bench's command line. */
 export const benchParser = object({
@@ -40,10 +50,20 @@ export const benchParser = object({
     3,
   ),
   only: withDefault(
-    option("--only", string({ metavar: "NAME" }), { description: message`Only cases whose name contains NAME.` }),
+    option("--only", string({ metavar: "NAME[,NAME]" }), {
+      description:
+        message`Only these cases: a NAME that is a case's name picks it, any other the cases whose names contain it. A case picked brings its --steps/--against variants.`,
+    }),
     "",
   ),
   json: optional(flag("--json", { description: message`Print the result as JSON.` })),
+  steps: optional(flag("--steps", {
+    description:
+      message`Also run each vio4wd case on the STEPS=1 shim (shim/build/steps): where its cycles go, by step.`,
+  })),
+  against: optional(option("--against", string({ metavar: "PATH" }), {
+    description: message`Also run each vio4wd case on the shim at PATH (another build), alternating; prints the ratio.`,
+  })),
   write: optional(flag("--write", { description: message`Write bench/results and the README block.` })),
 });
 
@@ -55,37 +75,72 @@ async function main(args: string[]): Promise<number> {
     ? { rounds: 1, seconds: 1, warmup: 1, quick: true }
     : { rounds: a.rounds, seconds: a.seconds, warmup: 2, quick: false };
   const tag = uniqueTag("bench");
-  const samples = emptySamples();
-  const push = (m: Map<string, number[]>, key: string, v: number) => m.set(key, [...(m.get(key) ?? []), v]);
+  stopOnInterrupt(tag);
+  const windows: KeptWindow[] = [];
+  const discarded = new Map<string, number>();
   /** One sample: a fresh relay (testpmd's relay does not survive its generator going away). */
   const sample = async (c: Case, size: number, round: number) => {
     const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
     let relay: RunningRelay | null = null;
+    let r: Window;
     try {
       relay = await startRelay(c, dir, tag);
-      const r = await measure(relay, size, t, tag);
-      const key = `${caseName(c)}_${size}`;
-      const line = `round ${round}/${t.rounds} ${caseName(c)} ${size} B: ${r.cyclesPerPkt.toFixed(1)} cycles/pkt, ` +
-        `${r.mppsPerDir.toFixed(3)} Mpps per direction (VF->VM ${r.vfToVm.toFixed(3)}, VM->VF ${r.vmToVf.toFixed(3)})`;
-      if (r.discarded) {
-        samples.discarded.set(r.discarded, (samples.discarded.get(r.discarded) ?? 0) + 1);
-        progress(`${line}: discarded, ${r.discarded}`);
-        if (!t.quick) return; // --quick proves the harness: its one window counts whatever it was
-      }
-      if (!r.discarded) samples.kept++;
-      push(samples.mpps, key, r.mppsPerDir);
-      push(samples.cycles, key, r.cyclesPerPkt);
-      progress(line);
+      r = await measure(relay, size, t, tag);
     } finally {
       await relay?.stop();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
+    const key = `${caseName(c)}_${size}`;
+    const line = `round ${round}/${t.rounds} ${caseName(c)} ${size} B: ${r.cyclesPerPkt.toFixed(1)} cycles/pkt, ` +
+      `${r.mppsPerDir.toFixed(3)} Mpps per direction (VF->VM ${r.vfToVm.toFixed(3)}, VM->VF ${r.vmToVf.toFixed(3)})` +
+      `; generator ${r.generatorCyclesPerPkt.toFixed(1)} cycles/pkt`;
+    if (r.discarded) {
+      discarded.set(r.discarded, (discarded.get(r.discarded) ?? 0) + 1);
+      progress(`${line}: discarded, ${r.discarded}`);
+      if (!t.quick) return; // --quick proves the harness: its one window counts whatever it was
+    }
+    windows.push({
+      key,
+      mpps: r.mppsPerDir,
+      cycles: r.cyclesPerPkt,
+      generator: r.generatorCyclesPerPkt,
+      steps: r.steps,
+    });
+    progress(line);
   };
-  const selected = CASES.filter((c) => caseName(c).includes(a.only));
+  const variants: ShimVariant[] = [];
+  for (const [label, path] of [["steps", a.steps ? STEPS_SHIM : undefined], ["against", a.against]] as const) {
+    if (path === undefined) continue;
+    try {
+      if (!Deno.statSync(path).isFile) throw new Error("not a file");
+    } catch (e) {
+      const hint = label === "steps" ? " (build it with 'make -C shim STEPS=1')" : "";
+      throw new Error(`--${label}: no shim at ${path}${hint}: ${e instanceof Error ? e.message : e}`);
+    }
+    variants.push({ label, path: Deno.realPathSync(path) });
+  }
+  const only = a.only.split(",");
+  const picks = (o: string) => (c: Case) =>
+    CASES.some((x) => caseName(x) === o) ? caseName(c) === o : caseName(c).includes(o);
+  const selected = withVariants(CASES.filter((c) => only.some((o) => picks(o)(c))), variants);
   for (let round = 1; round <= t.rounds; round++) {
     for (const c of selected) for (const size of SIZES) await sample(c, size, round);
   }
-  if (a.only) return 0; // a partial run: the figures below need every case
+  const samples = samplesOf(windows, discarded);
+  if (a.only) {
+    // a partial run: the full report needs every case; print what was measured
+    for (const [k, v] of samples.cycles) {
+      const g = median(samples.perGenerator.get(k) ?? []);
+      console.log(
+        `${k}: ${median(v).toFixed(1)} cycles/pkt, ${g.toFixed(3)} per generator cycle (${v.length} windows)`,
+      );
+    }
+    for (const l of variantLines(variantFigures(samples))) console.log(l);
+    console.log(
+      `windows kept ${samples.kept}, discarded ${JSON.stringify(Object.fromEntries(samples.discarded))}`,
+    );
+    return 0;
+  }
   progress("control plane and memory: 64 sockets, 31 VFs, stats latency, port add -> first packet");
   const daemon = await daemonFigures(tag, t);
   progress(`idle worker CPU: polling, and idle mode (${IDLE_US} us)`);
@@ -104,6 +159,44 @@ async function main(args: string[]): Promise<number> {
   if (a.write) await writeResults(md, result);
   return 0;
 }
+
+/** The PIDs of `pid`'s descendants, children first. */
+function descendants(pid: number): number[] {
+  const out = new Deno.Command("pgrep", { args: ["-P", String(pid)], stdout: "piped" }).outputSync();
+  const kids = new TextDecoder().decode(out.stdout).split("\n").filter(Boolean).map(Number);
+  return kids.flatMap((k) => [k, ...descendants(k)]);
+}
+
+/**
+ * Ctrl-C or SIGTERM: stops everything the bench started (daemons, generators, testpmd and OVS
+ * relays, by PID: SIGTERM, then SIGKILL after 5 s) and removes its temporary directories and
+ * hugepage files (all named after `tag`), so that an interrupted run leaves nothing behind.
+ */
+function stopOnInterrupt(tag: string) {
+  const stop = async () => {
+    progress("interrupted: stopping what the bench started");
+    const pids = descendants(Deno.pid);
+    for (const p of pids) Deno.kill(p, "SIGTERM");
+    for (let i = 0; i < 50 && pids.some((p) => isAlive(p)); i++) await new Promise((r) => setTimeout(r, 100));
+    for (const p of pids) if (isAlive(p)) Deno.kill(p, "SIGKILL");
+    for (const f of hugepageFiles(tag)) Deno.removeSync(f);
+    for (const e of Deno.readDirSync("/tmp")) {
+      if (e.name.startsWith(`${tag}-`)) Deno.removeSync(`/tmp/${e.name}`, { recursive: true });
+    }
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+}
+
+const isAlive = (pid: number) => {
+  try {
+    Deno.kill(pid, "SIGCONT");
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 if (import.meta.main) {
   try {

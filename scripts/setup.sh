@@ -42,8 +42,9 @@ npm ci --no-audit --no-fund
 export PATH="$PWD/node_modules/.bin:$PATH"
 deno --version | head -1
 
-step "build the shim (shim/build/libvio4wd_shim.so)"
+step "build the shim (shim/build/libvio4wd_shim.so, and the STEPS=1 profiling build in shim/build/steps)"
 make -C shim
+make -C shim STEPS=1
 deno cache --quiet src/main.ts
 
 step "guest kernel for the QEMU end-to-end tests (apt-get download, extracted, not installed)"

@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#define VIO4WD_SHIM_ABI 2
+#define VIO4WD_SHIM_ABI 3
 #define VIO4WD_MAX_RELAYS 64
 #define VIO4WD_MAX_WORKERS 64
 #define VIO4WD_MAX_QUEUE_PAIRS 32
@@ -57,7 +57,22 @@ struct vio4wd_worker_stats {
 	uint64_t rx_pkts;          /* packets taken in, both directions */
 	uint64_t bursts;           /* receive calls that returned packets */
 	uint64_t long_passes;
+	/* Where the busy cycles went (enum vio4wd_step), counted only by a shim built with
+	 * `make STEPS=1` (two TSC reads per call; zero otherwise). The rest of busy_cycles is the
+	 * loop itself: counting, hashing, the pass's bookkeeping. */
+	uint64_t step_cycles[8];
 } __attribute__((aligned(64)));
+
+/* The steps of a busy pass that step_cycles[] splits its cycles into. */
+enum vio4wd_step {
+	VIO4WD_STEP_VF_RX = 0,       /* rte_eth_rx_burst that returned packets */
+	VIO4WD_STEP_VM_ENQUEUE = 1,  /* rte_vhost_enqueue_burst (the copy into the guest), retries */
+	VIO4WD_STEP_MBUF_FREE = 2,   /* freeing what was copied into the guest */
+	VIO4WD_STEP_VM_DEQUEUE = 3,  /* rte_vhost_dequeue_burst that returned packets (copy out) */
+	VIO4WD_STEP_VF_TX = 4,       /* rte_eth_tx_burst, retries, offloads done in software */
+	VIO4WD_STEP_EMPTY_POLL = 5,  /* receive calls that returned nothing, in passes that moved some */
+	VIO4WD_STEPS = 6,
+};
 
 /* The memory the daemon reads directly (vio4wd_shared()). */
 struct vio4wd_shared {

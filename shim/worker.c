@@ -24,6 +24,31 @@
 /* Worker counters: one writer, read by the daemon at any time (no torn 64-bit values). */
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
+/*
+ * A pass's split by step (enum vio4wd_step), in a shim built with `make STEPS=1` only: two TSC
+ * reads around each timed call cost more than the split is worth in production. STEP_START
+ * marks where a step begins; STEP_END adds the cycles since then to step `s`.
+ */
+#ifdef VIO4WD_STEP_CYCLES
+struct step_clock {
+	uint64_t at;
+	uint64_t cycles[VIO4WD_STEPS];
+};
+#define STEP_START(c) ((c)->at = rte_rdtsc())
+#define STEP_END(c, s)                                   \
+	do {                                             \
+		uint64_t now_ = rte_rdtsc();             \
+		(c)->cycles[(s)] += now_ - (c)->at;      \
+		(c)->at = now_;                          \
+	} while (0)
+#else
+struct step_clock {
+	char none;
+};
+#define STEP_START(c) ((void)(c))
+#define STEP_END(c, s) ((void)(c), (void)(s))
+#endif
+
 static inline uint64_t sum_bytes(struct rte_mbuf **pkts, uint16_t from, uint16_t to)
 {
 	uint64_t b = 0;
@@ -93,8 +118,9 @@ API void vio4wd_set_tx_retries(uint32_t retries)
 /* Enqueues pkts[0..n) to one virtio RX queue pair, retrying the rest while the guest takes some
  * (at most g_tx_retries times, as OVS); counts what was sent and what not. */
 static inline void enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint16_t n, uint64_t bytes,
-			   struct vio4wd_dir_stats *st)
+			   struct vio4wd_dir_stats *st, struct step_clock *clk)
 {
+	STEP_START(clk);
 	uint16_t sent = rte_vhost_enqueue_burst(vid, (uint16_t)(pair * 2), pkts, n);
 	for (uint32_t retries = __atomic_load_n(&g_tx_retries, __ATOMIC_RELAXED); sent < n && retries > 0; retries--) {
 		uint16_t more = rte_vhost_enqueue_burst(vid, (uint16_t)(pair * 2), pkts + sent, (uint16_t)(n - sent));
@@ -102,6 +128,7 @@ static inline void enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint1
 			break; /* no progress: the guest is not reading now */
 		sent = (uint16_t)(sent + more);
 	}
+	STEP_END(clk, VIO4WD_STEP_VM_ENQUEUE);
 	uint64_t unsent_bytes = sent < n ? sum_bytes(pkts, sent, n) : 0;
 	st->tx_pkts += sent;
 	st->tx_bytes += bytes - unsent_bytes;
@@ -113,7 +140,7 @@ static inline void enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint1
  * VF RX -> the guest's enabled virtio RX queues: one queue takes the whole burst; with several,
  * each packet goes to the queue its flow hash picks. Returns packets moved.
  */
-static inline unsigned vf_to_vm(struct work_item *it)
+static inline unsigned vf_to_vm(struct work_item *it, struct step_clock *clk)
 {
 	/* The guest takes nothing now (no VM, or its RX rings disabled while it comes or goes): leave
 	 * the packets to the NIC rather than pull them only to drop them, as the original. */
@@ -121,13 +148,17 @@ static inline unsigned vf_to_vm(struct work_item *it)
 	if (mask == 0)
 		return 0;
 	struct rte_mbuf *pkts[VIO4WD_BURST];
+	STEP_START(clk);
 	uint16_t n = rte_eth_rx_burst(it->port, 0, pkts, VIO4WD_BURST);
-	if (n == 0)
+	if (n == 0) {
+		STEP_END(clk, VIO4WD_STEP_EMPTY_POLL);
 		return 0;
+	}
+	STEP_END(clk, VIO4WD_STEP_VF_RX);
 	struct vio4wd_dir_stats *st = it->stats;
 	uint64_t bytes = count_rx(st, pkts, n);
 	if ((mask & (mask - 1)) == 0) {
-		enqueue(it->vid, (uint16_t)__builtin_ctz(mask), pkts, n, bytes, st);
+		enqueue(it->vid, (uint16_t)__builtin_ctz(mask), pkts, n, bytes, st, clk);
 	} else {
 		uint16_t pairs[VIO4WD_MAX_QUEUE_PAIRS], npairs = 0;
 		for (uint32_t m = mask; m != 0; m &= m - 1)
@@ -149,9 +180,11 @@ static inline unsigned vf_to_vm(struct work_item *it)
 			bucket[fill[pick[i]]++] = pkts[i];
 		for (uint16_t q = 0; q < npairs; q++)
 			if (count[q] != 0)
-				enqueue(it->vid, pairs[q], &bucket[start[q]], count[q], qbytes[q], st);
+				enqueue(it->vid, pairs[q], &bucket[start[q]], count[q], qbytes[q], st, clk);
 	}
+	STEP_START(clk);
 	rte_pktmbuf_free_bulk(pkts, n); /* the vhost enqueue copies */
+	STEP_END(clk, VIO4WD_STEP_MBUF_FREE);
 	return n;
 }
 
@@ -196,23 +229,11 @@ static inline void vf_send(uint16_t port, struct rte_mbuf **pkts, uint16_t n, st
 	st->tx_bytes += bytes;
 }
 
-/* Virtio TX queues (round robin over enabled pairs) -> VF TX. Returns packets moved. */
-static inline unsigned vm_to_vf(struct work_item *it)
+/* The VM->VF burst pkts[0..n) (`bytes` long) to the relay's VF: offloads the VF lacks done here,
+ * packet order kept; all freed or dropped when the VF is gone. Returns n. */
+static inline unsigned send_to_vf(struct work_item *it, struct rte_mbuf **pkts, uint16_t n, uint64_t bytes,
+				  struct vio4wd_dir_stats *st)
 {
-	uint32_t mask = __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
-	if (mask == 0)
-		return 0;
-	/* the next enabled pair after the last one polled, wrapping: round robin in O(1) */
-	uint32_t after = it->last + 1 >= VIO4WD_MAX_QUEUE_PAIRS ? 0 : mask & (UINT32_MAX << (it->last + 1));
-	uint16_t q = (uint16_t)__builtin_ctz(after != 0 ? after : mask);
-	it->last = q;
-	struct rte_mempool *pool = it->pool;
-	struct rte_mbuf *pkts[VIO4WD_BURST];
-	uint16_t n = rte_vhost_dequeue_burst(it->vid, (uint16_t)(q * 2 + 1), pool, pkts, VIO4WD_BURST);
-	if (n == 0)
-		return 0;
-	struct vio4wd_dir_stats *st = it->stats;
-	uint64_t bytes = count_rx(st, pkts, n);
 	uint16_t port = it->port;
 	if (port == NO_PORT) {
 		st->drop_unavail_pkts += n;
@@ -225,6 +246,7 @@ static inline unsigned vm_to_vf(struct work_item *it)
 		return n;
 	}
 	/* Offloads the guest asked for: what the VF lacks is done here; packet order is kept. */
+	struct rte_mempool *pool = it->pool;
 	uint64_t txo = it->tx_offloads;
 	uint16_t k = 0;
 	for (uint16_t i = 0; i < n; i++) {
@@ -249,6 +271,33 @@ static inline unsigned vm_to_vf(struct work_item *it)
 	return n;
 }
 
+/* Virtio TX queues (round robin over enabled pairs) -> VF TX. Returns packets moved. */
+static inline unsigned vm_to_vf(struct work_item *it, struct step_clock *clk)
+{
+	uint32_t mask = __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
+	if (mask == 0)
+		return 0;
+	/* the next enabled pair after the last one polled, wrapping: round robin in O(1) */
+	uint32_t after = it->last + 1 >= VIO4WD_MAX_QUEUE_PAIRS ? 0 : mask & (UINT32_MAX << (it->last + 1));
+	uint16_t q = (uint16_t)__builtin_ctz(after != 0 ? after : mask);
+	it->last = q;
+	struct rte_mempool *pool = it->pool;
+	struct rte_mbuf *pkts[VIO4WD_BURST];
+	STEP_START(clk);
+	uint16_t n = rte_vhost_dequeue_burst(it->vid, (uint16_t)(q * 2 + 1), pool, pkts, VIO4WD_BURST);
+	if (n == 0) {
+		STEP_END(clk, VIO4WD_STEP_EMPTY_POLL);
+		return 0;
+	}
+	STEP_END(clk, VIO4WD_STEP_VM_DEQUEUE);
+	struct vio4wd_dir_stats *st = it->stats;
+	uint64_t bytes = count_rx(st, pkts, n);
+	STEP_START(clk); /* from here on: VF TX (with its offloads, or the drops when the VF is gone) */
+	unsigned moved = send_to_vf(it, pkts, n, bytes, st);
+	STEP_END(clk, VIO4WD_STEP_VF_TX);
+	return moved;
+}
+
 /* Idle mode (vio4wd_set_idle_sleep): sleep per pass once this many passes in a row moved nothing
  * (a few milliseconds: a pass over idle relays takes well under a microsecond). The sleeps start
  * at IDLE_FIRST_SLEEP_US and double up to the configured one, so that a short lull under load
@@ -263,6 +312,18 @@ API void vio4wd_set_idle_sleep(uint32_t us)
 }
 
 static volatile bool g_quit;
+
+/* Adds a busy pass of `spent` cycles (split by `clk` in a STEPS=1 build) to the worker's counters. */
+static inline void count_busy(struct vio4wd_worker_stats *ws, uint64_t spent, const struct step_clock *clk)
+{
+	STORE(ws->busy_cycles, ws->busy_cycles + spent);
+#ifdef VIO4WD_STEP_CYCLES
+	for (unsigned s = 0; s < VIO4WD_STEPS; s++)
+		STORE(ws->step_cycles[s], ws->step_cycles[s] + clk->cycles[s]);
+#else
+	(void)clk;
+#endif
+}
 
 void worker_quit(bool quit)
 {
@@ -288,9 +349,10 @@ int worker_main(void *arg)
 		 * that before it reuses the list): items are written here (queue position) without a lock. */
 		struct work_list *l = (struct work_list *)lists_current(slot);
 		unsigned moved = 0, bursts = 0;
+		struct step_clock clk = {0};
 		for (uint32_t i = 0; i < l->n; i++) {
 			struct work_item *it = &l->items[i];
-			unsigned got = it->dir == VF_TO_VM ? vf_to_vm(it) : vm_to_vf(it);
+			unsigned got = it->dir == VF_TO_VM ? vf_to_vm(it, &clk) : vm_to_vf(it, &clk);
 			moved += got;
 			bursts += got != 0;
 		}
@@ -318,7 +380,7 @@ int worker_main(void *arg)
 		else if (spent > long_pass * bursts) /* far longer than its bursts can take: interrupted */
 			STORE(ws->long_passes, ws->long_passes + 1);
 		else
-			STORE(ws->busy_cycles, ws->busy_cycles + spent);
+			count_busy(ws, spent, &clk);
 	}
 	return 0;
 }

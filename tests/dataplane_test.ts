@@ -4,7 +4,7 @@
  */
 
 import { TestPmd } from "./rigs/testpmd.ts";
-import { type DaemonProcess, num, type RelayState, runVio4wd, show, until } from "./rigs/daemon_process.ts";
+import { type DaemonProcess, num, type RelayState, runVio4wd, show, STEPS_SHIM, until } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { assert, assertEq } from "./rigs/assert.ts";
@@ -54,50 +54,77 @@ for (const idleUs of [0, 500]) {
   });
 }
 
-Deno.test("worker accounting: the worker took in exactly the packets the relay received, in bursts, with busy cycles per packet; stats --json and monitor show it", async () => {
-  await using w = await World.create("cycles");
-  const vf = memifPair(`${w.dir}/vf.sock`);
-  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=(${vf.vf}=0)`]);
-  const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), vf.peer] });
-  await pmd.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected/);
-  await pmd.send("set fwd rxonly");
-  const n = 6 * 32;
-  await pmd.send("start tx_first 6");
-  await until("relay counters", async () => {
-    const r = relay0(await d.status());
-    return r !== undefined && num(r.vfToVm.pktsTxToVm) === n && num(r.vmToVf.pktsTxToVf) === n;
+for (const steps of [false, true]) {
+  const name = steps
+    ? "worker accounting by step (the STEPS=1 shim): VF RX, copies into and out of the VM and VF TX each have busy cycles, together no more than the worker's busy cycles; stats shows the split"
+    : "worker accounting: the worker took in exactly the packets the relay received, in bursts, with busy cycles per packet; stats --json and monitor show it, and no step split (not a STEPS=1 shim)";
+  Deno.test(name, async () => {
+    await using w = await World.create(steps ? "steps" : "cycles");
+    const vf = memifPair(`${w.dir}/vf.sock`);
+    const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=(${vf.vf}=0)`], steps ? { env: { VIO4WD_SHIM: STEPS_SHIM } } : {});
+    const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), vf.peer] });
+    await pmd.waitLinksUp();
+    await d.waitLog(/relay 0: VM connected/);
+    await pmd.send("set fwd rxonly");
+    const n = 6 * 32;
+    await pmd.send("start tx_first 6");
+    await until("relay counters", async () => {
+      const r = relay0(await d.status());
+      return r !== undefined && num(r.vfToVm.pktsTxToVm) === n && num(r.vmToVf.pktsTxToVf) === n;
+    });
+    const stats = await runVio4wd(["stats", "--json", "--zmq-ep", d.statsEndpoint, "--delay", "0"]);
+    assertEq(stats.code, 0, `stats --json: ${stats.stderr}`);
+    const j = JSON.parse(stats.stdout) as {
+      workers: {
+        cpu: number;
+        rx_pkts: number;
+        bursts: number;
+        busy_cycles: number;
+        cycles_per_pkt: number;
+        steps?: Record<string, number>;
+      }[];
+      tsc_hz: number;
+    };
+    assertEq(j.workers.map((x) => x.cpu).join(","), "1", "one worker, on CPU 1");
+    const wk = j.workers[0];
+    assertEq(wk.rx_pkts, 2 * n, "packets the worker took in: both directions");
+    if (!(wk.bursts >= (2 * n) / 32 && wk.bursts <= 2 * n)) throw new Error(`bursts ${wk.bursts} for ${2 * n} packets`);
+    if (!(wk.busy_cycles > 0 && wk.cycles_per_pkt > 0)) throw new Error(`no busy cycles: ${JSON.stringify(wk)}`);
+    if (!(j.tsc_hz > 1e8)) throw new Error(`tsc_hz ${j.tsc_hz}`);
+    if (!steps) {
+      assert(wk.steps === undefined, `a shim without STEPS=1 reports no step split: ${JSON.stringify(wk)}`);
+    } else {
+      const st = wk.steps ?? {};
+      for (const k of ["vf_rx", "vm_enqueue", "vm_dequeue", "vf_tx"]) {
+        assert(Number(st[k]) > 0, `step ${k} has busy cycles: ${JSON.stringify(wk)}`);
+      }
+      const sum = Object.values(st).reduce((a, b) => a + Number(b), 0);
+      assert(sum <= wk.busy_cycles, `the steps (${sum}) fit in the busy cycles (${wk.busy_cycles})`);
+      const text = await runVio4wd(["stats", "--zmq-ep", d.statsEndpoint, "--delay", "0"]);
+      assertEq(text.code, 0, `stats: ${text.stderr}`);
+      assert(/cpu 1: VF RX [\d.]+, copy into VM [\d.]+/.test(text.stdout), `stats shows the split: ${text.stdout}`);
+      await pmd.stop();
+      return;
+    }
+    const mon = await runVio4wd([
+      "monitor",
+      "--once",
+      "--json",
+      "--stats-ep",
+      d.statsEndpoint,
+      "--sched-ep",
+      "ipc:///nonexistent",
+    ]);
+    assertEq(mon.code, 0, `monitor: ${mon.stderr}`);
+    const cpu = (JSON.parse(mon.stdout) as { cpus: { cpu: number; busy: number | null }[] }).cpus.find((c) =>
+      c.cpu === 1
+    );
+    if (!(cpu && typeof cpu.busy === "number" && cpu.busy >= 0 && cpu.busy <= 1)) {
+      throw new Error(`monitor: no measured busy share for CPU 1: ${mon.stdout}`);
+    }
+    await pmd.stop();
   });
-  const stats = await runVio4wd(["stats", "--json", "--zmq-ep", d.statsEndpoint, "--delay", "0"]);
-  assertEq(stats.code, 0, `stats --json: ${stats.stderr}`);
-  const j = JSON.parse(stats.stdout) as {
-    workers: { cpu: number; rx_pkts: number; bursts: number; busy_cycles: number; cycles_per_pkt: number }[];
-    tsc_hz: number;
-  };
-  assertEq(j.workers.map((x) => x.cpu).join(","), "1", "one worker, on CPU 1");
-  const wk = j.workers[0];
-  assertEq(wk.rx_pkts, 2 * n, "packets the worker took in: both directions");
-  if (!(wk.bursts >= (2 * n) / 32 && wk.bursts <= 2 * n)) throw new Error(`bursts ${wk.bursts} for ${2 * n} packets`);
-  if (!(wk.busy_cycles > 0 && wk.cycles_per_pkt > 0)) throw new Error(`no busy cycles: ${JSON.stringify(wk)}`);
-  if (!(j.tsc_hz > 1e8)) throw new Error(`tsc_hz ${j.tsc_hz}`);
-  const mon = await runVio4wd([
-    "monitor",
-    "--once",
-    "--json",
-    "--stats-ep",
-    d.statsEndpoint,
-    "--sched-ep",
-    "ipc:///nonexistent",
-  ]);
-  assertEq(mon.code, 0, `monitor: ${mon.stderr}`);
-  const cpu = (JSON.parse(mon.stdout) as { cpus: { cpu: number; busy: number | null }[] }).cpus.find((c) =>
-    c.cpu === 1
-  );
-  if (!(cpu && typeof cpu.busy === "number" && cpu.busy >= 0 && cpu.busy <= 1)) {
-    throw new Error(`monitor: no measured busy share for CPU 1: ${mon.stdout}`);
-  }
-  await pmd.stop();
-});
+}
 
 Deno.test("a VM that stops reading: its relay drops after bounded retries (counted) and the other relay on the same worker keeps flowing", async () => {
   await using w = await World.create("stall");

@@ -3,7 +3,7 @@
  * libvirt snippets checked by virt-xml-validate.
  */
 
-import { runVio4wd } from "./rigs/daemon_process.ts";
+import { runVio4wd, STEPS_SHIM } from "./rigs/daemon_process.ts";
 import { World } from "./rigs/world.ts";
 import { virtioUser } from "./rigs/devices.ts";
 
@@ -14,70 +14,82 @@ function freePort(): number {
   return port;
 }
 
-Deno.test("metrics: /metrics serves every relay's counters by direction and reason, and promtool accepts it", async () => {
-  const port = freePort();
-  await using w = await World.create("metrics");
-  const d = await w.daemon([
-    `VIO4WD_METRICS_LISTEN=127.0.0.1:${port}`,
-    "VIRTIOFWD_STATIC_VFS=net_null0=0",
-  ]);
-  await d.waitLog(/metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/);
-  const idle = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  // no VM yet: the VF is stopped (as the original), nothing is received or dropped
-  for (
-    const want of [
-      /^vio4wd_relay_rx_packets_total\{relay="0",direction="vf_to_vm"\} 0$/m,
-      /^vio4wd_relay_dropped_packets_total\{relay="0",direction="vf_to_vm",reason="not_connected"\} 0$/m,
-      /^vio4wd_relay_vm_connected\{relay="0"\} 0$/m,
-      /^vio4wd_relay_info\{relay="0",socket=".*virtio-forwarder0\.sock",vf="net_null0",vf_to_vm_cpu="1",vm_to_vf_cpu="-1"\} 1$/m,
-    ]
-  ) {
-    if (!want.test(idle)) throw new Error(`no ${want} in:\n${idle.slice(0, 3000)}`);
-  }
-  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
-  await vm.send("set fwd rxonly");
-  await vm.send("start");
-  await d.waitLog(/relay 0: VM connected/);
-  await new Promise((r) => setTimeout(r, 300));
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  for (
-    const want of [
-      /^vio4wd_relay_rx_packets_total\{relay="0",direction="vf_to_vm"\} [1-9]\d*$/m, // net_null receives at once
-      /^vio4wd_relay_tx_packets_total\{relay="0",direction="vf_to_vm"\} [1-9]\d*$/m,
-      /^vio4wd_relay_dropped_packets_total\{relay="0",direction="vf_to_vm",reason="not_connected"\} \d+$/m,
-      /^vio4wd_relay_vm_connected\{relay="0"\} 1$/m,
-      /^vio4wd_relay_vf_attached\{relay="0"\} 1$/m,
-      /^vio4wd_relay_info\{relay="0",socket=".*virtio-forwarder0\.sock",vf="net_null0",vf_to_vm_cpu="1",vm_to_vf_cpu="1"\} 1$/m,
-      /^vio4wd_worker_busy_ratio\{cpu="1"\} [\d.e-]+$/m,
-      /^vio4wd_worker_busy_cycles_total\{cpu="1"\} [1-9]\d*$/m,
-      /^vio4wd_worker_idle_cycles_total\{cpu="1"\} \d+$/m,
-      /^vio4wd_worker_rx_packets_total\{cpu="1"\} [1-9]\d*$/m,
-      /^vio4wd_worker_bursts_total\{cpu="1"\} [1-9]\d*$/m,
-      /^vio4wd_worker_long_passes_total\{cpu="1"\} \d+$/m,
-      /^vio4wd_worker_cycles_per_packet\{cpu="1"\} [\d.e+-]+$/m,
-      /^vio4wd_tsc_hz [1-9]\d*$/m,
-      /^vio4wd_build_info\{version="[^"]+",dpdk="DPDK 22\.11[^"]*"\} 1$/m,
-    ]
-  ) {
-    if (!want.test(text)) throw new Error(`no ${want} in:\n${text.slice(0, 3000)}`);
-  }
-  const p = new Deno.Command("promtool", {
-    args: ["check", "metrics"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .spawn();
-  const stdin = p.stdin.getWriter();
-  await stdin.write(new TextEncoder().encode(text));
-  await stdin.close();
-  const r = await p.output();
-  const dec = new TextDecoder();
-  if (!r.success) throw new Error(`promtool: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);
-  const notFound = await fetch(`http://127.0.0.1:${port}/other`);
-  await notFound.body?.cancel();
-  if (notFound.status !== 404) throw new Error(`/other: ${notFound.status}`);
-});
+for (const steps of [false, true]) {
+  const what = steps
+    ? "; on the STEPS=1 shim it also has the workers' busy cycles by step"
+    : ", and no step split on the usual shim";
+  Deno.test(`metrics: /metrics serves every relay's counters by direction and reason, and promtool accepts it${what}`, async () => {
+    const port = freePort();
+    await using w = await World.create("metrics");
+    const d = await w.daemon([
+      `VIO4WD_METRICS_LISTEN=127.0.0.1:${port}`,
+      "VIRTIOFWD_STATIC_VFS=net_null0=0",
+    ], steps ? { env: { VIO4WD_SHIM: STEPS_SHIM } } : {});
+    await d.waitLog(/metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/);
+    const idle = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    // no VM yet: the VF is stopped (as the original), nothing is received or dropped
+    for (
+      const want of [
+        /^vio4wd_relay_rx_packets_total\{relay="0",direction="vf_to_vm"\} 0$/m,
+        /^vio4wd_relay_dropped_packets_total\{relay="0",direction="vf_to_vm",reason="not_connected"\} 0$/m,
+        /^vio4wd_relay_vm_connected\{relay="0"\} 0$/m,
+        /^vio4wd_relay_info\{relay="0",socket=".*virtio-forwarder0\.sock",vf="net_null0",vf_to_vm_cpu="1",vm_to_vf_cpu="-1"\} 1$/m,
+      ]
+    ) {
+      if (!want.test(idle)) throw new Error(`no ${want} in:\n${idle.slice(0, 3000)}`);
+    }
+    const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+    await vm.send("set fwd rxonly");
+    await vm.send("start");
+    await d.waitLog(/relay 0: VM connected/);
+    await new Promise((r) => setTimeout(r, 300));
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (
+      const want of [
+        /^vio4wd_relay_rx_packets_total\{relay="0",direction="vf_to_vm"\} [1-9]\d*$/m, // net_null receives at once
+        /^vio4wd_relay_tx_packets_total\{relay="0",direction="vf_to_vm"\} [1-9]\d*$/m,
+        /^vio4wd_relay_dropped_packets_total\{relay="0",direction="vf_to_vm",reason="not_connected"\} \d+$/m,
+        /^vio4wd_relay_vm_connected\{relay="0"\} 1$/m,
+        /^vio4wd_relay_vf_attached\{relay="0"\} 1$/m,
+        /^vio4wd_relay_info\{relay="0",socket=".*virtio-forwarder0\.sock",vf="net_null0",vf_to_vm_cpu="1",vm_to_vf_cpu="1"\} 1$/m,
+        /^vio4wd_worker_busy_ratio\{cpu="1"\} [\d.e-]+$/m,
+        /^vio4wd_worker_busy_cycles_total\{cpu="1"\} [1-9]\d*$/m,
+        /^vio4wd_worker_idle_cycles_total\{cpu="1"\} \d+$/m,
+        /^vio4wd_worker_rx_packets_total\{cpu="1"\} [1-9]\d*$/m,
+        /^vio4wd_worker_bursts_total\{cpu="1"\} [1-9]\d*$/m,
+        /^vio4wd_worker_long_passes_total\{cpu="1"\} \d+$/m,
+        /^vio4wd_worker_cycles_per_packet\{cpu="1"\} [\d.e+-]+$/m,
+        /^vio4wd_tsc_hz [1-9]\d*$/m,
+        /^vio4wd_build_info\{version="[^"]+",dpdk="DPDK 22\.11[^"]*"\} 1$/m,
+      ]
+    ) {
+      if (!want.test(text)) throw new Error(`no ${want} in:\n${text.slice(0, 3000)}`);
+    }
+    const stepLine = /^vio4wd_worker_step_cycles_total\{cpu="1",step="vf_rx"\} [1-9]\d*$/m;
+    if (steps !== stepLine.test(text)) {
+      throw new Error(`step cycles ${steps ? "missing" : "present"}:\n${text.slice(-3000)}`);
+    }
+    if (steps && !/^vio4wd_worker_step_cycles_total\{cpu="1",step="vm_enqueue"\} [1-9]\d*$/m.test(text)) {
+      throw new Error(`no copy into the VM counted:\n${text.slice(-3000)}`);
+    }
+    const p = new Deno.Command("promtool", {
+      args: ["check", "metrics"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .spawn();
+    const stdin = p.stdin.getWriter();
+    await stdin.write(new TextEncoder().encode(text));
+    await stdin.close();
+    const r = await p.output();
+    const dec = new TextDecoder();
+    if (!r.success) throw new Error(`promtool: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);
+    const notFound = await fetch(`http://127.0.0.1:${port}/other`);
+    await notFound.body?.cancel();
+    if (notFound.status !== 404) throw new Error(`/other: ${notFound.status}`);
+  });
+}
 
 Deno.test("install.sh --prefix stages a working vio4wd, and systemd-analyze verify accepts its units", async () => {
   await using w = await World.create("install");

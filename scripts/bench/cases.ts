@@ -22,11 +22,25 @@ export type RelayKind = "testpmd" | "vio4wd" | "ovs";
  */
 export type VfKind = "memif" | "vhost";
 
-/** A relay to measure; `idleUs`: vio4wd with idle mode (VIO4WD_IDLE_SLEEP_US). */
-export type Case = { kind: RelayKind; relays: number; vf: VfKind; idleUs?: number };
+/**
+ * Another build of the shim for vio4wd to run on (VIO4WD_SHIM), measured beside the usual one:
+ * `steps`, the profiling build (`make -C shim STEPS=1`: busy cycles split by step), or `against`,
+ * any other build (`--against PATH`: a change measured side by side with the one checked out).
+ */
+export type ShimVariant = { label: "steps" | "against"; path: string };
+
+/** A relay to measure; `idleUs`: vio4wd with idle mode (VIO4WD_IDLE_SLEEP_US); `shim`: vio4wd on another build. */
+export type Case = { kind: RelayKind; relays: number; vf: VfKind; idleUs?: number; shim?: ShimVariant };
 export const caseName = (c: Case) =>
   (c.relays === 1 ? c.kind : `${c.kind}_${c.relays}_relays`) + (c.vf === "memif" ? "" : "_vhost_vf") +
-  (c.idleUs ? "_idle" : "");
+  (c.idleUs ? "_idle" : "") + (c.shim ? `_${c.shim.label}` : "");
+
+/** `cases` with each vio4wd case (polling) followed by the same case on each of `variants`. */
+export function withVariants(cases: readonly Case[], variants: readonly ShimVariant[]): Case[] {
+  return cases.flatMap((c) =>
+    c.kind === "vio4wd" && !c.idleUs && !c.shim ? [c, ...variants.map((shim) => ({ ...c, shim }))] : [c]
+  );
+}
 
 /** The cases of a full run, in the order they alternate. */
 export const CASES: Case[] = [

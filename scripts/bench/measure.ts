@@ -17,10 +17,11 @@ import {
   StatsResponseSchema,
 } from "../../src/control/gen/virtioforwarder_pb.ts";
 import { DaemonProcess } from "../../tests/rigs/daemon_process.ts";
-import { rxPackets, TestPmd } from "../../tests/rigs/testpmd.ts";
+import { coreCycles, rxPackets, TestPmd } from "../../tests/rigs/testpmd.ts";
 import { MAX_ETHPORTS } from "./cases.ts";
 import { type RunningRelay, vfDevargs } from "./relays.ts";
 import { median, percentile } from "./report.ts";
+import { hasSteps, stepCyclesPerPkt } from "../../src/dataplane/worker_load.ts";
 
 /** How long and how often to measure. */
 export interface Timing {
@@ -39,6 +40,14 @@ export interface Window {
   vmToVf: number;
   /** The relay core's busy cycles per packet received, by the relay's own accounting. */
   cyclesPerPkt: number;
+  /**
+   * The generator's busy cycles per packet in the same window: the same work for every relay, so
+   * it moves only with the machine (the two vCPUs' placement on the host: every packet crosses
+   * between them); the yardstick the relay's figure is read against.
+   */
+  generatorCyclesPerPkt: number;
+  /** vio4wd on a STEPS=1 shim: those cycles per packet by step, and what the steps leave (`loop`). */
+  steps: Record<string, number> | null;
   discarded: string | null;
 }
 
@@ -80,6 +89,7 @@ export async function measure(relay: RunningRelay, size: number, o: Timing, tag:
           memoryMb: 512,
           mbufs: 2048 * 2 * ids.length + 4096,
           packetLength: size,
+          appArgs: ["--record-core-cycles"],
           vdevs: ids.flatMap((id, i) => [
             `net_virtio_user${2 * i},path=${relay.vmSockets[id]},queues=1`,
             relay.vfPeers[id].replace(/^(net_\w+?)(\d+)/, (_m, drv) => `${drv}${2 * i + 1}`),
@@ -108,11 +118,15 @@ export async function measure(relay: RunningRelay, size: number, o: Timing, tag:
       if (attempt === 3) throw new Error(`no loop after 3 seeds; generator:\n${gens[0].output.slice(-1500)}`);
       for (const gen of gens) await gen.stop();
     }
-    const [c0, s0] = [await relay.read(), cpuTimes(RELAY_CPU)];
+    const genCycles = async () => {
+      const all = await Promise.all(gens.map((g) => coreCycles(g)));
+      return { cycles: all.reduce((s, c) => s + c.cycles, 0), pkts: all.reduce((s, c) => s + c.pkts, 0) };
+    };
+    const [c0, s0, g0] = [await relay.read(), cpuTimes(RELAY_CPU), await genCycles()];
     const t0 = performance.now();
     await sleep(o.seconds * 1000);
     const b = await rx();
-    const [c1, s1] = [await relay.read(), cpuTimes(RELAY_CPU)];
+    const [c1, s1, g1] = [await relay.read(), cpuTimes(RELAY_CPU), await genCycles()];
     const secs = (performance.now() - t0) / 1000;
     const vfToVm = perDir(a, b, 0) / secs / 1e6;
     const vmToVf = perDir(a, b, 1) / secs / 1e6;
@@ -132,6 +146,8 @@ export async function measure(relay: RunningRelay, size: number, o: Timing, tag:
       vfToVm,
       vmToVf,
       cyclesPerPkt: pkts > 0 ? (c1.cycles - c0.cycles) / pkts : 0,
+      generatorCyclesPerPkt: g1.pkts > g0.pkts ? (g1.cycles - g0.cycles) / (g1.pkts - g0.pkts) : 0,
+      steps: c1.workers && hasSteps(c1.workers.steps) ? stepCyclesPerPkt(c1.workers, c0.workers) : null,
       discarded,
     };
   } finally {

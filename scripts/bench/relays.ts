@@ -13,7 +13,9 @@ import {
   StatsRequestSchema,
   StatsResponse_Status,
   StatsResponseSchema,
+  type WorkerState,
 } from "../../src/control/gen/virtioforwarder_pb.ts";
+import { STEP_LABELS, type StepCycles, type WorkerCycles } from "../../src/dataplane/worker_load.ts";
 import type { Case, VfKind } from "./cases.ts";
 
 /** Busy cycles of the relay's forwarding core and packets it received, cumulative. */
@@ -26,6 +28,8 @@ export interface CoreCycles {
 export interface RelayReading extends CoreCycles {
   /** Packets the relay dropped so far (null: it does not say). */
   drops: number | null;
+  /** vio4wd: its workers' accounting summed, with the split by step of a STEPS=1 shim. */
+  workers?: WorkerCycles & { steps: StepCycles };
 }
 
 /** A relay under test, with the devargs the generator uses for each relay's VM and VF peers. */
@@ -49,9 +53,21 @@ async function vio4wdReading(d: DaemonProcess): Promise<RelayReading> {
   );
   if (res.status !== StatsResponse_Status.OK) throw new Error(`vio4wd stats: status ${res.status}`);
   const ws = res.workers;
+  const sum = (get: (w: WorkerState) => bigint | undefined) => ws.reduce((s, w) => s + (get(w) ?? 0n), 0n);
+  const steps = Object.fromEntries(
+    (Object.keys(STEP_LABELS) as (keyof StepCycles)[]).map((k) => [k, sum((w) => w.steps?.[k])]),
+  ) as StepCycles;
+  const workers = {
+    busyCycles: sum((w) => w.busyCycles),
+    idleCycles: sum((w) => w.idleCycles),
+    rxPkts: sum((w) => w.rxPkts),
+    longPasses: sum((w) => w.longPasses),
+    steps,
+  };
   return {
-    cycles: Number(ws.reduce((s, w) => s + w.busyCycles, 0n)),
-    pkts: Number(ws.reduce((s, w) => s + w.rxPkts, 0n)),
+    workers,
+    cycles: Number(workers.busyCycles),
+    pkts: Number(workers.rxPkts),
     drops: res.relay.reduce(
       (s, r) =>
         s + Number(
@@ -108,7 +124,7 @@ export async function startRelay(c: Case, dir: string, tag: string): Promise<Run
       "VIRTIOFWD_STATIC_VFS=(",
       ...vfs.map((v, i) => `  ${v.relay}=${i}`),
       ")",
-    ]);
+    ], c.shim ? { env: { VIO4WD_SHIM: c.shim.path } } : {});
     const vmSockets = vfs.map((_, i) => `${dir}/sock/virtio-forwarder${i}.sock`);
     return {
       vmSockets,

@@ -1,6 +1,15 @@
-import { assertEq, assertJsonEq } from "../../tests/rigs/assert.ts";
-import { caseName, CASES, MANY_RELAYS, MAX_ETHPORTS, SIZES } from "./cases.ts";
-import { buildResult, emptySamples, markdown, median, percentile, ratioOfMedians } from "./report.ts";
+import { assert, assertEq, assertJsonEq } from "../../tests/rigs/assert.ts";
+import { caseName, CASES, MANY_RELAYS, MAX_ETHPORTS, SIZES, withVariants } from "./cases.ts";
+import {
+  buildResult,
+  emptySamples,
+  markdown,
+  median,
+  percentile,
+  ratioOfMedians,
+  variantFigures,
+  variantLines,
+} from "./report.ts";
 
 Deno.test("bench report: median of odd and even counts, unsorted input, and no samples is an error", () => {
   assertEq(median([3, 1, 2]), 2, "odd count");
@@ -34,6 +43,7 @@ Deno.test("bench report: the result carries every JSON key the README and script
     SIZES.forEach((s) => {
       samples.mpps.set(`${caseName(c)}_${s}`, [i + 1, i + 2, i + 3]);
       samples.cycles.set(`${caseName(c)}_${s}`, [(i + 1) * 100, (i + 2) * 100, (i + 3) * 100]);
+      samples.perGenerator.set(`${caseName(c)}_${s}`, [i + 10, i + 9, i + 11]);
     })
   );
   samples.kept = 48;
@@ -55,8 +65,15 @@ Deno.test("bench report: the result carries every JSON key the README and script
   assertEq(r.daemon_rss_mib, 42, "other figures are carried");
   assertEq(r.windows_kept, 48, "windows kept");
   assertEq(r.windows_discarded, 2, "windows discarded");
-  const targets = r.targets as Record<string, { met: boolean }>;
+  const targets = r.targets as Record<string, { met: boolean; per_generator?: number }>;
   assertEq(targets.ratio_cycles_vio4wd_testpmd_64.met, false, "1.5 > 0.9: not met");
+  assertEq(targets.ratio_cycles_vio4wd_testpmd_64.per_generator, 1.1, "read against the generator: 11 / 10");
+  assertEq(
+    targets.ratio_cycles_32relays_vs_1_64.per_generator,
+    undefined,
+    "32 relays: two generators, no such reading",
+  );
+  assertEq(r.per_generator_vio4wd_64, 11, "a case's median per generator cycle");
   const keys = Object.keys(r).filter((k) => k.startsWith("ratio_")).sort();
   assertJsonEq(keys, [
     "ratio_64_relays_vs_1",
@@ -81,7 +98,7 @@ Deno.test("bench report: the result carries every JSON key the README and script
   const md = markdown({ ...r, stats_64_relays_median_ms: 1, idle_worker_cpu_polling_pct: 100 }, CASES);
   if (!md.includes("| vio4wd / testpmd | 1.5 |")) throw new Error(`markdown:\n${md}`);
   if (!md.includes(`| vio4wd | 1 | memif | 300.0 | 300.0 | 3.000 | 3.000 |`)) throw new Error(`markdown rows:\n${md}`);
-  if (!md.includes("| vio4wd testpmd 64 | 1.5 | <= 0.9 | no |")) throw new Error(`markdown targets:\n${md}`);
+  if (!md.includes("| vio4wd testpmd 64 | 1.5 | 1.1 | <= 0.9 | no |")) throw new Error(`markdown targets:\n${md}`);
 });
 
 Deno.test("bench report: a missing case is an error naming it, not a NaN ratio", () => {
@@ -94,5 +111,38 @@ Deno.test("bench report: a missing case is an error naming it, not a NaN ratio",
   } catch (e) {
     msg = (e as Error).message;
   }
-  assertEq(msg, "no cycle samples of vio4wd_64", "error");
+  assertEq(msg, "no generator cycle samples of vio4wd_64", "error");
+});
+
+Deno.test("bench report: shim variants: each vio4wd polling case is followed by its variants, the steps give per-step medians and the other build a ratio against this one", () => {
+  const steps = { label: "steps", path: "/s.so" } as const, other = { label: "against", path: "/o.so" } as const;
+  const names = withVariants(CASES, [steps, other]).map(caseName);
+  const i = names.indexOf("vio4wd");
+  assertJsonEq(names.slice(i, i + 3), ["vio4wd", "vio4wd_steps", "vio4wd_against"], "variants follow their case");
+  assert(!names.includes("vio4wd_idle_steps") && !names.includes("testpmd_steps"), "only vio4wd polling cases");
+  const samples = emptySamples();
+  samples.cycles.set("vio4wd_64", [300, 310, 290]);
+  samples.cycles.set("vio4wd_against_64", [150, 160, 140]);
+  samples.perGenerator.set("vio4wd_64", [1, 1, 1]);
+  samples.perGenerator.set("vio4wd_against_64", [0.8, 0.9, 0.7]);
+  samples.steps.set("vio4wd_steps_64", [{ vfRx: 10, loop: 5 }, { vfRx: 30, loop: 7 }, { vfRx: 20, loop: 6 }]);
+  const f = variantFigures(samples);
+  assertJsonEq(
+    f,
+    {
+      steps_vio4wd_steps_64: { vfRx: 20, loop: 6 },
+      ratio_cycles_against_vio4wd_64: 0.5,
+      ratio_per_generator_against_vio4wd_64: 0.8,
+    },
+    "figures",
+  );
+  assertJsonEq(
+    variantLines(f),
+    [
+      "vio4wd_steps_64: cycles/pkt by step: vfRx 20, loop 6",
+      "vio4wd_64: the other build's cycles/pkt / this build's = 0.5",
+      "vio4wd_64: the same, read against the generator = 0.8",
+    ],
+    "lines",
+  );
 });

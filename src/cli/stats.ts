@@ -14,6 +14,7 @@ import { command, constant, flag, option } from "@optique/core/primitives";
 import { choice, integer, string } from "@optique/core/valueparser";
 import { request, resolveEndpoint } from "../control/client.ts";
 import { STATS_MAX_DELAY_MS } from "../control/stats.ts";
+import { hasSteps, STEP_LABELS, stepCyclesPerPkt } from "../dataplane/worker_load.ts";
 import {
   type RelayState,
   RelayState_CPUSchema,
@@ -198,7 +199,22 @@ export function workersTable(workers: readonly WorkerState[]): string {
   return rows.map((r) => r.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ")).join(
     "\n",
   ) +
-    "\n(busy: share of the worker's cycles in passes that moved packets; cycles/pkt: those cycles per packet taken in)";
+    "\n(busy: share of the worker's cycles in passes that moved packets; cycles/pkt: those cycles per packet taken in)" +
+    workerSteps(workers);
+}
+
+/** Busy cycles per packet by step since start, for workers of a STEPS=1 shim ("" otherwise). */
+function workerSteps(workers: readonly WorkerState[]): string {
+  const lines = workers.flatMap((w) => {
+    const split = w.steps && hasSteps(w.steps) ? stepCyclesPerPkt({ ...w, steps: w.steps }) : null;
+    if (!split) return [];
+    const { loop, ...steps } = split;
+    const parts = Object.entries(steps).map(([k, v]) =>
+      `${STEP_LABELS[k as keyof typeof STEP_LABELS]} ${v.toFixed(1)}`
+    );
+    return [`cpu ${w.cpu}: ${[...parts, `loop ${loop.toFixed(1)}`].join(", ")}`];
+  });
+  return lines.length ? `\nbusy cycles per packet by step, since start:\n${lines.join("\n")}` : "";
 }
 
 /** The original tool's flat format: relay_<id>.<path>=<value>, for fields present. */

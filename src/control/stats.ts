@@ -134,10 +134,12 @@ const snapshot = (relays: RelayReader, req: StatsRequest): Snapshot => ({
 function workerStates(now: WorkerCounters[], then: WorkerCounters[] | null): WorkerState[] {
   return now.map((w) => {
     const load = workerLoad(w, then?.find((t) => t.cpu === w.cpu));
+    const { steps, ...counters } = w; // the counters have the message's field names
     return create(WorkerStateSchema, {
-      ...w, // the counters have the message's field names
+      ...counters,
       ...(load.busyShare !== null ? { busyShare: load.busyShare } : {}),
       ...(load.cyclesPerPkt !== null ? { cyclesPerPkt: load.cyclesPerPkt } : {}),
+      ...(Object.values(steps).some((c) => c !== 0n) ? { steps } : {}),
     });
   });
 }

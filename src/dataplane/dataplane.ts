@@ -20,7 +20,10 @@ import {
   STAGE,
   STATE_BIT,
   WORKER_COUNTERS,
+  WORKER_STEP_CYCLES_AT,
+  WORKER_STEPS,
 } from "../../ffi/shim.ts";
+import type { StepCycles } from "./worker_load.ts";
 
 export type { ShimLimits };
 
@@ -51,7 +54,15 @@ export interface RelayCounters {
  * A worker CPU's loop counters (see `struct vio4wd_worker_stats`): passes, cycles of passes that
  * moved packets and of passes that moved none, packets and bursts taken in, passes over 50 us per burst moved.
  */
-export type WorkerCounters = { cpu: number } & Record<Exclude<typeof WORKER_COUNTERS[number], "lcore">, bigint>;
+export type WorkerCounters =
+  & { cpu: number; steps: WorkerSteps }
+  & Record<Exclude<typeof WORKER_COUNTERS[number], "lcore">, bigint>;
+
+/**
+ * Busy cycles of a worker by step (`enum vio4wd_step`): counted only by a shim built with
+ * `make -C shim STEPS=1`, all zero otherwise.
+ */
+export type WorkerSteps = StepCycles;
 
 /** What the shim has of a relay (`struct vio4wd_relay_report`). */
 export interface RelayReport {
@@ -287,7 +298,8 @@ export class Dataplane {
       const at = (L.workersOffset + i * L.workerStride) / 8;
       const c = Object.fromEntries(WORKER_COUNTERS.map((k, j) => [k, buf[at + j]]));
       const { lcore, ...counters } = c as Record<typeof WORKER_COUNTERS[number], bigint>;
-      out.push({ cpu: Number(lcore), ...counters });
+      const steps = Object.fromEntries(WORKER_STEPS.map((k, j) => [k, buf[at + WORKER_STEP_CYCLES_AT + j]]));
+      out.push({ cpu: Number(lcore), ...counters, steps: steps as WorkerSteps });
     }
     return out;
   }

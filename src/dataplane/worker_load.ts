@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { WORKER_STEPS } from "../../ffi/shim.ts";
+
 /** The counters the figures come from (WorkerCounters, or a WorkerState from the stats endpoint). */
 export interface WorkerCycles {
   busyCycles: bigint;
@@ -36,4 +38,41 @@ export function workerLoad(now: WorkerCycles, before?: WorkerCycles): WorkerLoad
     pkts,
     longPasses: d("longPasses"),
   };
+}
+
+/** Busy cycles by step, as a STEPS=1 shim counts them (WorkerSteps, or a WorkerState's steps). */
+export type StepCycles = Record<typeof WORKER_STEPS[number], bigint>;
+
+/** What each step is, for people: the order is the packet's way through the worker. */
+export const STEP_LABELS: Readonly<Record<keyof StepCycles, string>> = {
+  vfRx: "VF RX",
+  vmEnqueue: "copy into VM",
+  mbufFree: "mbuf free",
+  vmDequeue: "copy from VM",
+  vfTx: "VF TX",
+  emptyPoll: "empty polls",
+};
+
+/** A step's name as the proto field and the metric label spell it: vfRx -> vf_rx. */
+export const stepName = (step: string): string => step.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** Whether the shim split the busy cycles by step (a STEPS=1 build that counted a busy pass). */
+export const hasSteps = (steps: StepCycles): boolean => Object.values(steps).some((c) => c !== 0n);
+
+/**
+ * The busy cycles of a window split by step, each as cycles per packet, plus `loop`: what the
+ * steps leave of the busy cycles (counting, hashing, the pass itself). Null without packets.
+ */
+export function stepCyclesPerPkt(
+  now: WorkerCycles & { steps: StepCycles },
+  before?: WorkerCycles & { steps: StepCycles },
+): (Record<keyof StepCycles, number> & { loop: number }) | null {
+  const pkts = now.rxPkts - (before?.rxPkts ?? 0n);
+  if (pkts <= 0n) return null;
+  const per = (c: bigint) => Number(c) / Number(pkts);
+  const keys = Object.keys(STEP_LABELS) as (keyof StepCycles)[];
+  const steps = Object.fromEntries(keys.map((k) => [k, per(now.steps[k] - (before?.steps[k] ?? 0n))]));
+  const busy = per(now.busyCycles - (before?.busyCycles ?? 0n));
+  const loop = busy - Object.values(steps).reduce((a, b) => a + b, 0);
+  return { ...(steps as Record<keyof StepCycles, number>), loop };
 }

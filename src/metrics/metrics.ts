@@ -10,7 +10,7 @@
 import type { Logger } from "../common/log.ts";
 import type { RelayReader } from "../relays/table.ts";
 import type { WorkerCounters } from "../dataplane/dataplane.ts";
-import { workerLoad } from "../dataplane/worker_load.ts";
+import { hasSteps, stepName, workerLoad } from "../dataplane/worker_load.ts";
 
 /** Escapes a label value for the text format. */
 const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
@@ -83,6 +83,19 @@ export function renderMetrics(
   for (const [name, help, get] of workerCounters) {
     family(name, "counter", help);
     for (const w of workers) out.push(`${name}{cpu="${w.cpu}"} ${get(w)}`);
+  }
+  const profiled = workers.filter((w) => hasSteps(w.steps));
+  if (profiled.length) {
+    family(
+      "vio4wd_worker_step_cycles_total",
+      "counter",
+      "A worker's busy cycles by step (a shim built with STEPS=1 only): vf_rx, vm_enqueue, mbuf_free, vm_dequeue, vf_tx, empty_poll.",
+    );
+    for (const w of profiled) {
+      for (const [step, c] of Object.entries(w.steps)) {
+        out.push(`vio4wd_worker_step_cycles_total{cpu="${w.cpu}",step="${stepName(step)}"} ${c}`);
+      }
+    }
   }
   const loads = workers.map((w) => ({ cpu: w.cpu, load: workerLoad(w, prev?.find((x) => x.cpu === w.cpu)) }));
   family(

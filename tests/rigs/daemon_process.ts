@@ -35,6 +35,9 @@ export function uniqueTag(name: string): string {
   return `v4t-${name}-${Deno.pid}-${Math.floor(Math.random() * 1e6)}`;
 }
 
+/** The profiling build of the shim (`make -C shim STEPS=1`, which scripts/setup.sh runs): start a daemon on it with `{ env: { VIO4WD_SHIM: STEPS_SHIM } }`. */
+export const STEPS_SHIM = new URL("../../shim/build/steps/libvio4wd_shim.so", import.meta.url).pathname;
+
 /** How to start a daemon besides its configuration. */
 export interface DaemonOptions {
   /** More `vio4wd daemon` arguments. */

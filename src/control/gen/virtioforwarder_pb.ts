@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file virtioforwarder.proto.
  */
 export const file_virtioforwarder: GenFile = /*@__PURE__*/
-  fileDesc("ChV2aXJ0aW9mb3J3YXJkZXIucHJvdG8SD3ZpcnRpb2ZvcndhcmRlciKOAwoSUG9ydENvbnRyb2xSZXF1ZXN0EjIKAm9wGAEgAigOMiYudmlydGlvZm9yd2FyZGVyLlBvcnRDb250cm9sUmVxdWVzdC5PcBJBCglwY2lfYWRkcnMYAiADKAsyLi52aXJ0aW9mb3J3YXJkZXIuUG9ydENvbnRyb2xSZXF1ZXN0LlBjaUFkZHJlc3MSEQoJdmlydGlvX2lkGAMgASgNEhkKC2NvbmRpdGlvbmFsGAQgASgIOgR0cnVlEgwKBG5hbWUYBSABKAkSDAoEbW9kZRgGIAEoDRISCgp2aG9zdF9wYXRoGAcgASgJEg8KB2RldmFyZ3MYZCADKAkaSQoKUGNpQWRkcmVzcxIOCgZkb21haW4YASACKA0SCwoDYnVzGAIgAigNEgwKBHNsb3QYAyACKA0SEAoIZnVuY3Rpb24YBCACKA0iRwoCT3ASBwoDQUREEAASCgoGUkVNT1ZFEAESDAoIQUREX1NPQ0sQAhIPCgtSRU1PVkVfU09DSxADEg0KCVFVRVJZX1BDSRAEIrQBChNQb3J0Q29udHJvbFJlc3BvbnNlEjsKBnN0YXR1cxgEIAIoDjIrLnZpcnRpb2ZvcndhcmRlci5Qb3J0Q29udHJvbFJlc3BvbnNlLlN0YXR1cxISCgplcnJvcl9jb2RlGAUgASgFEhkKEWVycm9yX2NvZGVfc291cmNlGAYgASgJEhQKDHF1ZXJ5X3N0cmluZxgHIAEoCSIbCgZTdGF0dXMSCQoFRVJST1IQABIGCgJPSxABIpIKCgpSZWxheVN0YXRlEgoKAmlkGAEgAigNEg4KBmFjdGl2ZRgCIAIoCBINCgVpZGVudBgDIAEoCRIsCgNjcHUYBCABKAsyHy52aXJ0aW9mb3J3YXJkZXIuUmVsYXlTdGF0ZS5DUFUSMAoFdmhvc3QYBSACKAsyIS52aXJ0aW9mb3J3YXJkZXIuUmVsYXlTdGF0ZS5WSE9TVBIqCgJ2ZhgGIAEoCzIeLnZpcnRpb2ZvcndhcmRlci5SZWxheVN0YXRlLlZGEjQKCHZmX3RvX3ZtGAcgAigLMiIudmlydGlvZm9yd2FyZGVyLlJlbGF5U3RhdGUuVkZ0b1ZNEjQKCHZtX3RvX3ZmGAggAigLMiIudmlydGlvZm9yd2FyZGVyLlJlbGF5U3RhdGUuVk10b1ZGEhEKCXNvY2tldF9pZBgJIAIoDRIPCgd2Zl9saW5rGGQgASgIEhQKDG1idWZzX2luX3VzZRhlIAEoDRopCgNDUFUSEAoIdmZfdG9fdm0YASABKAUSEAoIdm1fdG9fdmYYAiABKAUaIgoFVkhPU1QSGQoRdmhvc3Rfc29ja2V0X25hbWUYASACKAkaGgoCVkYSFAoMcGNpX2FkZHJfc3RyGAEgASgJGpwDCgZWRnRvVk0SDgoGYWN0aXZlGAEgAigIEhYKDmludGVybmFsX3N0YXRlGAIgAigJEhcKD3BrdHNfcnhfZnJvbV92ZhgDIAEoBBIYChBieXRlc19yeF9mcm9tX3ZmGAQgASgEEhUKDXBrdHNfdHhfdG9fdm0YBSABKAQSFgoOYnl0ZXNfdHhfdG9fdm0YBiABKAQSIgoacGt0c19kcm9wcGVkX3ZtX3F1ZXVlX2Z1bGwYByABKAQSIwobYnl0ZXNfZHJvcHBlZF92bV9xdWV1ZV9mdWxsGAggASgEEiUKHXBrdHNfZHJvcHBlZF92bV9ub3RfY29ubmVjdGVkGAkgASgEEiYKHmJ5dGVzX2Ryb3BwZWRfdm1fbm90X2Nvbm5lY3RlZBgKIAEoBBIbChNwa3RfcmF0ZV9yeF9mcm9tX3ZmGAsgAigCEhwKFGJ5dGVfcmF0ZV9yeF9mcm9tX3ZmGAwgAigCEhkKEXBrdF9yYXRlX3R4X3RvX3ZtGA0gAigCEhoKEmJ5dGVfcmF0ZV90eF90b192bRgOIAIoAhqcAwoGVk10b1ZGEg4KBmFjdGl2ZRgBIAIoCBIWCg5pbnRlcm5hbF9zdGF0ZRgCIAIoCRIXCg9wa3RzX3J4X2Zyb21fdm0YAyABKAQSGAoQYnl0ZXNfcnhfZnJvbV92bRgEIAEoBBIVCg1wa3RzX3R4X3RvX3ZmGAUgASgEEhYKDmJ5dGVzX3R4X3RvX3ZmGAYgASgEEiIKGnBrdHNfZHJvcHBlZF92Zl9xdWV1ZV9mdWxsGAcgASgEEiMKG2J5dGVzX2Ryb3BwZWRfdmZfcXVldWVfZnVsbBgIIAEoBBIlCh1wa3RzX2Ryb3BwZWRfdmZfbm90X2Nvbm5lY3RlZBgJIAEoBBImCh5ieXRlc19kcm9wcGVkX3ZmX25vdF9jb25uZWN0ZWQYCiABKAQSGwoTcGt0X3JhdGVfcnhfZnJvbV92bRgLIAIoAhIcChRieXRlX3JhdGVfcnhfZnJvbV92bRgMIAIoAhIZChFwa3RfcmF0ZV90eF90b192ZhgNIAIoAhIaChJieXRlX3JhdGVfdHhfdG9fdmYYDiACKAIicwoMU3RhdHNSZXF1ZXN0EhEKBXJlbGF5GAEgAygNQgIQARIeChBpbmNsdWRlX2luYWN0aXZlGAIgASgIOgR0cnVlEhAKBWRlbGF5GAMgASgNOgEwEh4KD2luY2x1ZGVfd29ya2VycxhkIAEoCDoFZmFsc2UiywEKC1dvcmtlclN0YXRlEgsKA2NwdRgBIAIoDRIOCgZwYXNzZXMYAiACKAQSEwoLYnVzeV9wYXNzZXMYAyACKAQSEwoLYnVzeV9jeWNsZXMYBCACKAQSEwoLaWRsZV9jeWNsZXMYBSACKAQSDwoHcnhfcGt0cxgGIAIoBBIOCgZidXJzdHMYByACKAQSEwoLbG9uZ19wYXNzZXMYCCACKAQSEgoKYnVzeV9zaGFyZRgJIAEoARIWCg5jeWNsZXNfcGVyX3BrdBgKIAEoASLoAQoNU3RhdHNSZXNwb25zZRI1CgZzdGF0dXMYASACKA4yJS52aXJ0aW9mb3J3YXJkZXIuU3RhdHNSZXNwb25zZS5TdGF0dXMSKgoFcmVsYXkYAiADKAsyGy52aXJ0aW9mb3J3YXJkZXIuUmVsYXlTdGF0ZRItCgd3b3JrZXJzGGQgAygLMhwudmlydGlvZm9yd2FyZGVyLldvcmtlclN0YXRlEg4KBnRzY19oehhlIAEoBCI1CgZTdGF0dXMSBgoCT0sQABIKCgVFQkFEUhCQAxIKCgVFMkJJRxCdAxILCgZFTk9NRU0Q9AMiDwoNQ29uZmlnUmVxdWVzdCL3AQoOQ29uZmlnUmVzcG9uc2USNgoGc3RhdHVzGAEgAigOMiYudmlydGlvZm9yd2FyZGVyLkNvbmZpZ1Jlc3BvbnNlLlN0YXR1cxI/Cg1yZWxheV9jcHVfbWFwGAUgAygLMigudmlydGlvZm9yd2FyZGVyLkNvbmZpZ1Jlc3BvbnNlLlJlbGF5Q1BVGk4KCFJlbGF5Q1BVEhQKDHJlbGF5X251bWJlchgBIAIoBRIVCg12ZjJ2aXJ0aW9fY3B1GAIgAigFEhUKDXZpcnRpbzJ2Zl9jcHUYAyACKAUiHAoGU3RhdHVzEgYKAk9LEAASCgoFRUJBRFIQkAMi/AEKEENvcmVTY2hlZFJlcXVlc3QSMAoCb3AYASACKA4yJC52aXJ0aW9mb3J3YXJkZXIuQ29yZVNjaGVkUmVxdWVzdC5PcBJBCg1yZWxheV9jcHVfbWFwGAIgAygLMioudmlydGlvZm9yd2FyZGVyLkNvcmVTY2hlZFJlcXVlc3QuUmVsYXlDUFUaTgoIUmVsYXlDUFUSFAoMcmVsYXlfbnVtYmVyGAEgAigFEhUKDXZmMnZpcnRpb19jcHUYAiACKAUSFQoNdmlydGlvMnZmX2NwdRgDIAIoBSIjCgJPcBIKCgZVUERBVEUQABIRCg1HRVRfRUFMX0NPUkVTEAEirQEKEUNvcmVTY2hlZFJlc3BvbnNlEjkKBnN0YXR1cxgEIAIoDjIpLnZpcnRpb2ZvcndhcmRlci5Db3JlU2NoZWRSZXNwb25zZS5TdGF0dXMSEgoKZXJyb3JfY29kZRgFIAEoBRIZChFlcnJvcl9jb2RlX3NvdXJjZRgGIAEoCRIRCgllYWxfY29yZXMYByADKA0iGwoGU3RhdHVzEgkKBUVSUk9SEAASBgoCT0sQAQ");
+  fileDesc("ChV2aXJ0aW9mb3J3YXJkZXIucHJvdG8SD3ZpcnRpb2ZvcndhcmRlciKOAwoSUG9ydENvbnRyb2xSZXF1ZXN0EjIKAm9wGAEgAigOMiYudmlydGlvZm9yd2FyZGVyLlBvcnRDb250cm9sUmVxdWVzdC5PcBJBCglwY2lfYWRkcnMYAiADKAsyLi52aXJ0aW9mb3J3YXJkZXIuUG9ydENvbnRyb2xSZXF1ZXN0LlBjaUFkZHJlc3MSEQoJdmlydGlvX2lkGAMgASgNEhkKC2NvbmRpdGlvbmFsGAQgASgIOgR0cnVlEgwKBG5hbWUYBSABKAkSDAoEbW9kZRgGIAEoDRISCgp2aG9zdF9wYXRoGAcgASgJEg8KB2RldmFyZ3MYZCADKAkaSQoKUGNpQWRkcmVzcxIOCgZkb21haW4YASACKA0SCwoDYnVzGAIgAigNEgwKBHNsb3QYAyACKA0SEAoIZnVuY3Rpb24YBCACKA0iRwoCT3ASBwoDQUREEAASCgoGUkVNT1ZFEAESDAoIQUREX1NPQ0sQAhIPCgtSRU1PVkVfU09DSxADEg0KCVFVRVJZX1BDSRAEIrQBChNQb3J0Q29udHJvbFJlc3BvbnNlEjsKBnN0YXR1cxgEIAIoDjIrLnZpcnRpb2ZvcndhcmRlci5Qb3J0Q29udHJvbFJlc3BvbnNlLlN0YXR1cxISCgplcnJvcl9jb2RlGAUgASgFEhkKEWVycm9yX2NvZGVfc291cmNlGAYgASgJEhQKDHF1ZXJ5X3N0cmluZxgHIAEoCSIbCgZTdGF0dXMSCQoFRVJST1IQABIGCgJPSxABIpIKCgpSZWxheVN0YXRlEgoKAmlkGAEgAigNEg4KBmFjdGl2ZRgCIAIoCBINCgVpZGVudBgDIAEoCRIsCgNjcHUYBCABKAsyHy52aXJ0aW9mb3J3YXJkZXIuUmVsYXlTdGF0ZS5DUFUSMAoFdmhvc3QYBSACKAsyIS52aXJ0aW9mb3J3YXJkZXIuUmVsYXlTdGF0ZS5WSE9TVBIqCgJ2ZhgGIAEoCzIeLnZpcnRpb2ZvcndhcmRlci5SZWxheVN0YXRlLlZGEjQKCHZmX3RvX3ZtGAcgAigLMiIudmlydGlvZm9yd2FyZGVyLlJlbGF5U3RhdGUuVkZ0b1ZNEjQKCHZtX3RvX3ZmGAggAigLMiIudmlydGlvZm9yd2FyZGVyLlJlbGF5U3RhdGUuVk10b1ZGEhEKCXNvY2tldF9pZBgJIAIoDRIPCgd2Zl9saW5rGGQgASgIEhQKDG1idWZzX2luX3VzZRhlIAEoDRopCgNDUFUSEAoIdmZfdG9fdm0YASABKAUSEAoIdm1fdG9fdmYYAiABKAUaIgoFVkhPU1QSGQoRdmhvc3Rfc29ja2V0X25hbWUYASACKAkaGgoCVkYSFAoMcGNpX2FkZHJfc3RyGAEgASgJGpwDCgZWRnRvVk0SDgoGYWN0aXZlGAEgAigIEhYKDmludGVybmFsX3N0YXRlGAIgAigJEhcKD3BrdHNfcnhfZnJvbV92ZhgDIAEoBBIYChBieXRlc19yeF9mcm9tX3ZmGAQgASgEEhUKDXBrdHNfdHhfdG9fdm0YBSABKAQSFgoOYnl0ZXNfdHhfdG9fdm0YBiABKAQSIgoacGt0c19kcm9wcGVkX3ZtX3F1ZXVlX2Z1bGwYByABKAQSIwobYnl0ZXNfZHJvcHBlZF92bV9xdWV1ZV9mdWxsGAggASgEEiUKHXBrdHNfZHJvcHBlZF92bV9ub3RfY29ubmVjdGVkGAkgASgEEiYKHmJ5dGVzX2Ryb3BwZWRfdm1fbm90X2Nvbm5lY3RlZBgKIAEoBBIbChNwa3RfcmF0ZV9yeF9mcm9tX3ZmGAsgAigCEhwKFGJ5dGVfcmF0ZV9yeF9mcm9tX3ZmGAwgAigCEhkKEXBrdF9yYXRlX3R4X3RvX3ZtGA0gAigCEhoKEmJ5dGVfcmF0ZV90eF90b192bRgOIAIoAhqcAwoGVk10b1ZGEg4KBmFjdGl2ZRgBIAIoCBIWCg5pbnRlcm5hbF9zdGF0ZRgCIAIoCRIXCg9wa3RzX3J4X2Zyb21fdm0YAyABKAQSGAoQYnl0ZXNfcnhfZnJvbV92bRgEIAEoBBIVCg1wa3RzX3R4X3RvX3ZmGAUgASgEEhYKDmJ5dGVzX3R4X3RvX3ZmGAYgASgEEiIKGnBrdHNfZHJvcHBlZF92Zl9xdWV1ZV9mdWxsGAcgASgEEiMKG2J5dGVzX2Ryb3BwZWRfdmZfcXVldWVfZnVsbBgIIAEoBBIlCh1wa3RzX2Ryb3BwZWRfdmZfbm90X2Nvbm5lY3RlZBgJIAEoBBImCh5ieXRlc19kcm9wcGVkX3ZmX25vdF9jb25uZWN0ZWQYCiABKAQSGwoTcGt0X3JhdGVfcnhfZnJvbV92bRgLIAIoAhIcChRieXRlX3JhdGVfcnhfZnJvbV92bRgMIAIoAhIZChFwa3RfcmF0ZV90eF90b192ZhgNIAIoAhIaChJieXRlX3JhdGVfdHhfdG9fdmYYDiACKAIicwoMU3RhdHNSZXF1ZXN0EhEKBXJlbGF5GAEgAygNQgIQARIeChBpbmNsdWRlX2luYWN0aXZlGAIgASgIOgR0cnVlEhAKBWRlbGF5GAMgASgNOgEwEh4KD2luY2x1ZGVfd29ya2VycxhkIAEoCDoFZmFsc2Ui+AEKC1dvcmtlclN0YXRlEgsKA2NwdRgBIAIoDRIOCgZwYXNzZXMYAiACKAQSEwoLYnVzeV9wYXNzZXMYAyACKAQSEwoLYnVzeV9jeWNsZXMYBCACKAQSEwoLaWRsZV9jeWNsZXMYBSACKAQSDwoHcnhfcGt0cxgGIAIoBBIOCgZidXJzdHMYByACKAQSEwoLbG9uZ19wYXNzZXMYCCACKAQSEgoKYnVzeV9zaGFyZRgJIAEoARIWCg5jeWNsZXNfcGVyX3BrdBgKIAEoARIrCgVzdGVwcxgLIAEoCzIcLnZpcnRpb2ZvcndhcmRlci5Xb3JrZXJTdGVwcyJ6CgtXb3JrZXJTdGVwcxINCgV2Zl9yeBgBIAIoBBISCgp2bV9lbnF1ZXVlGAIgAigEEhEKCW1idWZfZnJlZRgDIAIoBBISCgp2bV9kZXF1ZXVlGAQgAigEEg0KBXZmX3R4GAUgAigEEhIKCmVtcHR5X3BvbGwYBiACKAQi6AEKDVN0YXRzUmVzcG9uc2USNQoGc3RhdHVzGAEgAigOMiUudmlydGlvZm9yd2FyZGVyLlN0YXRzUmVzcG9uc2UuU3RhdHVzEioKBXJlbGF5GAIgAygLMhsudmlydGlvZm9yd2FyZGVyLlJlbGF5U3RhdGUSLQoHd29ya2VycxhkIAMoCzIcLnZpcnRpb2ZvcndhcmRlci5Xb3JrZXJTdGF0ZRIOCgZ0c2NfaHoYZSABKAQiNQoGU3RhdHVzEgYKAk9LEAASCgoFRUJBRFIQkAMSCgoFRTJCSUcQnQMSCwoGRU5PTUVNEPQDIg8KDUNvbmZpZ1JlcXVlc3Qi9wEKDkNvbmZpZ1Jlc3BvbnNlEjYKBnN0YXR1cxgBIAIoDjImLnZpcnRpb2ZvcndhcmRlci5Db25maWdSZXNwb25zZS5TdGF0dXMSPwoNcmVsYXlfY3B1X21hcBgFIAMoCzIoLnZpcnRpb2ZvcndhcmRlci5Db25maWdSZXNwb25zZS5SZWxheUNQVRpOCghSZWxheUNQVRIUCgxyZWxheV9udW1iZXIYASACKAUSFQoNdmYydmlydGlvX2NwdRgCIAIoBRIVCg12aXJ0aW8ydmZfY3B1GAMgAigFIhwKBlN0YXR1cxIGCgJPSxAAEgoKBUVCQURSEJADIvwBChBDb3JlU2NoZWRSZXF1ZXN0EjAKAm9wGAEgAigOMiQudmlydGlvZm9yd2FyZGVyLkNvcmVTY2hlZFJlcXVlc3QuT3ASQQoNcmVsYXlfY3B1X21hcBgCIAMoCzIqLnZpcnRpb2ZvcndhcmRlci5Db3JlU2NoZWRSZXF1ZXN0LlJlbGF5Q1BVGk4KCFJlbGF5Q1BVEhQKDHJlbGF5X251bWJlchgBIAIoBRIVCg12ZjJ2aXJ0aW9fY3B1GAIgAigFEhUKDXZpcnRpbzJ2Zl9jcHUYAyACKAUiIwoCT3ASCgoGVVBEQVRFEAASEQoNR0VUX0VBTF9DT1JFUxABIq0BChFDb3JlU2NoZWRSZXNwb25zZRI5CgZzdGF0dXMYBCACKA4yKS52aXJ0aW9mb3J3YXJkZXIuQ29yZVNjaGVkUmVzcG9uc2UuU3RhdHVzEhIKCmVycm9yX2NvZGUYBSABKAUSGQoRZXJyb3JfY29kZV9zb3VyY2UYBiABKAkSEQoJZWFsX2NvcmVzGAcgAygNIhsKBlN0YXR1cxIJCgVFUlJPUhAAEgYKAk9LEAE");
 
 /**
  * Port control: add/remove a VF (or bond) on a relay, add/remove a socket with its device.
@@ -609,6 +609,14 @@ export type WorkerState = Message<"virtioforwarder.WorkerState"> & {
    * @generated from field: optional double cycles_per_pkt = 10;
    */
   cyclesPerPkt: number;
+
+  /**
+   * where busy_cycles went, from a shim built with `make -C shim STEPS=1` (absent otherwise, and
+   * until a busy pass was counted); the rest of busy_cycles is the loop's own work
+   *
+   * @generated from field: optional virtioforwarder.WorkerSteps steps = 11;
+   */
+  steps?: WorkerSteps | undefined;
 };
 
 /**
@@ -617,6 +625,62 @@ export type WorkerState = Message<"virtioforwarder.WorkerState"> & {
  */
 export const WorkerStateSchema: GenMessage<WorkerState> = /*@__PURE__*/
   messageDesc(file_virtioforwarder, 4);
+
+/**
+ * Busy cycles of a worker by step of its passes, cumulative.
+ *
+ * @generated from message virtioforwarder.WorkerSteps
+ */
+export type WorkerSteps = Message<"virtioforwarder.WorkerSteps"> & {
+  /**
+   * VF receive calls that returned packets
+   *
+   * @generated from field: required uint64 vf_rx = 1;
+   */
+  vfRx: bigint;
+
+  /**
+   * copies into the guests (rte_vhost_enqueue_burst, retries)
+   *
+   * @generated from field: required uint64 vm_enqueue = 2;
+   */
+  vmEnqueue: bigint;
+
+  /**
+   * freeing what was copied into the guests
+   *
+   * @generated from field: required uint64 mbuf_free = 3;
+   */
+  mbufFree: bigint;
+
+  /**
+   * copies out of the guests that returned packets
+   *
+   * @generated from field: required uint64 vm_dequeue = 4;
+   */
+  vmDequeue: bigint;
+
+  /**
+   * VF sends, their retries, offloads done in software
+   *
+   * @generated from field: required uint64 vf_tx = 5;
+   */
+  vfTx: bigint;
+
+  /**
+   * receive calls that returned nothing, in passes that moved some
+   *
+   * @generated from field: required uint64 empty_poll = 6;
+   */
+  emptyPoll: bigint;
+};
+
+/**
+ * Describes the message virtioforwarder.WorkerSteps.
+ * Use `create(WorkerStepsSchema)` to create a new message.
+ */
+export const WorkerStepsSchema: GenMessage<WorkerSteps> = /*@__PURE__*/
+  messageDesc(file_virtioforwarder, 5);
 
 /**
  * @generated from message virtioforwarder.StatsResponse
@@ -650,7 +714,7 @@ export type StatsResponse = Message<"virtioforwarder.StatsResponse"> & {
  * Use `create(StatsResponseSchema)` to create a new message.
  */
 export const StatsResponseSchema: GenMessage<StatsResponse> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 5);
+  messageDesc(file_virtioforwarder, 6);
 
 /**
  * @generated from enum virtioforwarder.StatsResponse.Status
@@ -681,7 +745,7 @@ export enum StatsResponse_Status {
  * Describes the enum virtioforwarder.StatsResponse.Status.
  */
 export const StatsResponse_StatusSchema: GenEnum<StatsResponse_Status> = /*@__PURE__*/
-  enumDesc(file_virtioforwarder, 5, 0);
+  enumDesc(file_virtioforwarder, 6, 0);
 
 /**
  * @generated from message virtioforwarder.ConfigRequest
@@ -694,7 +758,7 @@ export type ConfigRequest = Message<"virtioforwarder.ConfigRequest"> & {
  * Use `create(ConfigRequestSchema)` to create a new message.
  */
 export const ConfigRequestSchema: GenMessage<ConfigRequest> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 6);
+  messageDesc(file_virtioforwarder, 7);
 
 /**
  * @generated from message virtioforwarder.ConfigResponse
@@ -718,7 +782,7 @@ export type ConfigResponse = Message<"virtioforwarder.ConfigResponse"> & {
  * Use `create(ConfigResponseSchema)` to create a new message.
  */
 export const ConfigResponseSchema: GenMessage<ConfigResponse> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 7);
+  messageDesc(file_virtioforwarder, 8);
 
 /**
  * @generated from message virtioforwarder.ConfigResponse.RelayCPU
@@ -745,7 +809,7 @@ export type ConfigResponse_RelayCPU = Message<"virtioforwarder.ConfigResponse.Re
  * Use `create(ConfigResponse_RelayCPUSchema)` to create a new message.
  */
 export const ConfigResponse_RelayCPUSchema: GenMessage<ConfigResponse_RelayCPU> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 7, 0);
+  messageDesc(file_virtioforwarder, 8, 0);
 
 /**
  * @generated from enum virtioforwarder.ConfigResponse.Status
@@ -766,7 +830,7 @@ export enum ConfigResponse_Status {
  * Describes the enum virtioforwarder.ConfigResponse.Status.
  */
 export const ConfigResponse_StatusSchema: GenEnum<ConfigResponse_Status> = /*@__PURE__*/
-  enumDesc(file_virtioforwarder, 7, 0);
+  enumDesc(file_virtioforwarder, 8, 0);
 
 /**
  * @generated from message virtioforwarder.CoreSchedRequest
@@ -788,7 +852,7 @@ export type CoreSchedRequest = Message<"virtioforwarder.CoreSchedRequest"> & {
  * Use `create(CoreSchedRequestSchema)` to create a new message.
  */
 export const CoreSchedRequestSchema: GenMessage<CoreSchedRequest> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 8);
+  messageDesc(file_virtioforwarder, 9);
 
 /**
  * @generated from message virtioforwarder.CoreSchedRequest.RelayCPU
@@ -815,7 +879,7 @@ export type CoreSchedRequest_RelayCPU = Message<"virtioforwarder.CoreSchedReques
  * Use `create(CoreSchedRequest_RelayCPUSchema)` to create a new message.
  */
 export const CoreSchedRequest_RelayCPUSchema: GenMessage<CoreSchedRequest_RelayCPU> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 8, 0);
+  messageDesc(file_virtioforwarder, 9, 0);
 
 /**
  * @generated from enum virtioforwarder.CoreSchedRequest.Op
@@ -836,7 +900,7 @@ export enum CoreSchedRequest_Op {
  * Describes the enum virtioforwarder.CoreSchedRequest.Op.
  */
 export const CoreSchedRequest_OpSchema: GenEnum<CoreSchedRequest_Op> = /*@__PURE__*/
-  enumDesc(file_virtioforwarder, 8, 0);
+  enumDesc(file_virtioforwarder, 9, 0);
 
 /**
  * @generated from message virtioforwarder.CoreSchedResponse
@@ -870,7 +934,7 @@ export type CoreSchedResponse = Message<"virtioforwarder.CoreSchedResponse"> & {
  * Use `create(CoreSchedResponseSchema)` to create a new message.
  */
 export const CoreSchedResponseSchema: GenMessage<CoreSchedResponse> = /*@__PURE__*/
-  messageDesc(file_virtioforwarder, 9);
+  messageDesc(file_virtioforwarder, 10);
 
 /**
  * @generated from enum virtioforwarder.CoreSchedResponse.Status
@@ -891,5 +955,5 @@ export enum CoreSchedResponse_Status {
  * Describes the enum virtioforwarder.CoreSchedResponse.Status.
  */
 export const CoreSchedResponse_StatusSchema: GenEnum<CoreSchedResponse_Status> = /*@__PURE__*/
-  enumDesc(file_virtioforwarder, 9, 0);
+  enumDesc(file_virtioforwarder, 10, 0);
 
