@@ -130,10 +130,9 @@ async function main(args: string[]): Promise<number> {
   if (a.only) {
     // a partial run: the full report needs every case; print what was measured
     for (const [k, v] of samples.cycles) {
-      const g = median(samples.perGenerator.get(k) ?? []);
-      console.log(
-        `${k}: ${median(v).toFixed(1)} cycles/pkt, ${g.toFixed(3)} per generator cycle (${v.length} windows)`,
-      );
+      const g = samples.perGenerator.get(k);
+      const perGen = g?.length ? median(g).toFixed(3) : "-";
+      console.log(`${k}: ${median(v).toFixed(1)} cycles/pkt, ${perGen} per generator cycle (${v.length} windows)`);
     }
     for (const l of variantLines(variantFigures(samples))) console.log(l);
     console.log(
@@ -176,12 +175,13 @@ function stopOnInterrupt(tag: string) {
   const stop = async () => {
     progress("interrupted: stopping what the bench started");
     const pids = descendants(Deno.pid);
-    for (const p of pids) Deno.kill(p, "SIGTERM");
-    for (let i = 0; i < 50 && pids.some((p) => isAlive(p)); i++) await new Promise((r) => setTimeout(r, 100));
-    for (const p of pids) if (isAlive(p)) Deno.kill(p, "SIGKILL");
+    for (const p of pids) signal(p, "SIGTERM");
+    for (let i = 0; i < 50 && pids.some((p) => signal(p, "SIGCONT")); i++) await new Promise((r) => setTimeout(r, 100));
+    for (const p of pids) signal(p, "SIGKILL");
     for (const f of hugepageFiles(tag)) Deno.removeSync(f);
-    for (const e of Deno.readDirSync("/tmp")) {
-      if (e.name.startsWith(`${tag}-`)) Deno.removeSync(`/tmp/${e.name}`, { recursive: true });
+    const tmp = Deno.env.get("TMPDIR") ?? "/tmp"; // where Deno.makeTempDir put the bench's directories
+    for (const e of Deno.readDirSync(tmp)) {
+      if (e.name.startsWith(`${tag}-`)) Deno.removeSync(`${tmp}/${e.name}`, { recursive: true });
     }
     Deno.exit(130);
   };
@@ -189,9 +189,10 @@ function stopOnInterrupt(tag: string) {
   Deno.addSignalListener("SIGTERM", stop);
 }
 
-const isAlive = (pid: number) => {
+/** Sends `sig` to `pid`; false when there is no such process (any more). */
+const signal = (pid: number, sig: Deno.Signal) => {
   try {
-    Deno.kill(pid, "SIGCONT");
+    Deno.kill(pid, sig);
     return true;
   } catch {
     return false;

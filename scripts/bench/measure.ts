@@ -41,9 +41,9 @@ export interface Window {
   /** The relay core's busy cycles per packet received, by the relay's own accounting. */
   cyclesPerPkt: number;
   /**
-   * The generator's busy cycles per packet in the same window: the same work for every relay, so
-   * it moves only with the machine (the two vCPUs' placement on the host: every packet crosses
-   * between them); the yardstick the relay's figure is read against.
+   * The generator's busy cycles per packet in the same window: the same work whichever relay it
+   * drives, so it moves with the machine only (on these VMs it swings with the relay's, 2-4x
+   * within a minute); the yardstick the relay's figure is read against.
    */
   generatorCyclesPerPkt: number;
   /** vio4wd on a STEPS=1 shim: those cycles per packet by step, and what the steps leave (`loop`). */

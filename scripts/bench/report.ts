@@ -135,11 +135,13 @@ export function buildResult(
   const get = from(samples.mpps, "samples"), cyc = from(samples.cycles, "cycle samples");
   const ratio = (a: string, b: string) => ratioOfMedians(get(a), get(b));
   const cratio = (a: string, b: string) => ratioOfMedians(cyc(a), cyc(b));
-  const pergen = from(samples.perGenerator, "generator cycle samples");
-  const gratio = (a: string, b: string) => ratioOfMedians(pergen(a), pergen(b));
+  const gratio = (a: string, b: string) => {
+    const x = samples.perGenerator.get(a), y = samples.perGenerator.get(b);
+    return x?.length && y?.length ? ratioOfMedians(x, y) : undefined; // a generator that counted nothing
+  };
   // The same ratios with each window read against its generator (one generator per relay compared;
   // 32 relays take two generators sharing a CPU, so that ratio has no such reading).
-  const perGeneratorRatios: Record<string, number> = {
+  const perGeneratorRatios: Record<string, number | undefined> = {
     ratio_cycles_vio4wd_testpmd_64: gratio("vio4wd_64", "testpmd_64"),
     ratio_cycles_vio4wd_testpmd_1518: gratio("vio4wd_1518", "testpmd_1518"),
     ratio_cycles_vio4wd_ovs_64: gratio("vio4wd_vhost_vf_64", "ovs_vhost_vf_64"),

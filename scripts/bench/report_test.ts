@@ -111,7 +111,7 @@ Deno.test("bench report: a missing case is an error naming it, not a NaN ratio",
   } catch (e) {
     msg = (e as Error).message;
   }
-  assertEq(msg, "no generator cycle samples of vio4wd_64", "error");
+  assertEq(msg, "no cycle samples of vio4wd_64", "error");
 });
 
 Deno.test("bench report: shim variants: each vio4wd polling case is followed by its variants, the steps give per-step medians and the other build a ratio against this one", () => {

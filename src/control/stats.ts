@@ -9,7 +9,7 @@
 import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../common/log.ts";
 import type { DirCounters, RelayCounters, RelayReport, WorkerCounters } from "../dataplane/dataplane.ts";
-import { workerLoad } from "../dataplane/worker_load.ts";
+import { hasSteps, workerLoad } from "../dataplane/worker_load.ts";
 import { type RelayReader, type RelaySnapshot, VF_TO_VM, VM_TO_VF } from "../relays/table.ts";
 import {
   type RelayState,
@@ -139,7 +139,7 @@ function workerStates(now: WorkerCounters[], then: WorkerCounters[] | null): Wor
       ...counters,
       ...(load.busyShare !== null ? { busyShare: load.busyShare } : {}),
       ...(load.cyclesPerPkt !== null ? { cyclesPerPkt: load.cyclesPerPkt } : {}),
-      ...(Object.values(steps).some((c) => c !== 0n) ? { steps } : {}),
+      ...(hasSteps(steps) ? { steps } : {}),
     });
   });
 }

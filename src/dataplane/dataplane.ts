@@ -55,14 +55,8 @@ export interface RelayCounters {
  * moved packets and of passes that moved none, packets and bursts taken in, passes over 50 us per burst moved.
  */
 export type WorkerCounters =
-  & { cpu: number; steps: WorkerSteps }
+  & { cpu: number; steps: StepCycles } // steps: all zero unless the shim was built with STEPS=1
   & Record<Exclude<typeof WORKER_COUNTERS[number], "lcore">, bigint>;
-
-/**
- * Busy cycles of a worker by step (`enum vio4wd_step`): counted only by a shim built with
- * `make -C shim STEPS=1`, all zero otherwise.
- */
-export type WorkerSteps = StepCycles;
 
 /** What the shim has of a relay (`struct vio4wd_relay_report`). */
 export interface RelayReport {
@@ -299,7 +293,7 @@ export class Dataplane {
       const c = Object.fromEntries(WORKER_COUNTERS.map((k, j) => [k, buf[at + j]]));
       const { lcore, ...counters } = c as Record<typeof WORKER_COUNTERS[number], bigint>;
       const steps = Object.fromEntries(WORKER_STEPS.map((k, j) => [k, buf[at + WORKER_STEP_CYCLES_AT + j]]));
-      out.push({ cpu: Number(lcore), ...counters, steps: steps as WorkerSteps });
+      out.push({ cpu: Number(lcore), ...counters, steps: steps as StepCycles });
     }
     return out;
   }

@@ -40,7 +40,7 @@ export function workerLoad(now: WorkerCycles, before?: WorkerCycles): WorkerLoad
   };
 }
 
-/** Busy cycles by step, as a STEPS=1 shim counts them (WorkerSteps, or a WorkerState's steps). */
+/** Busy cycles by step (`enum vio4wd_step`), as a STEPS=1 shim counts them (a WorkerCounters' or a WorkerState's steps; all zero on the usual build). */
 export type StepCycles = Record<typeof WORKER_STEPS[number], bigint>;
 
 /** What each step is, for people: the order is the packet's way through the worker. */
