@@ -49,6 +49,16 @@ struct step_clock {
 #define STEP_END(c, s) ((void)(c), (void)(s))
 #endif
 
+/* A receive call (`call`, returning a packet count) timed as step `s`, or as an empty poll when it
+ * returned nothing; evaluates to the count. */
+#define TIMED_RECEIVE(c, s, call)                                                \
+	({                                                                       \
+		STEP_START(c);                                                   \
+		uint16_t got_ = (call);                                          \
+		STEP_END(c, got_ != 0 ? (s) : VIO4WD_STEP_EMPTY_POLL);           \
+		got_;                                                            \
+	})
+
 static inline uint64_t sum_bytes(struct rte_mbuf **pkts, uint16_t from, uint16_t to)
 {
 	uint64_t b = 0;
@@ -115,6 +125,18 @@ API void vio4wd_set_tx_retries(uint32_t retries)
 	__atomic_store_n(&g_tx_retries, retries, __ATOMIC_RELAXED);
 }
 
+/* The retry rule of both directions, `sent` of `n` packets sent so far: `send_rest` (an expression
+ * sending pkts + sent, n - sent and returning how many went) again while each try sends some, at
+ * most g_tx_retries times. */
+#define RETRY_REST(sent, n, send_rest)                                              \
+	for (uint32_t tries_ = __atomic_load_n(&g_tx_retries, __ATOMIC_RELAXED);    \
+	     (sent) < (n) && tries_ > 0; tries_--) {                                \
+		uint16_t more_ = (send_rest);                                       \
+		if (more_ == 0)                                                     \
+			break; /* no progress: the destination takes nothing now */ \
+		(sent) = (uint16_t)((sent) + more_);                                \
+	}
+
 /* Enqueues pkts[0..n) to one virtio RX queue pair, retrying the rest while the guest takes some
  * (at most g_tx_retries times, as OVS); counts what was sent and what not. */
 static inline void enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint16_t n, uint64_t bytes,
@@ -122,12 +144,7 @@ static inline void enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint1
 {
 	STEP_START(clk);
 	uint16_t sent = rte_vhost_enqueue_burst(vid, (uint16_t)(pair * 2), pkts, n);
-	for (uint32_t retries = __atomic_load_n(&g_tx_retries, __ATOMIC_RELAXED); sent < n && retries > 0; retries--) {
-		uint16_t more = rte_vhost_enqueue_burst(vid, (uint16_t)(pair * 2), pkts + sent, (uint16_t)(n - sent));
-		if (more == 0)
-			break; /* no progress: the guest is not reading now */
-		sent = (uint16_t)(sent + more);
-	}
+	RETRY_REST(sent, n, rte_vhost_enqueue_burst(vid, (uint16_t)(pair * 2), pkts + sent, (uint16_t)(n - sent)));
 	STEP_END(clk, VIO4WD_STEP_VM_ENQUEUE);
 	uint64_t unsent_bytes = sent < n ? sum_bytes(pkts, sent, n) : 0;
 	st->tx_pkts += sent;
@@ -148,13 +165,9 @@ static inline unsigned vf_to_vm(struct work_item *it, struct step_clock *clk)
 	if (mask == 0)
 		return 0;
 	struct rte_mbuf *pkts[VIO4WD_BURST];
-	STEP_START(clk);
-	uint16_t n = rte_eth_rx_burst(it->port, 0, pkts, VIO4WD_BURST);
-	if (n == 0) {
-		STEP_END(clk, VIO4WD_STEP_EMPTY_POLL);
+	uint16_t n = TIMED_RECEIVE(clk, VIO4WD_STEP_VF_RX, rte_eth_rx_burst(it->port, 0, pkts, VIO4WD_BURST));
+	if (n == 0)
 		return 0;
-	}
-	STEP_END(clk, VIO4WD_STEP_VF_RX);
 	struct vio4wd_dir_stats *st = it->stats;
 	uint64_t bytes = count_rx(st, pkts, n);
 	if ((mask & (mask - 1)) == 0) {
@@ -212,12 +225,7 @@ static inline void vf_send(uint16_t port, struct rte_mbuf **pkts, uint16_t n, st
 	/* Counted before the burst: the driver may free what it sent before it returns. */
 	uint64_t bytes = sum_bytes(pkts, 0, n);
 	uint16_t sent = rte_eth_tx_burst(port, 0, pkts, ok);
-	for (uint32_t retries = __atomic_load_n(&g_tx_retries, __ATOMIC_RELAXED); sent < ok && retries > 0; retries--) {
-		uint16_t more = rte_eth_tx_burst(port, 0, pkts + sent, (uint16_t)(ok - sent));
-		if (more == 0)
-			break; /* no progress: the queue stays full for now */
-		sent = (uint16_t)(sent + more);
-	}
+	RETRY_REST(sent, ok, rte_eth_tx_burst(port, 0, pkts + sent, (uint16_t)(ok - sent)));
 	if (sent < n) {
 		uint64_t unsent_bytes = sum_bytes(pkts, sent, n); /* still ours */
 		st->drop_full_pkts += n - sent;
@@ -283,13 +291,10 @@ static inline unsigned vm_to_vf(struct work_item *it, struct step_clock *clk)
 	it->last = q;
 	struct rte_mempool *pool = it->pool;
 	struct rte_mbuf *pkts[VIO4WD_BURST];
-	STEP_START(clk);
-	uint16_t n = rte_vhost_dequeue_burst(it->vid, (uint16_t)(q * 2 + 1), pool, pkts, VIO4WD_BURST);
-	if (n == 0) {
-		STEP_END(clk, VIO4WD_STEP_EMPTY_POLL);
+	uint16_t n = TIMED_RECEIVE(clk, VIO4WD_STEP_VM_DEQUEUE,
+				   rte_vhost_dequeue_burst(it->vid, (uint16_t)(q * 2 + 1), pool, pkts, VIO4WD_BURST));
+	if (n == 0)
 		return 0;
-	}
-	STEP_END(clk, VIO4WD_STEP_VM_DEQUEUE);
 	struct vio4wd_dir_stats *st = it->stats;
 	uint64_t bytes = count_rx(st, pkts, n);
 	STEP_START(clk); /* from here on: VF TX (with its offloads, or the drops when the VF is gone) */
