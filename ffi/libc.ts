@@ -21,6 +21,8 @@ export const symbols = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  // int setpriority(int which, id_t who, int prio)
+  setpriority: { parameters: ["i32", "u32", "i32"], result: "i32" },
   // int *__errno_location(void)
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -40,6 +42,7 @@ export const ERRNO: Record<number, string> = {
   111: "ECONNREFUSED",
   11: "EAGAIN",
   36: "ENAMETOOLONG",
+  1: "EPERM",
 };
 
 let lib: Deno.DynamicLibrary<typeof symbols> | null = null;
@@ -134,4 +137,13 @@ export function sendUnixDatagram(path: string, data: Uint8Array): void {
   } finally {
     s.close(fd);
   }
+}
+
+/**
+ * Sets the calling thread's nice value (Linux keeps it per thread; threads it creates afterwards
+ * inherit it). Throws LibcError (EACCES without CAP_SYS_NICE).
+ */
+export function setThreadNice(value: number): void {
+  const PRIO_PROCESS = 0;
+  if (libc().symbols.setpriority(PRIO_PROCESS, 0, value) !== 0) throw new LibcError("setpriority", errno());
 }

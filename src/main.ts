@@ -118,6 +118,13 @@ export async function main(args: readonly string[]): Promise<number> {
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(`vio4wd: configuration error: ${e.message}`);
+      if (Deno.env.get("INVOCATION_ID")) {
+        // under systemd: the unit's RestartPreventExitStatus=2 stops the restarts
+        console.error(
+          "vio4wd: exit status 2: systemd will not restart the service until the configuration is fixed; " +
+            "fix it ('vio4wd config check' shows every error), then 'systemctl restart virtio-forwarder'",
+        );
+      }
       return 2;
     }
     if (e instanceof DaemonUnreachableError) {

@@ -127,7 +127,7 @@ Deno.test("drop-in: VIRTIOFWD_BIND_VFIO_PCI binds the listed VFs before DPDK sta
   const line = d.log.split("\n").findIndex((l) =>
     l.includes("VIRTIOFWD_BIND_VFIO_PCI: 0000:05:08.1: still on ixgbevf")
   );
-  const start = d.log.split("\n").findIndex((l) => l.includes("starting vio4wd"));
+  const start = d.log.split("\n").findIndex((l) => l.includes("Starting virtio-forwarder"));
   assert(line >= 0 && line < start, `bound before DPDK starts:\n${d.log.slice(0, 1500)}`);
   assertEq(Deno.readTextFileSync(`${sys}/bus/pci/drivers/ixgbevf/unbind`), "0000:05:08.1", "unbound from ixgbevf");
   assertEq(Deno.readTextFileSync(`${sys}/bus/pci/drivers_probe`), "0000:05:08.1", "probed again");

@@ -20,6 +20,7 @@ import {
   parseBindList,
   parseCpuPins,
   parseCpuSet,
+  parseDirList,
   parseFilePrefix,
   parseInteger,
   parseLcoreMap,
@@ -73,6 +74,7 @@ export interface Config {
   bindVfioPci: string[];
   devargsAllow: string[];
   pciAllow: string[];
+  socketDirsAllow: string[];
   binary: string;
   coreSchedEnable: boolean;
   coreSchedSensitivity: number;
@@ -109,6 +111,15 @@ const flag = (raw: string) => raw !== "";
 /** Flag values that read as "off" but enable the feature all the same: each gets a warning. */
 const NEGATIVE_LOOKING = /^(n|no|0|false|off|disabled?|none)$/i;
 
+/**
+ * A log level as the original reads it: C's atoi (leading digits, else 0), above 7 taken as 7
+ * (debug), below 0 as 0. quirkWarnings says when the value was not a plain 0-7.
+ */
+function parseLogLevel(raw: string): number {
+  const m = /^\s*([+-]?\d+)/.exec(raw);
+  return Math.max(0, Math.min(7, m ? Number(m[1]) : 0));
+}
+
 function v<K extends keyof Config>(spec: Variable<K>): Variable<K> {
   return spec;
 }
@@ -129,7 +140,7 @@ export const VARIABLES = [
     description: "Log level, 0 (emergencies only) to 7 (debug).",
     default: 6,
     option: { short: "-l", long: "--loglevel", kind: "value", metavar: "LEVEL" },
-    parse: (r) => parseInteger(r, 0, 7),
+    parse: parseLogLevel,
   }),
   v({
     name: "VIRTIOFWD_IPC_PORT_CONTROL",
@@ -266,7 +277,7 @@ export const VARIABLES = [
     key: "coreSchedLogLevel",
     description: "Core scheduler log level, 0-7.",
     default: 6,
-    parse: (r) => parseInteger(r, 0, 7),
+    parse: parseLogLevel,
   }),
   v({
     name: "VIO4WD_CORE_SCHED_POLL_INTERVAL",
@@ -374,8 +385,9 @@ export const VARIABLES = [
   v({
     name: "VIO4WD_EAL_FILE_PREFIX",
     key: "ealFilePrefix",
-    description: "DPDK file prefix, so that several DPDK processes can share a machine.",
-    default: "vio4wd",
+    description:
+      "DPDK file prefix (/var/run/dpdk/<prefix>), so that several DPDK processes can share a machine; the original's virtio-forwarder_ by default.",
+    default: "virtio-forwarder_",
     option: { long: "--file-prefix", kind: "value", metavar: "PREFIX" },
     parse: parseFilePrefix,
   }),
@@ -453,6 +465,14 @@ export const VARIABLES = [
     description: "PCI addresses clients may use although they are not SR-IOV VFs, comma-separated.",
     default: [],
     parse: parsePciList,
+  }),
+  v({
+    name: "VIO4WD_SOCKET_DIRS_ALLOW",
+    key: "socketDirsAllow",
+    description:
+      "Directories besides VIRTIOFWD_SOCKET_DIR where ADD_SOCK may put or find vhost-user sockets (Neutron's vhostuser_socket_dir, e.g. /var/run/openvswitch), comma-separated. Empty: any directory that passes the trust check (owned by root, the daemon, the socket owner or QEMU's account; writable only by those groups).",
+    default: [],
+    parse: parseDirList,
   }),
   v({
     name: "VIO4WD_IPC_CMD_FILE",
@@ -601,6 +621,13 @@ function quirkWarnings(v: Variable, raw: EnvValue, where: string): string[] {
   if (v.parse === flag && NEGATIVE_LOOKING.test(text)) {
     return [
       `${where}: ${v.name}=${text} ENABLES it: any non-empty value does, as in virtio-forwarder; leave it blank to disable`,
+    ];
+  }
+  if (v.parse === parseLogLevel && !/^[0-7]$/.test(text)) {
+    return [
+      `${where}: ${v.name}=${text} is not a level from 0 to 7: ${
+        parseLogLevel(text)
+      } is used (virtio-forwarder reads it the same way)`,
     ];
   }
   if (v.key === "coreSchedEnable" && text !== "true" && !/^false$/i.test(text)) {

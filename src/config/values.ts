@@ -91,6 +91,17 @@ export function parseAbsolutePath(raw: string): string {
   return raw;
 }
 
+/** A comma-separated list of absolute directory paths (trailing slashes dropped). */
+export function parseDirList(raw: string): string[] {
+  return raw.split(",").map((s) => s.trim()).filter((s) => s !== "").map((d) => {
+    try {
+      return parseAbsolutePath(d).replace(/\/+$/, "") || "/";
+    } catch {
+      throw new ValueError("a comma-separated list of absolute directories", `'${d}' is not absolute`);
+    }
+  });
+}
+
 /** A ZeroMQ endpoint vio4wd can bind: `ipc:///abs/path`, `tcp://host:port` or `inproc://name`. */
 export function parseZmqEndpoint(raw: string): string {
   const allowed = "ipc:///absolute/path, tcp://HOST:PORT or inproc://NAME";

@@ -58,7 +58,10 @@ export const ADD_SOCK = codeTable("virtio_add_sock_dev_pair()", {
   noFreeRelay: [2, "no free relay (without dynamic sockets every relay owns its default socket)"],
   vf: [3, "the device could not be attached"],
   bond: [4, "the bond could not be created (see the daemon's log)"],
-  socket: [5, "the socket could not be registered (it must be directly inside the socket directory)"],
+  socket: [
+    5,
+    "the socket could not be registered (its directory must be VIRTIOFWD_SOCKET_DIR, or a trusted one in VIO4WD_SOCKET_DIRS_ALLOW if set; see the daemon's log)",
+  ],
 });
 
 export const REMOVE_SOCK = codeTable("virtio_remove_sock_dev_pair()", {

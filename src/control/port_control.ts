@@ -22,6 +22,7 @@ import {
 } from "./gen/virtioforwarder_pb.ts";
 import { decodeRequest } from "./proto_check.ts";
 import type { Service } from "./server.ts";
+import { socketPathRefusal, type SocketPlaces } from "../host/trusted_dir.ts";
 
 /** The original's request buffer: 256 B + 8 PCI addresses of 16 B. */
 export const PORT_CONTROL_MAX_REQUEST = 384;
@@ -77,7 +78,7 @@ export function validatePortControl(req: PortControlRequest, maxBondMembers: num
 
 /** The port-control operations over the relay table's port view. */
 export class PortControl {
-  constructor(readonly ports: RelayPorts, readonly log: Logger, readonly socketDir: string) {}
+  constructor(readonly ports: RelayPorts, readonly log: Logger, readonly places: SocketPlaces) {}
 
   /** Applies a validated request. */
   apply(req: PortControlRequest): Outcome | null {
@@ -159,9 +160,9 @@ export class PortControl {
     const device = devices.length === 1 ? devices[0] : name ?? "";
     if (device !== "" && this.ports.findByDevice(device)) return { code: code.deviceInUse, source };
     if (this.ports.findBySocket(path)) return { code: code.pathInUse, source };
-    const dir = this.socketDir.replace(/\/+$/, "");
-    if (!path.startsWith(dir + "/") || path.slice(dir.length + 1).includes("/") || path.includes("\0")) {
-      this.log.error(`ADD_SOCK: ${path} is not a file directly inside the socket directory ${dir}`);
+    const refused = socketPathRefusal(path, this.places);
+    if (refused !== null) {
+      this.log.error(`ADD_SOCK ${path} refused: ${refused}`);
       return { code: code.socket, source };
     }
     const r = this.ports.list().find((x) => x.socket === null && x.vf === null && !x.vm);
@@ -250,8 +251,13 @@ function encode(r: MessageInitShape<typeof PortControlResponseSchema>): Uint8Arr
 }
 
 /** The port-control ZeroMQ service. */
-export function portControlService(endpoint: string, ports: RelayPorts, log: Logger, socketDir: string): Service {
-  const pc = new PortControl(ports, log, socketDir);
+export function portControlService(
+  endpoint: string,
+  ports: RelayPorts,
+  log: Logger,
+  places: SocketPlaces,
+): Service {
+  const pc = new PortControl(ports, log, places);
   return {
     name: "zmq_port_control",
     endpoint,

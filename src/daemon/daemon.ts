@@ -21,13 +21,13 @@ import { portControlService } from "../control/port_control.ts";
 import { ControlServer, type Service } from "../control/server.ts";
 import { statsService } from "../control/stats.ts";
 import { accountId, endpointReach, formatLcoreMap, parseKernelCpuList } from "../config/values.ts";
-import { socketAccounts } from "../config/accounts.ts";
-import { makeDirs, untrustedDirectories } from "../host/trusted_dir.ts";
+import { qemuAccount, type SocketAccounts, socketAccounts } from "../config/accounts.ts";
+import { makeDirs, socketDirTrust, type SocketPlaces, untrustedDirectories } from "../host/trusted_dir.ts";
 import { sysfsRoot } from "../common/sysfs.ts";
 import { bindVfio, expandBindList, VFIO_DRIVER } from "../host/vfio_bind.ts";
 import { cpuNodes } from "../host/topology.ts";
 import { Logger } from "../common/log.ts";
-import { readNoFollow } from "../../ffi/libc.ts";
+import { readNoFollow, setThreadNice } from "../../ffi/libc.ts";
 import { notifyServiceManager } from "../host/systemd_notify.ts";
 import { CAP_SYS_ADMIN, lacksCapability } from "../host/capabilities.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
@@ -38,6 +38,8 @@ import { clientPorts, isSriovVf } from "../relays/client_ports.ts";
 export const VERSION = "0.1.0";
 /** Name of the PID file in the PID directory, as the original. */
 export const PID_FILE = "virtio-forwarder.pid";
+/** The workers' nice value, as the original's nice(-20). */
+const WORKER_NICE = -20;
 /** How often vhost events are picked up. */
 const EVENT_POLL_MS = 20;
 /** How often the relay table is reconciled with the data plane even when no event was dropped. */
@@ -105,18 +107,44 @@ function checkCpusOnline(c: Config): void {
   }
 }
 
-function prepareSocketDir(c: Config, log: Logger): void {
+/**
+ * Creates the socket directory if missing (0755) and hands it to the socket owner and group at
+ * every start, as the original's pre-start did (`mkdir -p`, chown, chgrp): after a reboot empties
+ * /tmp, QEMU (in client mode, as libvirt-qemu) must be able to create its socket there again.
+ * A sticky world-writable directory (/tmp itself) or / is never handed over.
+ */
+function prepareSocketDir(c: Config, accounts: SocketAccounts, log: Logger): void {
+  let st: Deno.FileInfo;
   try {
-    const st = Deno.statSync(c.socketDir);
+    st = Deno.statSync(c.socketDir);
     if (!st.isDirectory) throw new StartupError(`socket directory ${c.socketDir} is not a directory`);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
-    log.warn(`socket directory ${c.socketDir} does not exist: creating it`);
+    log.notice(`socket directory ${c.socketDir} does not exist: creating it`);
     try {
       makeDirs(c.socketDir, 0o755);
     } catch (err) {
       throw new StartupError(`cannot create socket directory ${c.socketDir}: ${(err as Error).message}`);
     }
+    st = Deno.statSync(c.socketDir);
+  }
+  const uid = accounts.owner ? accountId("passwd", accounts.owner) : null;
+  const gid = accounts.group ? accountId("group", accounts.group) : null;
+  if ((uid === null || uid === st.uid) && (gid === null || gid === st.gid)) return;
+  if (c.socketDir.replace(/\/+$/, "") === "" || ((st.mode ?? 0) & 0o1002) === 0o1002) {
+    log.warn(
+      `socket directory ${c.socketDir} is shared by every user: not handing it to ${accounts.owner}:${accounts.group}; ` +
+        `set VIRTIOFWD_SOCKET_DIR to a directory of its own (the original's /tmp/virtio-forwarder)`,
+    );
+    return;
+  }
+  try {
+    Deno.chownSync(c.socketDir, uid, gid);
+    log.info(`socket directory ${c.socketDir} handed to ${accounts.owner || "-"}:${accounts.group || "-"}`);
+  } catch (e) {
+    log.warn(
+      `cannot hand socket directory ${c.socketDir} to ${accounts.owner}:${accounts.group}: ${(e as Error).message}`,
+    );
   }
 }
 
@@ -195,14 +223,23 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   for (const w of accounts.warnings) log.warn(w);
   const [untrusted] = untrustedDirectories(c, accounts);
   if (untrusted) throw new StartupError(`${untrusted.variable}=${untrusted.dir}: ${untrusted.why}`);
-  prepareSocketDir(c, log); // dynamic sockets too: ADD_SOCK paths must lie directly inside it
+  prepareSocketDir(c, accounts, log); // dynamic sockets too: QEMU creates its sockets there in client mode
   const pidFile = writePidFile(c);
 
   const dp = Dataplane.open();
-  log.notice(`starting vio4wd ${VERSION} (${dp.dpdkVersion}), workers on CPU ${c.cpus.join(",")}`);
+  // The original's words first: operators grep for "Starting virtio-forwarder" / "Stopping virtio-forwarder".
+  log.notice(
+    `Starting virtio-forwarder: starting vio4wd ${VERSION} (${dp.dpdkVersion}), workers on CPU ${c.cpus.join(",")}`,
+  );
   const args = ealArgs(c);
   args.forEach((a, i) => log.debug(`dpdk eal param ${i}: ${a}`));
   const cap = Deno.env.get(EVENT_QUEUE_CAP_ENV);
+  try {
+    // as the original: nice -20 before DPDK starts, so that the workers it creates inherit it
+    setThreadNice(WORKER_NICE);
+  } catch (e) {
+    log.warn(`Could not set process nice value to ${WORKER_NICE}! (${(e as Error).message}; needs CAP_SYS_NICE)`);
+  }
   try {
     dp.init(args, { mbufDataSize: mbufDataSize(c), tso: c.tso, eventQueueCap: cap ? Number(cap) : undefined });
     dp.setIdleSleep(c.idleSleepUs);
@@ -252,7 +289,8 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   }
   let control: ControlServer;
   try {
-    control = new ControlServer(controlServices(c, table, log), log, c.zmqGroup);
+    const places = { socketDir: c.socketDir, allow: c.socketDirsAllow, trust: socketDirTrust(accounts, qemuAccount()) };
+    control = new ControlServer(controlServices(c, table, log, places), log, c.zmqGroup);
   } catch (e) {
     dp.shutdown();
     Deno.removeSync(pidFile);
@@ -334,7 +372,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
           Deno.removeSync(path, { recursive: true });
         } catch { /* already gone */ }
       }
-      log.notice("stopped");
+      log.notice("Stopping virtio-forwarder: stopped");
       return status;
     },
   };
@@ -349,13 +387,13 @@ function clientView(c: Config, table: RelayTable): RelayPorts {
   return clientPorts(table, { drivers: c.devargsAllow, pci: c.pciAllow, socketDir: c.socketDir, isVf: isSriovVf });
 }
 
-export function controlServices(c: Config, table: RelayTable, log: Logger): Service[] {
+export function controlServices(c: Config, table: RelayTable, log: Logger, places: SocketPlaces): Service[] {
   const coreSched = coreSchedEndpoint(c);
   const stats = c.zmqStatsEp || (coreSched ? ORIGINAL_ENDPOINTS.stats : "");
   const services = [
     ...(c.zmqConfigEp ? [configService(c.zmqConfigEp, c, log)] : []),
     ...(stats ? [statsService(stats, table, log)] : []),
-    ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, clientView(c, table), log, c.socketDir)] : []),
+    ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, clientView(c, table), log, places)] : []),
     ...(coreSched ? [coreSchedService(coreSched, table, log)] : []),
   ];
   return services.filter((s) => endpointAllowed(s.name, s.endpoint, c.zmqAllowRemote, log));

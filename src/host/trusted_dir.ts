@@ -17,8 +17,8 @@ import { accountId } from "../config/values.ts";
 export interface DirTrust {
   /** Users besides root and the daemon's own that may own the directory itself (not parents). */
   owners?: readonly number[];
-  /** A group that may have write access to the directory itself (not parents). */
-  writerGroup?: number | null;
+  /** Groups that may have write access to the directory itself (not parents). */
+  writerGroups?: readonly (number | null)[];
 }
 
 /**
@@ -53,7 +53,7 @@ export function untrustedDir(dir: string, trust: DirTrust = {}): string | null {
       }: ` +
         `another user could replace what vio4wd keeps under it (chown root ${path}, or choose a directory of root's)`;
     }
-    const groupOk = gid === 0 || (last && trust.writerGroup != null && gid === trust.writerGroup);
+    const groupOk = gid === 0 || (last && gid !== null && (trust.writerGroups ?? []).includes(gid));
     if ((mode & 0o020) !== 0 && !groupOk) {
       return `${path} is writable by group ${gid} (mode ${octal(mode)}): its members could replace what vio4wd keeps ` +
         `under it (chmod g-w ${path})`;
@@ -87,7 +87,7 @@ export function untrustedDirectories(
   const owner = accounts.owner ? accountId("passwd", accounts.owner) : null;
   const group = accounts.group ? accountId("group", accounts.group) : null;
   const checks: [string, string, DirTrust][] = [
-    ["VIRTIOFWD_SOCKET_DIR", c.socketDir, { owners: owner === null ? [] : [owner], writerGroup: group }],
+    ["VIRTIOFWD_SOCKET_DIR", c.socketDir, { owners: owner === null ? [] : [owner], writerGroups: [group] }],
     ["VIRTIOFWD_PID_DIR", c.pidDir, {}],
   ];
   return checks.flatMap(([variable, dir, trust]) => {
@@ -117,4 +117,88 @@ export function makeDirs(dir: string, mode: number): string[] {
     Deno.chmodSync(p, mode);
   }
   return missing;
+}
+
+/**
+ * Who may own, and which groups may write, a directory that holds vhost-user sockets: the socket
+ * owner and group, and the account libvirt runs QEMU as (in client mode QEMU creates its socket
+ * there: Neutron's vhostuser_socket_dir, libvirt's /var/lib/libvirt/qemu).
+ */
+export function socketDirTrust(
+  accounts: Pick<SocketAccounts, "owner" | "group">,
+  qemu: { user: string; group: string },
+  etc = "/etc",
+): DirTrust {
+  const ids = (file: "passwd" | "group", names: string[]) =>
+    [...new Set(names.filter((n) => n !== "").map((n) => accountId(file, n, etc)))].filter((x) => x !== null);
+  return {
+    owners: ids("passwd", [accounts.owner, qemu.user]),
+    writerGroups: ids("group", [accounts.group, qemu.group]),
+  };
+}
+
+/** Where a client may put a vhost-user socket (ADD_SOCK): the socket directory and, if any, others. */
+export interface SocketPlaces {
+  /** VIRTIOFWD_SOCKET_DIR: trusted at start. */
+  socketDir: string;
+  /** VIO4WD_SOCKET_DIRS_ALLOW: the only other directories allowed; empty = any trusted one. */
+  allow: readonly string[];
+  /** Who may own and write those other directories. */
+  trust: DirTrust;
+}
+
+/** The longest socket path a unix socket address holds (sun_path less its NUL). */
+export const MAX_SOCKET_PATH = 107;
+
+/**
+ * Why a client's vhost-user socket path is refused, naming the rule and the fix; null when it may
+ * be used. The path must be absolute and plain (no `.`/`..`, no empty parts, printable, at most
+ * 107 bytes); its directory is the socket directory, or one that exists, is on the allow-list if
+ * there is one, passes {@link untrustedDir} with the socket accounts and QEMU's, and reaches its
+ * real path only through links of root's. Whether something already lies at the path is the
+ * data plane's to check (only a leftover socket of the daemon's may be replaced).
+ */
+export function socketPathRefusal(path: string, places: SocketPlaces): string | null {
+  if (!path.startsWith("/")) return `'${path}' is not an absolute path`;
+  if (/[\x00-\x1f\x7f]/.test(path)) return "the path has control characters";
+  if (new TextEncoder().encode(path).length > MAX_SOCKET_PATH) {
+    return `the path is longer than a unix socket address holds (${MAX_SOCKET_PATH} bytes)`;
+  }
+  const parts = path.split("/").slice(1);
+  if (parts.some((p) => p === "" || p === "." || p === "..")) {
+    return `'${path}' is not a plain path (empty, '.' or '..' parts): name the socket by its plain absolute path`;
+  }
+  const dir = "/" + parts.slice(0, -1).join("/");
+  const socketDir = places.socketDir.replace(/\/+$/, "") || "/";
+  if (dir === socketDir) return null;
+  const fix = `(VIRTIOFWD_SOCKET_DIR=${socketDir}${
+    places.allow.length ? `, VIO4WD_SOCKET_DIRS_ALLOW=${places.allow.join(",")}` : ""
+  })`;
+  if (places.allow.length > 0 && !places.allow.some((a) => (a.replace(/\/+$/, "") || "/") === dir)) {
+    return `${dir} is neither the socket directory nor in VIO4WD_SOCKET_DIRS_ALLOW ${fix}: add it there`;
+  }
+  for (let i = 1; i < parts.length; i++) {
+    const prefix = "/" + parts.slice(0, i).join("/");
+    let st: Deno.FileInfo;
+    try {
+      st = Deno.lstatSync(prefix);
+    } catch {
+      return `${prefix} does not exist: create the socket directory ${dir} first (QEMU's or Neutron's)`;
+    }
+    if (st.isSymlink && st.uid !== 0) {
+      return `${prefix} is a link of uid ${st.uid}, not of root's: it could point the socket anywhere ` +
+        `(use the real path ${realPathOr(prefix)})`;
+    }
+    if (!st.isSymlink && !st.isDirectory) return `${prefix} is not a directory`;
+  }
+  const why = untrustedDir(dir, places.trust);
+  return why === null ? null : `socket directory ${dir}: ${why}`;
+}
+
+function realPathOr(p: string): string {
+  try {
+    return Deno.realPathSync(p);
+  } catch {
+    return p;
+  }
 }

@@ -19,7 +19,7 @@ Deno.test("trusted dir: root's directories, parts still to be created and sticky
     assertEq(untrustedDir(`${root}/run/not/yet`), null, "parts still to be created");
     assertEq(untrustedDir(`${dir(root, "tmp", 0o1777)}/mine`), null, "below a sticky world-writable dir (/tmp)");
     assertEq(
-      untrustedDir(dir(root, "sock", 0o770, NOBODY, NOBODY), { owners: [NOBODY], writerGroup: NOBODY }),
+      untrustedDir(dir(root, "sock", 0o770, NOBODY, NOBODY), { owners: [NOBODY], writerGroups: [NOBODY] }),
       null,
       "the socket owner's dir, writable by the socket group",
     );

@@ -410,14 +410,14 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
       case "vm-connected":
         this.#syncVm(r, true, ev.queuePairs);
         this.#log.info(
-          `relay ${r.id}: VM connected (${ev.queuePairs} queue pair(s), NUMA node ${ev.numaNode}, VM->VF on CPU ${
+          `relay ${r.id}: VM connected: new virtio device on '${r.socket}' (${ev.queuePairs} queue pair(s), NUMA node ${ev.numaNode}, VM->VF on CPU ${
             r.cpus[VM_TO_VF]
           })`,
         );
         break;
       case "vm-disconnected":
         this.#syncVm(r, false, 0);
-        this.#log.info(`relay ${r.id}: VM disconnected`);
+        this.#log.info(`relay ${r.id}: VM disconnected: destroy virtio device on '${r.socket}'`);
         break;
       case "vring-state":
         this.#log.debug(`relay ${r.id}: vring ${ev.queue} ${ev.enabled ? "enabled" : "disabled"}`);
