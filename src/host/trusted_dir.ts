@@ -160,7 +160,7 @@ export const MAX_SOCKET_PATH = 107;
  */
 export function socketPathRefusal(path: string, places: SocketPlaces): string | null {
   if (!path.startsWith("/")) return `'${path}' is not an absolute path`;
-  if (/[\x00-\x1f\x7f]/.test(path)) return "the path has control characters";
+  if ([...path].some((ch) => ch < " " || ch === "\x7f")) return "the path has control characters";
   if (new TextEncoder().encode(path).length > MAX_SOCKET_PATH) {
     return `the path is longer than a unix socket address holds (${MAX_SOCKET_PATH} bytes)`;
   }
