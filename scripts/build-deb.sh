@@ -37,6 +37,13 @@ VIO4WD_SHIM="$lib/libvio4wd_shim.so" DENO_DIR="$cache" DENO_NO_UPDATE_CHECK=1 \
   --allow-all "$lib/vio4wd.js" "$@"
 EOF
 chmod 0755 "$root/usr/bin/vio4wd"
+# The original's program names: its clients at its Debian path and at the lib64 path RHEL's
+# package had and OpenStack's os-vif runs, its daemon in /usr/bin (see the lintian overrides).
+for d in "$root/usr/lib/virtio-forwarder" "$root/usr/lib64/virtio-forwarder"; do
+  install -d "$d"
+  install -m 0755 scripts/original/virtioforwarder_*.py "$d/"
+done
+install -m 0755 scripts/original/virtio-forwarder "$root/usr/bin/virtio-forwarder"
 
 # Units, configuration, completions, man page, documentation.
 install -d "$root/lib/systemd/system" "$root/etc/default" "$doc" "$root/usr/share/man/man8" "$root/var/cache/vio4wd"
@@ -47,6 +54,7 @@ install -D -m 0644 completions/vio4wd.bash "$root/usr/share/bash-completion/comp
 install -D -m 0644 completions/vio4wd.zsh "$root/usr/share/zsh/vendor-completions/_vio4wd"
 install -D -m 0644 completions/vio4wd.fish "$root/usr/share/fish/vendor_completions.d/vio4wd.fish"
 gzip -9n <docs/vio4wd.8 >"$root/usr/share/man/man8/vio4wd.8.gz"
+printf '.so man8/vio4wd.8\n' | gzip -9n >"$root/usr/share/man/man8/virtio-forwarder.8.gz"
 for f in docs/manual.md docs/architecture.md README.md; do gzip -9n <"$f" >"$doc/$(basename "$f").gz"; done
 cp scripts/debian/copyright "$doc/copyright"
 gzip -9n <scripts/debian/changelog >"$doc/changelog.gz"

@@ -34,6 +34,14 @@ say "$lib"
 mkdir -p "$root/usr/bin"
 ln -sfn ../lib/vio4wd/vio4wd "$root/usr/bin/vio4wd"
 say "$root/usr/bin/vio4wd"
+# The original's program names: its clients where its Debian package (lib) and RHEL's and
+# OpenStack's os-vif (lib64) have them, and its daemon.
+for d in "$root/usr/lib/virtio-forwarder" "$root/usr/lib64/virtio-forwarder"; do
+  install -d "$d"
+  install -m 0755 scripts/original/virtioforwarder_*.py "$d/"
+done
+install -m 0755 scripts/original/virtio-forwarder "$root/usr/bin/virtio-forwarder"
+say "the original's clients in $root/usr/lib/virtio-forwarder and $root/usr/lib64/virtio-forwarder, $root/usr/bin/virtio-forwarder"
 mkdir -p "$root/lib/systemd/system"
 install -m 0644 scripts/systemd/virtio-forwarder.service scripts/systemd/vio4wd_core_scheduler.service \
   "$root/lib/systemd/system/"

@@ -14,7 +14,7 @@ import { configCommand, runConfig } from "./cli/config.ts";
 import { daemonCommand, normalizeOriginalArgs, optionOverrides } from "./cli/daemon.ts";
 import { demoCommand, runDemo } from "./cli/demo.ts";
 import { pinCommand, runPin } from "./cli/pin.ts";
-import { portCommand, runPort } from "./cli/port.ts";
+import { portCommand, runPort, runPortList } from "./cli/port.ts";
 import { runStats, statsCommand } from "./cli/stats.ts";
 import { runSched, schedCommand } from "./cli/sched.ts";
 import { monitorCommand, runMonitor } from "./cli/monitor.ts";
@@ -23,6 +23,7 @@ import { doctorCommand, runDoctor } from "./cli/doctor.ts";
 import { DaemonUnreachableError } from "./control/client.ts";
 import { ShimNotFoundError } from "../ffi/shim.ts";
 import { Dataplane } from "./dataplane/dataplane.ts";
+import { runOriginalTool } from "./cli/original_tools.ts";
 
 /** Every subcommand. */
 export const parser = or(
@@ -64,6 +65,8 @@ export const runOptions = {
 
 /** Parses `args` and runs the command; returns the exit status. */
 export async function main(args: readonly string[]): Promise<number> {
+  // the original's Python clients, as their launchers at the original's paths run them
+  if (args[0] === "original-tool") return await runOriginalTool(args.slice(1));
   const isDaemon = args[0] === "daemon";
   let argv = [...args];
   if (isDaemon) {
@@ -102,6 +105,8 @@ export async function main(args: readonly string[]): Promise<number> {
         return await runDemo(a);
       case "port":
         return await runPort(a);
+      case "port-list":
+        return await runPortList(a);
       case "stats":
         return await runStats(a);
       case "pin":

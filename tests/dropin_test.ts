@@ -146,3 +146,24 @@ Deno.test("drop-in: blank socket owner and group give the sockets to libvirt-qem
   await d.waitLog(/relay-status \[\{"id":0/);
   assertEq((await d.status()).map((r) => r.id).join(","), "0", "still answering");
 });
+
+Deno.test("drop-in: by default the daemon and the worker threads DPDK creates run at nice -20, as the original's nice(-20); VIO4WD_NICE=0 leaves them alone", async () => {
+  await using w = await World.create("nice");
+  /** Each thread's name and nice value (ps(1): Deno reads /proc only with --allow-all). */
+  const threads = (pid: number) =>
+    new TextDecoder().decode(
+      new Deno.Command("ps", { args: ["-L", "-o", "ni=,comm=", "-p", String(pid)], stdout: "piped" }).outputSync()
+        .stdout,
+    ).trim().split("\n").map((l) => {
+      const m = /^\s*(-?\d+)\s+(.*)$/.exec(l)!;
+      return { name: m[2], nice: Number(m[1]) };
+    });
+  // a blank line after the rig's VIO4WD_NICE=0: the default
+  let d = await w.daemon(["VIO4WD_NICE=", "VIRTIOFWD_STATIC_VFS=net_null0=0"]);
+  const workers = threads(d.pid).filter((t) => t.name.startsWith("rte-worker"));
+  assert(workers.length > 0, `worker threads: ${JSON.stringify(threads(d.pid))}`);
+  assertEq(workers.map((t) => t.nice).join(), workers.map(() => -20).join(), "the workers' nice");
+  assertEq(await d.stop(), 0, "exit status");
+  d = await w.daemon(["VIO4WD_NICE=0", "VIRTIOFWD_STATIC_VFS=net_null0=0"]);
+  assert(threads(d.pid).every((t) => t.nice === 0), "VIO4WD_NICE=0: every thread at 0");
+});

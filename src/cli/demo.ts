@@ -59,6 +59,9 @@ export async function runDemo(a: { seconds: number; json?: boolean }): Promise<n
     `VIRTIOFWD_SOCKET_DIR=${dir}`,
     `VIRTIOFWD_PID_DIR=${dir}`,
     "VIRTIOFWD_DYNAMIC_SOCKETS=y",
+    // the demo's own state and priority: its stand-ins share the worker's CPU
+    `VIO4WD_STATE_DIR=${dir}/state`,
+    "VIO4WD_NICE=0",
     `VIRTIOFWD_STATIC_VFS=net_memif0,role=server,socket=${vfSock}=0`,
     `VIO4WD_EAL_FILE_PREFIX=${tag}`,
     "VIO4WD_EAL_MEMORY_MB=256",

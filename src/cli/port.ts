@@ -19,6 +19,8 @@ import {
   PortControlRequestSchema,
   PortControlResponse_Status as Status,
   PortControlResponseSchema,
+  StatsRequestSchema,
+  StatsResponseSchema,
 } from "../control/gen/virtioforwarder_pb.ts";
 
 const OPS = {
@@ -104,10 +106,38 @@ function opCommand<N extends OpName>(name: N) {
   );
 }
 
+const listCommand = command(
+  "list",
+  object({
+    action: constant("port-list" as const),
+    all: optional(flag("--all", { description: message`Also relays with a socket and nothing else.` })),
+    zmqEp: optional(
+      option("--zmq-ep", "--stats-ep", string({ metavar: "EP" }), {
+        description: message`Stats endpoint (default: the config's).`,
+      }),
+    ),
+    config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+    json: optional(flag("--json", { description: message`One JSON array of relays.` })),
+  }),
+  {
+    brief: message`List the relays' pairings: socket, device, whether the VM is connected.`,
+    description:
+      message`List each relay that has a device or a connected VM: its socket, its device (PCI address, devargs or bond) and whether its VM is connected. With dynamic sockets these are the pairings port control made (ADD_SOCK), which the daemon restores after a restart.`,
+    footer: examples("vio4wd port list", "vio4wd port list --json | jq '.[] | select(.vm_connected | not)'"),
+  },
+);
+
 /** The `port` command's parser. */
 export const portCommand = command(
   "port",
-  or(opCommand("add"), opCommand("remove"), opCommand("add-sock"), opCommand("remove-sock"), opCommand("query-pci")),
+  or(
+    opCommand("add"),
+    opCommand("remove"),
+    opCommand("add-sock"),
+    opCommand("remove-sock"),
+    opCommand("query-pci"),
+    listCommand,
+  ),
   {
     brief: message`Add or remove VFs and sockets on the running daemon (ZeroMQ port control).`,
     description:
@@ -141,6 +171,42 @@ export function parsePciAddress(s: string): { domain: number; bus: number; slot:
     slot: parseInt(m[3], 16),
     function: Number(m[4]),
   };
+}
+
+/** Parsed `port list` arguments. */
+export interface PortListArgs {
+  all?: boolean;
+  zmqEp?: string;
+  config?: string;
+  json?: boolean;
+}
+
+/** Runs `vio4wd port list`: the relays' pairings from the stats endpoint. */
+export async function runPortList(a: PortListArgs): Promise<number> {
+  const endpoint = await resolveEndpoint("stats", a.zmqEp, a.config);
+  const res = await request(endpoint, StatsRequestSchema, { includeInactive: true, delay: 0 }, StatsResponseSchema);
+  const rows = res.relay.map((r) => ({
+    relay: r.id,
+    socket: r.vhost?.vhostSocketName || null,
+    device: r.vf?.pciAddrStr || null,
+    vm_connected: r.vmToVf?.internalState === "VIRTIO_READY",
+  })).filter((r) => r.device !== null || r.vm_connected || (a.all && r.socket !== null));
+  if (a.json) {
+    console.log(JSON.stringify(rows));
+    return 0;
+  }
+  const table = [
+    ["relay", "socket", "device", "VM"],
+    ...rows.map((r) => [
+      String(r.relay),
+      r.socket ?? "-",
+      r.device ?? "-",
+      r.vm_connected ? "connected" : "-",
+    ]),
+  ];
+  const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
+  for (const row of table) console.log(row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd());
+  return 0;
 }
 
 /** Runs `vio4wd port ...`; returns the exit status. */

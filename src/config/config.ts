@@ -75,6 +75,8 @@ export interface Config {
   devargsAllow: string[];
   pciAllow: string[];
   socketDirsAllow: string[];
+  stateDir: string;
+  nice: number;
   binary: string;
   coreSchedEnable: boolean;
   coreSchedSensitivity: number;
@@ -473,6 +475,24 @@ export const VARIABLES = [
       "Directories besides VIRTIOFWD_SOCKET_DIR where ADD_SOCK may put or find vhost-user sockets (Neutron's vhostuser_socket_dir, e.g. /var/run/openvswitch), comma-separated. Empty: any directory that passes the trust check (owned by root, the daemon, the socket owner or QEMU's account; writable only by those groups).",
     default: [],
     parse: parseDirList,
+  }),
+  v({
+    name: "VIO4WD_STATE_DIR",
+    key: "stateDir",
+    description:
+      "Directory of the daemon's state (pairings.json: the sockets port control paired with devices, restored at start with dynamic sockets); root's, created 0700.",
+    default: "/var/lib/vio4wd",
+    option: { long: "--state-dir", kind: "value", metavar: "DIR" },
+    parse: parseAbsolutePath,
+  }),
+  v({
+    name: "VIO4WD_NICE",
+    key: "nice",
+    description:
+      "Nice value of the daemon and its workers: -20 (the default) as the original's nice(-20), so that nothing else on a worker's CPU runs before it; 0 leaves the priority alone (a machine where other programs must share the workers' CPUs, e.g. test stand-ins).",
+    default: -20,
+    option: { long: "--nice", kind: "value", metavar: "N" },
+    parse: (r) => parseInteger(r, -20, 19),
   }),
   v({
     name: "VIO4WD_IPC_CMD_FILE",

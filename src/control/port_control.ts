@@ -23,6 +23,7 @@ import {
 import { decodeRequest } from "./proto_check.ts";
 import type { Service } from "./server.ts";
 import { socketPathRefusal, type SocketPlaces } from "../host/trusted_dir.ts";
+import type { Pairing } from "../relays/pairings.ts";
 
 /** The original's request buffer: 256 B + 8 PCI addresses of 16 B. */
 export const PORT_CONTROL_MAX_REQUEST = 384;
@@ -106,6 +107,48 @@ export class PortControl {
           ? { code: QUERY_PCI.code.ok, source: QUERY_PCI.source, query: r.vf ?? "" }
           : { code: QUERY_PCI.code.notFound, source: QUERY_PCI.source };
       }
+    }
+    return null;
+  }
+
+  /**
+   * Pairs `p` (from the state file) again on its own relay by ADD_SOCK's rules: the socket path
+   * and device are checked as a client's are. In client mode a socket that is gone means the VM
+   * is not running: the pairing is dropped (its VM's next plug adds it again). Returns why the
+   * pairing was not restored, or null.
+   */
+  restore(p: Pairing, clientMode: boolean): string | null {
+    const refused = socketPathRefusal(p.socket, this.places);
+    if (refused !== null) return refused;
+    if (clientMode) {
+      try {
+        if (!Deno.lstatSync(p.socket).isSocket) return `${p.socket} is not a socket`;
+      } catch {
+        return `the socket ${p.socket} is gone (its VM is not running)`;
+      }
+    }
+    if (!this.#inRange(p.relay)) return `relay ${p.relay} is beyond the daemon's ${this.ports.limits.maxRelays} relays`;
+    const r = this.ports.get(p.relay);
+    if (r.socket !== null || r.vf !== null) return `relay ${p.relay} is in use already`;
+    if (this.ports.findBySocket(p.socket)) return `${p.socket} is on another relay already`;
+    const what = `relay ${p.relay}: restore ${p.bond ? "bond" : "VF"} ${p.device}`;
+    const failed = attempt(
+      this.log,
+      what,
+      () =>
+        p.bond
+          ? this.ports.addBond(p.relay, p.device, p.bond.mode, p.bond.members)
+          : this.ports.addVf(p.relay, p.device),
+    );
+    if (failed) return `the device ${p.device} could not be attached: ${failed.message}`;
+    const noSocket = attempt(
+      this.log,
+      `relay ${p.relay}: restore socket ${p.socket}`,
+      () => this.ports.addSocket(p.relay, p.socket),
+    );
+    if (noSocket) {
+      attempt(this.log, `relay ${p.relay}: undo ${p.device}`, () => this.ports.removeVf(p.relay));
+      return `the socket could not be registered: ${noSocket.message}`;
     }
     return null;
   }
@@ -253,11 +296,11 @@ function encode(r: MessageInitShape<typeof PortControlResponseSchema>): Uint8Arr
 /** The port-control ZeroMQ service. */
 export function portControlService(
   endpoint: string,
-  ports: RelayPorts,
-  log: Logger,
-  places: SocketPlaces,
+  pc: PortControl,
+  /** Called after every operation that changed a relay (the daemon keeps the pairings). */
+  changed: () => void = () => {},
 ): Service {
-  const pc = new PortControl(ports, log, places);
+  const { ports, log } = pc;
   return {
     name: "zmq_port_control",
     endpoint,
@@ -279,6 +322,7 @@ export function portControlService(
       }
       const out = pc.apply(req);
       if (!out) return encode({});
+      if (req.op !== Op.QUERY_PCI) changed(); // a failure may have changed something half-way
       if (out.code === 0) {
         return encode({ status: Status.OK, ...(out.query !== undefined ? { queryString: out.query } : {}) });
       }

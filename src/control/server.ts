@@ -8,7 +8,7 @@
  * @module
  */
 
-import { makeDirs, untrustedDir } from "../host/trusted_dir.ts";
+import { type DirTrust, makeDirs, trustedOnlyAsShared, untrustedDir } from "../host/trusted_dir.ts";
 import { dirname } from "node:path";
 import { ZMQ_MAXMSGSIZE, ZMQ_PAIR, ZMQ_ROUTER, ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
 import { accountId } from "../config/values.ts";
@@ -53,7 +53,17 @@ export class ControlServer {
    * Binds every service (creating ipc:// directories 0750 and sockets 0660, with `group` when
    * given) and starts serving. Throws, with nothing left bound, when an endpoint cannot be bound.
    */
-  constructor(services: readonly Service[], readonly log: Logger, group = "") {
+  /**
+   * `socketDir`: VIRTIOFWD_SOCKET_DIR and who may own it. An ipc:// endpoint in or under that
+   * directory is taken under the same trust (the original's deployments put both in
+   * /var/run/virtio-forwarder and hand it to QEMU's account), with a warning.
+   */
+  constructor(
+    services: readonly Service[],
+    readonly log: Logger,
+    group = "",
+    readonly socketDir: DirTrust["shared"] = undefined,
+  ) {
     const gid = group === "" ? null : accountId("group", group);
     if (group !== "" && gid === null) throw new Error(`group '${group}' does not exist (see /etc/group)`);
     const wake = `inproc://vio4wd-wake-${crypto.randomUUID()}`;
@@ -74,8 +84,16 @@ export class ControlServer {
     const file = service.endpoint.startsWith("ipc://") ? service.endpoint.slice("ipc://".length) : null;
     if (file) {
       const dir = dirname(file);
-      const why = untrustedDir(dir);
+      const trust = { shared: this.socketDir };
+      const why = untrustedDir(dir, trust);
       if (why) throw new Error(`${service.name}: ${service.endpoint}: ${why}`);
+      if (trustedOnlyAsShared(dir, trust)) {
+        this.log.warn(
+          `${service.name}: ${service.endpoint} lies in or under VIRTIOFWD_SOCKET_DIR, which the socket owner or group can ` +
+            `write: a process of theirs (QEMU) could replace the endpoint; put the ZeroMQ endpoints in a directory of ` +
+            `root's (e.g. ipc:///var/run/vio4wd/...)`,
+        );
+      }
       try {
         Deno.statSync(dir);
       } catch {

@@ -17,12 +17,20 @@ import { IpcMonitor } from "../monitors/ipc.ts";
 import { OvsdbMonitor } from "../monitors/ovsdb.ts";
 import { configService } from "../control/config_service.ts";
 import { coreSchedService } from "../control/core_sched.ts";
-import { portControlService } from "../control/port_control.ts";
+import { PortControl, portControlService } from "../control/port_control.ts";
+import { loadPairings, PAIRINGS_FILE, pairingsOf, savePairings } from "../relays/pairings.ts";
 import { ControlServer, type Service } from "../control/server.ts";
 import { statsService } from "../control/stats.ts";
 import { accountId, endpointReach, formatLcoreMap, parseKernelCpuList } from "../config/values.ts";
 import { qemuAccount, type SocketAccounts, socketAccounts } from "../config/accounts.ts";
-import { makeDirs, socketDirTrust, type SocketPlaces, untrustedDirectories } from "../host/trusted_dir.ts";
+import {
+  makeDirs,
+  sharedSocketDir,
+  socketDirTrust,
+  trustedOnlyAsShared,
+  untrustedDir,
+  untrustedDirectories,
+} from "../host/trusted_dir.ts";
 import { sysfsRoot } from "../common/sysfs.ts";
 import { bindVfio, expandBindList, VFIO_DRIVER } from "../host/vfio_bind.ts";
 import { cpuNodes } from "../host/topology.ts";
@@ -38,8 +46,6 @@ import { clientPorts, isSriovVf } from "../relays/client_ports.ts";
 export const VERSION = "0.1.0";
 /** Name of the PID file in the PID directory, as the original. */
 export const PID_FILE = "virtio-forwarder.pid";
-/** The workers' nice value, as the original's nice(-20). */
-const WORKER_NICE = -20;
 /** How often vhost events are picked up. */
 const EVENT_POLL_MS = 20;
 /** How often the relay table is reconciled with the data plane even when no event was dropped. */
@@ -200,6 +206,47 @@ function writePidFile(c: Config): string {
   return path;
 }
 
+/**
+ * The pairings port control made, restored on their relays (dynamic sockets): each by ADD_SOCK's
+ * rules; one that cannot be (its socket or device gone) is dropped with a log line.
+ */
+function restorePairings(c: Config, pc: PortControl, log: Logger): void {
+  const { pairings, problems } = loadPairings(c.stateDir);
+  for (const p of problems) log.warn(`pairings: ${p}`);
+  for (const p of pairings) {
+    const why = pc.restore(p, c.vhostClient);
+    if (why === null) {
+      log.notice(`relay ${p.relay}: socket ${p.socket} paired with ${p.device} again (kept from the last run)`);
+    } else log.warn(`relay ${p.relay}: pairing of ${p.socket} with ${p.device} dropped: ${why}`);
+  }
+}
+
+/**
+ * What keeps the pairings file in step with the relay table: called after every port-control
+ * operation; writes only when the pairings changed. The state directory is created (0700) or
+ * must pass the trust check; a failure is logged, never fatal (the relays keep running).
+ */
+function pairingKeeper(c: Config, table: RelayTable, log: Logger): () => void {
+  let last: string | null = null;
+  return () => {
+    const pairings = pairingsOf(table.list());
+    const text = JSON.stringify(pairings);
+    if (text === last) return;
+    try {
+      const why = untrustedDir(c.stateDir);
+      if (why) throw new Error(`VIO4WD_STATE_DIR=${c.stateDir}: ${why}`);
+      makeDirs(c.stateDir, 0o700);
+      savePairings(c.stateDir, pairings);
+      last = text;
+    } catch (e) {
+      log.error(
+        `cannot keep the pairings in ${c.stateDir}/${PAIRINGS_FILE}: ${(e as Error).message}; ` +
+          "they will not be restored after a restart",
+      );
+    }
+  };
+}
+
 /** A started daemon: its relay table, and how to stop it. */
 export interface RunningDaemon {
   table: RelayTable;
@@ -223,6 +270,12 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   for (const w of accounts.warnings) log.warn(w);
   const [untrusted] = untrustedDirectories(c, accounts);
   if (untrusted) throw new StartupError(`${untrusted.variable}=${untrusted.dir}: ${untrusted.why}`);
+  if (trustedOnlyAsShared(c.pidDir, { shared: sharedSocketDir(c.socketDir, accounts) })) {
+    log.warn(
+      `VIRTIOFWD_PID_DIR=${c.pidDir} lies in or under VIRTIOFWD_SOCKET_DIR, which belongs to the socket owner or ` +
+        "group: a process of theirs (QEMU) could meddle with the PID file; choose a directory of root's (e.g. /var/run)",
+    );
+  }
   prepareSocketDir(c, accounts, log); // dynamic sockets too: QEMU creates its sockets there in client mode
   const pidFile = writePidFile(c);
 
@@ -236,9 +289,12 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   const cap = Deno.env.get(EVENT_QUEUE_CAP_ENV);
   try {
     // as the original: nice -20 before DPDK starts, so that the workers it creates inherit it
-    setThreadNice(WORKER_NICE);
+    if (c.nice !== 0) setThreadNice(c.nice);
   } catch (e) {
-    log.warn(`Could not set process nice value to ${WORKER_NICE}! (${(e as Error).message}; needs CAP_SYS_NICE)`);
+    log.warn(
+      `Could not set process nice value to ${c.nice}! (${(e as Error).message}; needs CAP_SYS_NICE; VIO4WD_NICE=0 ` +
+        "leaves the priority alone)",
+    );
   }
   try {
     dp.init(args, { mbufDataSize: mbufDataSize(c), tso: c.tso, eventQueueCap: cap ? Number(cap) : undefined });
@@ -287,10 +343,19 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   for (const s of c.staticVfs) {
     attempt(log, `static VF ${s.device}=${s.relay}`, () => table.addVf(s.relay, s.device));
   }
+  const places = { socketDir: c.socketDir, allow: c.socketDirsAllow, trust: socketDirTrust(accounts, qemuAccount()) };
+  const portControl = new PortControl(clientView(c, table), log, places);
+  const keepPairings = c.dynamicSockets ? pairingKeeper(c, table, log) : () => {};
+  if (c.dynamicSockets) restorePairings(c, portControl, log);
+  keepPairings();
   let control: ControlServer;
   try {
-    const places = { socketDir: c.socketDir, allow: c.socketDirsAllow, trust: socketDirTrust(accounts, qemuAccount()) };
-    control = new ControlServer(controlServices(c, table, log, places), log, c.zmqGroup);
+    control = new ControlServer(
+      controlServices(c, table, log, portControl, keepPairings),
+      log,
+      c.zmqGroup,
+      sharedSocketDir(c.socketDir, accounts),
+    );
   } catch (e) {
     dp.shutdown();
     Deno.removeSync(pidFile);
@@ -387,13 +452,19 @@ function clientView(c: Config, table: RelayTable): RelayPorts {
   return clientPorts(table, { drivers: c.devargsAllow, pci: c.pciAllow, socketDir: c.socketDir, isVf: isSriovVf });
 }
 
-export function controlServices(c: Config, table: RelayTable, log: Logger, places: SocketPlaces): Service[] {
+export function controlServices(
+  c: Config,
+  table: RelayTable,
+  log: Logger,
+  portControl: PortControl,
+  pairingsChanged: () => void,
+): Service[] {
   const coreSched = coreSchedEndpoint(c);
   const stats = c.zmqStatsEp || (coreSched ? ORIGINAL_ENDPOINTS.stats : "");
   const services = [
     ...(c.zmqConfigEp ? [configService(c.zmqConfigEp, c, log)] : []),
     ...(stats ? [statsService(stats, table, log)] : []),
-    ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, clientView(c, table), log, places)] : []),
+    ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, portControl, pairingsChanged)] : []),
     ...(coreSched ? [coreSchedService(coreSched, table, log)] : []),
   ];
   return services.filter((s) => endpointAllowed(s.name, s.endpoint, c.zmqAllowRemote, log));

@@ -19,6 +19,14 @@ export interface DirTrust {
   owners?: readonly number[];
   /** Groups that may have write access to the directory itself (not parents). */
   writerGroups?: readonly (number | null)[];
+  /** The directory itself may not be world-writable even with the sticky bit (anyone could put a socket there). */
+  noWorldWrite?: boolean;
+  /**
+   * A directory of the chain (the directory itself or a parent) that others may own or write too:
+   * VIRTIOFWD_SOCKET_DIR, which the daemon hands to the socket owner and group at start as the
+   * original did, when the PID file or ZeroMQ endpoints are kept in or under it.
+   */
+  shared?: { path: string; owners: readonly number[]; writerGroups: readonly (number | null)[] };
 }
 
 /**
@@ -39,6 +47,10 @@ export function untrustedDir(dir: string, trust: DirTrust = {}): string | null {
     }
   }
   const self = Deno.uid() ?? 0;
+  let shared: string | null = null;
+  try {
+    if (trust.shared) shared = Deno.realPathSync(trust.shared.path);
+  } catch { /* not there yet: nothing shared */ }
   const parts = existing.split("/").filter((p) => p !== "");
   const chain = ["/", ...parts.map((_, i) => "/" + parts.slice(0, i + 1).join("/"))];
   for (const path of chain) {
@@ -46,17 +58,23 @@ export function untrustedDir(dir: string, trust: DirTrust = {}): string | null {
     const { uid, gid } = st;
     const mode = st.mode ?? 0;
     const last = !missing && path === chain[chain.length - 1];
-    const owners = [0, self, ...(last ? trust.owners ?? [] : [])];
+    const isShared = path === shared;
+    const owners = [0, self, ...(last ? trust.owners ?? [] : []), ...(isShared ? trust.shared!.owners : [])];
     if (uid === null || !owners.includes(uid)) {
       return `${path} is owned by uid ${uid}, not by root${
         last && trust.owners?.length ? " or the socket owner" : ""
       }: ` +
         `another user could replace what vio4wd keeps under it (chown root ${path}, or choose a directory of root's)`;
     }
-    const groupOk = gid === 0 || (last && gid !== null && (trust.writerGroups ?? []).includes(gid));
+    const groupOk = gid === 0 || (last && gid !== null && (trust.writerGroups ?? []).includes(gid)) ||
+      (isShared && gid !== null && trust.shared!.writerGroups.includes(gid));
     if ((mode & 0o020) !== 0 && !groupOk) {
       return `${path} is writable by group ${gid} (mode ${octal(mode)}): its members could replace what vio4wd keeps ` +
         `under it (chmod g-w ${path})`;
+    }
+    if ((mode & 0o002) !== 0 && last && trust.noWorldWrite) {
+      return `${path} is writable by every user (mode ${octal(mode)}): anyone could put a socket there for vio4wd to ` +
+        `use; sockets from clients go in a directory of root's or QEMU's (chmod o-w ${path})`;
     }
     if ((mode & 0o002) !== 0 && (mode & 0o1000) === 0) {
       return `${path} is writable by every user and has no sticky bit (mode ${octal(mode)}): anyone could replace ` +
@@ -84,16 +102,39 @@ export function untrustedDirectories(
   c: Pick<Config, "socketDir" | "pidDir">,
   accounts: Pick<SocketAccounts, "owner" | "group">,
 ): UntrustedDirectory[] {
-  const owner = accounts.owner ? accountId("passwd", accounts.owner) : null;
-  const group = accounts.group ? accountId("group", accounts.group) : null;
   const checks: [string, string, DirTrust][] = [
-    ["VIRTIOFWD_SOCKET_DIR", c.socketDir, { owners: owner === null ? [] : [owner], writerGroups: [group] }],
-    ["VIRTIOFWD_PID_DIR", c.pidDir, {}],
+    ["VIRTIOFWD_SOCKET_DIR", c.socketDir, socketDirOwnTrust(accounts)],
+    ["VIRTIOFWD_PID_DIR", c.pidDir, { shared: sharedSocketDir(c.socketDir, accounts) }],
   ];
   return checks.flatMap(([variable, dir, trust]) => {
     const why = untrustedDir(dir, trust);
     return why ? [{ variable, dir, why }] : [];
   });
+}
+
+/** Who may own and write VIRTIOFWD_SOCKET_DIR itself: the socket owner and group (handed it at start). */
+export function socketDirOwnTrust(accounts: Pick<SocketAccounts, "owner" | "group">): DirTrust {
+  const { owners, writerGroups } = sharedSocketDir("", accounts);
+  return { owners, writerGroups };
+}
+
+/** VIRTIOFWD_SOCKET_DIR as a directory others' files may lie in or under (see DirTrust.shared). */
+export function sharedSocketDir(
+  socketDir: string,
+  accounts: Pick<SocketAccounts, "owner" | "group">,
+): NonNullable<DirTrust["shared"]> {
+  const owner = accounts.owner ? accountId("passwd", accounts.owner) : null;
+  const group = accounts.group ? accountId("group", accounts.group) : null;
+  return { path: socketDir, owners: owner === null ? [] : [owner], writerGroups: [group] };
+}
+
+/**
+ * Whether `dir` passes the trust check only because VIRTIOFWD_SOCKET_DIR, in its chain, belongs
+ * to the socket accounts: what the daemon warns about (QEMU's account could replace what is there).
+ */
+export function trustedOnlyAsShared(dir: string, trust: DirTrust): boolean {
+  return trust.shared !== undefined && untrustedDir(dir, trust) === null &&
+    untrustedDir(dir, { ...trust, shared: undefined }) !== null;
 }
 
 /**
@@ -134,6 +175,7 @@ export function socketDirTrust(
   return {
     owners: ids("passwd", [accounts.owner, qemu.user]),
     writerGroups: ids("group", [accounts.group, qemu.group]),
+    noWorldWrite: true,
   };
 }
 

@@ -13,6 +13,7 @@
 
 import type { Config } from "../config/config.ts";
 import { isPciAddress, normalizePci, socketPath } from "../config/values.ts";
+import { pciStandIn } from "../common/sysfs.ts";
 import type { Logger } from "../common/log.ts";
 import {
   type Dataplane,
@@ -319,7 +320,7 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
   addVf(id: number, device: string): void {
     checkDeviceString(device);
     const dev = normalizeDevice(device);
-    this.#attach(id, dev, null, () => this.#dp.attachVf(id, dev, this.#mtu()));
+    this.#attach(id, dev, null, () => this.#dp.attachVf(id, dpdkDevice(dev), this.#mtu()));
   }
 
   /**
@@ -333,7 +334,12 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
     if (inUse) {
       throw new RelayError(EEXIST, `a member of bond ${name} is already in bond ${inUse.vf} on relay ${inUse.id}`);
     }
-    this.#attach(id, name, { mode, members: devs }, () => this.#dp.attachBond(id, name, mode, devs, this.#mtu()));
+    this.#attach(
+      id,
+      name,
+      { mode, members: devs },
+      () => this.#dp.attachBond(id, name, mode, devs.map(dpdkDevice), this.#mtu()),
+    );
   }
 
   #mtu(): number {
@@ -469,4 +475,9 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
     }
     return fixed;
   }
+}
+
+/** What DPDK is given for a device: a PCI address's stand-in in a fake sysfs tree (tests), else the device. */
+function dpdkDevice(dev: string): string {
+  return isPciAddress(dev) ? pciStandIn(dev) ?? dev : dev;
 }

@@ -108,6 +108,9 @@ export class DaemonProcess {
         "VIRTIOFWD_LOG_LEVEL=6",
         `VIRTIOFWD_SOCKET_DIR=${dir}/sock`,
         `VIRTIOFWD_PID_DIR=${dir}`,
+        `VIO4WD_STATE_DIR=${dir}/state`,
+        // the stand-ins share the workers' CPUs on a 2-CPU machine: nice -20 would starve them
+        "VIO4WD_NICE=0",
         `VIO4WD_EAL_FILE_PREFIX=${prefix}`,
         "VIO4WD_EAL_MEMORY_MB=256",
         // the tests' VF stand-ins come from clients too (a test's own line overrides this)
@@ -118,7 +121,20 @@ export class DaemonProcess {
     );
     const exe = options.executable ?? LAUNCHER;
     const argv = options.verbatim
-      ? [exe, "daemon", "--config", options.verbatim.file, "--file-prefix", prefix, "--memory", "256"]
+      ? [
+        exe,
+        "daemon",
+        "--config",
+        options.verbatim.file,
+        "--file-prefix",
+        prefix,
+        "--memory",
+        "256",
+        "--state-dir",
+        `${dir}/state`,
+        "--nice",
+        "0",
+      ]
       : [exe, "daemon", "--config", conf];
     argv.push(...(options.args ?? []));
     // `ip netns exec` execs the command: the PID stays the daemon's

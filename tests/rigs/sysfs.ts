@@ -28,3 +28,11 @@ export function fakeSysfs(root: string, vfs: number[]): void {
   Deno.symlinkSync(`${devices}/0000:05:00.0`, `${root}/class/net/pf0/device`);
   Deno.mkdirSync(`${root}/class/net/lo`);
 }
+
+/**
+ * Makes DPDK device `devargs` stand in for fake VF `pci` (laid out by fakeSysfs): the daemon,
+ * run with VIO4WD_SYSFS_ROOT=root, attaches `devargs` wherever a client names `pci`.
+ */
+export function standInForVf(root: string, pci: string, devargs: string): void {
+  Deno.writeTextFileSync(`${root}/bus/pci/devices/${pci}/vio4wd_standin`, devargs);
+}
