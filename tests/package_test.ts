@@ -141,3 +141,78 @@ Deno.test("package: installed on this machine it relays from /usr/bin/vio4wd, ke
   assert(gone, "purge removes the conffile");
   assertEq((await run("dpkg", ["-s", "vio4wd"])).code, 1, "not installed");
 });
+
+/** A stand-in for the original's package: named virtio-forwarder, owning the original's shipped file as a conffile. */
+async function originalPackage(dir: string): Promise<string> {
+  const root = `${dir}/vf-root`;
+  await Deno.mkdir(`${root}/DEBIAN`, { recursive: true });
+  await Deno.mkdir(`${root}/etc/default`, { recursive: true });
+  await Deno.mkdir(`${root}/usr/lib/virtio-forwarder`, { recursive: true });
+  const shipped = (await Deno.readTextFile(`${ROOT}tests/fixtures/shipped.virtioforwarder`))
+    .replace("@BINDIR@/virtio-forwarder", "/usr/bin/virtio-forwarder"); // as its build fills it in
+  await Deno.writeTextFile(`${root}/etc/default/virtioforwarder`, shipped);
+  await Deno.writeTextFile(`${root}/usr/lib/virtio-forwarder/virtioforwarder_port_control.py`, "# the original's\n");
+  await Deno.writeTextFile(`${root}/DEBIAN/conffiles`, "/etc/default/virtioforwarder\n");
+  await Deno.writeTextFile(
+    `${root}/DEBIAN/control`,
+    "Package: virtio-forwarder\nVersion: 1.2.99\nArchitecture: all\nMaintainer: test <test@example.invalid>\n" +
+      "Description: stand-in for the original virtio-forwarder package\n",
+  );
+  const deb = `${dir}/virtio-forwarder_1.2.99_all.deb`;
+  await ok("dpkg-deb", ["--root-owner-group", "-b", root, deb]);
+  return deb;
+}
+
+Deno.test("package: over an installed virtio-forwarder (a stand-in owning the original's conffile) the configuration in effect is the same when it was not edited, and an edited one is kept (dpkg's conffile handling); the original's clients are at its paths", async () => {
+  const deb = await build();
+  await using w = await World.create("debtake");
+  const original = await originalPackage(w.dir);
+  const env = { DEBIAN_FRONTEND: "noninteractive", PATH: Deno.env.get("PATH")! };
+  const conf = "/etc/default/virtioforwarder";
+  const purge = () => run("dpkg", ["--purge", "vio4wd", "virtio-forwarder"], { env });
+  w.defer(async () => {
+    await purge();
+    await Deno.remove(`${conf}.dpkg-dist`).catch(() => {});
+  });
+  /** Each variable's effective value (sources differ: the files are laid out differently). */
+  const effective = async () => {
+    const out = JSON.parse(await ok(`${ROOT}vio4wd`, ["config", "show", "--json", "--config", conf])) as {
+      variables: Record<string, { value: unknown }>;
+    };
+    return JSON.stringify(Object.fromEntries(Object.entries(out.variables).map(([k, v]) => [k, v.value])));
+  };
+
+  await purge();
+  await ok("dpkg", ["-i", original], { env });
+  const before = await effective();
+  const install = await ok("apt-get", ["install", "-y", "-q", "--no-install-recommends", DEB], { env });
+  const status = (await run("dpkg-query", ["-W", "-f=${Status}", "virtio-forwarder"])).out;
+  assert(!status.includes(" installed"), `the original's package is removed (${status})`);
+  assertEq(await effective(), before, `the same configuration in effect after the takeover (apt said:\n${install})`);
+  for (const dir of ["/usr/lib/virtio-forwarder", "/usr/lib64/virtio-forwarder"]) {
+    const r = await run(`${dir}/virtioforwarder_port_control.py`, ["--help"], { env: { ...env, HOME: w.dir } });
+    assert(r.code === 0 && r.out.startsWith("usage: virtioforwarder_port_control.py"), `${dir}: ${r.err}`);
+  }
+  await purge();
+
+  await ok("dpkg", ["-i", original], { env });
+  await Deno.writeTextFile(conf, "# edited by the operator\nVIRTIOFWD_CPU_MASK=3\n", { append: true });
+  const edited = await Deno.readTextFile(conf);
+  await ok("apt-get", [
+    "install",
+    "-y",
+    "-q",
+    "--no-install-recommends",
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+    DEB,
+  ], { env });
+  assertEq(await Deno.readTextFile(conf), edited, "the operator's file is kept as it was");
+  assert(
+    (await Deno.readTextFile(`${conf}.dpkg-dist`)).includes("VIO4WD_STATE_DIR="),
+    "vio4wd's version beside it, as dpkg does for a kept conffile",
+  );
+  assert(deb.includes("lintian: no errors"), "the package built");
+});
