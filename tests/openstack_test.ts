@@ -276,6 +276,12 @@ Deno.test("OpenStack: pairings made by add_sock outlive a daemon restart (same r
 
   await vm.send("stop");
   assertEq(await d.stop(), 0, "first daemon's exit status");
+  // the words operators grep for, as the original logs them
+  for (
+    const words of ["Starting virtio-forwarder", `new virtio device on '${socks[0]}'`, "Stopping virtio-forwarder"]
+  ) {
+    assert(d.log.includes(words), `the log has '${words}'`);
+  }
   d = await w.daemon(config, { env });
   await until("both VMs back on the restarted daemon", async () => {
     if (d.count(/VM connected/) >= 2) return true;

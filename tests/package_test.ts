@@ -84,6 +84,18 @@ Deno.test("package: deno task deb builds it lintian-clean; the payload has every
       .replaceAll("/etc/default/virtioforwarder", `${x}/etc/default/virtioforwarder`);
     await Deno.writeTextFile(`${w.dir}/units/${u}`, text);
   }
+  // as the original's units: after the network (VFs exist), before libvirt; its syslog facility;
+  // a configuration error (exit 2) is not retried every 2 s
+  const daemonUnit = await Deno.readTextFile(`${w.dir}/units/virtio-forwarder.service`);
+  for (
+    const want of [
+      "After=network-online.target",
+      "Wants=network-online.target",
+      "Before=libvirtd.service virtqemud.service",
+      "SyslogFacility=local0",
+      "RestartPreventExitStatus=2",
+    ]
+  ) assert(daemonUnit.split("\n").some((l) => l.startsWith(want)), `virtio-forwarder.service has ${want}`);
   const verify = await run("systemd-analyze", ["verify", "virtio-forwarder.service", "vio4wd_core_scheduler.service"], {
     cwd: `${w.dir}/units`,
   });

@@ -69,7 +69,7 @@ export function formatCpuSet(cpus: readonly number[]): string {
 /** An integer in [min, max], written in decimal. */
 export function parseInteger(raw: string, min: number, max: number): number {
   const allowed = `an integer from ${min} to ${max}`;
-  if (!/^\d+$/.test(raw.trim())) throw new ValueError(allowed, `'${raw}' is not an integer`);
+  if (!/^-?\d+$/.test(raw.trim())) throw new ValueError(allowed, `'${raw}' is not an integer`);
   const v = Number(raw.trim());
   if (v < min || v > max) throw new ValueError(allowed, `${v} is out of range`);
   return v;

@@ -19,6 +19,10 @@ Deno.test("EAL arguments: worker and main lcores, hugetlbfs mount, file prefix, 
   assertEq(a.includes("--no-telemetry"), true, "no telemetry socket");
 });
 
+Deno.test("EAL arguments: the file prefix is the original's virtio-forwarder_ unless VIO4WD_EAL_FILE_PREFIX names another (tools look in /var/run/dpdk/<prefix>)", () => {
+  assertEq(after(eal(""), "--file-prefix"), "virtio-forwarder_", "the original's prefix (dpdk_eal.c)");
+});
+
 Deno.test("EAL arguments: VIRTIOFWD_VFIO_VF_TOKEN blank passes none, 0 the default UUID, a UUID itself", () => {
   assertEq(eal("").includes("--vfio-vf-token"), false, "blank: no token");
   assertEq(after(eal("VIRTIOFWD_VFIO_VF_TOKEN=0\n"), "--vfio-vf-token"), DEFAULT_VFIO_VF_TOKEN, "0: the default");

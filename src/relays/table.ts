@@ -416,9 +416,9 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
       case "vm-connected":
         this.#syncVm(r, true, ev.queuePairs);
         this.#log.info(
-          `relay ${r.id}: VM connected: new virtio device on '${r.socket}' (${ev.queuePairs} queue pair(s), NUMA node ${ev.numaNode}, VM->VF on CPU ${
+          `relay ${r.id}: VM connected (${ev.queuePairs} queue pair(s), NUMA node ${ev.numaNode}, VM->VF on CPU ${
             r.cpus[VM_TO_VF]
-          })`,
+          }): new virtio device on '${r.socket}'`,
         );
         break;
       case "vm-disconnected":

@@ -237,6 +237,7 @@ async function openstackHost(names: string[]): Promise<void> {
 
   // unplug VM b as Nova and os-vif do: the domain goes, remove_sock, the representor leaves br-int
   await libvirt.destroy(vms[1].name);
+  await d.waitLog(new RegExp(`destroy virtio device on '${vms[1].socket}'`)); // the original's words
   const r = await osVif(["remove_sock", `--pci-addr=${vms[1].pci}`, `--vhost-path=${vms[1].socket}`]);
   assertJsonEq([r.code, r.out], [0, ""], "remove_sock");
   await ovsdb.vsctl("--no-wait", "--", "--if-exists", "del-port", "br-int", "rep1");
