@@ -179,6 +179,12 @@ Deno.test("OpenStack: the original's launchers take the original's argument form
     assertEq(r.code, 2, `${args.join(" ")}: argparse's exit status`);
     assert(r.stderr.startsWith("usage: virtioforwarder_port_control.py") && want.test(r.stderr), r.stderr);
   }
+  // the forms the original's manual shows: add/remove --virtio-id=<ID> --pci-addr=<PCI_ADDR>
+  r = await portControl(["add", "--virtio-id=5", "--pci-addr=0000:05:08.2", ep]);
+  assertJsonEq([r.code, r.stdout], [0, ""], `add --virtio-id=5: ${r.stderr}`);
+  assertEq((await d.status()).find((x) => x.id === 5)?.vf?.pciAddrStr, "0000:05:08.2", "relay 5 has the VF");
+  r = await portControl(["remove", "--virtio-id=5", "--pci-addr=0000:05:08.2", ep]);
+  assertJsonEq([r.code, r.stdout], [0, ""], `remove --virtio-id=5: ${r.stderr}`);
   r = await portControl(["add", "--virtio-id=3", "--pci-addr=zz:00.1", ep]);
   assertEq(r.code, 1, "a badly formatted PCI address: the tool's assertion, exit 1");
   const t0 = Date.now();
@@ -201,8 +207,10 @@ Deno.test("OpenStack: the original's launchers take the original's argument form
   assertEq(r.code, 2, "a choice argparse refuses");
 
   const sched = [`--sched-ep=ipc://${w.dir}/zmq/core_sched`, stats];
-  r = await original("virtioforwarder_core_pinner.py", [...sched, "--print-core-map"]);
-  assertJsonEq([r.code, r.stdout.split("\n")[0]], [0, "Worker cores affinities:"], r.stderr);
+  for (const extra of [[], ["--print-core-map"]]) {
+    r = await original("virtioforwarder_core_pinner.py", [...sched, ...extra]);
+    assertJsonEq([r.code, r.stdout.split("\n")[0]], [0, "Worker cores affinities:"], r.stderr);
+  }
   r = await original("virtioforwarder_core_pinner.py", [...sched, "--virtio-cpu=0-1-2"]);
   assertJsonEq(
     [r.code, r.stdout],

@@ -9,9 +9,17 @@
  * @module
  */
 
-import { create, type DescField, type DescMessage, isFieldSet, type Message, toBinary } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescField,
+  type DescMessage,
+  fromBinary,
+  isFieldSet,
+  type Message,
+  toBinary,
+} from "@bufbuild/protobuf";
 import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
-import { DaemonUnreachableError, request, requestRaw, resolveEndpoint } from "../control/client.ts";
+import { request, requestRaw, resolveEndpoint } from "../control/client.ts";
 import { meaningOf } from "../control/port_codes.ts";
 import {
   CoreSchedRequest_Op,
@@ -25,7 +33,6 @@ import {
   StatsResponse_Status,
   StatsResponseSchema,
 } from "../control/gen/virtioforwarder_pb.ts";
-import { fromBinary } from "@bufbuild/protobuf";
 import { statsFlat } from "./stats.ts";
 import { parseVirtioCpu, runPin } from "./pin.ts";
 import { runSched } from "./sched.ts";
@@ -424,7 +431,7 @@ export async function runOriginalTool(args: readonly string[]): Promise<number> 
     return await tool.run(parsed);
   } catch (e) {
     // the tool's traceback exits 1: no answer within its timeout, a reply it cannot parse
-    if (e instanceof DaemonUnreachableError || e instanceof Error) return fail1(prog, e.message);
+    if (e instanceof Error) return fail1(prog, e.message);
     throw e;
   }
 }
