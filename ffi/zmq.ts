@@ -41,6 +41,12 @@ export const zmqSymbols = {
   zmq_msg_data: { parameters: ["buffer"], result: "pointer" },
   // int zmq_msg_more(const zmq_msg_t *msg)
   zmq_msg_more: { parameters: ["buffer"], result: "i32" },
+  // const char *zmq_msg_gets(const zmq_msg_t *msg, const char *property)
+  zmq_msg_gets: { parameters: ["buffer", "buffer"], result: "pointer" },
+  // int zmq_msg_get(const zmq_msg_t *msg, int property)
+  zmq_msg_get: { parameters: ["buffer", "i32"], result: "i32" },
+  // int zmq_socket_monitor(void *socket, const char *endpoint, int events)
+  zmq_socket_monitor: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   // int zmq_msg_close(zmq_msg_t *msg)
   zmq_msg_close: { parameters: ["buffer"], result: "i32" },
   // int zmq_poll(zmq_pollitem_t *items, int nitems, long timeout): on a pool thread
@@ -58,6 +64,11 @@ export const ZMQ_ROUTER = 6;
 export const ZMQ_LINGER = 17;
 export const ZMQ_MAXMSGSIZE = 22;
 export const ZMQ_IPC_FILTER_GID = 60;
+
+/** Socket monitor events. */
+export const ZMQ_EVENT_DISCONNECTED = 0x0200;
+/** Message property: the file descriptor of the connection the message came in on. */
+const ZMQ_SRCFD = 2;
 
 const ZMQ_DONTWAIT = 1;
 const ZMQ_SNDMORE = 2;
@@ -187,6 +198,22 @@ export class ZmqContext {
   }
 }
 
+/**
+ * Who sent a message: the connection's file descriptor in the daemon (for as long as the
+ * connection lasts) and, over ipc://, the peer process's user id (libzmq reads it with
+ * SO_PEERCRED and reports it in the message's Peer-Address, `localhost:UID:GID:PID`).
+ */
+export interface ZmqPeer {
+  fd: number;
+  uid: number | null;
+}
+
+/** A socket event from a monitor: the event and its value (the connection's fd for DISCONNECTED). */
+export interface ZmqEvent {
+  event: number;
+  value: number;
+}
+
 /** One ZeroMQ socket. Receive and send never block; wait with {@link ZmqContext.pollIn}. */
 export class ZmqSocket {
   #ptr: Deno.PointerValue;
@@ -237,6 +264,17 @@ export class ZmqSocket {
    * show there were more; the rest are read and dropped), so a message of many frames costs no memory.
    */
   tryReceive(maxFrames = Infinity): Uint8Array[] | null {
+    return this.#receive(maxFrames, null)?.frames ?? null;
+  }
+
+  /** Like tryReceive, and who sent the message (see ZmqPeer). */
+  tryReceiveFrom(maxFrames = Infinity): { frames: Uint8Array[]; peer: ZmqPeer } | null {
+    const peer: ZmqPeer = { fd: -1, uid: null };
+    const frames = this.#receive(maxFrames, peer)?.frames;
+    return frames ? { frames, peer } : null;
+  }
+
+  #receive(maxFrames: number, peer: ZmqPeer | null): { frames: Uint8Array[] } | null {
     const s = this.lib.symbols;
     const frames: Uint8Array[] = [];
     for (;;) {
@@ -248,6 +286,16 @@ export class ZmqSocket {
           if (errno === EAGAIN && frames.length === 0) return null;
           throw this.ctx.error("zmq_msg_recv", errno);
         }
+        // ROUTER's routing-id frame is made locally and may lack the connection's metadata: any
+        // frame that has it tells
+        if (peer && peer.fd < 0) {
+          peer.fd = s.zmq_msg_get(this.#msg, ZMQ_SRCFD);
+          const address = s.zmq_msg_gets(this.#msg, cstr("Peer-Address"));
+          const creds = address === null
+            ? null
+            : /:(\d+):(\d+):(\d+)$/.exec(Deno.UnsafePointerView.getCString(address));
+          peer.uid = creds ? Number(creds[1]) : null;
+        }
         const p = s.zmq_msg_data(this.#msg);
         if (frames.length <= maxFrames) {
           frames.push(
@@ -256,11 +304,31 @@ export class ZmqSocket {
               : new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, n)).slice(),
           );
         }
-        if (!s.zmq_msg_more(this.#msg)) return frames;
+        if (!s.zmq_msg_more(this.#msg)) return { frames };
       } finally {
         s.zmq_msg_close(this.#msg);
       }
     }
+  }
+
+  /**
+   * Reports `events` (ZMQ_EVENT_*) of this socket on a new PAIR socket, read with
+   * {@link ZmqSocket.tryReceiveEvent}.
+   */
+  monitor(events: number): ZmqSocket {
+    const endpoint = `inproc://vio4wd-monitor-${crypto.randomUUID()}`;
+    this.#check(this.lib.symbols.zmq_socket_monitor(this.pointer, cstr(endpoint), events), "zmq_socket_monitor");
+    const pair = this.ctx.socket(ZMQ_PAIR);
+    pair.connect(endpoint);
+    return pair;
+  }
+
+  /** On a monitor's socket: the next event if one is waiting, else null. */
+  tryReceiveEvent(): ZmqEvent | null {
+    const m = this.tryReceive(2);
+    if (!m || m[0].length < 6) return null;
+    const dv = new DataView(m[0].buffer, m[0].byteOffset, m[0].byteLength);
+    return { event: dv.getUint16(0, true), value: dv.getUint32(2, true) };
   }
 
   /** Sends one single-frame message; false when it cannot be queued now (EAGAIN). */

@@ -1,7 +1,7 @@
-/** The subcommands' --help output: what operators read first. */
+/** The subcommands' --help output, what operators read first, and what config check reports. */
 
 import { runVio4wd } from "./rigs/daemon_process.ts";
-import { assertEq } from "./rigs/assert.ts";
+import { assert, assertEq } from "./rigs/assert.ts";
 
 const COMMANDS = [
   ["daemon"],
@@ -30,5 +30,29 @@ Deno.test("every subcommand's --help ends with its examples, one command per lin
       throw new Error(`vio4wd ${cmd.join(" ")} --help: examples not one per line: ${JSON.stringify(bad)}`);
     }
     if (lines[0].startsWith('"')) throw new Error(`vio4wd ${cmd.join(" ")} --help: quoted summary '${lines[0]}'`);
+  }
+});
+
+Deno.test("config check says what the daemon would refuse at start: exit 0 with a warning for a stats endpoint it will not open, 1 with --strict, 1 when the daemon would not start", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/c`;
+    await Deno.writeTextFile(file, "VIRTIOFWD_ZMQ_STATS_EP=tcp://0.0.0.0:15999\n");
+    let r = await runVio4wd(["config", "check", file]);
+    assertEq(r.code, 0, `warnings only: ${r.stderr}`);
+    assert(
+      r.stderr.includes(`warning: ${file}:1: VIRTIOFWD_ZMQ_STATS_EP=tcp://0.0.0.0:15999: the daemon will not open it`),
+      r.stderr,
+    );
+    assertEq((await runVio4wd(["config", "check", "--strict", file])).code, 1, "--strict");
+    const theirs = `${dir}/theirs`;
+    await Deno.mkdir(theirs);
+    await Deno.chown(theirs, 65534, 65534);
+    await Deno.writeTextFile(file, `VIRTIOFWD_PID_DIR=${theirs}\n`);
+    r = await runVio4wd(["config", "check", file]);
+    assertEq(r.code, 1, `the daemon would not start: ${r.stderr}`);
+    assert(r.stdout.includes("the daemon would not start"), r.stdout);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

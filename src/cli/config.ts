@@ -12,6 +12,7 @@ import { argument, command, constant, flag, option } from "@optique/core/primiti
 import { string } from "@optique/core/valueparser";
 import { type Config, describeSource, type LoadedConfig, readConfig, VARIABLES } from "../config/config.ts";
 import { formatCpuSet, formatLcoreMap } from "../config/values.ts";
+import { startupFindings } from "../doctor/refusals.ts";
 
 /** The `config` command's parser. */
 export const configCommand = command(
@@ -22,14 +23,18 @@ export const configCommand = command(
       object({
         action: constant("config-check" as const),
         file: optional(argument(string({ metavar: "FILE" }), { description: message`File to check.` })),
+        strict: optional(
+          flag("--strict", { description: message`Warnings are errors too (exit 1): for CI pipelines.` }),
+        ),
       }),
       {
         brief: message`Validate a configuration file.`,
         description:
-          message`Validate a configuration file (default /etc/default/virtioforwarder). Exit 0 when valid, 2 with FILE:LINE, the variable, the value and what is allowed when not.`,
+          message`Validate a configuration file (default /etc/default/virtioforwarder), and say what the daemon would refuse or ignore at start on this host: endpoints it will not open or that anyone local can use, directories that fail its trust check, accounts that do not exist. Exit 0 when valid (warnings: the daemon would start without what they name), 1 when the daemon would not start (or, with --strict, on any warning), 2 with FILE:LINE, the variable, the value and what is allowed when a value is invalid.`,
         footer: examples(
           "vio4wd config check",
           "vio4wd config check /tmp/new.virtioforwarder",
+          "vio4wd config check --strict /tmp/new.virtioforwarder",
         ),
       },
     ),
@@ -101,7 +106,7 @@ export function showConfig(loaded: LoadedConfig, json: boolean): void {
 
 /** Runs `config check` or `config show`; returns the exit status. */
 export async function runConfig(
-  a: { action: "config-check"; file?: string } | {
+  a: { action: "config-check"; file?: string; strict?: boolean } | {
     action: "config-show";
     config?: string;
     json?: boolean;
@@ -110,7 +115,20 @@ export async function runConfig(
   if (a.action === "config-check") {
     const loaded = await readConfig(a.file);
     for (const w of loaded.warnings) console.error(`warning: ${w}`);
-    console.log(`${loaded.file ?? "built-in defaults"}: OK`);
+    const findings = startupFindings(loaded);
+    for (const f of findings) console.error(`${f.level}: ${f.text}`);
+    const errors = findings.filter((f) => f.level === "error").length;
+    const warnings = loaded.warnings.length + findings.length - errors;
+    const name = loaded.file ?? "built-in defaults";
+    if (errors > 0) {
+      console.log(`${name}: the daemon would not start (${errors} error(s) above)`);
+      return 1;
+    }
+    if (a.strict && warnings > 0) {
+      console.log(`${name}: ${warnings} warning(s) above (--strict)`);
+      return 1;
+    }
+    console.log(`${name}: OK${warnings > 0 ? ` (${warnings} warning(s) above)` : ""}`);
     return 0;
   }
   showConfig(await readConfig(a.config), a.json === true);

@@ -12,6 +12,7 @@ import { command, constant, flag, option } from "@optique/core/primitives";
 import { string } from "@optique/core/valueparser";
 import { readConfig } from "../config/config.ts";
 import { runChecks } from "../doctor/doctor.ts";
+import { startupFindings } from "../doctor/refusals.ts";
 
 /** The `doctor` command's parser. */
 export const doctorCommand = command(
@@ -36,6 +37,16 @@ export const doctorCommand = command(
 export async function runDoctor(a: { config?: string; json?: boolean }): Promise<number> {
   const loaded = await readConfig(a.config);
   const checks = runChecks(loaded.config);
+  // what the daemon would refuse or ignore at start, besides the directories and accounts above
+  for (const f of startupFindings(loaded)) {
+    if (f.level === "error" && !/_EP=/.test(f.text)) continue;
+    checks.push({
+      name: "endpoints and settings",
+      status: f.level === "error" ? "fail" : "warn",
+      detail: f.text,
+      fix: "see the detail",
+    });
+  }
   const failed = checks.filter((c) => c.status === "fail").length;
   if (a.json) {
     console.log(JSON.stringify({ ok: failed === 0, config: loaded.file, checks }, null, 2));

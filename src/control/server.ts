@@ -10,7 +10,15 @@
 
 import { type DirTrust, makeDirs, trustedOnlyAsShared, untrustedDir } from "../host/trusted_dir.ts";
 import { dirname } from "node:path";
-import { ZMQ_MAXMSGSIZE, ZMQ_PAIR, ZMQ_ROUTER, ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
+import {
+  ZMQ_EVENT_DISCONNECTED,
+  ZMQ_MAXMSGSIZE,
+  ZMQ_PAIR,
+  ZMQ_ROUTER,
+  ZmqContext,
+  type ZmqPeer,
+  type ZmqSocket,
+} from "../../ffi/zmq.ts";
 import { accountId } from "../config/values.ts";
 import type { Logger } from "../common/log.ts";
 
@@ -21,11 +29,19 @@ export interface Service {
   endpoint: string;
   /** Larger requests are answered with {@link Service.errorReply} without being decoded. */
   maxRequestBytes: number;
-  /** Decodes, handles, encodes; answers undecodable input itself (never throws for bad input). */
-  handle(request: Uint8Array): Uint8Array | Promise<Uint8Array>;
+  /**
+   * Decodes, handles, encodes; answers undecodable input itself (never throws for bad input).
+   * `peer`: who sent it. Null (at once or later): no reply, the peer is gone.
+   */
+  handle(request: Uint8Array, peer: ZmqPeer): Reply | Promise<Reply>;
+  /** The connection with file descriptor `fd` closed: whatever its peer waits for can go. */
+  peerGone?(fd: number): void;
   /** The reply to a request that could not be handled at all. */
   errorReply(): Uint8Array;
 }
+
+/** A service's answer: the reply's body, or null for none (the peer is gone). */
+export type Reply = Uint8Array | null;
 
 /** Messages above this are dropped by libzmq itself (the peer is disconnected). */
 const TRANSPORT_LIMIT = 4096;
@@ -34,6 +50,8 @@ const POLL_MS = 500;
 interface Entry {
   service: Service;
   socket: ZmqSocket;
+  /** Reports the socket's closed connections (when the service wants to know). */
+  monitor: ZmqSocket | null;
 
   /** ipc:// socket file to remove on stop. */
   file: string | null;
@@ -122,14 +140,19 @@ export class ControlServer {
       if (gid !== null) Deno.chownSync(file, null, gid);
     }
     this.log.info(`${service.name}: listening on ${service.endpoint}`);
-    return { service, socket, file };
+    const monitor = service.peerGone ? socket.monitor(ZMQ_EVENT_DISCONNECTED) : null;
+    return { service, socket, monitor, file };
   }
 
   async #run(): Promise<void> {
     while (!this.#stopping) {
       let ready: ZmqSocket[];
       try {
-        ready = await this.#ctx.pollIn([this.#wakeReader, ...this.#entries.map((e) => e.socket)], POLL_MS);
+        const monitors = this.#entries.flatMap((e) => e.monitor ? [e.monitor] : []);
+        ready = await this.#ctx.pollIn(
+          [this.#wakeReader, ...monitors, ...this.#entries.map((e) => e.socket)],
+          POLL_MS,
+        );
       } catch (e) {
         this.log.error(`control server: ${e instanceof Error ? e.message : e}`);
         await new Promise((r) => setTimeout(r, POLL_MS));
@@ -137,35 +160,48 @@ export class ControlServer {
       }
       if (this.#stopping) break;
       while (this.#wakeReader.tryReceive()) { /* drain */ }
-      for (const e of this.#entries) if (ready.includes(e.socket)) this.#serveAll(e);
+      for (const e of this.#entries) {
+        // closed connections right before the requests: a new connection may reuse a closed
+        // one's file descriptor, and its close is reported before the new one can send
+        if (e.monitor) this.#peersGone(e);
+        if (ready.includes(e.socket)) this.#serveAll(e);
+      }
+    }
+  }
+
+  /** Tells the service of each connection its monitor reports closed. */
+  #peersGone(e: Entry): void {
+    for (let ev = e.monitor!.tryReceiveEvent(); ev; ev = e.monitor!.tryReceiveEvent()) {
+      if (ev.event === ZMQ_EVENT_DISCONNECTED) e.service.peerGone!(ev.value);
     }
   }
 
   /** Takes every request waiting on a service and starts answering each. */
   #serveAll(e: Entry): void {
     for (;;) {
-      let frames: Uint8Array[] | null;
+      let got: { frames: Uint8Array[]; peer: ZmqPeer } | null;
       try {
         // the envelope (identity, empty delimiter) and at most two frames of the request are kept
-        frames = e.socket.tryReceive(3);
+        got = e.socket.tryReceiveFrom(3);
       } catch (err) {
         this.log.error(`${e.service.name}: receive failed: ${err instanceof Error ? err.message : err}`);
         return;
       }
-      if (!frames) return;
+      if (!got) return;
+      const { frames, peer } = got;
       const delimiter = frames.findIndex((f) => f.length === 0);
       if (delimiter < 1) {
         this.log.warn(`${e.service.name}: a message without a REQ envelope: dropped`);
         continue;
       }
-      this.#serve(e, frames.slice(0, delimiter + 1), frames.slice(delimiter + 1));
+      this.#serve(e, frames.slice(0, delimiter + 1), frames.slice(delimiter + 1), peer);
     }
   }
 
   /** Answers one request (asynchronously) to the envelope it came with. */
-  #serve(e: Entry, envelope: Uint8Array[], frames: Uint8Array[]): void {
-    const reply = (body: Uint8Array) => {
-      if (this.#stopping) return;
+  #serve(e: Entry, envelope: Uint8Array[], frames: Uint8Array[], peer: ZmqPeer): void {
+    const reply = (body: Reply) => {
+      if (this.#stopping || body === null) return;
       try {
         if (!e.socket.trySendFrames([...envelope, body])) {
           this.log.warn(`${e.service.name}: reply could not be queued (client gone?)`);
@@ -185,9 +221,9 @@ export class ControlServer {
       return reply(e.service.errorReply());
     }
     (async () => {
-      let body: Uint8Array;
+      let body: Reply;
       try {
-        body = await e.service.handle(frames[0]);
+        body = await e.service.handle(frames[0], peer);
       } catch (err) {
         this.log.error(`${e.service.name}: request failed: ${err instanceof Error ? err.stack : err}`);
         body = e.service.errorReply();

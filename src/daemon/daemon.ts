@@ -20,7 +20,7 @@ import { coreSchedService } from "../control/core_sched.ts";
 import { PortControl, portControlService } from "../control/port_control.ts";
 import { loadPairings, PAIRINGS_FILE, pairingsOf, savePairings } from "../relays/pairings.ts";
 import { ControlServer, type Service } from "../control/server.ts";
-import { statsService } from "../control/stats.ts";
+import { StatsAnswerer, statsService } from "../control/stats.ts";
 import { accountId, endpointReach, formatLcoreMap, parseKernelCpuList } from "../config/values.ts";
 import { qemuAccount, type SocketAccounts, socketAccounts } from "../config/accounts.ts";
 import {
@@ -345,13 +345,14 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   }
   const places = { socketDir: c.socketDir, allow: c.socketDirsAllow, trust: socketDirTrust(accounts, qemuAccount()) };
   const portControl = new PortControl(clientView(c, table), log, places);
+  const statsAnswerer = new StatsAnswerer(table, log);
   const keepPairings = c.dynamicSockets ? pairingKeeper(c, table, log) : () => {};
   if (c.dynamicSockets) restorePairings(c, portControl, log);
   keepPairings();
   let control: ControlServer;
   try {
     control = new ControlServer(
-      controlServices(c, table, log, portControl, keepPairings),
+      controlServices(c, table, log, portControl, keepPairings, statsAnswerer),
       log,
       c.zmqGroup,
       sharedSocketDir(c.socketDir, accounts),
@@ -379,7 +380,13 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       );
     }
     try {
-      metrics = serveMetrics(c.metricsListen, table, log, { version: VERSION, dpdk: dp.dpdkVersion });
+      metrics = serveMetrics(
+        c.metricsListen,
+        table,
+        log,
+        { version: VERSION, dpdk: dp.dpdkVersion },
+        () => statsAnswerer.waiting,
+      );
     } catch (e) {
       log.error(`metrics: cannot listen on ${c.metricsListen}: ${e instanceof Error ? e.message : e}; metrics are off`);
     }
@@ -458,12 +465,13 @@ export function controlServices(
   log: Logger,
   portControl: PortControl,
   pairingsChanged: () => void,
+  statsAnswerer: StatsAnswerer,
 ): Service[] {
   const coreSched = coreSchedEndpoint(c);
   const stats = c.zmqStatsEp || (coreSched ? ORIGINAL_ENDPOINTS.stats : "");
   const services = [
     ...(c.zmqConfigEp ? [configService(c.zmqConfigEp, c, log)] : []),
-    ...(stats ? [statsService(stats, table, log)] : []),
+    ...(stats ? [statsService(stats, table, log, statsAnswerer)] : []),
     ...(c.zmqPortControlEp ? [portControlService(c.zmqPortControlEp, portControl, pairingsChanged)] : []),
     ...(coreSched ? [coreSchedService(coreSched, table, log)] : []),
   ];

@@ -20,6 +20,7 @@ export function renderMetrics(
   relays: RelayReader,
   build: { version: string; dpdk: string },
   prev: WorkerCounters[] | null,
+  statsWaiting: () => number = () => 0,
 ): { text: string; workers: WorkerCounters[] } {
   const out: string[] = [];
   const family = (name: string, type: string, help: string) =>
@@ -114,6 +115,8 @@ export function renderMetrics(
   }
   family("vio4wd_tsc_hz", "gauge", "Frequency of the workers' cycle counter (cycles per second).");
   out.push(`vio4wd_tsc_hz ${relays.tscHz()}`);
+  family("vio4wd_stats_waiting_requests", "gauge", "Stats requests waiting out their delay (ZeroMQ stats endpoint).");
+  out.push(`vio4wd_stats_waiting_requests ${statsWaiting()}`);
   family("vio4wd_build_info", "gauge", "vio4wd and DPDK versions (value 1).");
   out.push(`vio4wd_build_info{version="${esc(build.version)}",dpdk="${esc(build.dpdk)}"} 1`);
   return { text: out.join("\n") + "\n", workers };
@@ -125,6 +128,7 @@ export function serveMetrics(
   relays: RelayReader,
   log: Logger,
   build: { version: string; dpdk: string },
+  statsWaiting: () => number = () => 0,
 ): Deno.HttpServer {
   const m = /^(.*):(\d+)$/.exec(listen)!;
   let prev: WorkerCounters[] | null = null;
@@ -134,7 +138,7 @@ export function serveMetrics(
     onListen: ({ hostname, port }) => log.info(`metrics: http://${hostname}:${port}/metrics`),
   }, (req) => {
     if (new URL(req.url).pathname !== "/metrics") return new Response("see /metrics\n", { status: 404 });
-    const r = renderMetrics(relays, build, prev);
+    const r = renderMetrics(relays, build, prev, statsWaiting);
     prev = r.workers;
     return new Response(r.text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
   });

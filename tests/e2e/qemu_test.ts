@@ -12,6 +12,7 @@ import { Libvirt, virsh } from "../rigs/libvirt.ts";
 import { assert, assertEq } from "../rigs/assert.ts";
 import { memifPair } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
+import { firstFailure } from "../rigs/first_failure.ts";
 
 const HOST = "10.200.0.1";
 const GUEST = "10.200.0.2";
@@ -102,14 +103,10 @@ class E2eRun implements AsyncDisposable {
   }
 }
 
-/** Runs one case in its own run; a failure carries the daemons' logs and the guests' state. */
+/** Runs one case in its own run; a failure (the first: see firstFailure) carries the daemons' logs and the guests' state. */
 async function e2e(name: string, fn: (run: E2eRun) => Promise<void>): Promise<void> {
-  await using run = await E2eRun.create(name);
-  try {
-    await fn(run);
-  } catch (e) {
-    throw new Error(`${e instanceof Error ? e.message : e}\n${run.describe()}`);
-  }
+  const run = await E2eRun.create(name);
+  await firstFailure(run, fn, () => run.describe());
 }
 
 /** Guest script lines that wait, connected, until the host has read the relay (E2eRun.relayWhileHeld). */

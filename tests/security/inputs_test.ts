@@ -23,10 +23,14 @@ import { PID_FILE } from "../../src/daemon/daemon.ts";
 import { fakeSysfs } from "../rigs/sysfs.ts";
 import { OvsDb } from "../rigs/ovs.ts";
 import { tgkill, threadsNamed } from "../rigs/signals.ts";
-import { type DaemonProcess, runVio4wd, until } from "../rigs/daemon_process.ts";
-import { assert, assertEq } from "../rigs/assert.ts";
+import { type DaemonProcess, LAUNCHER, runVio4wd, until } from "../rigs/daemon_process.ts";
+import { assert, assertEq, assertJsonEq } from "../rigs/assert.ts";
+import { accountId } from "../../src/config/values.ts";
+import { STATS_PEER_WAITING } from "../../src/control/stats.ts";
 
 const refused = (name: string, what: string) => console.log(`security ${name} refused: ${what}`);
+
+const ROOT = new URL("../..", import.meta.url).pathname;
 
 /** Checked after every attack; the attacks that plant links point them here. */
 const canary = Canary.plant();
@@ -195,34 +199,115 @@ Deno.test("security: an OVSDB server sending 8 MiB of garbage on every connectio
   refused("ovsdb-garbage", `8 MiB of garbage on each of ${connections} connections`);
 });
 
-Deno.test("security: clients waiting out long stats delays hold nobody else; past 16 waiting, more are answered EBADR at once", async () => {
-  await using w = await World.create("statsdelay");
-  const ep = `ipc://${w.dir}/stats`;
-  const d = await w.daemon([`VIRTIOFWD_ZMQ_STATS_EP=${ep}`]);
-  const ctx = new ZmqContext();
-  w.defer(() => ctx.close());
-  const slow = toBinary(StatsRequestSchema, create(StatsRequestSchema, { delay: 60_000 }));
-  const waiting = Array.from({ length: 16 }, () => {
-    const s = ctx.socket(ZMQ_REQ);
-    s.connect(ep);
-    assert(s.trySend(slow), "sent");
-    return s;
-  });
-  await d.waitLog(/zmq_stats: listening/);
-  // another client is answered at once (not after 60 s), and so is the scheduler's delay=200
-  const quick = toBinary(StatsRequestSchema, create(StatsRequestSchema, {}));
-  assertEq(fromBinary(StatsResponseSchema, await requestRaw(ep, quick, 2000)).relay.length, 64, "answered meanwhile");
-  // the 17th waiter is refused at once
-  const one = ctx.socket(ZMQ_REQ);
-  one.connect(ep);
-  assert(one.trySend(slow), "sent");
-  const refusedReply = await one.receive(2000);
-  assert(refusedReply !== null, "answered at once");
-  assertEq(fromBinary(StatsResponseSchema, refusedReply![0]).status, StatsResponse_Status.EBADR, "EBADR");
-  await d.waitLog(/zmq_stats: 16 requests already wait out a delay: answered EBADR/);
-  for (const s of [...waiting, one]) s.close();
-  await serving(d, "16 clients waiting 60 s");
-  refused("stats-delay", "16 clients each waiting out a 60 s delay, and a 17th");
+/** Runs `cmd` (this checkout's launchers) with `env`; its exit status and wall time in ms. */
+async function timed(cmd: string[], env: Record<string, string>): Promise<{ code: number; ms: number; out: string }> {
+  const t0 = performance.now();
+  const o = await new Deno.Command(cmd[0], { args: cmd.slice(1), env, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  return { code: o.code, ms: performance.now() - t0, out: dec.decode(o.stdout) + dec.decode(o.stderr) };
+}
+
+Deno.test("security: no client can starve another of stats: a ZeroMQ group member holding 1000 requests of 60 s gets EBADR past its 32, root's tools (the original's stats tool, vio4wd stats, monitor, scheduler) answer as fast as without it, memory stays bounded, and the requests go with their connections", async () => {
+  await using w = await World.create("statshog");
+  Deno.chmodSync(w.dir, 0o755); // the group member reaches the endpoints' directory (0750, group kvm)
+  const kvm = accountId("group", "kvm")!;
+  const ep = `ipc://${w.dir}/zmq/stats`;
+  const d = await w.daemon([
+    `VIRTIOFWD_ZMQ_STATS_EP=${ep}`,
+    `VIRTIOFWD_ZMQ_CORE_SCHED_EP=ipc://${w.dir}/zmq/core_sched`,
+    "VIO4WD_CORE_SCHED_ENABLE=true",
+    "VIO4WD_ZMQ_GROUP=kvm",
+    "VIRTIOFWD_STATIC_VFS=net_null0=0",
+  ]);
+  const env = { VIO4WD_CONFIG: d.config, VIO4WD: LAUNCHER, PATH: Deno.env.get("PATH")!, HOME: w.dir };
+  const tools: [string, string[]][] = [
+    ["the original's stats tool (200 ms)", [`${ROOT}scripts/original/virtioforwarder_stats.py`, `--stats-ep=${ep}`]],
+    ["vio4wd stats (200 ms)", [LAUNCHER, "stats"]],
+    ["vio4wd monitor --once --json", [LAUNCHER, "monitor", "--once", "--json"]],
+    ["the scheduler, one poll (200 ms)", [LAUNCHER, "sched", "--dry-run", "--polls", "1", "--poll-interval", "0.2"]],
+  ];
+  const baseline = new Map<string, number>();
+  for (const [what, cmd] of tools) {
+    const r = await timed(cmd, env);
+    assertEq(r.code, 0, `${what} without the attack: ${r.out}`);
+    baseline.set(what, r.ms);
+  }
+  const rss0 = d.rssKiB();
+
+  // the attacker: nobody, in the ZeroMQ group, 1000 connections each waiting out 60 s
+  const denoDir = `${w.dir}/hog-deno`;
+  Deno.mkdirSync(denoDir);
+  Deno.chownSync(denoDir, 65534, 65534);
+  const start = (n: number) => {
+    const c = new Deno.Command("setpriv", {
+      args: [
+        "--reuid=65534",
+        "--regid=65534",
+        `--groups=${kvm}`,
+        "--",
+        `${ROOT}node_modules/deno/deno`,
+        "run",
+        "--no-config",
+        "--allow-ffi",
+        "--allow-read",
+        "--allow-env",
+        `${ROOT}tests/rigs/stats_hog.ts`,
+        ep,
+        String(n),
+      ],
+      env: { DENO_DIR: denoDir, HOME: denoDir, PATH: Deno.env.get("PATH")! },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    w.own({
+      close: async () => {
+        try {
+          c.kill("SIGKILL");
+        } catch { /* exited */ }
+        await c.output().catch(() => {});
+      },
+    });
+    const lines = c.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    return {
+      result: async () => {
+        const { value } = await lines.read();
+        if (!value) throw new Error(`the hog printed nothing: ${await new Response(c.stderr).text()}`);
+        return JSON.parse(value) as { sent: number; ebadr: number };
+      },
+      leave: async () => {
+        await c.stdin.close();
+        await c.status;
+      },
+    };
+  };
+  const first = start(1000);
+  assertJsonEq(
+    await first.result(),
+    { sent: 1000, ebadr: 1000 - STATS_PEER_WAITING },
+    `the offender's extra requests; log:\n${d.log.split("\n").filter((l) => l.includes("zmq_stats")).join("\n")}`,
+  );
+  for (const [what, cmd] of tools) {
+    const r = await timed(cmd, env);
+    assertEq(r.code, 0, `${what} during the attack: ${r.out}`);
+    const before = baseline.get(what)!;
+    assert(r.ms <= before + 400, `${what}: ${Math.round(r.ms)} ms during the attack, ${Math.round(before)} ms without`);
+  }
+  const grown = (d.rssKiB() - rss0) / 1024;
+  assert(grown < 64, `the daemon grew ${grown.toFixed(1)} MiB holding the attack`);
+  // the attacker leaves: its waiting requests go with its connections, so the same user starts afresh
+  await first.leave();
+  await until("the attacker's connections dropped", async () => {
+    const again = start(STATS_PEER_WAITING);
+    const r = await again.result();
+    await again.leave();
+    return r.ebadr === 0;
+  }, 15_000);
+  await serving(d, "1000 waiting requests of a group member");
+  refused(
+    "stats-starvation",
+    `1000 requests of 60 s from a group member: ${STATS_PEER_WAITING} waited, the rest EBADR`,
+  );
 });
 
 Deno.test("security: signals interrupting the control server's poll (on its pool thread) lose nothing: every request answered, no poll error logged", async () => {
