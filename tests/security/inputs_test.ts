@@ -310,6 +310,35 @@ Deno.test("security: no client can starve another of stats: a ZeroMQ group membe
   );
 });
 
+Deno.test("security: the metrics endpoint serves a scrape while 500 connections hold half a request each (slowloris), and shows no stats request waiting", async () => {
+  await using w = await World.create("metricsslow");
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const d = await w.daemon([`VIO4WD_METRICS_LISTEN=127.0.0.1:${port}`, "VIRTIOFWD_STATIC_VFS=net_null0=0"]);
+  await until(
+    "metrics served",
+    () => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()).then(() => true, () => false),
+  );
+  const held: Deno.Conn[] = [];
+  w.defer(() => held.forEach((c) => c.close()));
+  const half = new TextEncoder().encode("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+  for (let i = 0; i < 500; i++) {
+    const c = await Deno.connect({ hostname: "127.0.0.1", port });
+    await c.write(half);
+    held.push(c);
+  }
+  const t0 = performance.now();
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) =>
+    r.text()
+  );
+  const ms = performance.now() - t0;
+  assert(ms < 2000, `a scrape took ${Math.round(ms)} ms with 500 half-open connections`);
+  assert(/^vio4wd_stats_waiting_requests 0$/m.test(text), "no stats request waits");
+  await serving(d, "500 half-open metrics connections");
+  refused("metrics-slowloris", "500 connections each holding half an HTTP request while a scrape is served");
+});
+
 Deno.test("security: signals interrupting the control server's poll (on its pool thread) lose nothing: every request answered, no poll error logged", async () => {
   await using w = await World.create("pollsignals");
   const ep = `ipc://${w.dir}/stats`;
