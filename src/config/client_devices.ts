@@ -20,8 +20,9 @@ export const CLIENT_DRIVERS: Readonly<Record<string, { keys: readonly string[]; 
     paths: ["socket"],
   },
   net_tap: { keys: ["iface", "mac"], paths: [] }, // not `remote`: it captures a host interface
+  // not `server`: the probe would wait for a peer to connect, holding the daemon
   net_virtio_user: {
-    keys: ["path", "queues", "queue_size", "server", "mac", "mrg_rxbuf", "in_order", "packed_vq"],
+    keys: ["path", "queues", "queue_size", "mac", "mrg_rxbuf", "in_order", "packed_vq"],
     paths: ["path"],
   },
   net_vhost: { keys: ["iface", "queues", "client"], paths: ["iface"] },
@@ -56,6 +57,12 @@ export interface ClientDevicePolicy {
   socketDir: string;
   /** Whether a PCI address is an SR-IOV VF (has a physfn in sysfs). */
   isVf(pci: string): boolean;
+  /**
+   * Why the vhost-user peer socket a net_virtio_user device would connect to is not to be used,
+   * or null: DPDK's probe waits for the peer's answers on the daemon's thread, so only a socket of
+   * root's or the daemon's may be named (a peer that never answers would hold the daemon).
+   */
+  untrustedPeerSocket(path: string): string | null;
 }
 
 /**
@@ -90,6 +97,8 @@ export function clientDeviceRefusal(device: string, p: ClientDevicePolicy): stri
     if (rule.paths.includes(key) && !insideDir(value, dir)) {
       return `${driver} ${key}=${value} is not a path inside the socket directory ${dir}`;
     }
+    const untrusted = driver === "net_virtio_user" && key === "path" ? p.untrustedPeerSocket(value) : null;
+    if (untrusted) return `${driver} ${key}=${value}: ${untrusted}`;
   }
   return null;
 }

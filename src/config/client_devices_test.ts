@@ -11,6 +11,7 @@ const policy = (drivers: string[] = [], pci: string[] = []): ClientDevicePolicy 
   pci,
   socketDir: "/run/vio4wd/",
   isVf: (p) => p === "0000:05:08.1",
+  untrustedPeerSocket: (path) => path.includes("theirs") ? "a socket of uid 65534" : null,
 });
 
 Deno.test("client devices: by default only SR-IOV VFs by PCI address; VIO4WD_PCI_ALLOW adds others", () => {
@@ -38,6 +39,9 @@ Deno.test("client devices: the review's attacks are refused even with every driv
     ["net_virtio_user0,path=/dev/vhost-net", /path=\/dev\/vhost-net is not a path inside/],
     ["net_virtio_user0,path=/run/vio4wd/v.sock,iface=tap9", /key 'iface' is not allowed/],
     ["eth_pcap0,iface=eth0", /driver eth_pcap are not allowed/],
+    // the probe would wait for a peer: the daemon held by whoever never connects or answers
+    ["net_virtio_user0,path=/run/vio4wd/v.sock,server=1", /key 'server' is not allowed/],
+    ["net_virtio_user0,path=/run/vio4wd/theirs.sock", /path=\/run\/vio4wd\/theirs.sock: a socket of uid 65534/],
   ];
   for (const [device, want] of cases) {
     const why = clientDeviceRefusal(device, all);

@@ -40,7 +40,7 @@ import { notifyServiceManager } from "../host/systemd_notify.ts";
 import { CAP_SYS_ADMIN, lacksCapability } from "../host/capabilities.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
 import { attempt, type RelayPorts, type RelayReader, RelayTable } from "../relays/table.ts";
-import { clientPorts, isSriovVf } from "../relays/client_ports.ts";
+import { clientPorts, isSriovVf, untrustedPeerSocket } from "../relays/client_ports.ts";
 
 /** vio4wd's version. */
 export const VERSION = "0.1.0";
@@ -456,7 +456,13 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
  */
 /** The relay table as clients reach it: their device strings checked (see clientPorts). */
 function clientView(c: Config, table: RelayTable): RelayPorts {
-  return clientPorts(table, { drivers: c.devargsAllow, pci: c.pciAllow, socketDir: c.socketDir, isVf: isSriovVf });
+  return clientPorts(table, {
+    drivers: c.devargsAllow,
+    pci: c.pciAllow,
+    socketDir: c.socketDir,
+    isVf: isSriovVf,
+    untrustedPeerSocket,
+  });
 }
 
 export function controlServices(

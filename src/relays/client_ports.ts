@@ -31,6 +31,26 @@ export function isSriovVf(pci: string, sys = sysfsRoot()): boolean {
   }
 }
 
+/**
+ * Why a net_virtio_user peer socket at `path` is not to be used: not a socket, or not root's or
+ * the daemon's (checked without following a link). Null when it may be.
+ */
+export function untrustedPeerSocket(path: string): string | null {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(path);
+  } catch {
+    return "no socket there (the peer must listen before the device is added)";
+  }
+  if (!st.isSocket) return "not a socket";
+  const self = Deno.uid() ?? 0;
+  if (st.uid !== 0 && st.uid !== self) {
+    return `a socket of uid ${st.uid}, not of root's: the probe waits for its peer on the daemon's thread, and ` +
+      "a peer that never answers would hold the daemon";
+  }
+  return null;
+}
+
 /** `ports` with device strings from clients checked against `policy`. */
 export function clientPorts(ports: RelayPorts, policy: ClientDevicePolicy): RelayPorts {
   const check = (what: ClientDeviceRefused["what"], why: string | null) => {

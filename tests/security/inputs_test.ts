@@ -339,6 +339,39 @@ Deno.test("security: the metrics endpoint serves a scrape while 500 connections 
   refused("metrics-slowloris", "500 connections each holding half an HTTP request while a scrape is served");
 });
 
+Deno.test("security: a virtio_user device from a client cannot hold the daemon: server=1 (the probe would wait for a peer) and a peer socket of another user's that never answers are refused; the daemon keeps answering", async () => {
+  await using w = await World.create("vuhold");
+  const ep = `ipc://${w.dir}/pc`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`, "VIO4WD_DEVARGS_ALLOW=net_virtio_user"]);
+  await Deno.mkdir(w.sockDir, { recursive: true });
+  // a peer that accepts and never answers, its socket nobody's
+  const silent = `${w.sockDir}/silent.sock`;
+  const listener = Deno.listen({ transport: "unix", path: silent });
+  w.defer(() => listener.close());
+  Deno.chownSync(silent, 65534, 65534);
+  const held: Deno.Conn[] = [];
+  (async () => {
+    for await (const c of listener) held.push(c);
+  })().catch(() => {});
+  w.defer(() => held.forEach((c) => c.close()));
+  const add = async (device: string) => {
+    const req = { op: Op.ADD, virtioId: 1, devargs: [device] };
+    const r = await request(ep, PortControlRequestSchema, req, PortControlResponseSchema, 5000);
+    return r.status === PortControlResponse_Status.OK;
+  };
+  // a socket of root's at the path, so that it is server=1 alone that is refused
+  const roots = Deno.listen({ transport: "unix", path: `${w.sockDir}/wait.sock` });
+  w.defer(() => roots.close());
+  assert(!(await add(`net_virtio_user1,path=${w.sockDir}/wait.sock,server=1`)), "server=1 refused");
+  await serving(d, "a virtio_user device that would wait for a peer");
+  assert(!(await add(`net_virtio_user2,path=${silent}`)), "a silent peer of nobody's refused");
+  await serving(d, "a virtio_user device whose peer never answers");
+  assert(/net_virtio_user key .server. is not allowed from clients/.test(d.log), "the first rule logged");
+  assert(/path=\S+silent\.sock: a socket of uid 65534, not of root's/.test(d.log), "the second rule logged");
+  assertEq(held.length, 0, "the daemon never connected to the silent peer");
+  refused("virtio-user-hold", "net_virtio_user with server=1, and one whose peer (nobody's) never answers");
+});
+
 Deno.test("security: signals interrupting the control server's poll (on its pool thread) lose nothing: every request answered, no poll error logged", async () => {
   await using w = await World.create("pollsignals");
   const ep = `ipc://${w.dir}/stats`;
