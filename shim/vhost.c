@@ -237,7 +237,10 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 		pthread_mutex_unlock(&c->lock);
 		return set_error(EIO, "rte_vhost_driver_register('%s') failed", path);
 	}
-	uint64_t off = 1ULL << VIRTIO_NET_F_CTRL_RX;
+	/* Never UFO: DPDK segments a guest's UFO datagram into IP fragments whose first mbuf holds
+	 * only L2+L3, which no VF offload takes and software checksums cannot finish; without it the
+	 * guest fragments in software and every fragment arrives (as OVS-DPDK does). */
+	uint64_t off = (1ULL << VIRTIO_NET_F_CTRL_RX) | (1ULL << VIRTIO_NET_F_HOST_UFO);
 	if (!(flags & VIO4WD_SOCK_MRGBUF))
 		off |= 1ULL << VIRTIO_NET_F_MRG_RXBUF;
 	if (!(flags & VIO4WD_SOCK_TSO))
