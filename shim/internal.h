@@ -59,6 +59,8 @@ struct relay {
 	uint32_t rx_enabled;     /* vrings the guest enabled (bit q: pair q); atomic, read by the workers */
 	uint32_t tx_enabled;
 	bool ring_seen;          /* a vring state change came in: the masks above are the guest's (atomic) */
+	int mask_vid;            /* the connection the masks are of (its vring changes come before new_device);
+				  * NO_VID: none yet. Another connection's changes are ignored (atomic) */
 	uint32_t queue_pairs;
 	bool lm_pending;
 	/* VF side (lock) */

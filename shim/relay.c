@@ -20,6 +20,7 @@ void relays_reset(void)
 		pthread_mutex_init(&r->lock, NULL);
 		r->numa_node = -1;
 		r->vid = NO_VID;
+		r->mask_vid = NO_VID;
 		r->port = NO_PORT;
 		r->cpu[VF_TO_VM] = r->cpu[VM_TO_VF] = -1;
 	}

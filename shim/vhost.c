@@ -21,6 +21,18 @@
 #define VHOST_F_LOG_ALL 26
 #endif
 
+/* The connection `vid` no longer owns the relay's queue masks: they are cleared for the next one
+ * (a no-op when another connection owns them). */
+static void release_masks(struct relay *r, int vid)
+{
+	int owner = vid;
+	if (!__atomic_compare_exchange_n(&r->mask_vid, &owner, NO_VID, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&r->rx_enabled, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->tx_enabled, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->ring_seen, false, __ATOMIC_RELEASE);
+}
+
 /* The relay whose socket the device came in on, or -1. */
 static int relay_of_vid(int vid)
 {
@@ -49,13 +61,18 @@ static int on_new_device(int vid)
 		pool_rehome(r, (uint32_t)id, numa); /* a VF came first: follow the VM's memory */
 	}
 	if (ret != 0) {
+		release_masks(r, vid); /* a refused device never gets destroy_device */
 		pthread_mutex_unlock(&r->lock);
 		push_event(VIO4WD_EV_VM_REJECTED, (uint32_t)id, ret, 0, 0);
 		return -1;
 	}
 	for (uint16_t q = 0; q < nr; q++)
 		rte_vhost_enable_guest_notification(vid, q, 0);
-	if (!__atomic_load_n(&r->ring_seen, __ATOMIC_ACQUIRE)) {
+	int owner = NO_VID;
+	__atomic_compare_exchange_n(&r->mask_vid, &owner, vid, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	if (!__atomic_load_n(&r->ring_seen, __ATOMIC_ACQUIRE) || (owner != NO_VID && owner != vid)) {
+		/* no state change of this connection's: every queue of it is enabled */
+		__atomic_store_n(&r->mask_vid, vid, __ATOMIC_RELEASE);
 		uint32_t all = pairs >= 32 ? UINT32_MAX : ((1u << pairs) - 1);
 		__atomic_store_n(&r->rx_enabled, all, __ATOMIC_RELEASE);
 		__atomic_store_n(&r->tx_enabled, all, __ATOMIC_RELEASE);
@@ -83,9 +100,7 @@ static void on_destroy_device(int vid)
 	__atomic_store_n(&r->vid, NO_VID, __ATOMIC_RELEASE);
 	lists_publish(); /* no worker touches the device after this */
 	vf_run(r, (uint32_t)id, false);
-	__atomic_store_n(&r->rx_enabled, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(&r->tx_enabled, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(&r->ring_seen, false, __ATOMIC_RELEASE);
+	release_masks(r, vid);
 	r->queue_pairs = 0;
 	pool_release_if_idle(r);
 	pthread_mutex_unlock(&r->lock);
@@ -100,6 +115,12 @@ static int on_vring_state_changed(int vid, uint16_t queue_id, int enable)
 	if (id < 0 || pair >= VIO4WD_MAX_QUEUE_PAIRS)
 		return 0;
 	struct relay *r = relay_get((uint32_t)id);
+	/* only the connection the masks are of: the live device's, or the first one setting up; a
+	 * second connection (refused at new_device) must not flip the live guest's queues */
+	int owner = NO_VID;
+	if (!__atomic_compare_exchange_n(&r->mask_vid, &owner, vid, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
+	    owner != vid)
+		return 0;
 	if (!__atomic_exchange_n(&r->ring_seen, true, __ATOMIC_ACQ_REL)) {
 		/* the first state change of a connection: from now on the masks are the guest's */
 		__atomic_store_n(&r->rx_enabled, 0, __ATOMIC_RELEASE);
@@ -123,9 +144,18 @@ static int on_features_changed(int vid, uint64_t features)
 	return 0;
 }
 
+/* A connection closed (whether or not it became a device): its claim on the queue masks goes. */
+static void on_destroy_connection(int vid)
+{
+	int id = relay_of_vid(vid);
+	if (id >= 0)
+		release_masks(relay_get((uint32_t)id), vid);
+}
+
 static const struct rte_vhost_device_ops g_ops = {
 	.new_device = on_new_device,
 	.destroy_device = on_destroy_device,
+	.destroy_connection = on_destroy_connection,
 	.vring_state_changed = on_vring_state_changed,
 	.features_changed = on_features_changed,
 };

@@ -584,3 +584,34 @@ Deno.test("bond of 8 members (the original's maximum) on taps starts and relays;
   const r = relay0(await d.status())!;
   if (!(num(r.vmToVf.pktsTxToVf) > 1000)) throw new Error(`relay 0: ${show(r)}`);
 });
+
+Deno.test("a second connection to a relay's socket is refused and leaves the live VM's queues alone: multi-flow VF->VM traffic all reaches its one queue, nothing is aimed at queues it does not have", async () => {
+  await using w = await World.create("secondvm");
+  const wire = memifPair(`${w.dir}/vf.sock`);
+  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=${wire.vf}=0`]);
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+  const vf = await w.testpmd({ vdevs: [wire.peer], appArgs: ["--txonly-multi-flow"] });
+  await vm.waitLinksUp();
+  await vf.waitLinksUp();
+  await d.waitLog(/relay 0: VM connected \(1 queue pair/);
+  await until("the VF link", async () => relay0(await d.status())?.vfLink === true);
+  // a second frontend with 4 queue pairs on the same socket: refused, but it enables its 8 vrings
+  const intruder = await w.testpmd({
+    vdevs: [virtioUser(w.vmSocket(0), { queues: 4 })],
+    appArgs: ["--rxq=4", "--txq=4"],
+  });
+  await d.waitLog(/relay 0: VM connection refused \(errno 16/); // the refusal is part of what is tested
+  await vm.send("set fwd rxonly");
+  await vm.send("start");
+  // 8 bursts of 32 packets of many flows, which the relay spreads over the VM's enabled queues
+  await vf.send("set fwd rxonly");
+  await vf.send("start tx_first 8");
+  await until("256 packets from the VF", async () => num(relay0(await d.status())?.vfToVm.pktsRxFromVf) >= 256);
+  const accounted = (x: RelayState) =>
+    num(x.vfToVm.pktsTxToVm) + num(x.vfToVm.pktsDroppedVmQueueFull) === num(x.vfToVm.pktsRxFromVf);
+  await until("every packet delivered or dropped", async () => accounted(relay0(await d.status())!));
+  const r = relay0(await d.status())!;
+  assertEq(num(r.vfToVm.pktsDroppedVmQueueFull), 0, `no packet aimed at a queue the VM does not have: ${show(r)}`);
+  assertEq(num(r.vfToVm.pktsTxToVm), num(r.vfToVm.pktsRxFromVf), "every packet reached the VM");
+  await intruder.close();
+});
