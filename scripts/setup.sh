@@ -42,9 +42,10 @@ npm ci --no-audit --no-fund
 export PATH="$PWD/node_modules/.bin:$PATH"
 deno --version | head -1
 
-step "build the shim (shim/build/libvio4wd_shim.so, and the STEPS=1 profiling build in shim/build/steps)"
+step "build the shim (shim/build/libvio4wd_shim.so; the STEPS=1 profiling build and the tests' FAULTS=1 build)"
 make -C shim
 make -C shim STEPS=1
+make -C shim FAULTS=1
 deno cache --quiet src/main.ts
 
 step "guest kernel for the QEMU end-to-end tests (apt-get download, extracted, not installed)"

@@ -22,6 +22,19 @@
 #define API __attribute__((visibility("default")))
 #define NO_PORT UINT16_MAX
 #define NO_VID (-1)
+
+/* Fault injection, in the tests' build only (make FAULTS=1): whether the environment asks for
+ * fault `name` (a VIO4WD_FAULT_* variable set non-empty). Always false in the shipped build. */
+#ifdef VIO4WD_FAULTS
+#include <stdlib.h>
+static inline bool fault(const char *name)
+{
+	const char *v = getenv(name);
+	return v != NULL && *v != '\0';
+}
+#else
+#define fault(name) false
+#endif
 #define VF_TO_VM 0
 #define VM_TO_VF 1
 /* Descriptors of a VF's RX and TX queue (vf.c sets them up, pool.c again when the pool moves). */

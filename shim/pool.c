@@ -68,26 +68,42 @@ int pool_ensure(struct relay *r, uint32_t id, int numa, unsigned ports)
 	return 0;
 }
 
-/* Sets the VF's RX queue up again on `mp` (restarting the VF if it ran); returns whether it now
- * allocates from `mp`. */
-static bool move_vf_rx_queue(uint16_t port, bool running, int numa, struct rte_mempool *mp, struct rte_mempool *old)
+/* Where the VF's RX queue allocates from after move_vf_rx_queue(). */
+enum rxq_home { RXQ_MOVED, RXQ_STAYED, RXQ_NONE };
+
+/* Sets the VF's RX queue up again on `mp`, else on `old` again, and restarts the VF if it ran and
+ * the queue has a pool. Decided by the setups' own results: rte_eth_rx_queue_info_get() is not
+ * implemented by net_bonding, memif, net_vhost, tap or virtio in DPDK 22.11. */
+static enum rxq_home move_vf_rx_queue(uint16_t port, bool running, int numa, struct rte_mempool *mp,
+				      struct rte_mempool *old)
 {
-	rte_eth_dev_stop(port);
+	int ret = rte_eth_dev_stop(port);
+	if (ret != 0)
+		fprintf(stderr, "vio4wd: port %u: stop before moving its RX queue: %s\n", port, rte_strerror(-ret));
 	uint16_t nrx = VF_RING_DESC, ntx = VF_RING_DESC;
-	rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx);
-	if (rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)numa, NULL, mp) != 0 &&
-	    rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)rte_eth_dev_socket_id(port), NULL, old) != 0)
-		fprintf(stderr, "vio4wd: port %u: the VF's RX queue could not be set up again\n", port);
-	if (running)
-		rte_eth_dev_start(port);
-	struct rte_eth_rxq_info qi;
-	return rte_eth_rx_queue_info_get(port, 0, &qi) == 0 && qi.mp == mp;
+	(void)rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx); /* the values stay as asked if it fails */
+	enum rxq_home home = RXQ_MOVED;
+	if (rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)numa, NULL, mp) != 0) {
+		home = rte_eth_rx_queue_setup(port, 0, nrx, (unsigned)rte_eth_dev_socket_id(port), NULL, old) == 0
+			       ? RXQ_STAYED
+			       : RXQ_NONE;
+	}
+	if (home == RXQ_NONE) {
+		/* no pool behind queue 0: the VF must not run */
+		fprintf(stderr, "vio4wd: port %u: the VF's RX queue could not be set up again; the VF stays stopped\n", port);
+		return home;
+	}
+	if (running && (ret = rte_eth_dev_start(port)) != 0)
+		fprintf(stderr, "vio4wd: port %u: restart after moving its RX queue: %s\n", port, rte_strerror(-ret));
+	return home;
 }
 
 void pool_rehome(struct relay *r, uint32_t id, int numa)
 {
 	free_retired(r);
-	if (numa < 0 || r->pool == NULL || r->numa_node == numa || r->retired != NULL)
+	if (numa < 0 || r->pool == NULL || r->retired != NULL)
+		return;
+	if (r->numa_node == numa && !fault("VIO4WD_FAULT_FORCE_REHOME"))
 		return;
 	struct rte_mempool *mp = create_pool(id, numa, r->pool->size);
 	if (mp == NULL)
@@ -97,9 +113,11 @@ void pool_rehome(struct relay *r, uint32_t id, int numa)
 		/* The VF's RX queue allocates from the pool: take it out of the loop, move it, restart. */
 		__atomic_store_n(&r->port, NO_PORT, __ATOMIC_RELEASE);
 		lists_publish();
-		bool moved = move_vf_rx_queue(port, r->vf_running, numa, mp, r->pool);
-		if (!moved) {
-			/* The VF stayed on the old pool: keep it there. */
+		enum rxq_home home = move_vf_rx_queue(port, r->vf_running, numa, mp, r->pool);
+		if (home != RXQ_MOVED) {
+			/* The VF stayed on the old pool (or has none and stays stopped): mp is unused. */
+			if (home == RXQ_NONE)
+				__atomic_store_n(&r->vf_running, false, __ATOMIC_RELEASE);
 			__atomic_store_n(&r->port, port, __ATOMIC_RELEASE);
 			lists_publish();
 			rte_mempool_free(mp);

@@ -4,7 +4,16 @@
  */
 
 import { TestPmd } from "./rigs/testpmd.ts";
-import { type DaemonProcess, num, type RelayState, runVio4wd, show, STEPS_SHIM, until } from "./rigs/daemon_process.ts";
+import {
+  type DaemonProcess,
+  FAULTS_SHIM,
+  num,
+  type RelayState,
+  runVio4wd,
+  show,
+  STEPS_SHIM,
+  until,
+} from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { assert, assertEq } from "./rigs/assert.ts";
@@ -614,4 +623,29 @@ Deno.test("a second connection to a relay's socket is refused and leaves the liv
   assertEq(num(r.vfToVm.pktsDroppedVmQueueFull), 0, `no packet aimed at a queue the VM does not have: ${show(r)}`);
   assertEq(num(r.vfToVm.pktsTxToVm), num(r.vfToVm.pktsRxFromVf), "every packet reached the VM");
   await intruder.close();
+});
+
+Deno.test("a pool moved to the VM's node under a VF whose driver cannot tell its queue's pool (memif): the VF's RX queue runs on the new pool, traffic both ways, mbufs back, a clean stop (fault injection: the move forced on this one-node machine)", async () => {
+  await using w = await World.create("rehome");
+  const wire = memifPair(`${w.dir}/vf.sock`);
+  // the VF first (its pool is made then), the VM after: its connection moves the pool
+  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=${wire.vf}=0`], {
+    env: { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_FORCE_REHOME: "1" },
+  });
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), wire.peer] });
+  await vm.waitLinksUp();
+  await d.waitLog(/relay 0: VM connected/);
+  await until("the VF's RX ring filled", async () => (relay0(await d.status())?.mbufsInUse ?? 0) > 0);
+  const before = relay0(await d.status())!.mbufsInUse!;
+  await vm.send("set fwd io");
+  await vm.send("start tx_first 4");
+  await until("traffic both ways on the moved pool", async () => {
+    const r = relay0(await d.status());
+    return num(r?.vfToVm.pktsTxToVm) > 100_000 && num(r?.vmToVf.pktsTxToVf) > 100_000;
+  }, 15_000).catch(async (e) => {
+    throw new Error(`${e.message}: ${show(relay0(await d.status()))}\n${d.log.slice(-1500)}`);
+  });
+  await vm.send("stop");
+  await until("mbufs back", async () => (relay0(await d.status())?.mbufsInUse ?? Infinity) <= before + 64);
+  assertEq(await d.stop(), 0, "the daemon stops cleanly");
 });

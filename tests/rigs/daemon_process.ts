@@ -35,6 +35,12 @@ export function uniqueTag(name: string): string {
   return `v4t-${name}-${Deno.pid}-${Math.floor(Math.random() * 1e6)}`;
 }
 
+/**
+ * The fault-injection build of the shim (`make -C shim FAULTS=1`, which scripts/setup.sh runs):
+ * VIO4WD_FAULT_* variables in the daemon's environment force what this machine cannot produce.
+ */
+export const FAULTS_SHIM = new URL("../../shim/build/faults/libvio4wd_shim.so", import.meta.url).pathname;
+
 /** The profiling build of the shim (`make -C shim STEPS=1`, which scripts/setup.sh runs): start a daemon on it with `{ env: { VIO4WD_SHIM: STEPS_SHIM } }`. */
 export const STEPS_SHIM = new URL("../../shim/build/steps/libvio4wd_shim.so", import.meta.url).pathname;
 
