@@ -153,19 +153,25 @@ static uint64_t guest_tx_offloads(const struct relay *r)
 	return r->tx_offload_capa & want;
 }
 
-/* Removes a bond and its members (members[0..n-1] are device names). */
+/* Removes a bond and its members (members[0..n-1] are device names). The bond is closed like any
+ * device (rte_eth_bond_free() alone closes only a bond that is started: a stopped one left its
+ * queue structures and VLAN bitmap behind on every detach). */
 static void remove_bond(const char *name, char (*members)[128], unsigned n)
 {
 	uint16_t port, member;
 	if (rte_eth_dev_get_port_by_name(name, &port) == 0) {
-		rte_eth_dev_stop(port);
+		int ret = rte_eth_dev_stop(port);
+		if (ret != 0)
+			fprintf(stderr, "vio4wd: bond %s: stop: %s\n", name, rte_strerror(-ret));
 		/* The bonding driver refuses to free a bond that still has members. */
 		for (unsigned i = 0; i < n; i++)
-			if (rte_eth_dev_get_port_by_name(members[i], &member) == 0)
-				rte_eth_bond_slave_remove(port, member);
-	}
-	if (rte_eth_bond_free(name) != 0)
+			if (rte_eth_dev_get_port_by_name(members[i], &member) == 0 &&
+			    rte_eth_bond_slave_remove(port, member) != 0)
+				fprintf(stderr, "vio4wd: bond %s: member %s could not be removed\n", name, members[i]);
+		remove_device(name);
+	} else if (rte_eth_bond_free(name) != 0) {
 		fprintf(stderr, "vio4wd: bond %s could not be freed\n", name);
+	}
 	for (unsigned i = 0; i < n; i++)
 		remove_device(members[i]);
 }

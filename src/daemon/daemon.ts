@@ -385,7 +385,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
         table,
         log,
         { version: VERSION, dpdk: dp.dpdkVersion },
-        () => statsAnswerer.waiting,
+        { statsWaiting: () => statsAnswerer.waiting, heapBytes: () => dp.hugepageBytesUsed() },
       );
     } catch (e) {
       log.error(`metrics: cannot listen on ${c.metricsListen}: ${e instanceof Error ? e.message : e}; metrics are off`);

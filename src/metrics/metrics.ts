@@ -15,12 +15,20 @@ import { hasSteps, stepName, workerLoad } from "../dataplane/worker_load.ts";
 /** Escapes a label value for the text format. */
 const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 
+/** Figures of the daemon beside the relays' (the stats service's, DPDK's heap). */
+export interface DaemonGauges {
+  statsWaiting(): number;
+  heapBytes(): number;
+}
+
+const NO_GAUGES: DaemonGauges = { statsWaiting: () => 0, heapBytes: () => 0 };
+
 /** Renders every metric of the relays; `prev` (the workers' counters at the last scrape) gives the busy share and cycles per packet since then. */
 export function renderMetrics(
   relays: RelayReader,
   build: { version: string; dpdk: string },
   prev: WorkerCounters[] | null,
-  statsWaiting: () => number = () => 0,
+  gauges: DaemonGauges = NO_GAUGES,
 ): { text: string; workers: WorkerCounters[] } {
   const out: string[] = [];
   const family = (name: string, type: string, help: string) =>
@@ -116,7 +124,9 @@ export function renderMetrics(
   family("vio4wd_tsc_hz", "gauge", "Frequency of the workers' cycle counter (cycles per second).");
   out.push(`vio4wd_tsc_hz ${relays.tscHz()}`);
   family("vio4wd_stats_waiting_requests", "gauge", "Stats requests waiting out their delay (ZeroMQ stats endpoint).");
-  out.push(`vio4wd_stats_waiting_requests ${statsWaiting()}`);
+  out.push(`vio4wd_stats_waiting_requests ${gauges.statsWaiting()}`);
+  family("vio4wd_dpdk_heap_bytes", "gauge", "Bytes allocated from DPDK's hugepage heap (pools, queues, devices).");
+  out.push(`vio4wd_dpdk_heap_bytes ${gauges.heapBytes()}`);
   family("vio4wd_build_info", "gauge", "vio4wd and DPDK versions (value 1).");
   out.push(`vio4wd_build_info{version="${esc(build.version)}",dpdk="${esc(build.dpdk)}"} 1`);
   return { text: out.join("\n") + "\n", workers };
@@ -128,7 +138,7 @@ export function serveMetrics(
   relays: RelayReader,
   log: Logger,
   build: { version: string; dpdk: string },
-  statsWaiting: () => number = () => 0,
+  gauges: DaemonGauges = NO_GAUGES,
 ): Deno.HttpServer {
   const m = /^(.*):(\d+)$/.exec(listen)!;
   let prev: WorkerCounters[] | null = null;
@@ -138,7 +148,7 @@ export function serveMetrics(
     onListen: ({ hostname, port }) => log.info(`metrics: http://${hostname}:${port}/metrics`),
   }, (req) => {
     if (new URL(req.url).pathname !== "/metrics") return new Response("see /metrics\n", { status: 404 });
-    const r = renderMetrics(relays, build, prev, statsWaiting);
+    const r = renderMetrics(relays, build, prev, gauges);
     prev = r.workers;
     return new Response(r.text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
   });
