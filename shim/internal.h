@@ -190,6 +190,12 @@ bool offload_needs_segmenting(const struct rte_mbuf *m, uint64_t tx_offloads);
 int offload_sw_checksums(struct rte_mbuf *m, uint64_t tx_offloads);
 /* Segments `m` in software into segs[] (checksums complete) and frees it; returns the segment
  * count, or a negative errno with `m` untouched (-ENOTSUP: UDP over IPv6). */
-int offload_segment(struct rte_mbuf *m, struct rte_mempool *pool, struct rte_mbuf **segs, uint16_t max);
+/* Segments that offload_segment() made but could not finish (freed): the caller counts them. */
+struct offload_losses {
+	uint32_t pkts;
+	uint64_t bytes;
+};
+int offload_segment(struct rte_mbuf *m, struct rte_mempool *pool, struct rte_mbuf **segs, uint16_t max,
+		    struct offload_losses *lost);
 
 #endif

@@ -120,7 +120,8 @@ static int segment_tcp_ipv6(struct rte_mbuf *m, struct rte_mempool *pool, struct
 	return (int)n;
 }
 
-int offload_segment(struct rte_mbuf *m, struct rte_mempool *pool, struct rte_mbuf **segs, uint16_t max)
+int offload_segment(struct rte_mbuf *m, struct rte_mempool *pool, struct rte_mbuf **segs, uint16_t max,
+		    struct offload_losses *lost)
 {
 	if (m->ol_flags & RTE_MBUF_F_TX_IPV6)
 		return segment_tcp_ipv6(m, pool, segs, max);
@@ -141,15 +142,26 @@ int offload_segment(struct rte_mbuf *m, struct rte_mempool *pool, struct rte_mbu
 	if (!(m->ol_flags & RTE_MBUF_F_TX_L4_MASK))
 		m->ol_flags |= (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) ? RTE_MBUF_F_TX_TCP_CKSUM : RTE_MBUF_F_TX_UDP_CKSUM;
 	int n = rte_gso_segment(m, &ctx, segs, max);
-	if (n <= 0)
-		return n == 0 ? -EINVAL : n;
+	if (n < 0)
+		return n;
+	if (n == 0) {
+		/* it fits in one segment already (GSO cleared its SEG flag): checksums here, sent whole */
+		if (offload_sw_checksums(m, 0) != 0)
+			return -EINVAL;
+		segs[0] = m;
+		return 1;
+	}
 	rte_pktmbuf_free(m); /* its data lives on in the segments' indirect mbufs */
 	int good = 0;
 	for (int i = 0; i < n; i++) {
-		if (offload_sw_checksums(segs[i], 0) == 0)
+		if (offload_sw_checksums(segs[i], 0) == 0) {
 			segs[good++] = segs[i];
-		else
+		} else {
+			/* counted by the caller with the drops: nothing leaves uncounted */
+			lost->pkts++;
+			lost->bytes += rte_pktmbuf_pkt_len(segs[i]);
 			rte_pktmbuf_free(segs[i]);
+		}
 	}
 	return good;
 }

@@ -263,7 +263,10 @@ static inline unsigned send_to_vf(struct work_item *it, struct rte_mbuf **pkts, 
 			vf_send(port, pkts, k, st, offload_flags_of(pkts, k) != 0);
 			k = 0;
 			struct rte_mbuf *segs[MAX_SEGMENTS];
-			int nsegs = offload_segment(m, pool, segs, MAX_SEGMENTS);
+			struct offload_losses lost = {0, 0};
+			int nsegs = offload_segment(m, pool, segs, MAX_SEGMENTS, &lost);
+			st->drop_full_pkts += lost.pkts;
+			st->drop_full_bytes += lost.bytes;
 			if (nsegs < 0) {
 				drop(m, st);
 				continue;
