@@ -24,7 +24,7 @@ import {
   StatsResponseSchema,
 } from "../src/control/gen/virtioforwarder_pb.ts";
 import { ZMQ_REQ, ZmqContext } from "../ffi/zmq.ts";
-import { num, runVio4wd, until } from "./rigs/daemon_process.ts";
+import { freePort, num, runVio4wd, until } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { assertEq } from "./rigs/assert.ts";
@@ -521,9 +521,7 @@ Deno.test("bonds: a net_bonding device over two members relays both ways; errors
 
 Deno.test("bonds: attaching and detaching a bond 20 times leaves DPDK's heap where one cycle left it (the bond closed, not only freed)", async () => {
   await using w = await World.create("bondleak");
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
+  const port = freePort();
   const d = await w.daemon([...endpoints(w.dir), `VIO4WD_METRICS_LISTEN=127.0.0.1:${port}`]);
   const heap = async () => {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();

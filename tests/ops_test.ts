@@ -3,16 +3,9 @@
  * libvirt snippets checked by virt-xml-validate.
  */
 
-import { runVio4wd, STEPS_SHIM } from "./rigs/daemon_process.ts";
+import { freePort, runVio4wd, STEPS_SHIM } from "./rigs/daemon_process.ts";
 import { World } from "./rigs/world.ts";
 import { virtioUser } from "./rigs/devices.ts";
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 for (const steps of [false, true]) {
   const what = steps

@@ -16,7 +16,7 @@ import {
 } from "../../src/control/gen/virtioforwarder_pb.ts";
 import { ZmqContext } from "../../ffi/zmq.ts";
 import { hugepageFiles } from "../rigs/testpmd.ts";
-import { num, type RelayState, runVio4wd } from "../rigs/daemon_process.ts";
+import { freePort, num, type RelayState, runVio4wd } from "../rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
 import { Rng, SEED, sized, summary } from "./common.ts";
@@ -51,14 +51,6 @@ interface StatsRelay {
   id: number;
   vhost?: { vhost_socket_name?: string };
   vf?: { pci_addr_str?: string };
-}
-
-/** A free TCP port on loopback for the metrics endpoint. */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /** relay id -> VF, from the metrics' vio4wd_relay_info series. */

@@ -234,6 +234,17 @@ export async function runVio4wd(args: string[]): Promise<{ code: number; stdout:
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/**
+ * A TCP port on loopback that was free a moment ago (for endpoints the daemon binds by port; the
+ * daemon's metrics take no port 0).
+ */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
 /** Polls `f` until it returns true. */
 export async function until(what: string, f: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;

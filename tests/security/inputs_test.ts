@@ -23,7 +23,7 @@ import { PID_FILE } from "../../src/daemon/daemon.ts";
 import { fakeSysfs } from "../rigs/sysfs.ts";
 import { OvsDb } from "../rigs/ovs.ts";
 import { tgkill, threadsNamed } from "../rigs/signals.ts";
-import { type DaemonProcess, LAUNCHER, runVio4wd, until } from "../rigs/daemon_process.ts";
+import { type DaemonProcess, freePort, LAUNCHER, runVio4wd, until } from "../rigs/daemon_process.ts";
 import { assert, assertEq, assertJsonEq } from "../rigs/assert.ts";
 import { accountId } from "../../src/config/values.ts";
 import { STATS_PEER_WAITING } from "../../src/control/stats.ts";
@@ -157,16 +157,10 @@ Deno.test("security: the IPC command file is taken only as a regular file of roo
 
 Deno.test("security: a port-control endpoint on a network address is not opened without VIO4WD_ZMQ_ALLOW_REMOTE; loopback tcp is warned at start", async () => {
   await using w = await World.create("remote");
-  const free = () => {
-    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (l.addr as Deno.NetAddr).port;
-    l.close();
-    return port;
-  };
-  const stats = `tcp://127.0.0.1:${free()}`;
+  const stats = `tcp://127.0.0.1:${freePort()}`;
   // 192.0.2.1 (TEST-NET-1) is never this machine's: the daemon must refuse before binding it
   const d = await w.daemon([
-    `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=tcp://192.0.2.1:${free()}`,
+    `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=tcp://192.0.2.1:${freePort()}`,
     `VIRTIOFWD_ZMQ_STATS_EP=${stats}`,
   ]);
   await d.waitLog(/zmq_port_control: tcp:\/\/192\.0\.2\.1:\d+ not opened: .*VIO4WD_ZMQ_ALLOW_REMOTE=y/);
@@ -312,9 +306,7 @@ Deno.test("security: no client can starve another of stats: a ZeroMQ group membe
 
 Deno.test("security: the metrics endpoint serves a scrape while 500 connections hold half a request each (slowloris), and shows no stats request waiting", async () => {
   await using w = await World.create("metricsslow");
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
+  const port = freePort();
   const d = await w.daemon([`VIO4WD_METRICS_LISTEN=127.0.0.1:${port}`, "VIRTIOFWD_STATIC_VFS=net_null0=0"]);
   await until(
     "metrics served",
