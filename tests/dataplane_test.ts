@@ -5,7 +5,7 @@
 
 import { TestPmd } from "./rigs/testpmd.ts";
 import {
-  type DaemonProcess,
+  DaemonProcess,
   FAULTS_SHIM,
   num,
   type RelayState,
@@ -16,7 +16,7 @@ import {
 } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
-import { assert, assertEq } from "./rigs/assert.ts";
+import { assert, assertEq, assertJsonEq } from "./rigs/assert.ts";
 import { request } from "../src/control/client.ts";
 import {
   CoreSchedRequest_Op,
@@ -648,4 +648,21 @@ Deno.test("a pool moved to the VM's node under a VF whose driver cannot tell its
   // memif holds no mbufs between bursts: all are back in the relay's (new) pool
   await until("mbufs back", async () => (relay0(await d.status())?.mbufsInUse ?? Infinity) <= 64);
   assertEq(await d.stop(), 0, "the daemon stops cleanly");
+});
+
+Deno.test("a daemon killed with SIGKILL leaves its PID file, DPDK run directory and sockets; the next start with the same prefix cleans them up and its clean stop leaves nothing", async () => {
+  await using w = await World.create("crash");
+  const prefix = w.nextTag("same");
+  const lines = ["VIRTIOFWD_STATIC_VFS=net_null0=0"];
+  const first = await DaemonProcess.start(w.dir, prefix, lines);
+  const left = await first.crash();
+  for (const what of [`/var/run/dpdk/${prefix}`, `${w.dir}/virtio-forwarder.pid`, w.vmSocket(0)]) {
+    assert(left.includes(what), `a crash leaves ${what}: ${left.join(", ")}`);
+  }
+  const second = await DaemonProcess.start(w.dir, prefix, lines);
+  assert((await second.status()).some((r) => r.vf?.pciAddrStr === "net_null0"), "the restarted daemon has its VF");
+  assertEq(Deno.readTextFileSync(`${w.dir}/virtio-forwarder.pid`).trim(), String(second.pid), "its PID file");
+  // stop() checks that a clean stop leaves nothing (hugepage files, run directory, PID file, sockets)
+  assertEq(await second.stop(), 0, "clean stop");
+  assertJsonEq(second.leftovers(), [], "nothing left");
 });

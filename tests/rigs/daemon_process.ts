@@ -15,7 +15,9 @@ import {
   StatsResponse_Status,
   StatsResponseSchema,
 } from "../../src/control/gen/virtioforwarder_pb.ts";
-import { removeDpdkFiles, stopChild } from "./testpmd.ts";
+import { hugepageFiles, removeDpdkFiles, stopChild } from "./testpmd.ts";
+import { coreSchedEndpoint, loadConfig } from "../../src/config/config.ts";
+import { PID_FILE } from "../../src/daemon/daemon.ts";
 
 /** A RelayState as the daemon sends it: its proto2-required directions are always there. */
 export type RelayState = StatsRelayState & Required<Pick<StatsRelayState, "vfToVm" | "vmToVf">>;
@@ -209,6 +211,18 @@ export class DaemonProcess {
 
   #stopped: Promise<number> | null = null;
 
+  /** SIGKILL, as a crash would end it; returns what it left (see leftovers). */
+  async crash(): Promise<string[]> {
+    this.#stopped ??= (async () => {
+      this.#child.kill("SIGKILL");
+      const st = await this.#child.status;
+      await this.#pump;
+      return st.code;
+    })();
+    await this.#stopped;
+    return this.leftovers();
+  }
+
   /**
    * SIGTERM, wait (SIGKILL after 10 s), remove DPDK files; returns the exit code. Calling it again
    * returns the same code: tests stop the daemon before closing memif peers (see `withDaemon`).
@@ -217,10 +231,58 @@ export class DaemonProcess {
     this.#stopped ??= (async () => {
       const st = await stopChild(this.#child, 10_000);
       await this.#pump;
-      removeDpdkFiles(this.prefix);
+      // what a clean stop must not leave, checked before any clean-up of the rig's own
+      const left = st.code === 0 ? this.leftovers() : [];
+      removeDpdkFiles(this.prefix); // only what a crash (SIGKILL) leaves
+      if (left.length > 0) {
+        throw new Error(`the daemon exited 0 but left: ${left.join(", ")}; log:\n${this.#log.slice(-1500)}`);
+      }
       return st.code;
     })();
     return this.#stopped;
+  }
+
+  /**
+   * What the stopped daemon left that a clean stop removes: its hugepage files and DPDK run
+   * directory, its PID file, its ipc:// endpoint files, and (server mode) the relays' sockets it
+   * made in the socket directory.
+   */
+  leftovers(): string[] {
+    let text = "";
+    try {
+      text = Deno.readTextFileSync(this.config);
+    } catch { /* a file the test removed: only the DPDK files are checked */ }
+    const c = loadConfig(text, this.config).config;
+    const exists = (p: string) => {
+      try {
+        Deno.lstatSync(p);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const left = [...hugepageFiles(this.prefix)];
+    const paths = [
+      `/var/run/dpdk/${this.prefix}`,
+      `${c.pidDir.replace(/\/+$/, "")}/${PID_FILE}`,
+      ...[c.zmqConfigEp, c.zmqPortControlEp, c.zmqStatsEp, coreSchedEndpoint(c), this.statsEndpoint]
+        .filter((ep) => ep.startsWith("ipc://")).map((ep) => ep.slice("ipc://".length)),
+    ];
+    left.push(...paths.filter(exists));
+    if (!c.vhostClient) {
+      const [head, tail] = c.socketPattern.split("%u");
+      try {
+        for (const e of Deno.readDirSync(c.socketDir)) {
+          if (
+            e.name.startsWith(head) && e.name.endsWith(tail) &&
+            /^\d+$/.test(e.name.slice(head.length, -tail.length || undefined))
+          ) {
+            left.push(`${c.socketDir}/${e.name}`);
+          }
+        }
+      } catch { /* no socket directory */ }
+    }
+    return left;
   }
 }
 
