@@ -19,13 +19,45 @@ import { ORIGINAL_ENDPOINTS, readConfig } from "../config/config.ts";
 /** The daemon did not answer (not running, endpoint off, or wrong endpoint). */
 export class DaemonUnreachableError extends Error {
   constructor(readonly endpoint: string, detail: string) {
-    super(`no answer from ${endpoint}: ${detail}. Is the daemon running with this endpoint enabled? (--zmq-ep EP)`);
+    super(
+      detail.startsWith("permission denied")
+        ? `cannot reach ${endpoint}: ${detail}`
+        : `no answer from ${endpoint}: ${detail}. Is the daemon running with this endpoint enabled? (--zmq-ep EP)`,
+    );
     this.name = "DaemonUnreachableError";
   }
 }
 
 /** Default client timeout, as the original's tools (2 s). */
 export const DEFAULT_TIMEOUT_MS = 2000;
+
+/**
+ * Why this process cannot reach the ipc:// socket at `path` (libzmq would only say nothing: it
+ * retries a refused connect quietly), or null when it may.
+ */
+function ipcDenied(path: string): string | null {
+  const groupOnly = "the daemon's ipc:// endpoints are for root and the members of VIO4WD_ZMQ_GROUP: " +
+    "join that group (then log in again) or run as root";
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.statSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.PermissionDenied) return `permission denied on the way to ${path}: ${groupOnly}`;
+    return "the socket file does not exist";
+  }
+  const uid = Deno.uid();
+  if (uid === null || uid === 0 || st.uid === uid || (st.mode ?? 0) & 0o002) return null;
+  let groups: number[] = [];
+  try {
+    const status = Deno.readTextFileSync("/proc/self/status");
+    groups = (/^Groups:\s*(.*)$/m.exec(status)?.[1] ?? "").split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    /* unknown: let libzmq try */
+    return null;
+  }
+  if (st.gid !== null && ((st.mode ?? 0) & 0o020) && (groups.includes(st.gid) || Deno.gid() === st.gid)) return null;
+  return `permission denied: ${path} is writable by group ${st.gid} only; ${groupOnly}`;
+}
 
 /** Sends raw bytes and returns the raw reply (tests use this for malformed input). */
 export async function requestRaw(
@@ -34,11 +66,8 @@ export async function requestRaw(
   timeoutMs = DEFAULT_TIMEOUT_MS,
 ): Promise<Uint8Array> {
   if (endpoint.startsWith("ipc://")) {
-    try {
-      await Deno.stat(endpoint.slice("ipc://".length));
-    } catch {
-      throw new DaemonUnreachableError(endpoint, "the socket file does not exist");
-    }
+    const denied = ipcDenied(endpoint.slice("ipc://".length));
+    if (denied) throw new DaemonUnreachableError(endpoint, denied);
   }
   const ctx = new ZmqContext();
   try {

@@ -364,6 +364,68 @@ Deno.test("security: a virtio_user device from a client cannot hold the daemon: 
   refused("virtio-user-hold", "net_virtio_user with server=1, and one whose peer (nobody's) never answers");
 });
 
+Deno.test("security: the ipc:// endpoints are a directory 0750 and sockets 0660 of VIO4WD_ZMQ_GROUP: a user outside the group gets no answer from any of them, a member of the group is served", async () => {
+  await using w = await World.create("ipcacl");
+  Deno.chmodSync(w.dir, 0o755); // the way to the endpoints' directory is open: the directory itself decides
+  const kvm = accountId("group", "kvm")!;
+  const ep = (name: string) => `ipc://${w.dir}/zmq/${name}`;
+  const d = await w.daemon([
+    `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep("port_control")}`,
+    `VIRTIOFWD_ZMQ_STATS_EP=${ep("stats")}`,
+    `VIRTIOFWD_ZMQ_CONFIG_EP=${ep("config")}`,
+    `VIRTIOFWD_ZMQ_CORE_SCHED_EP=${ep("core_sched")}`,
+    "VIO4WD_CORE_SCHED_ENABLE=true",
+    "VIO4WD_ZMQ_GROUP=kvm",
+  ]);
+  const mode = (p: string) => {
+    const st = Deno.statSync(p);
+    return `${(st.mode! & 0o7777).toString(8)} ${st.gid}`;
+  };
+  assertEq(mode(`${w.dir}/zmq`), `750 ${kvm}`, "the endpoints' directory");
+  for (const name of ["port_control", "stats", "config", "core_sched"]) {
+    assertEq(mode(`${w.dir}/zmq/${name}`), `660 ${kvm}`, `the ${name} socket`);
+  }
+  // the original's stats tool, run as another user: outside the group, then in it
+  const denoDir = `${w.dir}/client-deno`;
+  Deno.mkdirSync(denoDir);
+  Deno.chownSync(denoDir, 65534, 65534);
+  const asNobody = (groups: string[], args: string[]) =>
+    new Deno.Command("setpriv", {
+      args: ["--reuid=65534", "--regid=65534", ...groups, "--", LAUNCHER, ...args],
+      env: { DENO_DIR: denoDir, HOME: denoDir, PATH: Deno.env.get("PATH")! },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  for (
+    const [name, args] of [
+      ["stats", ["stats", "--zmq-ep", ep("stats"), "--delay", "0"]],
+      ["port_control", [
+        "port",
+        "query-pci",
+        "--vhost-path",
+        "/x",
+        "--zmq-ep",
+        ep("port_control"),
+        "--timeout",
+        "1000",
+      ]],
+      ["core_sched", ["pin", "--zmq-ep", ep("core_sched"), "--stats-ep", ep("stats")]],
+    ] as [string, string[]][]
+  ) {
+    const outside = await asNobody(["--clear-groups"], args);
+    const said = new TextDecoder().decode(outside.stderr);
+    assertEq(outside.code, 2, `${name}: an outsider is not served (${said.trim()})`);
+    assert(
+      /permission denied.*VIO4WD_ZMQ_GROUP: join that group/.test(said),
+      `${name}: the outsider is told why: ${said}`,
+    );
+  }
+  const member = await asNobody([`--groups=${kvm}`], ["stats", "--zmq-ep", ep("stats"), "--delay", "0", "--json"]);
+  assertEq(member.code, 0, `a member of the group is served: ${new TextDecoder().decode(member.stderr)}`);
+  await serving(d, "clients outside the ZeroMQ group");
+  refused("ipc-acl", "stats, port control and core scheduling from a user outside VIO4WD_ZMQ_GROUP");
+});
+
 Deno.test("security: signals interrupting the control server's poll (on its pool thread) lose nothing: every request answered, no poll error logged", async () => {
   await using w = await World.create("pollsignals");
   const ep = `ipc://${w.dir}/stats`;
