@@ -5,7 +5,7 @@
  */
 
 import { OvsDb } from "./rigs/ovs.ts";
-import { fakeSysfs } from "./rigs/sysfs.ts";
+import { fakeSysfs, standInForVf } from "./rigs/sysfs.ts";
 import { type RelayState, until } from "./rigs/daemon_process.ts";
 import { World } from "./rigs/world.ts";
 import { assertEq } from "./rigs/assert.ts";
@@ -91,10 +91,12 @@ Deno.test("OVSDB monitor: tagged ports become relays, tags removed/re-added, ser
   assertEq(d.count(/ovsdb: reconnected/), 1, "reconnection logged once");
 });
 
-Deno.test("IPC file monitor: commands are carried out and the file removed; malformed files are reported once and left", async () => {
+Deno.test("IPC file monitor: add_port and del_port are carried out (relay 3 gets and loses VF 0000:05:08.3) and the file removed; a VF that cannot be probed is reported; malformed files are reported once and left", async () => {
   await using w = await World.create("ipc");
   const dir = w.dir;
-  fakeSysfs(`${dir}/sys`, [3]);
+  // VF 3 is a fake PCI device standing in as net_null3 (as its PCI address would be probed); VF 4 has no stand-in
+  fakeSysfs(`${dir}/sys`, [3, 4]);
+  standInForVf(`${dir}/sys`, "0000:05:08.3", "net_null3");
   const cmd = `${dir}/vio_cmd`;
   const gone = () => Deno.stat(cmd).then(() => false, () => true);
   const d = await w.daemon(["VIRTIOFWD_IPC_PORT_CONTROL=y", `VIO4WD_IPC_CMD_FILE=${cmd}`], {
@@ -102,7 +104,10 @@ Deno.test("IPC file monitor: commands are carried out and the file removed; malf
   });
   await Deno.writeTextFile(cmd, "add_port vf3\n");
   await until("command file consumed", gone, 2000);
-  await d.waitLog(/ipc: cannot add 0000:05:08\.3 to relay 3: .*cannot probe device '0000:05:08\.3'/);
+  await until("relay 3 has VF 0000:05:08.3", async () => relays(await d.status()) === "3=0000:05:08.3");
+  await Deno.writeTextFile(cmd, "add_port vf4\n");
+  await until("command file consumed", gone, 2000);
+  await d.waitLog(/ipc: cannot add 0000:05:08\.4 to relay 4: .*cannot probe device '0000:05:08\.4'/);
   await Deno.writeTextFile(cmd, "bogus vf3\n");
   await d.waitLog(/ipc: .*vio_cmd is not a command \(expected 'add_port <netdev>' or 'del_port <netdev>'/);
   await new Promise((r) => setTimeout(r, 300));
@@ -110,8 +115,11 @@ Deno.test("IPC file monitor: commands are carried out and the file removed; malf
   assertEq(d.count(/is not a command/), 1, "malformed file reported once");
   await Deno.writeTextFile(cmd, "del_port vf3\n"); // fixed in place
   await until("fixed file consumed", gone, 2000);
+  await until("relay 3 without its VF", async () => relays(await d.status()) === "");
+  await Deno.writeTextFile(cmd, "del_port vf3\n");
+  await until("command file consumed", gone, 2000);
   await d.waitLog(/ipc: del_port vf3: relay 3 does not have 0000:05:08\.3/);
   await Deno.writeTextFile(cmd, "add_port nope0\n");
   await d.waitLog(/ipc: add_port nope0: .*does not exist/);
-  assertEq(relays(await d.status()), "", "no relay changed");
+  assertEq(relays(await d.status()), "", "no relay left with a VF");
 });
