@@ -12,8 +12,14 @@ export function sized(short: number, long: number): number {
   return PROFILE === "long" ? long : short;
 }
 
-/** The seed of this run (VIO4WD_SEED, default 1): the same seed replays the same inputs. */
-export const SEED = Number(Deno.env.get("VIO4WD_SEED") ?? 1) >>> 0;
+/**
+ * The seed of this run: VIO4WD_SEED when set (the same seed replays the same inputs); under CI
+ * (CI=true) a new one each run, so that CI covers more than one sequence; else 1. Every test's
+ * summary line prints it.
+ */
+export const SEED = Number(
+  Deno.env.get("VIO4WD_SEED") ?? (Deno.env.get("CI") === "true" ? Date.now() % 2 ** 31 : 1),
+) >>> 0;
 
 /** A small seeded PRNG (mulberry32): uniform floats in [0, 1). */
 export class Rng {
