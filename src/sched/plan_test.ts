@@ -1,5 +1,5 @@
 import { coefficientOfVariation, decide, proposeMapping, type RelayRates, vfToVmLoad, vmToVfLoad } from "./plan.ts";
-import { assertEq } from "../../tests/rigs/assert.ts";
+import { assert, assertEq } from "../../tests/rigs/assert.ts";
 
 /** A relay moving `mpps` of 64-byte packets each way, on CPUs [vfToVm, vmToVf], pool on `node`. */
 function relay(id: number, mpps: number, cpus: [number, number], node = 0): RelayRates {
@@ -66,6 +66,11 @@ Deno.test("NUMA split: relays are balanced within their node; an 'any node' rela
   ];
   const { decisions, skipped } = decide([1, 2, 3, 4], relays, nodeOf, 0.25);
   assertEq(skipped.join(","), "3", "skipped relays");
+  // node 0 has two hot relays on CPU 1 and CPU 2 idle: it must move (else "balanced" proves nothing)
+  const node0Decision = decisions.find((d) => d.workers.includes(1));
+  assert(node0Decision?.apply != null, `node 0 moves something: ${node0Decision?.reason}`);
+  const cpus0 = node0Decision!.apply!.filter((m) => m.relay <= 1).flatMap((m) => [m.vfToVm, m.vmToVf]);
+  assert(cpus0.includes(1) && cpus0.includes(2), `node 0's relays use both of its CPUs: ${JSON.stringify(cpus0)}`);
   for (const d of decisions) {
     for (const m of d.apply ?? []) {
       if (!d.workers.includes(m.vfToVm) || !d.workers.includes(m.vmToVf)) {

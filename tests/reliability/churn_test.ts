@@ -8,7 +8,7 @@
 import { num, type RelayState } from "../rigs/daemon_process.ts";
 import { virtioUser } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
-import { assertEq } from "../rigs/assert.ts";
+import { assert, assertEq } from "../rigs/assert.ts";
 import { sized, summary } from "./common.ts";
 
 const CYCLES = sized(50, 500);
@@ -59,5 +59,7 @@ Deno.test(`churn: ${CYCLES} VM connect/disconnect cycles while the VF sends: no 
   if (num(up.pktsDroppedVmNotConnected) > CYCLES * 32) {
     throw new Error(`${up.pktsDroppedVmNotConnected} packets dropped for a missing VM in ${CYCLES} cycles`);
   }
+  // both present: an absent field on both sides must not pass as "back to baseline"
+  assert(typeof baseline === "number" && typeof r.mbufsInUse === "number", "mbufs in use reported");
   assertEq(r.mbufsInUse, baseline, "mbufs in use back to baseline");
 });
