@@ -5,6 +5,7 @@
 
 import { freePort, runVio4wd, STEPS_SHIM } from "./rigs/daemon_process.ts";
 import { World } from "./rigs/world.ts";
+import { assert, assertEq } from "./rigs/assert.ts";
 import { virtioUser } from "./rigs/devices.ts";
 
 for (const steps of [false, true]) {
@@ -58,6 +59,27 @@ for (const steps of [false, true]) {
     ) {
       if (!want.test(text)) throw new Error(`no ${want} in:\n${text.slice(0, 3000)}`);
     }
+    // every relay shown (here relay 0 with its VF and VM; the 63 others have their sockets), both
+    // directions, every counter and drop reason, as numbers that add up per direction
+    const value = (re: string) => {
+      const m = new RegExp(`^${re} (\\d+)$`, "m").exec(text);
+      if (!m) throw new Error(`no ${re} in:\n${text.slice(0, 2000)}`);
+      return Number(m[1]);
+    };
+    const shownRelays = new Set([...text.matchAll(/^vio4wd_relay_rx_packets_total\{relay="(\d+)"/gm)].map((m) => m[1]));
+    assertEq(shownRelays.size, 64, "every relay with a socket or VF is shown");
+    for (const dir of ["vf_to_vm", "vm_to_vf"]) {
+      const at = `\\{relay="0",direction="${dir}"`;
+      const rx = value(`vio4wd_relay_rx_packets_total${at}\\}`), tx = value(`vio4wd_relay_tx_packets_total${at}\\}`);
+      const full = value(`vio4wd_relay_dropped_packets_total${at},reason="queue_full"\\}`);
+      const away = value(`vio4wd_relay_dropped_packets_total${at},reason="not_connected"\\}`);
+      for (const unit of ["rx", "tx"]) value(`vio4wd_relay_${unit}_bytes_total${at}\\}`);
+      for (const reason of ["queue_full", "not_connected"]) {
+        value(`vio4wd_relay_dropped_bytes_total${at},reason="${reason}"\\}`);
+      }
+      assert(tx + full + away <= rx + 64, `${dir}: sent ${tx} + dropped ${full + away} is what came in (${rx})`);
+    }
+    assert(value(`vio4wd_relay_tx_packets_total\\{relay="0",direction="vf_to_vm"\\}`) > 0, "VF->VM sent some");
     const stepLine = /^vio4wd_worker_step_cycles_total\{cpu="1",step="vf_rx"\} [1-9]\d*$/m;
     if (steps !== stepLine.test(text)) {
       throw new Error(`step cycles ${steps ? "missing" : "present"}:\n${text.slice(-3000)}`);
