@@ -558,7 +558,7 @@ Deno.test("event queue overflow: with every vhost event dropped, the relay table
   assertEq(relay0(await d.status())?.cpu?.vmToVf, 1, "VM->VF placed on the worker");
 });
 
-Deno.test("bond of 8 members (the original's maximum) on taps starts and relays; a VM that came first keeps relaying as the pool grows per member", async () => {
+Deno.test("bond of 8 members (the original's maximum) on taps starts and relays both ways; a VM that came first keeps relaying as the pool grows per member", async () => {
   // tap members fill their receive rings from the relay's pool, as real VFs do: 8 x 512 buffers
   // do not fit a pool sized for one port.
   await using w = await World.create("bond8");
@@ -592,6 +592,15 @@ Deno.test("bond of 8 members (the original's maximum) on taps starts and relays;
   await vm.stop();
   const r = relay0(await d.status())!;
   if (!(num(r.vmToVf.pktsTxToVf) > 1000)) throw new Error(`relay 0: ${show(r)}`);
+  // and the other way: 200 frames into the active member reach the VM
+  const frames = "import socket; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('bm1', 0))\n" +
+    "for _ in range(200): s.send(b'\\xff' * 6 + b'\\x02' * 6 + b'\\x88\\xb5' + b'x' * 50)";
+  const sent = await ns.run(["python3", "-c", frames]);
+  assertEq(sent.code, 0, `frames into bm1: ${sent.stderr}`);
+  await until("200 frames VF->VM through the bond", async () => num(relay0(await d.status())?.vfToVm.pktsTxToVm) >= 200)
+    .catch(async (e) => {
+      throw new Error(`${e.message}: ${show(relay0(await d.status()))}`);
+    });
 });
 
 Deno.test("a second connection to a relay's socket is refused and leaves the live VM's queues alone: multi-flow VF->VM traffic all reaches its one queue, nothing is aimed at queues it does not have", async () => {
