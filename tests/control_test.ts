@@ -27,7 +27,8 @@ import { ZMQ_REQ, ZmqContext } from "../ffi/zmq.ts";
 import { freePort, num, runVio4wd, until } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
-import { assertEq } from "./rigs/assert.ts";
+import { fakeSysfs } from "./rigs/sysfs.ts";
+import { assert, assertEq } from "./rigs/assert.ts";
 
 /** Config lines enabling every endpoint under `dir/zmq`. */
 const endpoints = (dir: string) => [
@@ -539,5 +540,64 @@ Deno.test("bonds: attaching and detaching a bond 20 times leaves DPDK's heap whe
   for (let i = 1; i < 20; i++) await cycle(i);
   const after20 = await heap();
   assertEq(after20, after1, `DPDK heap bytes after 20 cycles vs after 1 (${after20 - after1} more)`);
+  assertEq((await d.status()).length, 0, "no relay left with a device");
+});
+
+Deno.test("port control reply codes produced for real: ADD_BOND 1 and 5, ADD_SOCK 3 and 4 and with a bond, REMOVE_SOCK 4; the daemon serves throughout and leaks nothing", async () => {
+  await using w = await World.create("codes");
+  const sys = `${w.dir}/sys`;
+  fakeSysfs(sys, [1, 2]); // SR-IOV VFs with no stand-in: their probe fails as a missing device's does
+  const d = await w.daemon([...endpoints(w.dir), "VIRTIOFWD_DYNAMIC_SOCKETS=y"], {
+    env: { VIO4WD_SYSFS_ROOT: sys },
+  });
+  const code = async (req: PcReq) => outcome(await portControl(w.dir, req));
+  const sock = (n: string) => `${w.sockDir}/${n}.sock`;
+  const [bond, sockSrc, rmSrc] = [
+    "virtio_forwarder_bond_add()",
+    "virtio_add_sock_dev_pair()",
+    "virtio_remove_sock_dev_pair()",
+  ];
+  const cases: [string, PcReq, string][] = [
+    [
+      "ADD_BOND on relay 64",
+      { op: Op.ADD, virtioId: 64, name: "net_bonding1", devargs: ["net_null1", "net_null2"] },
+      `ERROR 1 ${bond}`,
+    ],
+    ["ADD_BOND with a member that cannot be probed", {
+      op: Op.ADD,
+      virtioId: 1,
+      name: "net_bonding1",
+      devargs: ["net_null3"],
+      pciAddrs: [{ domain: 0, bus: 5, slot: 8, function: 1 }],
+    }, `ERROR 5 ${bond}`],
+    ["ADD_SOCK with a VF that cannot be probed", {
+      op: Op.ADD_SOCK,
+      vhostPath: sock("a"),
+      pciAddrs: [{ domain: 0, bus: 5, slot: 8, function: 2 }],
+    }, `ERROR 3 ${sockSrc}`],
+    ["ADD_SOCK with a bond of a bad name", {
+      op: Op.ADD_SOCK,
+      vhostPath: sock("b"),
+      name: "net_foo1",
+      devargs: ["net_null4", "net_null5"],
+    }, `ERROR 4 ${sockSrc}`],
+    ["ADD_SOCK with a bond", {
+      op: Op.ADD_SOCK,
+      vhostPath: sock("c"),
+      name: "net_bonding2",
+      devargs: ["net_null6", "net_null7"],
+    }, "OK"],
+    ["REMOVE of the bond under that socket", { op: Op.REMOVE, virtioId: 0, name: "net_bonding2" }, "OK"],
+    // conditional as the original's tool sends it (the proto's default is true)
+    [
+      "REMOVE_SOCK of a socket without a device",
+      { op: Op.REMOVE_SOCK, vhostPath: sock("c"), conditional: false },
+      `ERROR 4 ${rmSrc}`,
+    ],
+  ];
+  for (const [what, req, want] of cases) {
+    assertEq(await code(req), want, `${what}; log: ${d.log.slice(-800)}`);
+    await assertServing(w.dir, what);
+  }
   assertEq((await d.status()).length, 0, "no relay left with a device");
 });
