@@ -60,13 +60,16 @@ export const runOptions = {
   help: "both",
   completion: { command: { names: ["completions"] as [string] } },
   brief: message`vio4wd: relay packets between SR-IOV VFs (DPDK) and VMs' virtio-net devices (vhost-user).`,
-  footer: message`Configuration: /etc/default/virtioforwarder (see 'vio4wd config show'). Manual: README.md.`,
+  footer:
+    message`Configuration: /etc/default/virtioforwarder (see 'vio4wd config show'). Manual: docs/manual.md (installed: /usr/share/doc/vio4wd/manual.md.gz), man vio4wd.`,
 } as const;
 
 /** Parses `args` and runs the command; returns the exit status. */
 export async function main(args: readonly string[]): Promise<number> {
   // the original's Python clients, as their launchers at the original's paths run them
   if (args[0] === "original-tool") return await runOriginalTool(args.slice(1));
+  // -h as the manual says, for vio4wd itself and any subcommand but the daemon (whose -h is the original's)
+  if (args[0] !== "daemon") args = args.map((a) => a === "-h" ? "--help" : a);
   const isDaemon = args[0] === "daemon";
   let argv = [...args];
   if (isDaemon) {

@@ -56,3 +56,14 @@ Deno.test("config check says what the daemon would refuse at start: exit 0 with 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("-h prints the help as the manual says, for vio4wd and a subcommand; the footer names the manual; config show's jq example reads a value", async () => {
+  const top = await runVio4wd(["-h"]);
+  assertEq(top.code, 0, `vio4wd -h: ${top.stderr}`);
+  assert(top.stdout.includes("Usage: vio4wd") && top.stdout.includes("Manual: docs/manual.md"), top.stdout.slice(-400));
+  const sub = await runVio4wd(["config", "show", "-h"]);
+  assertEq(sub.code, 0, `config show -h: ${sub.stderr}`);
+  assert(sub.stdout.includes("jq .variables.VIRTIOFWD_CPU_MASK.value"), sub.stdout);
+  const shown = JSON.parse((await runVio4wd(["config", "show", "--json", "--config", "/dev/null"])).stdout);
+  assertEq(JSON.stringify(shown.variables.VIRTIOFWD_CPU_MASK.value), "[1,2]", "the path the example reads");
+});

@@ -53,7 +53,7 @@ export const configCommand = command(
           message`Print the effective configuration: every variable, its value and where it came from (default, FILE:LINE).`,
         footer: examples(
           "vio4wd config show",
-          "vio4wd config show --json | jq .VIRTIOFWD_CPU_MASK",
+          "vio4wd config show --json | jq .variables.VIRTIOFWD_CPU_MASK.value",
         ),
       },
     ),

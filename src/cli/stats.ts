@@ -1,3 +1,6 @@
+/** The wire's "any node" (-1 as uint32): shown as "-". */
+const ANY_NODE = 4294967295;
+
 /**
  * `vio4wd stats`: relay counters and rates from the stats endpoint, as a table, the original
  * tool's flat lines, or JSON with the .proto's field names.
@@ -169,7 +172,13 @@ export function statsTable(relays: readonly RelayState[]): string {
         ...x.counters,
       ])
     );
-    rows.push(["", "", `VF ${r.vf?.pciAddrStr ?? "-"}  socket ${r.vhost?.vhostSocketName}  NUMA ${r.socketId}`]);
+    rows.push([
+      "",
+      "",
+      `VF ${r.vf?.pciAddrStr ?? "-"}  socket ${r.vhost?.vhostSocketName}  NUMA ${
+        r.socketId === ANY_NODE ? "-" : r.socketId
+      }`,
+    ]);
   }
   if (relays.length === 0) return "no relays to show (none active; --include-inactive shows every relay)";
   const widths = head.map((_, i) => Math.max(...rows.filter((r) => r.length === head.length).map((r) => r[i].length)));

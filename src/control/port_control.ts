@@ -57,8 +57,8 @@ function devicesOf(req: PortControlRequest): string[] {
 /** Device strings compare as the relay table stores them (PCI addresses case-insensitively). */
 const sameDevice = (a: string | null, b: string) => a !== null && a === normalizeDevice(b);
 
-const opName = (op: number) =>
-  op === Op.ADD ? "ADD" : op === Op.REMOVE ? "REMOVE" : `Virtioforwarder__PortControlRequest__Op(${op})`;
+/** The op's name (the original printed only ADD and REMOVE by name, the others as `...Op(N)`). */
+const opName = (op: number) => typeof Op[op] === "string" ? Op[op] : `Op(${op})`;
 
 /** Human-readable reason for a validation failure, or null when the request is valid. */
 export function validatePortControl(req: PortControlRequest, maxBondMembers: number): string | null {
