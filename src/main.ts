@@ -92,6 +92,9 @@ export async function main(args: readonly string[]): Promise<number> {
   }
   const a = run(parser, {
     ...runOptions,
+    // bad arguments: the error alone (not every command's usage), exit 2 as documented
+    aboveError: "none",
+    errorExitCode: 2,
     args: argv,
     version: { value: VERSION, option: { names: ["--version", "-v"] } },
   });

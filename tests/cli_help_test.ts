@@ -67,3 +67,18 @@ Deno.test("-h prints the help as the manual says, for vio4wd and a subcommand; t
   const shown = JSON.parse((await runVio4wd(["config", "show", "--json", "--config", "/dev/null"])).stdout);
   assertEq(JSON.stringify(shown.variables.VIRTIOFWD_CPU_MASK.value), "[1,2]", "the path the example reads");
 });
+
+Deno.test("bad arguments exit 2 as documented, with the error alone (not every command's usage); port add without --virtio-id is refused here, not sent", async () => {
+  for (
+    const [args, want] of [
+      [["port", "add", "--virtio-id", "abc"], /--virtio-id.*Expected a valid integer/],
+      [["port", "add", "--bogus"], /Unexpected option or subcommand: `--bogus`/],
+      [["port", "add", "--pci-addr", "05:08.1"], /--virtio-id N is required/],
+    ] as [string[], RegExp][]
+  ) {
+    const r = await runVio4wd(args);
+    assertEq(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert(want.test(r.stderr), `${args.join(" ")}: ${r.stderr}`);
+    assert(!r.stderr.includes("vio4wd daemon [--config"), `${args.join(" ")}: no global usage before the error`);
+  }
+});

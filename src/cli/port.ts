@@ -211,6 +211,10 @@ export async function runPortList(a: PortListArgs): Promise<number> {
 
 /** Runs `vio4wd port ...`; returns the exit status. */
 export async function runPort(a: PortArgs): Promise<number> {
+  if ((a.op === "add" || a.op === "remove") && a.virtioId === undefined) {
+    console.error(`vio4wd port ${a.op}: --virtio-id N is required (the relay); see 'vio4wd port ${a.op} --help'`);
+    return 2;
+  }
   let pciAddrs;
   try {
     pciAddrs = a.pciAddr.map(parsePciAddress);
