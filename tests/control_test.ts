@@ -28,7 +28,7 @@ import { freePort, num, runVio4wd, until } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { fakeSysfs } from "./rigs/sysfs.ts";
-import { assert, assertEq } from "./rigs/assert.ts";
+import { assertEq } from "./rigs/assert.ts";
 
 /** Config lines enabling every endpoint under `dir/zmq`. */
 const endpoints = (dir: string) => [
