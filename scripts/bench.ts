@@ -26,7 +26,7 @@ import { flag, option } from "@optique/core/primitives";
 import { integer, string } from "@optique/core/valueparser";
 import { run } from "@optique/run";
 import { STEPS_SHIM, uniqueTag } from "../tests/rigs/daemon_process.ts";
-import { hugepageFiles } from "../tests/rigs/testpmd.ts";
+import { hugepageFilesUnder } from "../tests/rigs/testpmd.ts";
 import { type Case, caseName, CASES, IDLE_US, type ShimVariant, SIZES, withVariants } from "./bench/cases.ts";
 import { daemonFigures, idleWorkerCpu, measure, type Timing, type Window } from "./bench/measure.ts";
 import { type RunningRelay, startRelay } from "./bench/relays.ts";
@@ -178,7 +178,7 @@ function stopOnInterrupt(tag: string) {
     for (const p of pids) signal(p, "SIGTERM");
     for (let i = 0; i < 50 && pids.some((p) => signal(p, "SIGCONT")); i++) await new Promise((r) => setTimeout(r, 100));
     for (const p of pids) signal(p, "SIGKILL");
-    for (const f of hugepageFiles(tag)) Deno.removeSync(f);
+    for (const f of hugepageFilesUnder(tag)) Deno.removeSync(f);
     const tmp = Deno.env.get("TMPDIR") ?? "/tmp"; // where Deno.makeTempDir put the bench's directories
     for (const e of Deno.readDirSync(tmp)) {
       if (e.name.startsWith(`${tag}-`)) Deno.removeSync(`${tmp}/${e.name}`, { recursive: true });

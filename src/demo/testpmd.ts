@@ -231,7 +231,7 @@ export async function stopChild(
 export function removeDpdkFiles(prefix: string, hugeDir = "/dev/hugepages"): void {
   if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw new Error(`unsafe DPDK file prefix '${prefix}'`);
   // Deno grants access under /dev only with --allow-all: find(1) removes the files instead.
-  new Deno.Command("find", { args: [hugeDir, "-maxdepth", "1", "-name", `${prefix}*`, "-delete"], stderr: "null" })
+  new Deno.Command("find", { args: [hugeDir, "-maxdepth", "1", "-name", `${prefix}map_*`, "-delete"], stderr: "null" })
     .outputSync();
   try {
     Deno.removeSync(`/var/run/dpdk/${prefix}`, { recursive: true });

@@ -24,10 +24,20 @@ export async function rxPackets(pmd: TestPmd): Promise<number[]> {
   return out;
 }
 
-/** The hugepage files of DPDK processes with `prefix` (find(1): Deno reads /dev only with --allow-all). */
+/** The hugepage files of the DPDK process with file prefix `prefix` (DPDK names them `<prefix>map_<n>`). */
 export function hugepageFiles(prefix: string, hugeDir = "/dev/hugepages"): string[] {
+  return findHugepageFiles(`${prefix}map_*`, prefix, hugeDir);
+}
+
+/** The hugepage files of every DPDK process whose prefix starts with `tag` (a bench run's). */
+export function hugepageFilesUnder(tag: string, hugeDir = "/dev/hugepages"): string[] {
+  return findHugepageFiles(`${tag}*`, tag, hugeDir);
+}
+
+/** find(1) in `hugeDir` for `pattern` (Deno reads /dev only with --allow-all). */
+function findHugepageFiles(pattern: string, prefix: string, hugeDir: string): string[] {
   if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw new Error(`unsafe DPDK file prefix '${prefix}'`);
-  const out = new Deno.Command("find", { args: [hugeDir, "-maxdepth", "1", "-name", `${prefix}*`], stderr: "null" })
+  const out = new Deno.Command("find", { args: [hugeDir, "-maxdepth", "1", "-name", pattern], stderr: "null" })
     .outputSync();
   return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l !== "");
 }
