@@ -69,6 +69,8 @@ export const ZMQ_IPC_FILTER_GID = 60;
 export const ZMQ_EVENT_DISCONNECTED = 0x0200;
 /** Message property: the file descriptor of the connection the message came in on. */
 const ZMQ_SRCFD = 2;
+/** The message property naming the peer (`localhost:UID:GID:PID` over ipc://), NUL-terminated once. */
+const PEER_ADDRESS = new TextEncoder().encode("Peer-Address\0");
 
 const ZMQ_DONTWAIT = 1;
 const ZMQ_SNDMORE = 2;
@@ -290,7 +292,7 @@ export class ZmqSocket {
         // frame that has it tells
         if (peer && peer.fd < 0) {
           peer.fd = s.zmq_msg_get(this.#msg, ZMQ_SRCFD);
-          const address = s.zmq_msg_gets(this.#msg, cstr("Peer-Address"));
+          const address = s.zmq_msg_gets(this.#msg, PEER_ADDRESS);
           const creds = address === null
             ? null
             : /:(\d+):(\d+):(\d+)$/.exec(Deno.UnsafePointerView.getCString(address));

@@ -35,6 +35,7 @@ import {
 } from "../control/gen/virtioforwarder_pb.ts";
 import { statsFlat } from "./stats.ts";
 import { parseVirtioCpu, runPin } from "./pin.ts";
+import { portControlRequest } from "./port.ts";
 import { runSched } from "./sched.ts";
 import { relayRates } from "../sched/scheduler.ts";
 import { vfToVmLoad, vmToVfLoad } from "../sched/plan.ts";
@@ -234,14 +235,13 @@ function tools(prog: string): Record<string, Tool> {
         const op = { add: Op.ADD, remove: Op.REMOVE, add_sock: Op.ADD_SOCK, remove_sock: Op.REMOVE_SOCK }[
           a.op as string
         ] ?? Op.QUERY_PCI;
-        const init = {
-          op,
-          pciAddrs,
+        const init = portControlRequest(op, pciAddrs, {
+          virtioId: a.virtio_id as number | undefined,
           conditional: a.conditional === true,
-          ...(a.virtio_id !== undefined ? { virtioId: a.virtio_id as number } : {}),
-          ...(a.name !== undefined ? { name: a.name as string, mode: (a.mode as number | undefined) ?? 1 } : {}),
-          ...(a.vhost_path !== undefined ? { vhostPath: a.vhost_path as string } : {}),
-        };
+          name: a.name as string | undefined,
+          mode: a.mode as number | undefined,
+          vhostPath: a.vhost_path as string | undefined,
+        });
         if (a.crash_after_send) return fail1(prog, "AssertionError: user-initiated crash after send (not sent)");
         const endpoint = await resolveEndpoint("portControl", a.zmq_ep as string | undefined);
         const bytes = a.send_garbage

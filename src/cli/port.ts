@@ -6,7 +6,7 @@
  */
 
 import { examples } from "./help.ts";
-import { isFieldSet, toJson } from "@bufbuild/protobuf";
+import { isFieldSet, type MessageInitShape, toJson } from "@bufbuild/protobuf";
 import { object, or } from "@optique/core/constructs";
 import { message, text } from "@optique/core/message";
 import { multiple, optional } from "@optique/core/modifiers";
@@ -209,6 +209,26 @@ export async function runPortList(a: PortListArgs): Promise<number> {
   return 0;
 }
 
+/**
+ * A PortControlRequest as the original's tool builds it: `conditional` always sent (false unless
+ * asked), a bond's mode only with its name (1 unless given), the other fields when given.
+ */
+export function portControlRequest(
+  op: Op,
+  pciAddrs: ReturnType<typeof parsePciAddress>[],
+  a: Pick<PortArgs, "virtioId" | "conditional" | "name" | "mode" | "vhostPath"> & { device?: readonly string[] },
+): MessageInitShape<typeof PortControlRequestSchema> {
+  return {
+    op,
+    pciAddrs,
+    devargs: [...(a.device ?? [])],
+    ...(a.virtioId !== undefined ? { virtioId: a.virtioId } : {}),
+    conditional: a.conditional === true,
+    ...(a.name !== undefined ? { name: a.name, mode: a.mode ?? 1 } : {}),
+    ...(a.vhostPath !== undefined ? { vhostPath: a.vhostPath } : {}),
+  };
+}
+
 /** Runs `vio4wd port ...`; returns the exit status. */
 export async function runPort(a: PortArgs): Promise<number> {
   if ((a.op === "add" || a.op === "remove") && a.virtioId === undefined) {
@@ -226,16 +246,7 @@ export async function runPort(a: PortArgs): Promise<number> {
   const res = await request(
     endpoint,
     PortControlRequestSchema,
-    {
-      op: OPS[a.op],
-      pciAddrs,
-      devargs: [...a.device],
-      ...(a.virtioId !== undefined ? { virtioId: a.virtioId } : {}),
-      // The original tool always sends `conditional`, false unless asked.
-      conditional: a.conditional === true,
-      ...(a.name !== undefined ? { name: a.name, mode: a.mode ?? 1 } : {}),
-      ...(a.vhostPath !== undefined ? { vhostPath: a.vhostPath } : {}),
-    },
+    portControlRequest(OPS[a.op], pciAddrs, a),
     PortControlResponseSchema,
     a.timeout,
   );

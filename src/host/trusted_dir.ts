@@ -113,9 +113,12 @@ export function untrustedDirectories(
 }
 
 /** Who may own and write VIRTIOFWD_SOCKET_DIR itself: the socket owner and group (handed it at start). */
-export function socketDirOwnTrust(accounts: Pick<SocketAccounts, "owner" | "group">): DirTrust {
-  const { owners, writerGroups } = sharedSocketDir("", accounts);
-  return { owners, writerGroups };
+export function socketDirOwnTrust(
+  accounts: Pick<SocketAccounts, "owner" | "group">,
+): { owners: number[]; writerGroups: (number | null)[] } {
+  const owner = accounts.owner ? accountId("passwd", accounts.owner) : null;
+  const group = accounts.group ? accountId("group", accounts.group) : null;
+  return { owners: owner === null ? [] : [owner], writerGroups: [group] };
 }
 
 /** VIRTIOFWD_SOCKET_DIR as a directory others' files may lie in or under (see DirTrust.shared). */
@@ -123,9 +126,7 @@ export function sharedSocketDir(
   socketDir: string,
   accounts: Pick<SocketAccounts, "owner" | "group">,
 ): NonNullable<DirTrust["shared"]> {
-  const owner = accounts.owner ? accountId("passwd", accounts.owner) : null;
-  const group = accounts.group ? accountId("group", accounts.group) : null;
-  return { path: socketDir, owners: owner === null ? [] : [owner], writerGroups: [group] };
+  return { path: socketDir, ...socketDirOwnTrust(accounts) };
 }
 
 /**
