@@ -41,8 +41,6 @@ export const symbols = {
   vio4wd_hugepage_bytes_used: { parameters: [], result: "u64" },
   // void vio4wd_set_idle_sleep(uint32_t us)
   vio4wd_set_idle_sleep: { parameters: ["u32"], result: "void" },
-  // void vio4wd_set_tx_retries(uint32_t retries)
-  vio4wd_set_tx_retries: { parameters: ["u32"], result: "void" },
   // int vio4wd_place_threads(void)
   vio4wd_place_threads: { parameters: [], result: "i32" },
   // void vio4wd_bonds_supervise(void)
@@ -55,7 +53,7 @@ export const symbols = {
 export type ShimLibrary = Deno.DynamicLibrary<typeof symbols>;
 
 /** The ABI version this binding speaks (VIO4WD_SHIM_ABI). */
-export const SHIM_ABI = 3;
+export const SHIM_ABI = 4;
 
 /** `struct vio4wd_limits`: what the shim can hold. TypeScript takes these from here, never repeats them. */
 export interface ShimLimits {
@@ -68,6 +66,8 @@ export interface ShimLimits {
   maxPorts: number;
   /** Default capacity of the event queue. */
   eventQueueCap: number;
+  /** Mbufs of a relay's pool per VF port (a bond: per member). */
+  poolMbufs: number;
 }
 
 /** Reads `struct vio4wd_limits` from a loaded shim. */
@@ -82,6 +82,7 @@ export function readLimits(lib: ShimLibrary): ShimLimits {
     maxBondMembers: b[4],
     maxPorts: b[5],
     eventQueueCap: b[6],
+    poolMbufs: b[7],
   };
 }
 
@@ -124,7 +125,7 @@ export function sharedLayout(limits: ShimLimits) {
 /** `struct vio4wd_event` size. */
 export const EVENT_SIZE = 24;
 /** `struct vio4wd_relay_report` size. */
-export const RELAY_REPORT_SIZE = 32;
+export const RELAY_REPORT_SIZE = 48;
 
 /** Counter order inside `struct vio4wd_dir_stats` (u64 each). */
 export const DIR_COUNTERS = [

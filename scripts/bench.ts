@@ -30,6 +30,7 @@ import { hugepageFilesUnder } from "../tests/rigs/testpmd.ts";
 import { type Case, caseName, CASES, IDLE_US, type ShimVariant, SIZES, withVariants } from "./bench/cases.ts";
 import { daemonFigures, idleWorkerCpu, measure, type Timing, type Window } from "./bench/measure.ts";
 import { type RunningRelay, startRelay } from "./bench/relays.ts";
+import { slowGuest, slowGuestFigures, slowGuestLine } from "./bench/slow_guest.ts";
 import {
   buildResult,
   type KeptWindow,
@@ -52,7 +53,7 @@ export const benchParser = object({
   only: withDefault(
     option("--only", string({ metavar: "NAME[,NAME]" }), {
       description:
-        message`Only these cases: a NAME that is a case's name picks it, any other the cases whose names contain it. A case picked brings its --steps/--against variants.`,
+        message`Only these cases: a NAME that is a case's name picks it, any other the cases whose names contain it. A case picked brings its --steps/--against variants; slow_guest picks the slow-guest case.`,
     }),
     "",
   ),
@@ -127,7 +128,20 @@ async function main(args: string[]): Promise<number> {
     for (const c of selected) for (const size of SIZES) await sample(c, size, round);
   }
   const samples = samplesOf(windows, discarded);
+  /** The slow-guest case on this build and each --against build (not the steps one: same data path). */
+  const slowGuestRuns = async () => {
+    let out: Record<string, number> = {};
+    for (const v of [undefined, ...variants.filter((x) => x.label === "against")]) {
+      const label = v ? `${v.label} ${v.path}` : "this build";
+      progress(`slow guest on ${label}: the guest reads 5 ms of every 20`);
+      const f = await slowGuest(tag, t.quick ? 2 : 3 * t.seconds, v);
+      console.log(slowGuestLine(f, label));
+      out = { ...out, ...slowGuestFigures(f, v?.label) };
+    }
+    return out;
+  };
   if (a.only) {
+    if (only.includes("slow_guest")) await slowGuestRuns();
     // a partial run: the full report needs every case; print what was measured
     for (const [k, v] of samples.cycles) {
       const g = samples.perGenerator.get(k);
@@ -147,7 +161,8 @@ async function main(args: string[]): Promise<number> {
     idle_worker_cpu_polling_pct: await idleWorkerCpu(tag, 0),
     idle_worker_cpu_idle_mode_pct: await idleWorkerCpu(tag, IDLE_US),
   };
-  const result = buildResult(samples, { ...daemon, ...idle }, {
+  const slow = await slowGuestRuns();
+  const result = buildResult(samples, { ...daemon, ...idle, ...slow }, {
     rounds: t.rounds,
     seconds: t.seconds,
     date: new Date().toISOString(),

@@ -85,6 +85,7 @@ API void vio4wd_limits(struct vio4wd_limits *out)
 		.max_bond_members = VIO4WD_MAX_BOND_MEMBERS,
 		.max_ports = RTE_MAX_ETHPORTS,
 		.event_queue_cap = events_default_cap(),
+		.pool_mbufs = POOL_MBUFS,
 	};
 }
 

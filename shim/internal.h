@@ -22,6 +22,9 @@
 #define API __attribute__((visibility("default")))
 #define NO_PORT UINT16_MAX
 #define NO_VID (-1)
+#ifndef VIRTIO_F_RING_PACKED
+#define VIRTIO_F_RING_PACKED 34
+#endif
 
 /* Fault injection, in the tests' build only (make FAULTS=1): whether the environment asks for
  * fault `name` (a VIO4WD_FAULT_* variable set non-empty). Always false in the shipped build. */
@@ -37,8 +40,49 @@ static inline bool fault(const char *name)
 #endif
 #define VF_TO_VM 0
 #define VM_TO_VF 1
-/* Descriptors of a VF's RX and TX queue (vf.c sets them up, pool.c again when the pool moves). */
-#define VF_RING_DESC 512
+/* Descriptors of a VF's RX and TX queue (vf.c sets them up, pool.c again when the pool moves), as
+ * the original: room for a burst the guest is slow to take while the relay holds the one before. */
+#define VF_RING_DESC 1024
+/* A guest's TSO packet is at most 64 KiB: 128 segments cover MSS values down to 512. */
+#define MAX_SEGMENTS 128
+
+/*
+ * What a destination refused, kept for the next pass instead of dropped (the original's
+ * backpressure): one per relay direction. Only the worker polling that direction touches it;
+ * lists.c hands it over with the work item and frees what is left once the direction has no
+ * source or destination any more (VM or VF gone). A new burst is taken only when it is empty.
+ */
+struct hold {
+	uint16_t first, n;       /* pkts[first..n) wait, in arrival order */
+	uint16_t ready;          /* VM->VF: pkts[first..ready) are prepared for the VF (offloads done) */
+	uint16_t seg_first, seg_n; /* VM->VF: segs[seg_first..seg_n) of a packet segmented here wait */
+	struct rte_mbuf *pkts[VIO4WD_BURST];
+	struct rte_mbuf *segs[MAX_SEGMENTS];
+};
+
+/* Frees pkts[from..to) and counts them in `st` as drops for an unavailable destination. */
+static inline void drop_unavailable(struct rte_mbuf **pkts, uint16_t from, uint16_t to, struct vio4wd_dir_stats *st)
+{
+	for (uint16_t i = from; i < to; i++)
+		st->drop_unavail_bytes += rte_pktmbuf_pkt_len(pkts[i]);
+	st->drop_unavail_pkts += (uint16_t)(to - from);
+	if (to > from)
+		rte_pktmbuf_free_bulk(&pkts[from], (unsigned)(to - from));
+}
+
+/* Whether `h` holds nothing. */
+static inline bool hold_empty(const struct hold *h)
+{
+	return h->first == h->n && h->seg_first == h->seg_n;
+}
+
+/* Frees everything `h` holds (its destination is gone), counted in `st`. */
+static inline void hold_drop_all(struct hold *h, struct vio4wd_dir_stats *st)
+{
+	drop_unavailable(h->segs, h->seg_first, h->seg_n, st);
+	drop_unavailable(h->pkts, h->first, h->n, st);
+	h->first = h->n = h->ready = h->seg_first = h->seg_n = 0;
+}
 
 /* ---- eal.c: errors and process-wide settings ---- */
 
@@ -75,6 +119,7 @@ struct relay {
 	int mask_vid;            /* the connection the masks are of (its vring changes come before new_device);
 				  * NO_VID: none yet. Another connection's changes are ignored (atomic) */
 	uint32_t queue_pairs;
+	bool ring_packed;        /* the guest's rings are packed (rte_vhost_avail_entries reads split rings only) */
 	bool lm_pending;
 	/* VF side (lock) */
 	char devargs[256];
@@ -94,6 +139,8 @@ struct relay {
 	struct rte_mempool *pool;
 	uint64_t tx_offloads;    /* RTE_ETH_TX_OFFLOAD_* the VF port was configured with */
 	uint64_t tx_offload_capa; /* what of them the VF has (the most it is ever configured with) */
+	/* held packets of [VF_TO_VM, VM_TO_VF]: the polling worker's, see struct hold */
+	struct hold hold[2];
 };
 
 /* Sets every relay to "nothing there". */
@@ -129,6 +176,8 @@ struct work_item {
 	struct rte_mempool *pool;
 	uint64_t tx_offloads;
 	struct vio4wd_dir_stats *stats;
+	struct hold *hold;       /* the direction's held packets (worker-owned while listed) */
+	bool room_known;         /* VF->VM: the guest's split RX rings tell how many entries are free */
 };
 
 /* A worker's list: the items it polls, in relay order. */
@@ -149,6 +198,12 @@ int lists_publish(void);
 int worker_slot(unsigned lcore);
 
 /* ---- pool.c: the relays' mbuf pools ---- */
+
+/* Per port of the VF side (a bond has one per member), as the original: a 1024-descriptor RX ring,
+ * what the relay holds, the TX ring and the per-lcore caches. 64 relays x 4095 mbufs of ~2.3 KiB
+ * take about 590 MiB of hugepages (2.3 GiB with jumbo frames or TSO), within the original's
+ * budget of 768 (2750) MiB per node. */
+#define POOL_MBUFS 4095
 
 /* Requires lock. Makes sure the relay has a pool for a VF side of `ports` ports (a bond: one per
  * member; 1 for a plain VF or a VM alone) on `numa` (-1 any): creates it, or replaces a smaller one. */

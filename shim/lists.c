@@ -48,28 +48,49 @@ const struct work_list *lists_current(unsigned slot)
 	return LOAD(g_lists[slot].current);
 }
 
+/* Whether direction `dir` of the relay has its source: a running VF (VF->VM), a VM and a pool to
+ * dequeue into (VM->VF). Without it the direction is polled by no worker. */
+static bool has_source(struct relay *r, int dir)
+{
+	if (dir == VF_TO_VM)
+		return LOAD(r->vf_running) && LOAD(r->port) != NO_PORT;
+	return LOAD(r->vid) != NO_VID && LOAD(r->pool) != NULL;
+}
+
 /* Appends the relay's direction `dir` to `l` when it belongs on lcore `lcore` and has a source. */
 static void add_item(struct work_list *l, struct relay *r, uint32_t id, int dir, int lcore)
 {
-	if (LOAD(r->cpu[dir]) != lcore)
+	if (LOAD(r->cpu[dir]) != lcore || !has_source(r, dir))
 		return;
-	int vid = LOAD(r->vid);
-	/* a VF counts only while it runs: a stopped one is neither polled nor sent to */
-	uint16_t port = LOAD(r->vf_running) ? LOAD(r->port) : NO_PORT;
-	if ((dir == VF_TO_VM && port == NO_PORT) || (dir == VM_TO_VF && vid == NO_VID))
-		return;
-	struct work_item *it = &l->items[l->n];
+	struct work_item *it = &l->items[l->n++];
 	it->dir = (uint8_t)dir;
-	it->port = port;
-	it->vid = vid;
+	/* a VF counts only while it runs: a stopped one is neither polled nor sent to */
+	it->port = LOAD(r->vf_running) ? LOAD(r->port) : NO_PORT;
+	it->vid = LOAD(r->vid);
 	it->queues = dir == VF_TO_VM ? &r->rx_enabled : &r->tx_enabled;
 	it->last = VIO4WD_MAX_QUEUE_PAIRS - 1;
 	it->pool = LOAD(r->pool);
 	it->tx_offloads = LOAD(r->tx_offloads);
 	it->stats = dir == VF_TO_VM ? &g_shared.relays[id].vf_to_vm : &g_shared.relays[id].vm_to_vf;
-	if (dir == VM_TO_VF && it->pool == NULL)
-		return; /* dequeuing needs the pool */
-	l->n++;
+	it->hold = &r->hold[dir];
+	it->room_known = !LOAD(r->ring_packed);
+}
+
+/* Frees the held packets of every direction that lost its source (no worker polls it: the caller
+ * has quiesced every worker whose list changed), counted as drops for an unavailable destination:
+ * the VM they were for left, or the VM they came from did and its VF relay stopped. A direction
+ * that only moves between workers keeps them. */
+static void flush_sourceless_holds(void)
+{
+	for (uint32_t id = 0; id < VIO4WD_MAX_RELAYS; id++) {
+		struct relay *r = relay_get(id);
+		for (int dir = 0; dir < 2; dir++) {
+			struct hold *h = &r->hold[dir];
+			if (has_source(r, dir) || hold_empty(h))
+				continue;
+			hold_drop_all(h, dir == VF_TO_VM ? &g_shared.relays[id].vf_to_vm : &g_shared.relays[id].vm_to_vf);
+		}
+	}
 }
 
 static bool same_list(const struct work_list *a, const struct work_list *b)
@@ -79,7 +100,8 @@ static bool same_list(const struct work_list *a, const struct work_list *b)
 	for (uint32_t i = 0; i < a->n; i++) {
 		const struct work_item *x = &a->items[i], *y = &b->items[i];
 		if (x->dir != y->dir || x->port != y->port || x->vid != y->vid || x->queues != y->queues ||
-		    x->pool != y->pool || x->tx_offloads != y->tx_offloads || x->stats != y->stats)
+		    x->pool != y->pool || x->tx_offloads != y->tx_offloads || x->stats != y->stats ||
+		    x->hold != y->hold || x->room_known != y->room_known)
 			return false;
 	}
 	return true;
@@ -131,6 +153,8 @@ int lists_publish(void)
 		if (ret == 0)
 			ret = q;
 	}
+	if (ret == 0) /* else a worker may still poll what left its list: the next publish frees it */
+		flush_sourceless_holds();
 	pthread_mutex_unlock(&g_publish_lock);
 	return ret;
 }

@@ -7,9 +7,6 @@
 
 #include "internal.h"
 
-/* Per port of the VF side (a bond has one per member, as the original sizes it): 64 relays x 2559
- * mbufs of ~2.4 KiB stay within 512 MiB of hugepages. */
-#define POOL_MBUFS 2559
 #define POOL_CACHE 256 /* per-lcore LIFO cache: recently freed (cache-hot) mbufs are reused first */
 
 static unsigned g_pool_seq;

@@ -68,8 +68,14 @@ API int vio4wd_relay_report(uint32_t id, struct vio4wd_relay_report *out)
 		out->rxq_mask = r->rx_enabled;
 		out->txq_mask = r->tx_enabled;
 	}
+	out->vf_rx_missed = out->vf_rx_nombuf = UINT64_MAX;
 	if (r->port != NO_PORT) {
 		out->state |= VIO4WD_STATE_VF;
+		struct rte_eth_stats es;
+		if (rte_eth_stats_get(r->port, &es) == 0) {
+			out->vf_rx_missed = es.imissed;
+			out->vf_rx_nombuf = es.rx_nombuf;
+		}
 		struct rte_eth_link link;
 		if (r->vf_running && rte_eth_link_get_nowait(r->port, &link) == 0 && link.link_status)
 			out->state |= VIO4WD_STATE_VF_LINK;
@@ -82,4 +88,4 @@ API int vio4wd_relay_report(uint32_t id, struct vio4wd_relay_report *out)
 	return 0;
 }
 
-_Static_assert(sizeof(struct vio4wd_relay_report) == 32, "relay report is 32 bytes");
+_Static_assert(sizeof(struct vio4wd_relay_report) == 48, "relay report is 48 bytes");

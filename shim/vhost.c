@@ -78,6 +78,9 @@ static int on_new_device(int vid)
 		__atomic_store_n(&r->tx_enabled, all, __ATOMIC_RELEASE);
 	}
 	r->queue_pairs = pairs;
+	uint64_t features = 0;
+	rte_vhost_get_negotiated_features(vid, &features);
+	__atomic_store_n(&r->ring_packed, (features & (1ULL << VIRTIO_F_RING_PACKED)) != 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->vid, vid, __ATOMIC_RELEASE);
 	lists_publish();
 	vf_run(r, (uint32_t)id, true); /* the VF runs while the VM is there */

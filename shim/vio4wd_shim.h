@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#define VIO4WD_SHIM_ABI 3
+#define VIO4WD_SHIM_ABI 4
 #define VIO4WD_MAX_RELAYS 64
 #define VIO4WD_MAX_WORKERS 64
 #define VIO4WD_MAX_QUEUE_PAIRS 32
@@ -136,10 +136,10 @@ struct vio4wd_limits {
 	uint32_t max_bond_members;
 	uint32_t max_ports;        /* DPDK ethdev ports per process (RTE_MAX_ETHPORTS) */
 	uint32_t event_queue_cap;  /* default capacity of the event queue */
-	uint32_t pad;
+	uint32_t pool_mbufs;       /* mbufs of a relay's pool per VF port (a bond: per member) */
 };
 
-/* One relay as the shim has it: the daemon reconciles its table from this. 32 bytes. */
+/* One relay as the shim has it: the daemon reconciles its table from this. 48 bytes. */
 struct vio4wd_relay_report {
 	uint32_t state;            /* VIO4WD_STATE_* */
 	uint32_t queue_pairs;      /* of the connected VM, 0 without one */
@@ -148,6 +148,11 @@ struct vio4wd_relay_report {
 	int32_t numa_node;         /* node of the relay's mbuf pool, -1 any / none */
 	int32_t mbufs_in_use;      /* of the relay's pool, -1 without a pool */
 	int32_t cpu[2];            /* worker CPU of [VF->VM, VM->VF], -1 unassigned */
+	/* The VF's own receive losses (rte_eth_stats), UINT64_MAX without a VF: packets its RX ring had
+	 * no room for (the relay holds a burst the guest has not taken yet) and receives that found
+	 * no mbuf. Where loss shows when a guest is slower than its traffic. */
+	uint64_t vf_rx_missed;
+	uint64_t vf_rx_nombuf;
 };
 
 const char *vio4wd_version(void);          /* DPDK's rte_version() */
@@ -186,9 +191,6 @@ int vio4wd_bond_attach(uint32_t relay, const char *name, uint32_t mode, const ch
 /* Idle mode: after IDLE_AFTER_PASSES passes without a packet a worker sleeps `us` microseconds
  * between passes until traffic returns (0: always poll). Takes effect at once. */
 void vio4wd_set_idle_sleep(uint32_t us);
-/* Retries of the rest of a burst on a full guest RX ring or VF TX queue while each try sends
- * some (0: none); what is left is dropped and counted. Takes effect at once. */
-void vio4wd_set_tx_retries(uint32_t retries);
 /* Moves every thread of the process but the workers (Deno's, libzmq's, DPDK's control threads) to
  * the main lcore's CPUs, so that none preempts a worker; threads they start later inherit it.
  * Returns the threads moved, or -errno. */

@@ -117,92 +117,126 @@ static inline uint32_t flow_hash(const struct rte_mbuf *m)
 	return rte_jhash(p, 12, FLOW_HASH_SEED); /* destination and source MAC */
 }
 
-/* Retries of the rest of a burst on a full guest ring or VF queue (vio4wd_set_tx_retries). */
-static uint32_t g_tx_retries = 8;
+/*
+ * Backpressure, as the original: what a full guest ring or VF queue refuses is held (struct hold)
+ * for the next pass while the worker goes on with its other relays, and a direction takes a new
+ * burst from its source only once the last one is delivered. A slow destination so slows its own
+ * source: the VF's RX ring fills (the NIC counts the loss as missed) or the guest's TX ring does.
+ * Nothing is dropped in the relay while both ends are there.
+ */
 
-API void vio4wd_set_tx_retries(uint32_t retries)
-{
-	__atomic_store_n(&g_tx_retries, retries, __ATOMIC_RELAXED);
-}
-
-/* The retry rule of both directions, `sent` of `n` packets sent so far: `send_rest` (an expression
- * sending pkts + sent, n - sent and returning how many went) again while each try sends some, at
- * most g_tx_retries times. */
-#define RETRY_REST(sent, n, send_rest)                                              \
-	for (uint32_t tries_ = __atomic_load_n(&g_tx_retries, __ATOMIC_RELAXED);    \
-	     (sent) < (n) && tries_ > 0; tries_--) {                                \
-		uint16_t more_ = (send_rest);                                       \
-		if (more_ == 0)                                                     \
-			break; /* no progress: the destination takes nothing now */ \
-		(sent) = (uint16_t)((sent) + more_);                                \
-	}
-
-/* Enqueues pkts[0..n) to one virtio RX queue pair, retrying the rest while the guest takes some
- * (at most g_tx_retries times, as OVS); counts what was sent and what not. */
-static inline void enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint16_t n, uint64_t bytes,
-			   struct vio4wd_dir_stats *st, struct step_clock *clk)
+/* Copies pkts[0..n) into virtio RX queue pair `pair` as far as the guest has room; counts and
+ * returns how many went (a prefix: the caller frees those and holds the rest). */
+static inline uint16_t enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint16_t n,
+			       struct vio4wd_dir_stats *st, struct step_clock *clk)
 {
 	STEP_START(clk);
 	uint16_t sent = rte_vhost_enqueue_burst(vid, (uint16_t)(pair * 2), pkts, n);
-	RETRY_REST(sent, n, rte_vhost_enqueue_burst(vid, (uint16_t)(pair * 2), pkts + sent, (uint16_t)(n - sent)));
 	STEP_END(clk, VIO4WD_STEP_VM_ENQUEUE);
-	uint64_t unsent_bytes = sent < n ? sum_bytes(pkts, sent, n) : 0;
 	st->tx_pkts += sent;
-	st->tx_bytes += bytes - unsent_bytes;
-	st->drop_full_pkts += n - sent;
-	st->drop_full_bytes += unsent_bytes;
+	st->tx_bytes += sum_bytes(pkts, 0, sent);
+	return sent;
+}
+
+/* Frees pkts[0..n) (delivered: the vhost enqueue copied them). */
+static inline void free_delivered(struct rte_mbuf **pkts, uint16_t n, struct step_clock *clk)
+{
+	if (n == 0)
+		return;
+	STEP_START(clk);
+	rte_pktmbuf_free_bulk(pkts, n);
+	STEP_END(clk, VIO4WD_STEP_MBUF_FREE);
+}
+
+/* Delivers the held pkts[first..n) to the guest's enabled RX queues `mask` (several): each packet
+ * to the queue its flow hash picks; what a queue refuses stays held, in arrival order, so each
+ * flow keeps its order. */
+static inline void deliver_spread(struct work_item *it, struct hold *h, uint32_t mask, struct step_clock *clk)
+{
+	uint16_t pairs[VIO4WD_MAX_QUEUE_PAIRS], npairs = 0;
+	for (uint32_t m = mask; m != 0; m &= m - 1)
+		pairs[npairs++] = (uint16_t)__builtin_ctz(m);
+	uint16_t n = (uint16_t)(h->n - h->first);
+	struct rte_mbuf **pkts = &h->pkts[h->first];
+	/* Bucket by queue, keeping each flow's order. */
+	uint8_t pick[VIO4WD_BURST];
+	uint16_t count[VIO4WD_MAX_QUEUE_PAIRS] = {0};
+	for (uint16_t i = 0; i < n; i++)
+		count[pick[i] = (uint8_t)(flow_hash(pkts[i]) % npairs)]++;
+	struct rte_mbuf *bucket[VIO4WD_BURST];
+	uint16_t start[VIO4WD_MAX_QUEUE_PAIRS], fill[VIO4WD_MAX_QUEUE_PAIRS], sent[VIO4WD_MAX_QUEUE_PAIRS];
+	for (uint16_t q = 0, at = 0; q < npairs; at = (uint16_t)(at + count[q]), q++)
+		start[q] = fill[q] = at;
+	for (uint16_t i = 0; i < n; i++)
+		bucket[fill[pick[i]]++] = pkts[i];
+	for (uint16_t q = 0; q < npairs; q++)
+		sent[q] = count[q] == 0 ? 0 : enqueue(it->vid, pairs[q], &bucket[start[q]], count[q], it->stats, clk);
+	/* Each queue took a prefix of its bucket: free those, keep the rest in arrival order. */
+	struct rte_mbuf *done[VIO4WD_BURST];
+	uint16_t ndone = 0, kept = 0, taken[VIO4WD_MAX_QUEUE_PAIRS] = {0};
+	for (uint16_t i = 0; i < n; i++) {
+		if (taken[pick[i]]++ < sent[pick[i]])
+			done[ndone++] = pkts[i];
+		else
+			h->pkts[kept++] = pkts[i];
+	}
+	free_delivered(done, ndone, clk);
+	h->first = 0;
+	h->n = kept;
 }
 
 /*
- * VF RX -> the guest's enabled virtio RX queues: one queue takes the whole burst; with several,
- * each packet goes to the queue its flow hash picks. Returns packets moved.
+ * VF RX -> the guest's enabled virtio RX queues. A new burst is received only when nothing is
+ * held, and with one queue only as much as the guest's ring has room for. Returns packets
+ * received; sets *busy when any packet moved.
  */
-static inline unsigned vf_to_vm(struct work_item *it, struct step_clock *clk)
+static inline unsigned vf_to_vm(struct work_item *it, struct step_clock *clk, bool *busy)
 {
-	/* The guest takes nothing now (no VM, or its RX rings disabled while it comes or goes): leave
-	 * the packets to the NIC rather than pull them only to drop them, as the original. */
-	uint32_t mask = it->vid == NO_VID ? 0 : __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
-	if (mask == 0)
-		return 0;
-	struct rte_mbuf *pkts[VIO4WD_BURST];
-	uint16_t n = TIMED_RECEIVE(clk, VIO4WD_STEP_VF_RX, rte_eth_rx_burst(it->port, 0, pkts, VIO4WD_BURST));
-	if (n == 0)
-		return 0;
+	struct hold *h = it->hold;
 	struct vio4wd_dir_stats *st = it->stats;
-	uint64_t bytes = count_rx(st, pkts, n);
-	if ((mask & (mask - 1)) == 0) {
-		enqueue(it->vid, (uint16_t)__builtin_ctz(mask), pkts, n, bytes, st, clk);
-	} else {
-		uint16_t pairs[VIO4WD_MAX_QUEUE_PAIRS], npairs = 0;
-		for (uint32_t m = mask; m != 0; m &= m - 1)
-			pairs[npairs++] = (uint16_t)__builtin_ctz(m);
-		/* Bucket the burst by queue, keeping each flow's order. */
-		uint8_t pick[VIO4WD_BURST];
-		uint16_t count[VIO4WD_MAX_QUEUE_PAIRS] = {0};
-		uint64_t qbytes[VIO4WD_MAX_QUEUE_PAIRS] = {0};
-		for (uint16_t i = 0; i < n; i++) {
-			pick[i] = (uint8_t)(flow_hash(pkts[i]) % npairs);
-			count[pick[i]]++;
-			qbytes[pick[i]] += rte_pktmbuf_pkt_len(pkts[i]);
+	/* The guest takes nothing now (no VM, or its RX rings disabled while it comes or goes): what was
+	 * held for it goes, and new packets stay in the NIC rather than be pulled only to be dropped. */
+	uint32_t mask = it->vid == NO_VID ? 0 : __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
+	if (mask == 0) {
+		if (h->first != h->n) {
+			drop_unavailable(h->pkts, h->first, h->n, st);
+			h->first = h->n = 0;
+			*busy = true;
 		}
-		struct rte_mbuf *bucket[VIO4WD_BURST];
-		uint16_t start[VIO4WD_MAX_QUEUE_PAIRS], fill[VIO4WD_MAX_QUEUE_PAIRS];
-		for (uint16_t q = 0, at = 0; q < npairs; at = (uint16_t)(at + count[q]), q++)
-			start[q] = fill[q] = at;
-		for (uint16_t i = 0; i < n; i++)
-			bucket[fill[pick[i]]++] = pkts[i];
-		for (uint16_t q = 0; q < npairs; q++)
-			if (count[q] != 0)
-				enqueue(it->vid, pairs[q], &bucket[start[q]], count[q], qbytes[q], st, clk);
+		return 0;
 	}
-	STEP_START(clk);
-	rte_pktmbuf_free_bulk(pkts, n); /* the vhost enqueue copies */
-	STEP_END(clk, VIO4WD_STEP_MBUF_FREE);
-	return n;
+	bool one = (mask & (mask - 1)) == 0;
+	uint16_t pair = (uint16_t)__builtin_ctz(mask);
+	uint16_t got = 0;
+	if (h->first == h->n) {
+		uint16_t want = VIO4WD_BURST;
+		if (one && it->room_known) {
+			want = RTE_MIN(rte_vhost_avail_entries(it->vid, (uint16_t)(pair * 2)), VIO4WD_BURST);
+			if (want == 0)
+				return 0; /* the guest's ring is full: the packets wait in the NIC */
+		}
+		got = TIMED_RECEIVE(clk, VIO4WD_STEP_VF_RX, rte_eth_rx_burst(it->port, 0, h->pkts, want));
+		if (got == 0)
+			return 0;
+		count_rx(st, h->pkts, got);
+		h->first = 0;
+		h->n = got;
+		*busy = true;
+	}
+	if (one) {
+		uint16_t sent = enqueue(it->vid, pair, &h->pkts[h->first], (uint16_t)(h->n - h->first), st, clk);
+		free_delivered(&h->pkts[h->first], sent, clk);
+		h->first = (uint16_t)(h->first + sent);
+		*busy |= sent != 0;
+	} else {
+		uint16_t before = (uint16_t)(h->n - h->first);
+		deliver_spread(it, h, mask, clk);
+		*busy |= h->n - h->first != before;
+	}
+	if (h->first == h->n)
+		h->first = h->n = 0;
+	return got;
 }
-
-/* A guest's TSO packet is at most 64 KiB: 128 segments cover MSS values down to 512. */
-#define MAX_SEGMENTS 128
 
 /* A packet that cannot be sent at all (offload impossible): counted with the full-queue drops. */
 static inline void drop(struct rte_mbuf *m, struct vio4wd_dir_stats *st)
@@ -212,98 +246,135 @@ static inline void drop(struct rte_mbuf *m, struct vio4wd_dir_stats *st)
 	rte_pktmbuf_free(m);
 }
 
-/* Sends pkts[0..n) to the VF; what it refuses (full queue, invalid offload request) is freed and
- * counted. `offloads`: some packet asks the VF for an offload, so the burst is prepared for it first. */
-static inline void vf_send(uint16_t port, struct rte_mbuf **pkts, uint16_t n, struct vio4wd_dir_stats *st,
-			   bool offloads)
+/* Removes pkts[at] from pkts[..*n) (it was dropped), closing the gap. */
+static inline void remove_at(struct rte_mbuf **pkts, uint16_t at, uint16_t *n)
 {
-	if (n == 0)
-		return;
-	uint16_t ok = n;
-	if (offloads)
-		ok = rte_eth_tx_prepare(port, 0, pkts, n); /* e.g. pseudo-header sums some NICs want */
-	/* Counted before the burst: the driver may free what it sent before it returns. */
-	uint64_t bytes = sum_bytes(pkts, 0, n);
-	uint16_t sent = rte_eth_tx_burst(port, 0, pkts, ok);
-	RETRY_REST(sent, ok, rte_eth_tx_burst(port, 0, pkts + sent, (uint16_t)(ok - sent)));
-	if (sent < n) {
-		uint64_t unsent_bytes = sum_bytes(pkts, sent, n); /* still ours */
-		st->drop_full_pkts += n - sent;
-		st->drop_full_bytes += unsent_bytes;
-		bytes -= unsent_bytes;
-		rte_pktmbuf_free_bulk(&pkts[sent], n - sent);
-	}
-	st->tx_pkts += sent;
-	st->tx_bytes += bytes;
+	memmove(&pkts[at], &pkts[at + 1], (size_t)(*n - at - 1) * sizeof(pkts[0]));
+	(*n)--;
 }
 
-/* The VM->VF burst pkts[0..n) (`bytes` long) to the relay's VF: offloads the VF lacks done here,
- * packet order kept; all freed or dropped when the VF is gone. Returns n. */
-static inline unsigned send_to_vf(struct work_item *it, struct rte_mbuf **pkts, uint16_t n, uint64_t bytes,
-				  struct vio4wd_dir_stats *st)
+/* Sends pkts[*from..to) to the VF and advances *from past what it took; counts it. Returns
+ * whether all went. */
+static inline bool vf_transmit(uint16_t port, struct rte_mbuf **pkts, uint16_t *from, uint16_t to,
+			       struct vio4wd_dir_stats *st)
 {
-	uint16_t port = it->port;
-	if (port == NO_PORT) {
-		st->drop_unavail_pkts += n;
-		st->drop_unavail_bytes += bytes;
-		rte_pktmbuf_free_bulk(pkts, n);
-		return n;
-	}
-	if (offload_flags_of(pkts, n) == 0) {
-		vf_send(port, pkts, n, st, false);
-		return n;
-	}
-	/* Offloads the guest asked for: what the VF lacks is done here; packet order is kept. */
-	struct rte_mempool *pool = it->pool;
+	uint16_t n = (uint16_t)(to - *from);
+	if (n == 0)
+		return true;
+	/* Counted before the burst: the driver may free what it sent before it returns. */
+	uint64_t bytes = sum_bytes(pkts, *from, to);
+	uint16_t sent = rte_eth_tx_burst(port, 0, &pkts[*from], n);
+	if (sent < n)
+		bytes -= sum_bytes(pkts, (uint16_t)(*from + sent), to); /* still ours */
+	st->tx_pkts += sent;
+	st->tx_bytes += bytes;
+	*from = (uint16_t)(*from + sent);
+	return sent == n;
+}
+
+/* Makes the held packets from `first` on ready for the VF up to the next one to segment here:
+ * checksums the VF lacks done in software, then the driver's tx_prepare; a packet neither can
+ * make sendable is dropped. Sets h->ready. */
+static inline void prepare_run(struct work_item *it, struct hold *h, struct vio4wd_dir_stats *st)
+{
 	uint64_t txo = it->tx_offloads;
-	uint16_t k = 0;
-	for (uint16_t i = 0; i < n; i++) {
-		struct rte_mbuf *m = pkts[i];
-		if (offload_needs_segmenting(m, txo)) {
-			vf_send(port, pkts, k, st, offload_flags_of(pkts, k) != 0);
-			k = 0;
-			struct rte_mbuf *segs[MAX_SEGMENTS];
-			struct offload_losses lost = {0, 0};
-			int nsegs = offload_segment(m, pool, segs, MAX_SEGMENTS, &lost);
-			st->drop_full_pkts += lost.pkts;
-			st->drop_full_bytes += lost.bytes;
-			if (nsegs < 0) {
+	uint16_t w = h->first, k = h->first;
+	bool flagged = false;
+	for (; k < h->n; k++) {
+		struct rte_mbuf *m = h->pkts[k];
+		if ((m->ol_flags & OFFLOAD_TX_FLAGS) != 0) {
+			if (offload_needs_segmenting(m, txo))
+				break;
+			if (offload_sw_checksums(m, txo) != 0) {
 				drop(m, st);
 				continue;
 			}
-			vf_send(port, segs, (uint16_t)nsegs, st, false); /* checksums complete */
-		} else if (offload_sw_checksums(m, txo) != 0) {
-			drop(m, st);
-		} else {
-			pkts[k++] = m;
+			flagged |= (m->ol_flags & OFFLOAD_TX_FLAGS) != 0;
+		}
+		h->pkts[w++] = m;
+	}
+	if (w < k) { /* close the gap the drops left */
+		memmove(&h->pkts[w], &h->pkts[k], (size_t)(h->n - k) * sizeof(h->pkts[0]));
+		h->n = (uint16_t)(h->n - (k - w));
+	}
+	h->ready = w;
+	/* what the VF is asked to do: its driver's own preparation (e.g. pseudo-header sums some
+	 * NICs want); a packet it refuses is dropped and the rest prepared again */
+	for (uint16_t at = h->first; flagged && at < h->ready;) {
+		at = (uint16_t)(at + rte_eth_tx_prepare(it->port, 0, &h->pkts[at], (uint16_t)(h->ready - at)));
+		if (at < h->ready) {
+			drop(h->pkts[at], st);
+			remove_at(h->pkts, at, &h->n);
+			h->ready--;
 		}
 	}
-	vf_send(port, pkts, k, st, offload_flags_of(pkts, k) != 0);
-	return n;
 }
 
-/* Virtio TX queues (round robin over enabled pairs) -> VF TX. Returns packets moved. */
-static inline unsigned vm_to_vf(struct work_item *it, struct step_clock *clk)
+/* Sends the held packets to the VF in order, each packet's segments (made here when the VF cannot
+ * segment) before the packets after it, until the VF refuses some: those stay held. */
+static inline void vf_deliver(struct work_item *it, struct hold *h, struct vio4wd_dir_stats *st)
 {
-	uint32_t mask = __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
-	if (mask == 0)
-		return 0;
-	/* the next enabled pair after the last one polled, wrapping: round robin in O(1) */
-	uint32_t after = it->last + 1 >= VIO4WD_MAX_QUEUE_PAIRS ? 0 : mask & (UINT32_MAX << (it->last + 1));
-	uint16_t q = (uint16_t)__builtin_ctz(after != 0 ? after : mask);
-	it->last = q;
-	struct rte_mempool *pool = it->pool;
-	struct rte_mbuf *pkts[VIO4WD_BURST];
-	uint16_t n = TIMED_RECEIVE(clk, VIO4WD_STEP_VM_DEQUEUE,
-				   rte_vhost_dequeue_burst(it->vid, (uint16_t)(q * 2 + 1), pool, pkts, VIO4WD_BURST));
-	if (n == 0)
-		return 0;
+	uint16_t port = it->port;
+	for (;;) {
+		if (!vf_transmit(port, h->segs, &h->seg_first, h->seg_n, st) ||
+		    !vf_transmit(port, h->pkts, &h->first, h->ready, st))
+			return;
+		if (h->first == h->n)
+			break;
+		prepare_run(it, h, st);
+		if (h->ready > h->first || h->first == h->n)
+			continue;
+		/* the next packet asks for segmentation the VF cannot do: done here */
+		struct rte_mbuf *m = h->pkts[h->first++];
+		h->ready = h->first;
+		struct offload_losses lost = {0, 0};
+		int nsegs = offload_segment(m, it->pool, h->segs, MAX_SEGMENTS, &lost);
+		st->drop_full_pkts += lost.pkts;
+		st->drop_full_bytes += lost.bytes;
+		h->seg_first = 0;
+		h->seg_n = nsegs < 0 ? 0 : (uint16_t)nsegs;
+		if (nsegs < 0)
+			drop(m, st);
+	}
+	h->first = h->n = h->ready = h->seg_first = h->seg_n = 0;
+}
+
+/*
+ * Virtio TX queues (round robin over enabled pairs) -> VF TX. A new burst is dequeued only when
+ * nothing is held. Returns packets received; sets *busy when any packet moved.
+ */
+static inline unsigned vm_to_vf(struct work_item *it, struct step_clock *clk, bool *busy)
+{
+	struct hold *h = it->hold;
 	struct vio4wd_dir_stats *st = it->stats;
-	uint64_t bytes = count_rx(st, pkts, n);
+	uint16_t got = 0;
+	if (hold_empty(h)) {
+		uint32_t mask = __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
+		if (mask == 0)
+			return 0;
+		/* the next enabled pair after the last one polled, wrapping: round robin in O(1) */
+		uint32_t after = it->last + 1 >= VIO4WD_MAX_QUEUE_PAIRS ? 0 : mask & (UINT32_MAX << (it->last + 1));
+		uint16_t q = (uint16_t)__builtin_ctz(after != 0 ? after : mask);
+		it->last = q;
+		got = TIMED_RECEIVE(clk, VIO4WD_STEP_VM_DEQUEUE,
+				    rte_vhost_dequeue_burst(it->vid, (uint16_t)(q * 2 + 1), it->pool, h->pkts,
+							    VIO4WD_BURST));
+		if (got == 0)
+			return 0;
+		count_rx(st, h->pkts, got);
+		h->first = 0;
+		h->n = got;
+		h->ready = offload_flags_of(h->pkts, got) == 0 ? got : 0; /* nothing to prepare */
+	}
 	STEP_START(clk); /* from here on: VF TX (with its offloads, or the drops when the VF is gone) */
-	unsigned moved = send_to_vf(it, pkts, n, bytes, st);
+	uint64_t before = st->tx_pkts + st->drop_full_pkts + st->drop_unavail_pkts;
+	if (it->port == NO_PORT)
+		hold_drop_all(h, st); /* the VF is gone: what the guest sends goes */
+	else
+		vf_deliver(it, h, st);
 	STEP_END(clk, VIO4WD_STEP_VF_TX);
-	return moved;
+	*busy |= got != 0 || st->tx_pkts + st->drop_full_pkts + st->drop_unavail_pkts != before;
+	return got;
 }
 
 /* Idle mode (vio4wd_set_idle_sleep): sleep per pass once this many passes in a row moved nothing
@@ -357,16 +428,17 @@ int worker_main(void *arg)
 		 * that before it reuses the list): items are written here (queue position) without a lock. */
 		struct work_list *l = (struct work_list *)lists_current(slot);
 		unsigned moved = 0, bursts = 0;
+		bool busy = false; /* some packet moved (received, delivered from a hold, or dropped) */
 		struct step_clock clk = {0};
 		for (uint32_t i = 0; i < l->n; i++) {
 			struct work_item *it = &l->items[i];
-			unsigned got = it->dir == VF_TO_VM ? vf_to_vm(it, &clk) : vm_to_vf(it, &clk);
+			unsigned got = it->dir == VF_TO_VM ? vf_to_vm(it, &clk, &busy) : vm_to_vf(it, &clk, &busy);
 			moved += got;
 			bursts += got != 0;
 		}
 		__atomic_store_n(&ws->passes, ws->passes + 1, __ATOMIC_RELEASE);
 		uint32_t idle_us = __atomic_load_n(&g_idle_sleep_us, __ATOMIC_RELAXED);
-		if (moved) {
+		if (busy) {
 			STORE(ws->rx_pkts, ws->rx_pkts + moved);
 			STORE(ws->bursts, ws->bursts + bursts);
 			ws->busy_passes++;
@@ -383,9 +455,9 @@ int worker_main(void *arg)
 		/* One TSC read per pass: this pass ran (and slept) from `start` to `now`. */
 		uint64_t now = rte_rdtsc(), spent = now - start;
 		start = now;
-		if (!moved)
+		if (!busy)
 			STORE(ws->idle_cycles, ws->idle_cycles + spent);
-		else if (spent > long_pass * bursts) /* far longer than its bursts can take: interrupted */
+		else if (spent > long_pass * RTE_MAX(bursts, 1u)) /* far longer than its bursts take: interrupted */
 			STORE(ws->long_passes, ws->long_passes + 1);
 		else
 			count_busy(ws, spent, &clk);

@@ -23,6 +23,7 @@ import {
   RelayState_CPUSchema,
   RelayState_VFtoVMSchema as Up,
   RelayState_VMtoVFSchema as Down,
+  RelayStateSchema,
   StatsRequestSchema,
   type StatsResponse,
   StatsResponse_Status as Status,
@@ -177,6 +178,8 @@ export function statsTable(relays: readonly RelayState[]): string {
       "",
       `VF ${r.vf?.pciAddrStr ?? "-"}  socket ${r.vhost?.vhostSocketName}  NUMA ${
         r.socketId === ANY_NODE ? "-" : r.socketId
+      }${
+        isFieldSet(r, RelayStateSchema.field.vfRxMissed) ? `  VF missed ${r.vfRxMissed} no-mbuf ${r.vfRxNombuf}` : ""
       }`,
     ]);
   }

@@ -58,7 +58,7 @@ export interface Config {
   ealLcores: Map<number, number> | null;
   metricsListen: string;
   idleSleepUs: number;
-  txRetries: number;
+  txRetries: string;
   socketDir: string;
   socketPattern: string;
   cpuPins: CpuPin[];
@@ -105,6 +105,8 @@ export interface Variable<K extends keyof Config = keyof Config> {
   repeat?: boolean;
   /** Known but not used by vio4wd: why (said by `config show`). */
   ignored?: string;
+  /** Read by an earlier vio4wd, no longer: setting it gets a warning that says why it is ignored. */
+  retired?: boolean;
 }
 
 const ZMQ_DIR = "ipc:///var/run/virtio-forwarder";
@@ -245,10 +247,12 @@ export const VARIABLES = [
     name: "VIRTIOFWD_CPU_NIC_SAME_NUMA",
     key: "sameNuma",
     description:
-      "Non-empty: place each relay's directions on worker CPUs of its NUMA node (the VF's, then the VM's) when there are any.",
+      "The original reserved hugepages only on the NUMA nodes of its workers with it. vio4wd always does (DPDK reserves its start-up memory on the nodes of the daemon's CPUs), and always places each relay on workers of its pool's node (the VF's, then the guest memory's), as the original did.",
     default: false,
     option: { short: "-a", long: "--same-numa", kind: "flag" },
     parse: flag,
+    ignored:
+      "hugepages are reserved only on the nodes of the daemon's CPUs, and relays placed by NUMA node, whether or not it is set",
   }),
   v({
     name: "VIRTIOFWD_VFIO_VF_TOKEN",
@@ -440,10 +444,13 @@ export const VARIABLES = [
     name: "VIO4WD_TX_RETRIES",
     key: "txRetries",
     description:
-      "When a guest's RX ring or a VF's TX queue is full, retry the rest of a burst this many times while each try takes some (as OVS's vhost-tx-retries-max), then drop it and count the drop. Bounded so one stalled VM cannot stop the other relays on its worker; the original retried forever.",
-    default: 8,
+      "Not used since vio4wd 0.4 (earlier: retries before a full guest ring or VF queue dropped the rest of a burst). A relay now holds what a full queue refuses for its next pass, as the original, and drops nothing while both ends are there.",
+    default: "",
     option: { long: "--tx-retries", kind: "value", metavar: "N" },
-    parse: (r) => parseInteger(r, 0, 1024),
+    parse: (r) => r,
+    ignored:
+      "a relay holds what a full queue refuses until the queue takes it (as the original); nothing is retried or dropped",
+    retired: true,
   }),
   v({
     name: "VIO4WD_ZMQ_ALLOW_REMOTE",
@@ -608,6 +615,7 @@ export function loadConfig(text: string | null, file: string | null, options: Op
     if (!v) continue;
     const value = parseValue(v, o.value, `option ${o.option}`);
     if (value === undefined) continue;
+    warnings.push(...(v.retired ? quirkWarnings(v, o.value, `option ${o.option}`) : []));
     config[v.key] = value;
     sources[v.key] = { kind: "option", option: o.option };
     // The original's -s turns the core-scheduling endpoint on; the file's variable only gates
@@ -629,6 +637,7 @@ export function loadConfig(text: string | null, file: string | null, options: Op
 
 /** What the original would do differently from what the value seems to say. */
 function quirkWarnings(v: Variable, raw: EnvValue, where: string): string[] {
+  if (v.retired) return [`${where}: ${v.name} is no longer used and is ignored: ${v.ignored}`];
   if (!v.repeat && Array.isArray(raw) && raw.length > 1) {
     return [
       `${where}: ${v.name} is a bash array; its first element '${
@@ -772,3 +781,12 @@ export const ORIGINAL_ENDPOINTS = {
   stats: `${ZMQ_DIR}/stats`,
   coreSched: `${ZMQ_DIR}/core_sched`,
 } as const;
+
+/**
+ * Mbuf data room: DPDK's default 2048 bytes (as testpmd and OVS) holds a 1500-byte MTU frame with
+ * its VLAN tags; jumbo frames and TSO get the original's 9000 + L2 overhead + slack. Larger
+ * packets are chained by the vhost dequeue either way.
+ */
+export function mbufDataSize(c: Config): number {
+  return c.jumbo || c.tso ? 9000 + 22 + 32 : 2048;
+}

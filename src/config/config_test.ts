@@ -244,6 +244,25 @@ Deno.test("the shipped file gives the effective configuration of the original's 
     SHIPPED,
   ).config;
   assertJsonEq(ours, original, "effective configuration");
-  const missing = VARIABLES.filter((v) => !new RegExp(`^${v.name}=`, "m").test(text)).map((v) => v.name);
+  const missing = VARIABLES.filter((v) => !v.retired && !new RegExp(`^${v.name}=`, "m").test(text)).map((v) => v.name);
   assertJsonEq(missing, [], "variables missing from the shipped file");
+});
+
+Deno.test("VIO4WD_TX_RETRIES (read by vio4wd before relays held packets) is accepted in the file and as --tx-retries, whatever its value, with a warning naming it", () => {
+  for (const value of ["8", "2000", "x"]) {
+    const l = loadConfig(`VIO4WD_TX_RETRIES=${value}\n`, "f");
+    assertEq(l.warnings.length, 1, `one warning for ${value}`);
+    assertEq(
+      l.warnings[0].startsWith("f:1: VIO4WD_TX_RETRIES is no longer used and is ignored: "),
+      true,
+      l.warnings[0],
+    );
+  }
+  assertJsonEq(loadConfig("VIO4WD_TX_RETRIES=\n", "f").warnings, [], "blank: the default, no warning");
+  const o = loadConfig(null, null, { VIO4WD_TX_RETRIES: { value: "8", option: "--tx-retries" } });
+  assertEq(
+    o.warnings[0]?.startsWith("option --tx-retries: VIO4WD_TX_RETRIES is no longer used"),
+    true,
+    o.warnings.join(),
+  );
 });

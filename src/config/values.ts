@@ -11,6 +11,10 @@ import { shimLimits } from "../../ffi/shim.ts";
 export function maxRelays(): number {
   return shimLimits().maxRelays;
 }
+/** Mbufs in a relay's pool per VF port (a bond: per member), as the data-plane library sizes it. */
+export function poolMbufs(): number {
+  return shimLimits().poolMbufs;
+}
 /** CPUs are numbered 0..MAX_CPUS-1 (the original's limit). */
 export const MAX_CPUS = 64;
 /** The UUID the original passes for `--vfio-vf-token=0`. */

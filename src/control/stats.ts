@@ -111,6 +111,8 @@ export function relayState(
     socketId: report.numaNode < 0 ? ANY_NODE : report.numaNode,
     ...(vfOn ? { vfLink: report.vfLink } : {}),
     ...(report.mbufsInUse !== null ? { mbufsInUse: report.mbufsInUse } : {}),
+    ...(report.vfRxMissed !== null ? { vfRxMissed: report.vfRxMissed } : {}),
+    ...(report.vfRxNombuf !== null ? { vfRxNombuf: report.vfRxNombuf } : {}),
   });
 }
 

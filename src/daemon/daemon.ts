@@ -8,6 +8,7 @@ import {
   type Config,
   coreSchedEndpoint,
   type LoadedConfig,
+  mbufDataSize,
   ORIGINAL_ENDPOINTS,
   physicalCpus,
   portControlMode,
@@ -55,15 +56,6 @@ const RECONCILE_MS = 5000;
  * reconcile. Unset: the shim's default.
  */
 const EVENT_QUEUE_CAP_ENV = "VIO4WD_TEST_EVENT_QUEUE_CAP";
-
-/**
- * Mbuf data room: DPDK's default 2048 bytes (as testpmd and OVS) holds a 1500-byte MTU frame with
- * its VLAN tags; jumbo frames and TSO get the original's 9000 + L2 overhead + slack. Larger
- * packets are chained by the vhost dequeue either way.
- */
-export function mbufDataSize(c: Config): number {
-  return c.jumbo || c.tso ? 9000 + 22 + 32 : 2048;
-}
 
 /** The EAL argv the daemon initialises DPDK with. */
 export function ealArgs(c: Config): string[] {
@@ -299,7 +291,6 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   try {
     dp.init(args, { mbufDataSize: mbufDataSize(c), tso: c.tso, eventQueueCap: cap ? Number(cap) : undefined });
     dp.setIdleSleep(c.idleSleepUs);
-    dp.setTxRetries(c.txRetries);
   } catch (e) {
     Deno.removeSync(pidFile);
     if (e instanceof DataplaneError) {
@@ -518,6 +509,8 @@ export function relayStatus(relays: RelayReader): Record<string, unknown>[] {
       vf_link: s.vfLink,
       cpus: { vf_to_vm: r.cpus[0], vm_to_vf: r.cpus[1] },
       mbufs_in_use: s.mbufsInUse,
+      vf_rx_missed: s.vfRxMissed,
+      vf_rx_nombuf: s.vfRxNombuf,
       vf_to_vm: counters[r.id].vfToVm,
       vm_to_vf: counters[r.id].vmToVf,
     };

@@ -1,7 +1,8 @@
 import { loadConfig } from "../config/config.ts";
 import { DEFAULT_VFIO_VF_TOKEN } from "../config/values.ts";
 import { assertEq, assertJsonEq } from "../../tests/rigs/assert.ts";
-import { ealArgs, mbufDataSize } from "./daemon.ts";
+import { ealArgs } from "./daemon.ts";
+import { mbufDataSize } from "../config/config.ts";
 
 const eal = (text: string) => ealArgs(loadConfig(text, "f").config);
 const after = (args: string[], flag: string) => args[args.indexOf(flag) + 1];

@@ -75,6 +75,9 @@ export interface RelayReport {
   mbufsInUse: number | null;
   /** Worker CPU of [VF->VM, VM->VF], -1 unassigned. */
   cpus: [number, number];
+  /** The VF's receive losses (its RX ring full; no mbuf for a receive), null without a VF. */
+  vfRxMissed: bigint | null;
+  vfRxNombuf: bigint | null;
 }
 
 /** How to start the data plane. */
@@ -104,6 +107,9 @@ export interface SocketOptions {
   owner: string;
   group: string;
 }
+
+/** A VF counter of the relay report: all ones when the relay has no VF. */
+const vfCounter = (v: bigint) => v === 0xffff_ffff_ffff_ffffn ? null : v;
 
 const enc = new TextEncoder();
 function cstr(s: string): Uint8Array<ArrayBuffer> {
@@ -251,6 +257,8 @@ export class Dataplane {
       numaNode: dv.getInt32(16, true),
       mbufsInUse: mbufs < 0 ? null : mbufs,
       cpus: [dv.getInt32(24, true), dv.getInt32(28, true)],
+      vfRxMissed: vfCounter(dv.getBigUint64(32, true)),
+      vfRxNombuf: vfCounter(dv.getBigUint64(40, true)),
     };
   }
 
@@ -316,11 +324,6 @@ export class Dataplane {
     const r = this.#lib.symbols.vio4wd_place_threads();
     if (r < 0) throw new DataplaneError("place threads", -r, "cannot set the affinity of the daemon's threads");
     return r;
-  }
-
-  /** Retries of a burst's rest on a full guest ring or VF queue, while each try sends some. */
-  setTxRetries(retries: number): void {
-    this.#lib.symbols.vio4wd_set_tx_retries(retries);
   }
 
   /** Moves active-backup bonds off members that lost their link (events follow). */

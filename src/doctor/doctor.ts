@@ -5,8 +5,8 @@
  * @module
  */
 
-import { type Config, physicalCpus } from "../config/config.ts";
-import { isPciAddress, normalizePci, parseKernelCpuList } from "../config/values.ts";
+import { type Config, mbufDataSize, physicalCpus } from "../config/config.ts";
+import { isPciAddress, maxRelays, normalizePci, parseKernelCpuList, poolMbufs } from "../config/values.ts";
 import { qemuAccount, qemuCannotReach, socketAccounts } from "../config/accounts.ts";
 import { expandBindList, plannedBindings, VFIO_DRIVER } from "../host/vfio_bind.ts";
 import { untrustedDirectories } from "../host/trusted_dir.ts";
@@ -47,6 +47,26 @@ const exists = (p: string) => {
 };
 
 /** Runs every check against `c`. */
+/**
+ * Hugepage memory the relays' buffer pools take beyond the daemon's start-up reservation: a pool of
+ * the shim's size per VF port, each buffer its data room plus the mbuf, headroom and mempool
+ * headers (320 bytes).
+ */
+export function relayMemory(
+  c: Config,
+): { mbufs: number; bufferBytes: number; perRelayMb: number; relays: number; fullMb: number } {
+  const mbufs = poolMbufs(), relays = maxRelays();
+  const bufferBytes = mbufDataSize(c) + 320;
+  const perRelay = (mbufs * bufferBytes) / (1 << 20);
+  return {
+    mbufs,
+    bufferBytes,
+    perRelayMb: Math.round(perRelay * 10) / 10,
+    relays,
+    fullMb: Math.round(perRelay * relays),
+  };
+}
+
 export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
   const out: Check[] = [];
   const add = (name: string, status: Check["status"], detail: string, fix?: string) =>
@@ -70,7 +90,17 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       `${free} of ${total} 2 MiB pages free; the daemon needs ${need} (VIO4WD_EAL_MEMORY_MB=${c.ealMemoryMb})`,
       `echo ${total + need - free} > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`,
     );
-  } else add("hugepages", "ok", `${free} of ${total} 2 MiB pages free; the daemon needs ${need}`);
+  } else add("hugepages", "ok", `${free} of ${total} 2 MiB pages free; the daemon needs ${need} at start`);
+  const relays = relayMemory(c);
+  add(
+    "relay memory",
+    "ok",
+    `each relay takes about ${relays.perRelayMb} MiB more as it comes (${relays.mbufs} packet buffers of ${relays.bufferBytes} bytes per VF port): ` +
+      `about ${relays.fullMb} MiB for ${relays.relays} relays` +
+      (c.jumbo || c.tso
+        ? " (jumbo frames or TSO: the original's budget is 2750 MiB per node)"
+        : " (the original's budget: 768 MiB per node)"),
+  );
 
   // hugetlbfs mounted where the configuration says.
   const mounts = (read(`${h.proc}/mounts`) ?? "").split("\n").map((l) => l.split(" "));

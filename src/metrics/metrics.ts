@@ -65,6 +65,22 @@ export function renderMetrics(
       }
     }
   }
+  const vfLosses = [
+    [
+      "vio4wd_relay_vf_rx_missed_packets_total",
+      "Packets the VF's RX ring had no room for (a guest slower than its traffic).",
+      "vfRxMissed",
+    ],
+    ["vio4wd_relay_vf_rx_nombuf_total", "VF receives that found no free mbuf in the relay's pool.", "vfRxNombuf"],
+  ] as const;
+  const withVf = shown.filter((r) => r.vf !== null).map((r) => ({ id: r.id, report: relays.report(r.id) }));
+  for (const [name, help, key] of vfLosses) {
+    family(name, "counter", help);
+    for (const r of withVf) {
+      const v = r.report[key];
+      if (v !== null) out.push(`${name}{relay="${r.id}"} ${v}`);
+    }
+  }
   family("vio4wd_relay_vm_connected", "gauge", "1 when a VM is connected on the relay's socket.");
   for (const r of shown) out.push(`vio4wd_relay_vm_connected{relay="${r.id}"} ${r.vm ? 1 : 0}`);
   family("vio4wd_relay_vf_attached", "gauge", "1 when the relay has a VF (or bond).");

@@ -150,16 +150,16 @@ interface Relay {
 }
 
 /**
- * The workers a relay on NUMA node `node` may be placed on: with VIRTIOFWD_CPU_NIC_SAME_NUMA
- * (`sameNuma`) those on its node when there are any, else all of them.
+ * The worker CPUs a relay direction may be placed on, as the original picks them: those on the
+ * NUMA node of the relay's buffer pool (the VF's node, then the guest memory's once the VM is
+ * there) when there are any, else all of them.
  */
 export function placementCandidates(
   workers: readonly number[],
   cpuNode: ReadonlyMap<number, number>,
   node: number,
-  sameNuma: boolean,
 ): readonly number[] {
-  if (!sameNuma || node < 0) return workers;
+  if (node < 0) return workers;
   const local = workers.filter((c) => cpuNode.get(c) === node);
   return local.length > 0 ? local : workers;
 }
@@ -197,7 +197,7 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
   readonly workerCpus: readonly number[];
   readonly #cpuNode: ReadonlyMap<number, number>;
 
-  /** `cpuNode`: each CPU's NUMA node (for VIRTIOFWD_CPU_NIC_SAME_NUMA). */
+  /** `cpuNode`: each CPU's NUMA node (relays are placed on their pool's node). */
   constructor(config: Config, dp: Dataplane, log: Logger, cpuNode: ReadonlyMap<number, number> = new Map()) {
     this.#config = config;
     this.#dp = dp;
@@ -268,15 +268,16 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
   }
 
   /**
-   * Gives a direction a CPU (its pin, else the least busy worker, on the relay's NUMA node with
-   * VIRTIOFWD_CPU_NIC_SAME_NUMA) and applies it.
+   * Gives directions a CPU (their pin, else the least busy worker on the NUMA node of the relay's
+   * pool, see {@link placementCandidates}), in the order given, and applies them.
    */
-  #place(r: Relay, dir: number): void {
-    if (r.pin) r.cpus[dir] = r.pin[dir];
-    else if (r.cpus[dir] < 0) {
-      const node = this.#config.sameNuma ? this.#dp.report(r.id).numaNode : -1;
-      const candidates = placementCandidates(this.#config.cpus, this.#cpuNode, node, this.#config.sameNuma);
-      r.cpus[dir] = leastBusyCpu(candidates, this.#relays);
+  #place(r: Relay, ...dirs: number[]): void {
+    const node = this.#dp.report(r.id).numaNode;
+    for (const dir of dirs) {
+      if (r.pin) r.cpus[dir] = r.pin[dir];
+      else if (r.cpus[dir] < 0) {
+        r.cpus[dir] = leastBusyCpu(placementCandidates(this.#config.cpus, this.#cpuNode, node), this.#relays);
+      }
     }
     this.#apply(r);
   }
@@ -403,8 +404,14 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
     r.queuePairs = vm ? queuePairs : 0;
     if (r.vm === vm) return false;
     r.vm = vm;
-    if (vm) this.#place(r, VM_TO_VF);
-    else this.#unplace(r, VM_TO_VF);
+    if (!vm) this.#unplace(r, VM_TO_VF);
+    else if (r.vf === null || r.pin) this.#place(r, VM_TO_VF);
+    else {
+      // As the original: with the VM there the relay's pool follows the guest's memory, so the
+      // VF->VM direction (not running before the VM came) is placed again, after VM->VF.
+      r.cpus[VF_TO_VM] = -1;
+      this.#place(r, VM_TO_VF, VF_TO_VM);
+    }
     return true;
   }
 
@@ -418,7 +425,7 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
         this.#log.info(
           `relay ${r.id}: VM connected (${ev.queuePairs} queue pair(s), NUMA node ${ev.numaNode}, VM->VF on CPU ${
             r.cpus[VM_TO_VF]
-          }): new virtio device on '${r.socket}'`,
+          }, VF->VM on CPU ${r.cpus[VF_TO_VM]}): new virtio device on '${r.socket}'`,
         );
         break;
       case "vm-disconnected":
