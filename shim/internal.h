@@ -56,6 +56,7 @@ struct hold {
 	uint16_t first, n;       /* pkts[first..n) wait, in arrival order */
 	uint16_t ready;          /* VM->VF: pkts[first..ready) are prepared for the VF (offloads done) */
 	uint16_t seg_first, seg_n; /* VM->VF: segs[seg_first..seg_n) of a packet segmented here wait */
+	uint64_t stuck_since;    /* TSC since when the destination has taken none of it, 0: it took some */
 	struct rte_mbuf *pkts[VIO4WD_BURST];
 	struct rte_mbuf *segs[MAX_SEGMENTS];
 };
@@ -82,6 +83,7 @@ static inline void hold_drop_all(struct hold *h, struct vio4wd_dir_stats *st)
 	drop_unavailable(h->segs, h->seg_first, h->seg_n, st);
 	drop_unavailable(h->pkts, h->first, h->n, st);
 	h->first = h->n = h->ready = h->seg_first = h->seg_n = 0;
+	h->stuck_since = 0;
 }
 
 /* ---- eal.c: errors and process-wide settings ---- */
@@ -239,9 +241,11 @@ void worker_quit(bool quit);
 	(RTE_MBUF_F_TX_L4_MASK | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_UDP_SEG)
 /* The OFFLOAD_TX_FLAGS any of the packets carries. */
 uint64_t offload_flags_of(struct rte_mbuf **pkts, uint16_t n);
-/* Whether `m` asks for segmentation the port (configured with tx_offloads) cannot do. */
+/* Whether `m` asks for segmentation the port (configured with tx_offloads) cannot do, IPv4
+ * checksums of the segments included. */
 bool offload_needs_segmenting(const struct rte_mbuf *m, uint64_t tx_offloads);
-/* Completes the checksums `m` asks for that tx_offloads lacks; -EINVAL when its headers are unreadable. */
+/* Completes the checksums `m` asks for that tx_offloads lacks; -EINVAL when its headers are unreadable.
+ * A packet the VF segments keeps its L4 request, and over IPv4 asks for its segments' IP checksums. */
 int offload_sw_checksums(struct rte_mbuf *m, uint64_t tx_offloads);
 /* Segments `m` in software into segs[] (checksums complete) and frees it; returns the segment
  * count, or a negative errno with `m` untouched (-ENOTSUP: UDP over IPv6). */

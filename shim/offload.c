@@ -30,6 +30,10 @@ uint64_t offload_flags_of(struct rte_mbuf **pkts, uint16_t n)
 
 bool offload_needs_segmenting(const struct rte_mbuf *m, uint64_t tx_offloads)
 {
+	/* The VF segments IPv4 only when it can also write each segment's IPv4 checksum. */
+	if ((m->ol_flags & RTE_MBUF_F_TX_IPV4) && (m->ol_flags & (RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_UDP_SEG)) &&
+	    !(tx_offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM))
+		return true;
 	if (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG)
 		return !(tx_offloads & RTE_ETH_TX_OFFLOAD_TCP_TSO);
 	if (m->ol_flags & RTE_MBUF_F_TX_UDP_SEG)
@@ -41,13 +45,24 @@ int offload_sw_checksums(struct rte_mbuf *m, uint64_t tx_offloads)
 {
 	uint64_t f = m->ol_flags;
 	uint64_t l4 = f & RTE_MBUF_F_TX_L4_MASK;
-	if (l4 == 0 && !(f & RTE_MBUF_F_TX_IP_CKSUM))
+	if (l4 == 0 && !(f & (RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_UDP_SEG)))
 		return 0;
 	uint32_t l3_off = m->l2_len, l4_off = (uint32_t)m->l2_len + m->l3_len;
-	uint32_t l4_hdr = l4 == RTE_MBUF_F_TX_TCP_CKSUM ? sizeof(struct rte_tcp_hdr) : sizeof(struct rte_udp_hdr);
+	uint32_t l4_hdr = l4 == RTE_MBUF_F_TX_TCP_CKSUM || (f & RTE_MBUF_F_TX_TCP_SEG) ? sizeof(struct rte_tcp_hdr)
+											    : sizeof(struct rte_udp_hdr);
 	if (m->data_len < l4_off + l4_hdr)
 		return -EINVAL; /* headers must be in the first segment (vhost puts them there) */
 	void *ip = rte_pktmbuf_mtod_offset(m, void *, l3_off);
+	if (f & (RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_UDP_SEG)) {
+		/* The VF segments (offload_needs_segmenting said so) and completes each segment's L4
+		 * checksum. Over IPv4 it also writes each segment's IP checksum, which the mbuf API has
+		 * asked for with IP_CKSUM over a zeroed field: the guest's is the whole packet's. */
+		if (f & RTE_MBUF_F_TX_IPV4) {
+			((struct rte_ipv4_hdr *)ip)->hdr_checksum = 0;
+			m->ol_flags = f | RTE_MBUF_F_TX_IP_CKSUM;
+		}
+		return 0;
+	}
 	if ((f & RTE_MBUF_F_TX_IP_CKSUM) && !(tx_offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM)) {
 		struct rte_ipv4_hdr *h = ip;
 		h->hdr_checksum = 0;

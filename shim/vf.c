@@ -116,6 +116,14 @@ static int configure_port(struct relay *r, uint16_t port, const char *name, uint
 	conf.rxmode.mtu = r->mtu;
 	conf.rxmode.offloads = info.rx_offload_capa & (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM |
 						       RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
+	/* A frame of the MTU that does not fit one mbuf must be received into several: PMDs such as
+	 * mlx5 and virtio refuse the RX queue without scattered RX (the default MTU 2100 is over the
+	 * 2048-byte buffers). */
+	uint32_t frame = r->mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN + 2 * RTE_VLAN_HLEN;
+	uint32_t room = rte_pktmbuf_data_room_size(r->pool) - RTE_PKTMBUF_HEADROOM;
+	bool scatter = frame > room && (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER);
+	if (scatter)
+		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
 	conf.txmode.offloads = tx_offloads;
 	if ((ret = rte_eth_dev_configure(port, 1, 1, &conf)) != 0)
 		return set_stage_error(VIO4WD_STAGE_CONFIGURE, -ret, "cannot configure %s: %s", name,

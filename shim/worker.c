@@ -125,6 +125,45 @@ static inline uint32_t flow_hash(const struct rte_mbuf *m)
  * Nothing is dropped in the relay while both ends are there.
  */
 
+/* A packet that cannot be sent at all (offload impossible, or refused for too long): counted with the full-queue drops. */
+static inline void drop(struct rte_mbuf *m, struct vio4wd_dir_stats *st)
+{
+	st->drop_full_pkts++;
+	st->drop_full_bytes += rte_pktmbuf_pkt_len(m);
+	rte_pktmbuf_free(m);
+}
+
+/*
+ * How long a destination may take none of a hold before the packet at its head is dropped
+ * (counted as queue full) and the wait starts again: 100 ms. A packet that a VF refuses for good
+ * (an offload or a length it will not take) so costs its direction 100 ms, not the direction; a
+ * destination that is merely slow takes some within that time, and one that takes nothing for
+ * longer (a paused VM, a VF whose link is down) loses one packet per 100 ms in the relay, the rest
+ * where its source keeps them.
+ */
+static uint64_t g_hold_stall_cycles;
+
+/* Records a pass in which the destination took nothing of the non-empty hold `h`. */
+static inline void hold_refused(struct hold *h, struct vio4wd_dir_stats *st)
+{
+	uint64_t now = rte_rdtsc();
+	if (h->stuck_since == 0 || now - h->stuck_since < g_hold_stall_cycles) {
+		if (h->stuck_since == 0)
+			h->stuck_since = now;
+		return;
+	}
+	h->stuck_since = now;
+	if (h->seg_first < h->seg_n) {
+		drop(h->segs[h->seg_first++], st);
+	} else {
+		drop(h->pkts[h->first++], st);
+		if (h->ready < h->first)
+			h->ready = h->first;
+	}
+	if (hold_empty(h))
+		h->first = h->n = h->ready = h->seg_first = h->seg_n = 0;
+}
+
 /* Copies pkts[0..n) into virtio RX queue pair `pair` as far as the guest has room; counts and
  * returns how many went (a prefix: the caller frees those and holds the rest). */
 static inline uint16_t enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint16_t n,
@@ -223,27 +262,23 @@ static inline unsigned vf_to_vm(struct work_item *it, struct step_clock *clk, bo
 		h->n = got;
 		*busy = true;
 	}
+	uint16_t before = (uint16_t)(h->n - h->first);
 	if (one) {
-		uint16_t sent = enqueue(it->vid, pair, &h->pkts[h->first], (uint16_t)(h->n - h->first), st, clk);
+		uint16_t sent = enqueue(it->vid, pair, &h->pkts[h->first], before, st, clk);
 		free_delivered(&h->pkts[h->first], sent, clk);
 		h->first = (uint16_t)(h->first + sent);
-		*busy |= sent != 0;
 	} else {
-		uint16_t before = (uint16_t)(h->n - h->first);
 		deliver_spread(it, h, mask, clk);
-		*busy |= h->n - h->first != before;
+	}
+	if (h->n - h->first != before) {
+		*busy = true;
+		h->stuck_since = 0;
+	} else {
+		hold_refused(h, st);
 	}
 	if (h->first == h->n)
 		h->first = h->n = 0;
 	return got;
-}
-
-/* A packet that cannot be sent at all (offload impossible): counted with the full-queue drops. */
-static inline void drop(struct rte_mbuf *m, struct vio4wd_dir_stats *st)
-{
-	st->drop_full_pkts++;
-	st->drop_full_bytes += rte_pktmbuf_pkt_len(m);
-	rte_pktmbuf_free(m);
 }
 
 /* Removes pkts[at] from pkts[..*n) (it was dropped), closing the gap. */
@@ -337,6 +372,7 @@ static inline void vf_deliver(struct work_item *it, struct hold *h, struct vio4w
 			drop(m, st);
 	}
 	h->first = h->n = h->ready = h->seg_first = h->seg_n = 0;
+	h->stuck_since = 0;
 }
 
 /*
@@ -372,8 +408,14 @@ static inline unsigned vm_to_vf(struct work_item *it, struct step_clock *clk, bo
 		hold_drop_all(h, st); /* the VF is gone: what the guest sends goes */
 	else
 		vf_deliver(it, h, st);
+	if (st->tx_pkts + st->drop_full_pkts + st->drop_unavail_pkts != before) {
+		*busy = true;
+		h->stuck_since = 0;
+	} else if (!hold_empty(h)) {
+		hold_refused(h, st);
+	}
 	STEP_END(clk, VIO4WD_STEP_VF_TX);
-	*busy |= got != 0 || st->tx_pkts + st->drop_full_pkts + st->drop_unavail_pkts != before;
+	*busy |= got != 0;
 	return got;
 }
 
@@ -421,6 +463,7 @@ int worker_main(void *arg)
 	uint32_t empty = 0;    /* passes in a row that moved nothing */
 	uint32_t backoff = 0;  /* idle mode: the next sleep, 0 = none yet */
 	const uint64_t long_pass = rte_get_tsc_hz() / 20000; /* 50 us per burst moved */
+	g_hold_stall_cycles = rte_get_tsc_hz() / 10;
 	uint64_t start = rte_rdtsc(); /* the current pass's beginning */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* short sleeps as asked, not 50 us late */
 	while (!g_quit) {

@@ -80,6 +80,10 @@ for (const steps of [false, true]) {
       }
     }
     assert(valueIn(text, `vio4wd_relay_tx_packets_total${at("vf_to_vm")}\\}`) > 0, "VF->VM sent some");
+    // the VF's own receive losses, per relay with a VF
+    for (const name of ["vf_rx_missed_packets_total", "vf_rx_nombuf_total"]) {
+      valueIn(text, `vio4wd_relay_${name}\\{relay="0"\\}`);
+    }
     const stepLine = /^vio4wd_worker_step_cycles_total\{cpu="1",step="vf_rx"\} [1-9]\d*$/m;
     if (steps !== stepLine.test(text)) {
       throw new Error(`step cycles ${steps ? "missing" : "present"}:\n${text.slice(-3000)}`);

@@ -96,7 +96,7 @@ export interface StatsArgs {
 }
 
 /** 64-bit fields printed as numbers (protobuf's JSON makes them strings). */
-const COUNTER = /^(pkts|bytes)_|^(passes|busy_passes|busy_cycles|idle_cycles|rx_pkts|bursts|long_passes|tsc_hz)$/;
+const COUNTER = /^(pkts|bytes|vf_rx)_|^(passes|busy_passes|busy_cycles|idle_cycles|rx_pkts|bursts|long_passes|tsc_hz)$/;
 
 /** The response as JSON with .proto field names and 64-bit counters as numbers. */
 export function statsJson(res: StatsResponse): unknown {

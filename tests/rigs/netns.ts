@@ -68,8 +68,18 @@ export class NetNs {
     return Date.now() - t0;
   }
 
-  /** Deletes the namespace (its interfaces go with it). */
+  /** Kills what still runs in the namespace (a listener nobody connected to, by PID), then deletes it
+   * (its interfaces go with it). */
   async delete(): Promise<void> {
+    const pids = await new Deno.Command("ip", { args: ["netns", "pids", this.name], stdout: "piped", stderr: "null" })
+      .output();
+    for (const pid of new TextDecoder().decode(pids.stdout).split("\n").filter(Boolean).map(Number)) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // gone already
+      }
+    }
     await new Deno.Command("ip", { args: ["netns", "del", this.name], stderr: "null" }).output();
   }
 }
