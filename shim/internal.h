@@ -193,9 +193,9 @@ void lists_init(void);
 /* The list worker `slot` polls now (acquire load). */
 const struct work_list *lists_current(unsigned slot);
 /* Rebuilds every worker's list from the relays and publishes it; returns once every worker whose
- * list changed has finished a pass over its new list (so nothing removed is still polled).
- * Requires the lock of the relay whose data-path fields changed. */
-int lists_publish(void);
+ * list changed has finished a pass over its new list (so nothing removed is still polled), however
+ * long that takes. Requires the lock of the relay whose data-path fields changed. */
+void lists_publish(void);
 /* The worker slot of `lcore`, or -1 when it is not a worker. */
 int worker_slot(unsigned lcore);
 

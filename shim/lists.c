@@ -11,7 +11,11 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include <inttypes.h>
+
+#include <rte_cycles.h>
 #include <rte_lcore.h>
+#include <rte_log.h>
 
 #include "internal.h"
 
@@ -107,22 +111,31 @@ static bool same_list(const struct work_list *a, const struct work_list *b)
 	return true;
 }
 
-/* Waits until the worker in `slot` has completed a full pass after the caller's last store. */
-static int quiesce_slot(unsigned slot)
+/*
+ * Waits until the worker in `slot` has completed a full pass after the caller's last store, however
+ * long that takes: the caller stops a port, frees a pool or returns a guest's memory to QEMU next,
+ * which must not happen under a worker that still polls them. A worker descheduled for long (its
+ * CPU shared with a busy process of higher priority) is waited for and logged once a second.
+ */
+static void quiesce_slot(unsigned slot)
 {
 	uint64_t start = LOAD(g_shared.workers[slot].passes);
-	for (int i = 0; LOAD(g_shared.workers[slot].passes) < start + 2; i++) {
-		if (i > 200000)
-			return set_error(ETIMEDOUT, "worker on CPU %u did not reach a quiescent point",
-					 (unsigned)g_shared.workers[slot].lcore);
+	uint64_t hz = rte_get_timer_hz(), since = rte_get_timer_cycles(), said = 0;
+	while (LOAD(g_shared.workers[slot].passes) < start + 2) {
 		usleep(5);
+		uint64_t waited = (rte_get_timer_cycles() - since) / hz; /* whole seconds */
+		if (waited > said) {
+			said = waited;
+			RTE_LOG(WARNING, USER1,
+				"vio4wd: worker on CPU %u has not finished a pass for %" PRIu64 " s; waiting for it "
+				"before releasing what it polled\n",
+				(unsigned)g_shared.workers[slot].lcore, waited);
+		}
 	}
-	return 0;
 }
 
-int lists_publish(void)
+void lists_publish(void)
 {
-	int ret = 0;
 	bool changed[VIO4WD_MAX_WORKERS] = {false};
 	pthread_mutex_lock(&g_publish_lock);
 	for (unsigned s = 0; s < g_shared.n_workers; s++) {
@@ -148,15 +161,11 @@ int lists_publish(void)
 		__atomic_store_n(&w->current, spare, __ATOMIC_RELEASE);
 		changed[s] = true;
 	}
-	for (unsigned s = 0; s < g_shared.n_workers; s++) {
-		int q = changed[s] ? quiesce_slot(s) : 0;
-		if (ret == 0)
-			ret = q;
-	}
-	if (ret == 0) /* else a worker may still poll what left its list: the next publish frees it */
-		flush_sourceless_holds();
+	for (unsigned s = 0; s < g_shared.n_workers; s++)
+		if (changed[s])
+			quiesce_slot(s);
+	flush_sourceless_holds();
 	pthread_mutex_unlock(&g_publish_lock);
-	return ret;
 }
 
 API int vio4wd_relay_set_cpus(uint32_t id, int32_t vf_to_vm_cpu, int32_t vm_to_vf_cpu)
@@ -169,7 +178,6 @@ API int vio4wd_relay_set_cpus(uint32_t id, int32_t vf_to_vm_cpu, int32_t vm_to_v
 		if (want[d] >= 0 && worker_slot((unsigned)want[d]) < 0)
 			return set_error(EINVAL, "CPU %d is not a worker CPU of this daemon", want[d]);
 	pthread_mutex_lock(&r->lock);
-	int ret = 0;
 	/* Two steps, so that no two workers ever poll one direction at once: the old worker lets go
 	 * (its new list published and passed over), then the new one takes it. */
 	bool moved = false;
@@ -180,11 +188,10 @@ API int vio4wd_relay_set_cpus(uint32_t id, int32_t vf_to_vm_cpu, int32_t vm_to_v
 		}
 	}
 	if (moved)
-		ret = lists_publish();
+		lists_publish();
 	for (int d = 0; d < 2; d++)
 		__atomic_store_n(&r->cpu[d], want[d], __ATOMIC_RELEASE);
-	if (ret == 0)
-		ret = lists_publish();
+	lists_publish();
 	pthread_mutex_unlock(&r->lock);
-	return ret;
+	return 0;
 }

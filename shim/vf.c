@@ -193,7 +193,8 @@ static int publish_port(struct relay *r, uint16_t port)
 		rte_eth_dev_stop(port);
 	__atomic_store_n(&r->vf_running, run, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->port, port, __ATOMIC_RELEASE);
-	return lists_publish();
+	lists_publish();
+	return 0;
 }
 
 void vf_run(struct relay *r, uint32_t id, bool run)

@@ -451,6 +451,34 @@ void worker_quit(bool quit)
 	g_quit = quit;
 }
 
+/*
+ * In the tests' fault build: VIO4WD_FAULT_STALL_WORKER_MS makes a worker stop that long, once, for
+ * the first list published to it that is shorter than the one before (something was removed), as
+ * soon as it sees it: in the middle of a pass over the old one (still polling what the new one
+ * dropped) or at the start of its first pass over the new one, as a worker descheduled by a busy
+ * process of higher priority would.
+ */
+#ifdef VIO4WD_FAULTS
+static const struct work_list *g_seen[VIO4WD_MAX_WORKERS];
+
+static void stall_if_asked(unsigned slot)
+{
+	const struct work_list *cur = lists_current(slot), *was = g_seen[slot];
+	if (cur == was)
+		return;
+	g_seen[slot] = cur;
+	static bool stalled;
+	const char *ms = getenv("VIO4WD_FAULT_STALL_WORKER_MS");
+	if (!stalled && was != NULL && cur->n < was->n && ms != NULL && *ms != '\0') {
+		stalled = true;
+		rte_delay_us_sleep((unsigned)atoi(ms) * 1000u);
+	}
+}
+#define STALL_IF_ASKED(slot) stall_if_asked(slot)
+#else
+#define STALL_IF_ASKED(slot) ((void)(slot))
+#endif
+
 /* Each worker's thread id once it runs (vio4wd_place_threads leaves these where EAL put them). */
 static pid_t g_worker_tid[VIO4WD_MAX_WORKERS];
 
@@ -473,12 +501,15 @@ int worker_main(void *arg)
 		unsigned moved = 0, bursts = 0;
 		bool busy = false; /* some packet moved (received, delivered from a hold, or dropped) */
 		struct step_clock clk = {0};
+		STALL_IF_ASKED(slot);
 		for (uint32_t i = 0; i < l->n; i++) {
+			STALL_IF_ASKED(slot);
 			struct work_item *it = &l->items[i];
 			unsigned got = it->dir == VF_TO_VM ? vf_to_vm(it, &clk, &busy) : vm_to_vf(it, &clk, &busy);
 			moved += got;
 			bursts += got != 0;
 		}
+		STALL_IF_ASKED(slot);
 		__atomic_store_n(&ws->passes, ws->passes + 1, __ATOMIC_RELEASE);
 		uint32_t idle_us = __atomic_load_n(&g_idle_sleep_us, __ATOMIC_RELAXED);
 		if (busy) {

@@ -28,7 +28,7 @@ import { freePort, num, runVio4wd, until } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { fakeSysfs } from "./rigs/sysfs.ts";
-import { assertEq } from "./rigs/assert.ts";
+import { assert, assertEq } from "./rigs/assert.ts";
 
 /** Config lines enabling every endpoint under `dir/zmq`. */
 const endpoints = (dir: string) => [
@@ -420,6 +420,14 @@ Deno.test("port, stats and pin commands: output, --json and exit statuses", asyn
   r = await runVio4wd(["port", "add", "--virtio-id", "2", "--pci-addr", "05:08", ...pc]);
   assertEq(r.code, 2, "malformed PCI address");
   if (!r.stderr.includes("--pci-addr '05:08'")) throw new Error(r.stderr);
+  // a refusal carries the daemon's reason (what it logged) to the client: here the allow-list and its variable
+  r = await runVio4wd(["port", "add", "--virtio-id", "2", "--device", "net_pcap0,iface=lo", ...pc]);
+  assertEq(r.code, 1, "a driver clients may not use");
+  assert(
+    /^vio4wd port add: relay 2: add VF net_pcap0,iface=lo: refused for a client: .*net_pcap.*VIO4WD_DEVARGS_ALLOW/m
+      .test(r.stderr),
+    `the daemon's reason and the variable to change: ${r.stderr}`,
+  );
   r = await runVio4wd(["port", "remove", "--virtio-id", "1", "--device", vfDev(dir, 1), "--json", ...pc]);
   assertEq(r.stdout.trim(), '{"status":"OK"}', "port remove --json");
 

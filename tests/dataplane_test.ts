@@ -780,6 +780,54 @@ Deno.test("a pool moved to the VM's node under a VF whose driver cannot tell its
   assertEq(await d.stop(), 0, "the daemon stops cleanly");
 });
 
+Deno.test("a worker stalled for 20 s (longer than the wait used to last, about 11-15 s) while its VF is removed (fault build: descheduled mid-pass, still polling the VF): the removal waits for it instead of closing the port under it; the daemon lives on and the relay takes a VF again", async () => {
+  await using w = await World.create("stallrm");
+  const vf = memifPair(`${w.sockDir}/vf.sock`); // in the socket directory: clients may name it
+  const pc = `ipc://${w.dir}/pc.sock`;
+  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=(${vf.vf}=0)`, `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${pc}`], {
+    env: { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_STALL_WORKER_MS: "20000" },
+  });
+  const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), vf.peer] });
+  await pmd.waitLinksUp();
+  await until("the relay active", async () => relay0(await d.status())?.active === true, 30_000);
+  await pmd.send("set fwd io");
+  await pmd.send("start tx_first 4");
+  await until("traffic both ways", async () => num(relay0(await d.status())?.vfToVm.pktsTxToVm) > 1000, 15_000);
+  const t0 = Date.now();
+  const rm = await runVio4wd([
+    "port",
+    "remove",
+    "--virtio-id",
+    "0",
+    "--device",
+    vf.vf,
+    "--zmq-ep",
+    pc,
+    "--timeout",
+    "30000",
+  ]);
+  const took = Date.now() - t0;
+  assertEq(rm.code, 0, `port remove: ${rm.stdout}${rm.stderr}`);
+  assert(took >= 19_900, `the removal waited for the stalled worker (${took} ms): ${d.log.slice(-2500)}`);
+  assert(d.alive, `the daemon lives on: ${d.log.slice(-1500)}`);
+  assertEq(relay0(await d.status())?.vf?.pciAddrStr ?? null, null, "the VF is gone from the relay");
+  await pmd.stop();
+  const add = await runVio4wd([
+    "port",
+    "add",
+    "--virtio-id",
+    "0",
+    "--device",
+    "net_null5",
+    "--zmq-ep",
+    pc,
+    "--timeout",
+    "30000",
+  ]);
+  assertEq(add.code, 0, `port add again: ${add.stdout}${add.stderr}`);
+  assert(d.alive, "the daemon lives on after the VF came back");
+});
+
 Deno.test("a daemon killed with SIGKILL leaves its PID file, DPDK run directory and sockets; the next start with the same prefix cleans them up and its clean stop leaves nothing", async () => {
   await using w = await World.create("crash");
   const prefix = w.nextTag("same");

@@ -163,6 +163,9 @@ function argparse(t: Tool, argv: readonly string[]): Parsed {
 class HelpRequested extends Error {}
 
 /** protobuf's text format of a message, as Python's `print(message)` shows it. */
+/** Field numbers from here up are vio4wd's extensions of the original's protocol. */
+const EXTENSION_FIELDS = 100;
+
 export function textFormat(schema: DescMessage, message: Message, indent = ""): string {
   const r = reflect(schema, message);
   let s = "";
@@ -176,7 +179,9 @@ export function textFormat(schema: DescMessage, message: Message, indent = ""): 
     return String(v);
   };
   for (const f of r.fields) {
-    if (!r.isSet(f)) continue;
+    // vio4wd's extension fields (100 and up): the original's tools do not know them, and Python's
+    // print() of a message leaves unknown fields out
+    if (!r.isSet(f) || f.number >= EXTENSION_FIELDS) continue;
     if (f.fieldKind === "message") {
       const m = r.get(f) as ReflectMessage;
       s += `${indent}${f.name} {\n${textFormat(m.desc, m.message, indent + "  ")}${indent}}\n`;

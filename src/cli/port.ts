@@ -264,7 +264,10 @@ export async function runPort(a: PortArgs): Promise<number> {
   if (hasCode) lines.push(`error_code: ${res.errorCode}`);
   if (hasSource) lines.push(`error_code_source: "${res.errorCodeSource}"`);
   console.log(lines.join("\n"));
-  const meaning = hasCode && hasSource
+  // the daemon's own words when it sent them (a vio4wd daemon), else what the code means
+  const meaning = isFieldSet(res, F.reason)
+    ? res.reason
+    : hasCode && hasSource
     ? meaningOf(res.errorCodeSource, res.errorCode)
     : "the request was refused as invalid (see the daemon's log for why)";
   if (meaning) console.error(`vio4wd port ${a.op}: ${meaning}`);

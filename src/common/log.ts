@@ -20,11 +20,30 @@ export class Logger {
   #enc = new TextEncoder();
   constructor(public threshold: number, readonly tag = "vio4wd") {}
 
+  #captured: string[] | null = null;
+
+  /**
+   * Runs `fn` (synchronous) and returns, with its value, the warnings and errors it logged, whatever
+   * the threshold: what a service tells its client about why a request failed.
+   */
+  capture<T>(fn: () => T): { value: T; problems: string[] } {
+    const outer = this.#captured;
+    const problems: string[] = [];
+    this.#captured = problems;
+    try {
+      return { value: fn(), problems };
+    } finally {
+      this.#captured = outer;
+      outer?.push(...problems);
+    }
+  }
+
   /**
    * Logs `msg` at `level` (0-7) as one line: control characters in it (from a client's string, a
    * file's name...) are escaped, so nothing it carries can start a forged line (`\n<0>...`).
    */
   log(level: number, msg: string): void {
+    if (level <= 4) this.#captured?.push(escapeControls(msg));
     if (level > this.threshold) return;
     const safe = escapeControls(msg);
     const line = this.#journal

@@ -84,7 +84,7 @@ export function clientDeviceRefusal(device: string, p: ClientDevicePolicy): stri
     return `device strings of driver ${what} are not allowed from clients` +
       (driver
         ? ` (add ${driver} to VIO4WD_DEVARGS_ALLOW)`
-        : ` (clients may use: ${Object.keys(CLIENT_DRIVERS).join(", ")})`);
+        : ` (clients may use ${Object.keys(CLIENT_DRIVERS).join(", ")} when VIO4WD_DEVARGS_ALLOW lists them)`);
   }
   const rule = CLIENT_DRIVERS[driver];
   const dir = p.socketDir.replace(/\/+$/, "");

@@ -289,6 +289,12 @@ function bondCode(e: RelayFailure): number {
   }
 }
 
+/** The reply's reason: what the daemon logged, at most 1000 characters. */
+const boundedReason = (problems: string[]) => {
+  const all = problems.join("; ");
+  return all.length > 1000 ? `${all.slice(0, 997)}...` : all;
+};
+
 function encode(r: MessageInitShape<typeof PortControlResponseSchema>): Uint8Array {
   return toBinary(PortControlResponseSchema, create(PortControlResponseSchema, { status: Status.ERROR, ...r }));
 }
@@ -318,15 +324,16 @@ export function portControlService(
       const invalid = validatePortControl(req, ports.limits.maxBondMembers);
       if (invalid) {
         log.warn(`zmq_port_control: ${invalid}`);
-        return encode({});
+        return encode({ reason: invalid });
       }
-      const out = pc.apply(req);
-      if (!out) return encode({});
+      const { value: out, problems } = log.capture(() => pc.apply(req));
+      const reason = problems.length ? { reason: boundedReason(problems) } : {};
+      if (!out) return encode(reason);
       if (req.op !== Op.QUERY_PCI) changed(); // a failure may have changed something half-way
       if (out.code === 0) {
         return encode({ status: Status.OK, ...(out.query !== undefined ? { queryString: out.query } : {}) });
       }
-      return encode({ errorCode: out.code, errorCodeSource: out.source });
+      return encode({ errorCode: out.code, errorCodeSource: out.source, ...reason });
     },
   };
 }

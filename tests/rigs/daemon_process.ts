@@ -95,6 +95,11 @@ export class DaemonProcess {
     return this.#child.pid;
   }
 
+  /** Whether the process is still running (it has not exited, crashed or not). */
+  get alive(): boolean {
+    return this.#exitCode === null;
+  }
+
   /**
    * Starts `vio4wd daemon` with `configLines` (dir and prefix variables added, and a stats
    * endpoint in `dir` unless the lines set one).
