@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # vio4wd setup on a fresh Debian machine: apt packages, deno and tools from npm (package-lock.json),
 # the C shim, and 2 MiB hugepages. Idempotent: safe to re-run.
-#   VIO4WD_HUGEPAGES=N   number of 2 MiB hugepages to reserve (default 1024)
+#   VIO4WD_HUGEPAGES=N   number of 2 MiB hugepages to reserve (default 1536: 64 relays at the
+#                        original's pool size beside the tests' VM stand-ins)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
@@ -82,7 +83,7 @@ else
 fi
 
 step "hugepages"
-want=${VIO4WD_HUGEPAGES:-1024}
+want=${VIO4WD_HUGEPAGES:-1536}
 hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 have=$(cat "$hp" 2>/dev/null || echo 0)
 if [ "$have" -ge "$want" ]; then

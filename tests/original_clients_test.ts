@@ -58,7 +58,8 @@ async function setup(w: World) {
     "VIRTIOFWD_STATIC_VFS=net_null0=0",
   ]);
   const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
-  await vm.send("set fwd txonly");
+  // io: reads what the VF sends and sends it back (a VM that reads nothing is sent nothing)
+  await vm.send("set fwd io");
   await vm.send("start");
   await d.waitLog(/relay 0: VM connected/);
   await until("relay 0 active", async () => (await d.status()).some((r) => r.id === 0 && r.active));
