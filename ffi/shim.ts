@@ -164,6 +164,7 @@ export const EVENT = {
   vmRejected: 4,
   liveMigration: 5,
   bondFailover: 6,
+  vfFailed: 7,
 } as const;
 /** VIO4WD_STAGE_*: where a VF attach failed. */
 export const STAGE = {
@@ -184,7 +185,7 @@ export const SOCK_FLAG = { client: 1, mrgbuf: 2, tso: 4 } as const;
 /** Flags of vio4wd_init (VIO4WD_INIT_*). */
 export const INIT_FLAG = { vfTso: 1 } as const;
 /** Bits of `struct vio4wd_relay_report`'s state. */
-export const STATE_BIT = { socket: 1, vm: 2, vf: 4, vfLink: 8 } as const;
+export const STATE_BIT = { socket: 1, vm: 2, vf: 4, vfLink: 8, vfRunning: 16 } as const;
 
 /** The shim could not be loaded; says where it looked and how to build it. */
 export class ShimNotFoundError extends Error {

@@ -1,5 +1,6 @@
 /* The relays' mbuf pools: created when a VF or VM first needs one, moved to the VM's NUMA node,
  * freed when neither is left. */
+#include <errno.h>
 #include <stdio.h>
 
 #include <rte_errno.h>
@@ -91,7 +92,8 @@ static enum rxq_home move_vf_rx_queue(uint16_t port, bool running, int numa, str
 {
 	int ret = rte_eth_dev_stop(port);
 	if (ret != 0)
-		fprintf(stderr, "vio4wd: port %u: stop before moving its RX queue: %s\n", port, rte_strerror(-ret));
+		RTE_LOG(WARNING, USER1, "vio4wd: port %u: stop before moving its RX queue: %s\n", port,
+			rte_strerror(-ret));
 	uint16_t nrx = VF_RING_DESC, ntx = VF_RING_DESC;
 	(void)rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx); /* the values stay as asked if it fails */
 	enum rxq_home home = RXQ_MOVED;
@@ -102,11 +104,12 @@ static enum rxq_home move_vf_rx_queue(uint16_t port, bool running, int numa, str
 	}
 	if (home == RXQ_NONE) {
 		/* no pool behind queue 0: the VF must not run */
-		fprintf(stderr, "vio4wd: port %u: the VF's RX queue could not be set up again; the VF stays stopped\n", port);
+		RTE_LOG(ERR, USER1, "vio4wd: port %u: the VF's RX queue could not be set up again; the VF stays stopped\n",
+			port);
 		return home;
 	}
 	if (running && (ret = rte_eth_dev_start(port)) != 0)
-		fprintf(stderr, "vio4wd: port %u: restart after moving its RX queue: %s\n", port, rte_strerror(-ret));
+		RTE_LOG(ERR, USER1, "vio4wd: port %u: restart after moving its RX queue: %s\n", port, rte_strerror(-ret));
 	return home;
 }
 
@@ -128,8 +131,10 @@ void pool_rehome(struct relay *r, uint32_t id, int numa)
 		enum rxq_home home = move_vf_rx_queue(port, r->vf_running, numa, mp, r->pool);
 		if (home != RXQ_MOVED) {
 			/* The VF stayed on the old pool (or has none and stays stopped): mp is unused. */
-			if (home == RXQ_NONE)
+			if (home == RXQ_NONE) {
 				__atomic_store_n(&r->vf_running, false, __ATOMIC_RELEASE);
+				push_event(VIO4WD_EV_VF_FAILED, id, -EIO, 0, 0);
+			}
 			__atomic_store_n(&r->port, port, __ATOMIC_RELEASE);
 			lists_publish();
 			pool_free(mp);

@@ -76,6 +76,8 @@ API int vio4wd_relay_report(uint32_t id, struct vio4wd_relay_report *out)
 			out->vf_rx_missed = es.imissed;
 			out->vf_rx_nombuf = es.rx_nombuf;
 		}
+		if (r->vf_running)
+			out->state |= VIO4WD_STATE_VF_RUNNING;
 		struct rte_eth_link link;
 		if (r->vf_running && rte_eth_link_get_nowait(r->port, &link) == 0 && link.link_status)
 			out->state |= VIO4WD_STATE_VF_LINK;

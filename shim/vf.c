@@ -170,15 +170,16 @@ static void remove_bond(const char *name, char (*members)[128], unsigned n)
 	if (rte_eth_dev_get_port_by_name(name, &port) == 0) {
 		int ret = rte_eth_dev_stop(port);
 		if (ret != 0)
-			fprintf(stderr, "vio4wd: bond %s: stop: %s\n", name, rte_strerror(-ret));
+			RTE_LOG(WARNING, USER1, "vio4wd: bond %s: stop: %s\n", name, rte_strerror(-ret));
 		/* The bonding driver refuses to free a bond that still has members. */
 		for (unsigned i = 0; i < n; i++)
 			if (rte_eth_dev_get_port_by_name(members[i], &member) == 0 &&
 			    rte_eth_bond_slave_remove(port, member) != 0)
-				fprintf(stderr, "vio4wd: bond %s: member %s could not be removed\n", name, members[i]);
+				RTE_LOG(WARNING, USER1, "vio4wd: bond %s: member %s could not be removed\n", name,
+					members[i]);
 		remove_device(name);
 	} else if (rte_eth_bond_free(name) != 0) {
-		fprintf(stderr, "vio4wd: bond %s could not be freed\n", name);
+		RTE_LOG(WARNING, USER1, "vio4wd: bond %s could not be freed\n", name);
 	}
 	for (unsigned i = 0; i < n; i++)
 		remove_device(members[i]);
@@ -205,15 +206,18 @@ void vf_run(struct relay *r, uint32_t id, bool run)
 		uint64_t tx = guest_tx_offloads(r), was = r->tx_offloads;
 		if (tx != was) {
 			if (configure_port(r, r->port, r->devname, tx) != 0)
-				fprintf(stderr, "vio4wd: relay %u: cannot set its VF's offloads for the guest: %s\n", id,
-					vio4wd_last_error()); /* what the VF lacks, the worker does in software */
+				RTE_LOG(WARNING, USER1, "vio4wd: relay %u: cannot set its VF's offloads for the guest: %s\n",
+					id, vio4wd_last_error()); /* what the VF lacks, the worker does in software */
 			else
 				RTE_LOG(INFO, USER1, "relay %u: VF TX offloads 0x%" PRIx64 " -> 0x%" PRIx64 " for the guest's features\n",
 					id, was, tx);
 		}
-		int ret = rte_eth_dev_start(r->port);
+		int ret = fault("VIO4WD_FAULT_VF_START") ? -EIO : rte_eth_dev_start(r->port);
 		if (ret != 0) {
-			fprintf(stderr, "vio4wd: relay %u: cannot start its VF %s: %s\n", id, r->devname, rte_strerror(-ret));
+			/* the VM is there and its VF is not: the daemon says so and shows the relay inactive */
+			RTE_LOG(ERR, USER1, "vio4wd: relay %u: cannot start its VF %s: %s\n", id, r->devname,
+				rte_strerror(-ret));
+			push_event(VIO4WD_EV_VF_FAILED, id, ret, 0, 0);
 			return;
 		}
 		__atomic_store_n(&r->vf_running, true, __ATOMIC_RELEASE);

@@ -93,6 +93,8 @@ enum vio4wd_event_type {
 	VIO4WD_EV_VM_REJECTED = 4,     /* value: -errno */
 	VIO4WD_EV_LIVE_MIGRATION = 5,
 	VIO4WD_EV_BOND_FAILOVER = 6,   /* value: member index now active; enabled: member index that lost its link */
+	VIO4WD_EV_VF_FAILED = 7,       /* the VF could not be started for its VM (or its RX queue set up again
+					* on a moved pool): it stays stopped; value: -errno */
 };
 
 struct vio4wd_event {
@@ -126,6 +128,7 @@ struct vio4wd_event {
 #define VIO4WD_STATE_VM (1u << 1)
 #define VIO4WD_STATE_VF (1u << 2)
 #define VIO4WD_STATE_VF_LINK (1u << 3)
+#define VIO4WD_STATE_VF_RUNNING (1u << 4) /* the VF is started (only while its VM is there) */
 
 /* What the shim can hold: the daemon takes these from here and repeats none of them. */
 struct vio4wd_limits {

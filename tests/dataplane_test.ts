@@ -828,6 +828,41 @@ Deno.test("a worker stalled for 20 s (longer than the wait used to last, about 1
   assert(d.alive, "the daemon lives on after the VF came back");
 });
 
+Deno.test("a VF that cannot be started when its VM connects (fault build): the daemon says so naming the relay and VF (an event from the vhost thread, not a line on stderr), and the relay shows inactive with the VM there", async () => {
+  await using w = await World.create("vffail");
+  const vf = memifPair(`${w.dir}/vf.sock`);
+  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=(${vf.vf}=0)`], {
+    env: { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_VF_START: "1" },
+  });
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+  await d.waitLog(/relay 0: its VF net_memif0,\S* could not be started for the VM \(errno 5\)/);
+  const r = relay0(await d.status());
+  assert(r?.vmToVf.active === true && !r.active && r.vfLink === false, `VM there, VF stopped: ${show(r)}`);
+  await vm.close();
+});
+
+Deno.test("packets the VF refuses for good (3000-byte frames to a net_tap VF of MTU 2100) cost their relay 100 ms each, dropped and counted as queue full, instead of stopping it: the relay keeps taking the VM's packets", async () => {
+  await using w = await World.create("refused");
+  const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=(net_tap7,iface=v4refused7=0)"]);
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))], appArgs: ["--txpkts=1500,1500"] });
+  await until("the relay active", async () => relay0(await d.status())?.active === true);
+  await vm.send("set fwd txonly");
+  await vm.send("start");
+  // every frame is refused: the first burst is held, one packet of it dropped every 100 ms, then the next burst
+  let r: RelayState | undefined;
+  await until("the relay takes a second burst from the VM", async () => {
+    r = relay0(await d.status());
+    return num(r?.vmToVf.pktsRxFromVm) > 32;
+  }, 10_000).catch((e) => {
+    throw new Error(`${e.message}: ${show(r)}`);
+  });
+  const down = r!.vmToVf;
+  assert(num(down.pktsDroppedVfQueueFull) >= 30, `refused packets dropped and counted: ${show(r)}`);
+  const held = num(down.pktsRxFromVm) - num(down.pktsTxToVf) - num(down.pktsDroppedVfQueueFull);
+  assert(held >= 0 && held <= 32, `at most one burst held (${held})`);
+  await vm.stop();
+});
+
 Deno.test("a daemon killed with SIGKILL leaves its PID file, DPDK run directory and sockets; the next start with the same prefix cleans them up and its clean stop leaves nothing", async () => {
   await using w = await World.create("crash");
   const prefix = w.nextTag("same");

@@ -64,7 +64,7 @@ export function relayState(
   if (r.vm) cpu.vmToVf = r.cpus[VM_TO_VF];
   return create(RelayStateSchema, {
     id: r.id,
-    active: vfOn && r.vm,
+    active: vfOn && r.vm && report.vfRunning, // as the proto says: VM connected and VF started
     ...(vfOn || r.vm ? { cpu } : {}),
     vhost: { vhostSocketName: r.socket ?? "NONE" },
     ...(vfOn ? { vf: { pciAddrStr: r.vf! } } : {}),

@@ -64,6 +64,8 @@ export interface RelayReport {
   vm: boolean;
   vf: boolean;
   vfLink: boolean;
+  /** The VF is started (it runs only while its VM is there). */
+  vfRunning: boolean;
   /** Queue pairs of the connected VM, 0 without one. */
   queuePairs: number;
   /** Enabled virtio RX / TX queue pairs (bit q: pair q). */
@@ -97,7 +99,8 @@ export type DataplaneEvent =
   | { type: "vring-state"; relay: number; queue: number; enabled: boolean }
   | { type: "vm-rejected"; relay: number; errno: number }
   | { type: "live-migration"; relay: number }
-  | { type: "bond-failover"; relay: number; active: number; lost: number };
+  | { type: "bond-failover"; relay: number; active: number; lost: number }
+  | { type: "vf-failed"; relay: number; errno: number };
 
 /** Socket options of a relay. */
 export interface SocketOptions {
@@ -251,6 +254,7 @@ export class Dataplane {
       vm: (state & STATE_BIT.vm) !== 0,
       vf: (state & STATE_BIT.vf) !== 0,
       vfLink: (state & STATE_BIT.vfLink) !== 0,
+      vfRunning: (state & STATE_BIT.vfRunning) !== 0,
       queuePairs: dv.getUint32(4, true),
       rxqMask: dv.getUint32(8, true),
       txqMask: dv.getUint32(12, true),
@@ -348,7 +352,7 @@ export class Dataplane {
       else if (type === EVENT.liveMigration) out.push({ type: "live-migration", relay });
       else if (type === EVENT.bondFailover) {
         out.push({ type: "bond-failover", relay, active: value, lost: dv.getUint32(12, true) });
-      }
+      } else if (type === EVENT.vfFailed) out.push({ type: "vf-failed", relay, errno: -value });
     }
     return out;
   }

@@ -441,6 +441,12 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
             `queue pairs or no memory)`,
         );
         break;
+      case "vf-failed":
+        this.#log.error(
+          `relay ${r.id}: its VF ${r.vf} could not be started for the VM (errno ${ev.errno}); the relay forwards ` +
+            `nothing until the VF is removed and added again (vio4wd port remove/add)`,
+        );
+        break;
       case "live-migration":
         this.#log.notice(`relay ${r.id}: VHOST_F_LOG_ALL set, live migration is being initiated`);
         break;
