@@ -74,6 +74,8 @@ Deno.test("bad arguments exit 2 as documented, with the error alone (not every c
       [["port", "add", "--virtio-id", "abc"], /--virtio-id.*Expected a valid integer/],
       [["port", "add", "--bogus"], /Unexpected option or subcommand: `--bogus`/],
       [["port", "add", "--pci-addr", "05:08.1"], /--virtio-id N is required/],
+      // monitor takes --zmq-ep as stats does: no daemon there is "no answer" (2), not a bad option
+      [["monitor", "--once", "--zmq-ep", "ipc:///nonexistent/stats"], /no answer from ipc:\/\/\/nonexistent\/stats/],
     ] as [string[], RegExp][]
   ) {
     const r = await runVio4wd(args);

@@ -6,7 +6,7 @@
 import { LAUNCHER, type RelayState, runVio4wd, until } from "./rigs/daemon_process.ts";
 import { virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
-import { assertEq } from "./rigs/assert.ts";
+import { assert, assertEq } from "./rigs/assert.ts";
 
 /** Three relays with net_null VFs (endless VF->VM traffic), all pinned to worker lcore 1. */
 const unevenDaemon = (dir: string) => [
@@ -43,6 +43,8 @@ Deno.test("sched: uneven load on two worker CPUs converges to a balanced map and
     throw new Error(`dry run: ${dry.stdout}${dry.stderr}`);
   }
   assertEq(cpusOf(await d.status()), "0:1 1:1 2:1", "a dry run changes nothing");
+  const said = `${dry.stdout}${dry.stderr}`;
+  assert(/Dry run: one poll/.test(said) && !/Polling every/.test(said), `a dry run says it polls once: ${said}`);
   const r = await runVio4wd([
     ...["sched", ...eps, "--poll-interval", "0.5", "--polls", "5", "--global-numa-opt", "--loglevel", "6"],
   ]);

@@ -23,7 +23,7 @@ export const doctorCommand = command(
     json: optional(flag("--json", { description: message`Print the checks as JSON.` })),
   }),
   {
-    brief: message`Check the host: hugepages, CPUs, VFIO, sockets, MAC, DPDK prefixes.`,
+    brief: message`Check the host: hugepages, CPUs, VFIO, sockets, DPDK prefixes.`,
     description:
       message`Check what the daemon and VMs need under the configuration: 2 MiB hugepages reserved and free, hugetlbfs mounted, worker CPUs online and isolated, IOMMU/VFIO and each PCI VF's driver, socket directory and accounts, AppArmor/SELinux, other DPDK processes on the file prefix. Each problem comes with the command that fixes it. Exit 0 when nothing fails, 1 otherwise.`,
     footer: examples(

@@ -38,7 +38,11 @@ export const monitorCommand = command(
   object({
     action: constant("monitor" as const),
     config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
-    statsEp: optional(option("--stats-ep", string({ metavar: "EP" }), { description: message`Stats endpoint.` })),
+    statsEp: optional(
+      option("--stats-ep", "--zmq-ep", string({ metavar: "EP" }), {
+        description: message`Stats endpoint (--zmq-ep as vio4wd stats takes it).`,
+      }),
+    ),
     schedEp: optional(
       option("--sched-ep", string({ metavar: "EP" }), {
         description: message`Core-scheduling endpoint (for the worker list; else the CPUs relays are on).`,

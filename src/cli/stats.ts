@@ -189,7 +189,7 @@ export function statsTable(relays: readonly RelayState[]): string {
     r.length === head.length
       ? r.map((c, i) => i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ")
       : r.join("  ")
-  ).join("\n") + "\n(* = active: VM connected and VF up)";
+  ).join("\n") + (relays.some((r) => r.active) ? "\n(* = active: VM connected and VF up)" : "");
 }
 
 /** The worker CPUs' loop accounting over the request's window: busy share, cycles per packet. */

@@ -122,7 +122,9 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       "cpus",
       "fail",
       `CPU ${offline.join(",")} not online (online: ${[...online].join(",")})`,
-      "fix VIRTIOFWD_CPU_MASK",
+      `set VIRTIOFWD_CPU_MASK to online CPUs other than the main lcore ${c.masterLcore} (e.g. ${
+        [...online].filter((x) => x !== c.masterLcore).join(",") || "none: this host has no CPU to spare"
+      }) in the configuration file`,
     );
   } else add("cpus", "ok", `workers ${c.cpus.join(",")}, main lcore ${c.masterLcore}`);
   const isolated = new Set(parseKernelCpuList(read(`${h.sys}/devices/system/cpu/isolated`) ?? ""));
@@ -163,7 +165,12 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
     const pci = normalizePci(s.device);
     const dev = `${h.sys}/bus/pci/devices/${pci}`;
     if (!exists(dev)) {
-      add(`VF ${pci}`, "fail", `static VF of relay ${s.relay} does not exist`, "fix VIRTIOFWD_STATIC_VFS (lspci -D)");
+      add(
+        `VF ${pci}`,
+        "fail",
+        `static VF of relay ${s.relay} does not exist`,
+        "list only existing VFs in VIRTIOFWD_STATIC_VFS (lspci -D shows them)",
+      );
       continue;
     }
     let driver = "none";
@@ -239,7 +246,12 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
         );
       }
     } catch (e) {
-      add("vfio binding", "fail", `VIRTIOFWD_BIND_VFIO_PCI: ${e instanceof Error ? e.message : e}`, "fix the list");
+      add(
+        "vfio binding",
+        "fail",
+        `VIRTIOFWD_BIND_VFIO_PCI: ${e instanceof Error ? e.message : e}`,
+        "list PCI addresses of VFs in VIRTIOFWD_BIND_VFIO_PCI",
+      );
     }
   }
 

@@ -75,6 +75,10 @@ Deno.test("doctor: each problem fails or warns with the command that fixes it", 
     assertEq(bind.name, "vfio binding 0000:05:08.1", "the listed VF");
     if (!bind.detail.includes("on ixgbevf: the daemon binds it to vfio-pci at start")) throw new Error(bind.detail);
     assertEq(by("file prefix").status, "warn", "file prefix in use");
+    // CPUs the host does not have: the fix names the variable and CPUs that would do
+    const cpus = runChecks(config("VIRTIOFWD_CPU_MASK=1,9\n"), h).find((c) => c.name === "cpus")!;
+    assertEq(cpus.status, "fail", "an offline CPU");
+    assertEq(/^set VIRTIOFWD_CPU_MASK to online CPUs .*\(e\.g\. \d/.test(cpus.fix ?? ""), true, cpus.fix ?? "no fix");
   } finally {
     Deno.removeSync(root, { recursive: true });
   }

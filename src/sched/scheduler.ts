@@ -105,7 +105,12 @@ export async function runScheduler(o: SchedulerOptions, log: Logger, stop: { sto
       }
     }
   };
-  log.notice(`Dynamic load balancing initiated... Polling every ${o.pollIntervalS.toFixed(2)} seconds.`);
+  // the original's line when it runs; a dry run polls once and says so
+  log.notice(
+    o.dryRun
+      ? "Dry run: one poll, the plan printed, nothing changed."
+      : `Dynamic load balancing initiated... Polling every ${o.pollIntervalS.toFixed(2)} seconds.`,
+  );
   let workers: number[] | null = null;
   for (let poll = 1; !stop.stopped && (o.polls === 0 || poll <= o.polls); poll++) {
     const wasDown = down.has("stats");
