@@ -125,7 +125,8 @@ static inline uint32_t flow_hash(const struct rte_mbuf *m)
  * Nothing is dropped in the relay while both ends are there.
  */
 
-/* A packet that cannot be sent at all (offload impossible, or refused for too long): counted with the full-queue drops. */
+/* A packet that cannot be sent at all (offload impossible, or refused for too long): counted with
+ * the full-queue drops. */
 static inline void drop(struct rte_mbuf *m, struct vio4wd_dir_stats *st)
 {
 	st->drop_full_pkts++;
