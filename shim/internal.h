@@ -77,13 +77,19 @@ static inline bool hold_empty(const struct hold *h)
 	return h->first == h->n && h->seg_first == h->seg_n;
 }
 
+/* Makes the (emptied) `h` empty from its start, with no wait running. */
+static inline void hold_reset(struct hold *h)
+{
+	h->first = h->n = h->ready = h->seg_first = h->seg_n = 0;
+	h->stuck_since = 0;
+}
+
 /* Frees everything `h` holds (its destination is gone), counted in `st`. */
 static inline void hold_drop_all(struct hold *h, struct vio4wd_dir_stats *st)
 {
 	drop_unavailable(h->segs, h->seg_first, h->seg_n, st);
 	drop_unavailable(h->pkts, h->first, h->n, st);
-	h->first = h->n = h->ready = h->seg_first = h->seg_n = 0;
-	h->stuck_since = 0;
+	hold_reset(h);
 }
 
 /* ---- eal.c: errors and process-wide settings ---- */

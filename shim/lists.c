@@ -52,6 +52,12 @@ const struct work_list *lists_current(unsigned slot)
 	return LOAD(g_lists[slot].current);
 }
 
+/* The counters of direction `dir` of relay `id` in the shared memory. */
+static struct vio4wd_dir_stats *dir_stats(uint32_t id, int dir)
+{
+	return dir == VF_TO_VM ? &g_shared.relays[id].vf_to_vm : &g_shared.relays[id].vm_to_vf;
+}
+
 /* Whether direction `dir` of the relay has its source: a running VF (VF->VM), a VM and a pool to
  * dequeue into (VM->VF). Without it the direction is polled by no worker. */
 static bool has_source(struct relay *r, int dir)
@@ -75,7 +81,7 @@ static void add_item(struct work_list *l, struct relay *r, uint32_t id, int dir,
 	it->last = VIO4WD_MAX_QUEUE_PAIRS - 1;
 	it->pool = LOAD(r->pool);
 	it->tx_offloads = LOAD(r->tx_offloads);
-	it->stats = dir == VF_TO_VM ? &g_shared.relays[id].vf_to_vm : &g_shared.relays[id].vm_to_vf;
+	it->stats = dir_stats(id, dir);
 	it->hold = &r->hold[dir];
 	it->room_known = !LOAD(r->ring_packed);
 }
@@ -92,7 +98,7 @@ static void flush_sourceless_holds(void)
 			struct hold *h = &r->hold[dir];
 			if (has_source(r, dir) || hold_empty(h))
 				continue;
-			hold_drop_all(h, dir == VF_TO_VM ? &g_shared.relays[id].vf_to_vm : &g_shared.relays[id].vm_to_vf);
+			hold_drop_all(h, dir_stats(id, dir));
 		}
 	}
 }

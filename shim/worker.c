@@ -162,7 +162,7 @@ static inline void hold_refused(struct hold *h, struct vio4wd_dir_stats *st)
 			h->ready = h->first;
 	}
 	if (hold_empty(h))
-		h->first = h->n = h->ready = h->seg_first = h->seg_n = 0;
+		hold_reset(h);
 }
 
 /* Copies pkts[0..n) into virtio RX queue pair `pair` as far as the guest has room; counts and
@@ -372,8 +372,7 @@ static inline void vf_deliver(struct work_item *it, struct hold *h, struct vio4w
 		if (nsegs < 0)
 			drop(m, st);
 	}
-	h->first = h->n = h->ready = h->seg_first = h->seg_n = 0;
-	h->stuck_since = 0;
+	hold_reset(h);
 }
 
 /*

@@ -16,6 +16,7 @@ import {
 } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
+import { descheduleCycle } from "./rigs/signals.ts";
 import { assert, assertEq, assertJsonEq } from "./rigs/assert.ts";
 import { request } from "../src/control/client.ts";
 import {
@@ -26,6 +27,26 @@ import {
 } from "../src/control/gen/virtioforwarder_pb.ts";
 
 const relay0 = (s: RelayState[]) => s.find((r) => r.id === 0);
+
+/**
+ * Waits until relay 0 (as `d` reports it) satisfies `ok`; returns that state. On a timeout the
+ * error shows relay 0's last state.
+ */
+async function untilRelay0(
+  d: DaemonProcess,
+  what: string,
+  ok: (r: RelayState) => boolean,
+  timeoutMs?: number,
+): Promise<RelayState> {
+  let last: RelayState | undefined;
+  await until(what, async () => {
+    last = relay0(await d.status());
+    return last !== undefined && ok(last);
+  }, timeoutMs).catch((e) => {
+    throw new Error(`${e.message}: relay 0 = ${last && show(last)}`);
+  });
+  return last!;
+}
 
 for (const idleUs of [0, 500]) {
   const idle = idleUs ? `, in idle mode (${idleUs} us sleeps: the worker is asleep when they arrive)` : "";
@@ -213,15 +234,7 @@ for (const c of SLOW_CASES) {
     /** Packets taken in and neither delivered nor dropped: what the relay holds. */
     const held = (m: Map<number, RelayState>) => counts(m).rx - counts(m).tx - dropsOf(m.get(0)!);
     // The slow end runs 5 ms of every 20, as a VM on a busy host that is descheduled most of the time.
-    let cycling = true;
-    const duty = (async () => {
-      while (cycling) {
-        Deno.kill(slow.pid, "SIGSTOP");
-        await new Promise((r) => setTimeout(r, 15));
-        Deno.kill(slow.pid, "SIGCONT");
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    })();
+    const endCycle = descheduleCycle(slow.pid, 15, 5);
     const samples: number[] = [];
     let a: Map<number, RelayState>, b: Map<number, RelayState>;
     try {
@@ -233,9 +246,7 @@ for (const c of SLOW_CASES) {
       }
       b = await byId();
     } finally {
-      cycling = false;
-      await duty;
-      Deno.kill(slow.pid, "SIGCONT");
+      await endCycle();
     }
     const genPorts = await gen.stop();
     await until("the relay delivered all it took", async () => held(await byId()) === 0);
@@ -316,13 +327,7 @@ Deno.test("a VF whose PMD takes frames larger than one buffer only with scattere
   await until("the VF attached and the VM connected", async () => relay0(await d.status())?.active === true);
   await vm.send("set fwd rxonly");
   await vm.send("start tx_first 2");
-  let last: RelayState | undefined;
-  await until("64 packets VM->VF", async () => {
-    last = relay0(await d.status());
-    return last !== undefined && num(last.vmToVf.pktsTxToVf) === 64;
-  }).catch((e) => {
-    throw new Error(`${e.message}: ${last && show(last)}`);
-  });
+  await untilRelay0(d, "64 packets VM->VF", (r) => num(r.vmToVf.pktsTxToVf) === 64);
   // (VF->VM is not checked here: DPDK 22.11's virtio_user does not reach DRIVER_OK again after the
   // stop and start that every VF goes through when its VM comes, so its "NIC" never sends.)
   await vm.stop();
@@ -597,12 +602,12 @@ Deno.test("feature flags: jumbo frames (MTU 9000, big mbufs) cross both ways wit
   await d.waitLog(/relay 0: VM connected/);
   await pmd.send("set fwd rxonly");
   await pmd.send("start tx_first"); // 32 jumbo frames VM->VF; net_null sends 9000-byte frames VF->VM
-  await until("jumbo frames both ways", async () => {
-    const r = relay0(await d.status())!;
-    return num(r.vmToVf.pktsTxToVf) === 32 && num(r.vfToVm.pktsTxToVm) > 0;
-  }, 10_000).catch(async (e) => {
-    throw new Error(`${e.message}: ${show(relay0(await d.status()))}`);
-  });
+  await untilRelay0(
+    d,
+    "jumbo frames both ways",
+    (r) => num(r.vmToVf.pktsTxToVf) === 32 && num(r.vfToVm.pktsTxToVm) > 0,
+    10_000,
+  );
   const r = relay0(await d.status())!;
   assertEq(num(r.vmToVf.bytesTxToVf), 32 * 9000, "VM->VF bytes: whole 9000-byte frames");
   assertEq(num(r.vmToVf.pktsDroppedVfQueueFull), 0, "VM->VF drops");
@@ -718,10 +723,7 @@ Deno.test("bond of 8 members (the original's maximum) on taps starts and relays 
     "for _ in range(200): s.send(b'\\xff' * 6 + b'\\x02' * 6 + b'\\x88\\xb5' + b'x' * 50)";
   const sent = await ns.run(["python3", "-c", frames]);
   assertEq(sent.code, 0, `frames into bm1: ${sent.stderr}`);
-  await until("200 frames VF->VM through the bond", async () => num(relay0(await d.status())?.vfToVm.pktsTxToVm) >= 200)
-    .catch(async (e) => {
-      throw new Error(`${e.message}: ${show(relay0(await d.status()))}`);
-    });
+  await untilRelay0(d, "200 frames VF->VM through the bond", (r) => num(r.vfToVm.pktsTxToVm) >= 200);
 });
 
 Deno.test("a second connection to a relay's socket is refused and leaves the live VM's queues alone: multi-flow VF->VM traffic all reaches its one queue, nothing is aimed at queues it does not have", async () => {
@@ -849,14 +851,13 @@ Deno.test("packets the VF refuses for good (3000-byte frames to a net_tap VF of 
   await vm.send("set fwd txonly");
   await vm.send("start");
   // every frame is refused: the first burst is held, one packet of it dropped every 100 ms, then the next burst
-  let r: RelayState | undefined;
-  await until("the relay takes a second burst from the VM", async () => {
-    r = relay0(await d.status());
-    return num(r?.vmToVf.pktsRxFromVm) > 32;
-  }, 10_000).catch((e) => {
-    throw new Error(`${e.message}: ${show(r)}`);
-  });
-  const down = r!.vmToVf;
+  const r = await untilRelay0(
+    d,
+    "the relay takes a second burst from the VM",
+    (x) => num(x.vmToVf.pktsRxFromVm) > 32,
+    10_000,
+  );
+  const down = r.vmToVf;
   assert(num(down.pktsDroppedVfQueueFull) >= 30, `refused packets dropped and counted: ${show(r)}`);
   const held = num(down.pktsRxFromVm) - num(down.pktsTxToVf) - num(down.pktsDroppedVfQueueFull);
   assert(held >= 0 && held <= 32, `at most one burst held (${held})`);

@@ -11,6 +11,7 @@
 import { DaemonProcess, num, type RelayState } from "../../tests/rigs/daemon_process.ts";
 import { TestPmd } from "../../tests/rigs/testpmd.ts";
 import { virtioUser } from "../../tests/rigs/devices.ts";
+import { descheduleCycle } from "../../tests/rigs/signals.ts";
 import { vfDevargs } from "./relays.ts";
 import type { ShimVariant } from "./cases.ts";
 
@@ -53,21 +54,11 @@ export async function slowGuest(tag: string, seconds: number, shim?: ShimVariant
     }
     await generator.send("set fwd txonly");
     await generator.send("start");
-    let cycling = true;
-    const duty = (async () => {
-      while (cycling) {
-        Deno.kill(guest.pid, "SIGSTOP");
-        await sleep(15);
-        Deno.kill(guest.pid, "SIGCONT");
-        await sleep(5);
-      }
-    })();
+    const endCycle = descheduleCycle(guest.pid, 15, 5);
     try {
       await sleep(seconds * 1000);
     } finally {
-      cycling = false;
-      await duty;
-      Deno.kill(guest.pid, "SIGCONT");
+      await endCycle();
     }
     const gen = (await generator.stop())[0];
     // what the relay still holds reaches the guest once it reads

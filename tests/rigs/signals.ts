@@ -29,3 +29,26 @@ export async function threadsNamed(pid: number, prefix: string): Promise<number[
   return new TextDecoder().decode(out.stdout).split("\n").map((l) => l.trim().split(/\s+/))
     .filter(([tid, comm]) => tid && comm?.startsWith(prefix)).map(([tid]) => Number(tid));
 }
+
+/**
+ * Keeps process `pid` stopped `stoppedMs` of every `stoppedMs + runningMs` (SIGSTOP/SIGCONT), as a
+ * VM descheduled on a busy host, until the returned function is called: it ends the cycle and
+ * leaves the process running.
+ */
+export function descheduleCycle(pid: number, stoppedMs: number, runningMs: number): () => Promise<void> {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  let cycling = true;
+  const loop = (async () => {
+    while (cycling) {
+      Deno.kill(pid, "SIGSTOP");
+      await sleep(stoppedMs);
+      Deno.kill(pid, "SIGCONT");
+      await sleep(runningMs);
+    }
+  })();
+  return async () => {
+    cycling = false;
+    await loop;
+    Deno.kill(pid, "SIGCONT");
+  };
+}
