@@ -91,7 +91,7 @@ Deno.test("OVSDB monitor: tagged ports become relays, tags removed/re-added, ser
   assertEq(d.count(/ovsdb: reconnected/), 1, "reconnection logged once");
 });
 
-Deno.test("IPC file monitor: add_port and del_port are carried out (relay 3 gets and loses VF 0000:05:08.3) and the file removed; a VF that cannot be probed is reported; malformed files are reported once and left", async () => {
+Deno.test("IPC file monitor: add_port and del_port are carried out (relay 3 gets and loses VF 0000:05:08.3) and the file removed; a VF that cannot be probed is reported; malformed files are reported once and left; a file being written is read only once it stays unchanged", async () => {
   await using w = await World.create("ipc");
   const dir = w.dir;
   // VF 3 is a fake PCI device standing in as net_null3 (as its PCI address would be probed); VF 4 has no stand-in
@@ -122,4 +122,13 @@ Deno.test("IPC file monitor: add_port and del_port are carried out (relay 3 gets
   await Deno.writeTextFile(cmd, "add_port nope0\n");
   await d.waitLog(/ipc: add_port nope0: .*does not exist/);
   assertEq(relays(await d.status()), "", "no relay left with a VF");
+  // a writer that creates the file and writes it in two steps: the halves are not commands
+  const file = await Deno.open(cmd, { write: true, create: true, truncate: true });
+  await file.write(new TextEncoder().encode("add_po"));
+  await new Promise((r) => setTimeout(r, 30));
+  await file.write(new TextEncoder().encode("rt vf3\n"));
+  file.close();
+  await until("command file consumed", gone, 2000);
+  await until("relay 3 has VF 0000:05:08.3 again", async () => relays(await d.status()) === "3=0000:05:08.3");
+  assertEq(d.count(/is not a command/), 1, "a file being written is not reported");
 });

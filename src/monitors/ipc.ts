@@ -1,6 +1,8 @@
 /**
  * The IPC file monitor: the original's single command file (`/tmp/vio_cmd` by default) holding
- * `add_port <netdev>` or `del_port <netdev>`. A valid command is carried out and the file deleted;
+ * `add_port <netdev>` or `del_port <netdev>`. Once the file has stayed unchanged for 50 ms (the
+ * original read it as soon as it existed, and so could take a half-written one), a valid command is
+ * carried out and the file deleted;
  * a malformed file is logged once with the reason and left alone (fix or delete it). Adds and
  * removes are unconditional, as the original's: asking for what is already so is an error in the log.
  *
@@ -19,6 +21,11 @@ import { addMapping, relayVf, removeMapping } from "./relay_sync.ts";
 
 /** How often the file is looked for. */
 const POLL_MS = 10;
+/**
+ * How long the file must stay unchanged (size, mtime, inode) before it is read: a writer truncates
+ * or creates it first and writes after, and an empty or half-written file is not a command yet.
+ */
+const SETTLE_MS = 50;
 /** The original reads at most this much of the file. */
 const MAX_BYTES = 128;
 
@@ -40,8 +47,10 @@ export function parseIpcCommand(text: string): IpcCommand {
 export class IpcMonitor {
   #timer: ReturnType<typeof setInterval> | undefined;
   #busy = false;
-  /** Identity (mtime, size) of a malformed file already reported. */
+  /** Identity (mtime, size, inode, mode) of a malformed file already reported. */
   #reported = "";
+  /** Identity of the file last seen and since when it has not changed. */
+  #settling = { id: "", since: 0 };
 
   /**
    * @param trustedGid besides root, the group whose files are taken as commands (VIO4WD_ZMQ_GROUP);
@@ -75,10 +84,16 @@ export class IpcMonitor {
       stat = await Deno.lstat(this.path); // the link itself, never what it points at
     } catch {
       this.#reported = "";
+      this.#settling = { id: "", since: 0 };
       return;
     }
     const id = `${stat.mtime?.getTime()}:${stat.size}:${stat.ino}:${stat.mode}`;
     if (id === this.#reported) return;
+    if (id !== this.#settling.id) {
+      this.#settling = { id, since: Date.now() };
+      return;
+    }
+    if (Date.now() - this.#settling.since < SETTLE_MS) return;
     const log = this.log;
     const ignore = (why: string) => {
       log.error(`ipc: ${this.path} ignored: ${why}`);
