@@ -57,6 +57,7 @@ struct hold {
 	uint16_t ready;          /* VM->VF: pkts[first..ready) are prepared for the VF (offloads done) */
 	uint16_t seg_first, seg_n; /* VM->VF: segs[seg_first..seg_n) of a packet segmented here wait */
 	uint64_t stuck_since;    /* TSC since when the destination has taken none of it, 0: it took some */
+	uint64_t received_at;    /* VF->VM of a mode-4 bond: TSC of the last receive from the bond */
 	struct rte_mbuf *pkts[VIO4WD_BURST];
 	struct rte_mbuf *segs[MAX_SEGMENTS];
 };
@@ -143,6 +144,7 @@ struct relay {
 	int vid;                 /* vhost device id, NO_VID when no VM */
 	uint16_t port;           /* VF ethdev port, NO_PORT when no VF */
 	bool vf_running;         /* the VF is started: only while a VM is connected, as the original */
+	bool lacp;               /* the VF side is a mode-4 (802.3ad) bond: LACP rides its bursts */
 	int32_t cpu[2];          /* worker lcore of [VF_TO_VM, VM_TO_VF]; -1 unassigned */
 	struct rte_mempool *pool;
 	uint64_t tx_offloads;    /* RTE_ETH_TX_OFFLOAD_* the VF port was configured with */
@@ -186,6 +188,7 @@ struct work_item {
 	struct vio4wd_dir_stats *stats;
 	struct hold *hold;       /* the direction's held packets (worker-owned while listed) */
 	bool room_known;         /* VF->VM: the guest's split RX rings tell how many entries are free */
+	bool lacp;               /* the port is a mode-4 bond: rx and tx bursts at least every 50 ms */
 };
 
 /* A worker's list: the items it polls, in relay order. */

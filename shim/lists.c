@@ -84,6 +84,7 @@ static void add_item(struct work_list *l, struct relay *r, uint32_t id, int dir,
 	it->stats = dir_stats(id, dir);
 	it->hold = &r->hold[dir];
 	it->room_known = !LOAD(r->ring_packed);
+	it->lacp = LOAD(r->lacp);
 }
 
 /* Frees the held packets of every direction that lost its source (no worker polls it: the caller
@@ -111,7 +112,7 @@ static bool same_list(const struct work_list *a, const struct work_list *b)
 		const struct work_item *x = &a->items[i], *y = &b->items[i];
 		if (x->dir != y->dir || x->port != y->port || x->vid != y->vid || x->queues != y->queues ||
 		    x->pool != y->pool || x->tx_offloads != y->tx_offloads || x->stats != y->stats ||
-		    x->hold != y->hold || x->room_known != y->room_known)
+		    x->hold != y->hold || x->room_known != y->room_known || x->lacp != y->lacp)
 			return false;
 	}
 	return true;

@@ -254,6 +254,7 @@ API int vio4wd_vf_attach(uint32_t id, const char *devargs, uint32_t mtu)
 	snprintf(r->devargs, sizeof(r->devargs), "%s", devargs);
 	snprintf(r->devname, sizeof(r->devname), "%s", name);
 	r->nmembers = 0;
+	__atomic_store_n(&r->lacp, false, __ATOMIC_RELEASE);
 	ret = publish_port(r, port);
 out:
 	pthread_mutex_unlock(&r->lock);
@@ -334,6 +335,7 @@ API int vio4wd_bond_attach(uint32_t id, const char *name, uint32_t mode, const c
 	_Static_assert(sizeof(r->members) == sizeof(names), "bond member name arrays differ");
 	memcpy(r->members, names, sizeof(names));
 	r->nmembers = n;
+	__atomic_store_n(&r->lacp, mode == BONDING_MODE_8023AD, __ATOMIC_RELEASE);
 	ret = publish_port(r, port);
 	goto out;
 undo_bond:

@@ -165,6 +165,60 @@ static inline void hold_refused(struct hold *h, struct vio4wd_dir_stats *st)
 		hold_reset(h);
 }
 
+/*
+ * A mode-4 (802.3ad) bond without dedicated queues sends and receives its LACP frames inside the
+ * application's bursts, and DPDK asks for both at least every 100 ms: else the partner (the
+ * switch) stops hearing from the bond, or the bond from it, and the aggregation expires. Backpressure
+ * must not stop them: a VF->VM direction whose guest takes nothing (RX queues disabled, ring full,
+ * a hold waiting) still receives from such a bond every 50 ms, and a VM->VF direction
+ * with nothing to send makes a zero-length burst on each pass.
+ */
+static uint64_t g_lacp_poll_cycles;
+
+/* VF->VM of a mode-4 bond that did not receive on this pass: receives if the last receive is
+ * 50 ms old. The bond keeps the LACP frames; the other packets are held behind what waits
+ * as far as the hold has room, the rest dropped as queue full (as the NIC's full ring would have),
+ * or all dropped as undeliverable when the guest has no RX queue enabled (`mask` 0). */
+static inline uint16_t lacp_receive(struct work_item *it, uint32_t mask)
+{
+	struct hold *h = it->hold;
+	uint64_t now = rte_rdtsc();
+	if (now - h->received_at < g_lacp_poll_cycles)
+		return 0;
+	h->received_at = now;
+	struct rte_mbuf *pkts[VIO4WD_BURST];
+	uint16_t got = rte_eth_rx_burst(it->port, 0, pkts, VIO4WD_BURST);
+	if (got == 0)
+		return 0;
+	count_rx(it->stats, pkts, got);
+	if (mask == 0) {
+		drop_unavailable(pkts, 0, got, it->stats);
+		return got;
+	}
+	if (h->first > 0) { /* make room at the end: the waiting packets move to the front */
+		memmove(h->pkts, &h->pkts[h->first], (size_t)(h->n - h->first) * sizeof(h->pkts[0]));
+		h->n = (uint16_t)(h->n - h->first);
+		h->first = 0;
+	}
+	uint16_t fit = (uint16_t)RTE_MIN(got, VIO4WD_BURST - h->n);
+	memcpy(&h->pkts[h->n], pkts, fit * sizeof(pkts[0]));
+	h->n = (uint16_t)(h->n + fit);
+	for (uint16_t i = fit; i < got; i++)
+		drop(pkts[i], it->stats);
+	return got;
+}
+
+/* VM->VF of a mode-4 bond that sent nothing on this pass: a zero-length burst, which sends only
+ * what the bond's LACP machine queued (it always returns 0). Returns 0. */
+static inline unsigned lacp_transmit(const struct work_item *it)
+{
+	if (it->lacp && it->port != NO_PORT) {
+		struct rte_mbuf *none[1];
+		(void)rte_eth_tx_burst(it->port, 0, none, 0);
+	}
+	return 0;
+}
+
 /* Copies pkts[0..n) into virtio RX queue pair `pair` as far as the guest has room; counts and
  * returns how many went (a prefix: the caller frees those and holds the rest). */
 static inline uint16_t enqueue(int vid, uint16_t pair, struct rte_mbuf **pkts, uint16_t n,
@@ -243,7 +297,7 @@ static inline unsigned vf_to_vm(struct work_item *it, struct step_clock *clk, bo
 			h->first = h->n = 0;
 			*busy = true;
 		}
-		return 0;
+		return it->lacp ? lacp_receive(it, 0) : 0;
 	}
 	bool one = (mask & (mask - 1)) == 0;
 	uint16_t pair = (uint16_t)__builtin_ctz(mask);
@@ -252,16 +306,20 @@ static inline unsigned vf_to_vm(struct work_item *it, struct step_clock *clk, bo
 		uint16_t want = VIO4WD_BURST;
 		if (one && it->room_known) {
 			want = RTE_MIN(rte_vhost_avail_entries(it->vid, (uint16_t)(pair * 2)), VIO4WD_BURST);
-			if (want == 0)
-				return 0; /* the guest's ring is full: the packets wait in the NIC */
+			if (want == 0) /* the guest's ring is full: the packets wait in the NIC */
+				return it->lacp ? lacp_receive(it, mask) : 0;
 		}
 		got = TIMED_RECEIVE(clk, VIO4WD_STEP_VF_RX, rte_eth_rx_burst(it->port, 0, h->pkts, want));
+		if (it->lacp)
+			h->received_at = rte_rdtsc();
 		if (got == 0)
 			return 0;
 		count_rx(st, h->pkts, got);
 		h->first = 0;
 		h->n = got;
 		*busy = true;
+	} else if (it->lacp) {
+		got = lacp_receive(it, mask);
 	}
 	uint16_t before = (uint16_t)(h->n - h->first);
 	if (one) {
@@ -387,7 +445,7 @@ static inline unsigned vm_to_vf(struct work_item *it, struct step_clock *clk, bo
 	if (hold_empty(h)) {
 		uint32_t mask = __atomic_load_n(it->queues, __ATOMIC_ACQUIRE);
 		if (mask == 0)
-			return 0;
+			return lacp_transmit(it);
 		/* the next enabled pair after the last one polled, wrapping: round robin in O(1) */
 		uint32_t after = it->last + 1 >= VIO4WD_MAX_QUEUE_PAIRS ? 0 : mask & (UINT32_MAX << (it->last + 1));
 		uint16_t q = (uint16_t)__builtin_ctz(after != 0 ? after : mask);
@@ -396,7 +454,7 @@ static inline unsigned vm_to_vf(struct work_item *it, struct step_clock *clk, bo
 				    rte_vhost_dequeue_burst(it->vid, (uint16_t)(q * 2 + 1), it->pool, h->pkts,
 							    VIO4WD_BURST));
 		if (got == 0)
-			return 0;
+			return lacp_transmit(it);
 		count_rx(st, h->pkts, got);
 		h->first = 0;
 		h->n = got;
@@ -492,6 +550,7 @@ int worker_main(void *arg)
 	uint32_t backoff = 0;  /* idle mode: the next sleep, 0 = none yet */
 	const uint64_t long_pass = rte_get_tsc_hz() / 20000; /* 50 us per burst moved */
 	g_hold_stall_cycles = rte_get_tsc_hz() / 10;
+	g_lacp_poll_cycles = rte_get_tsc_hz() / 20;
 	uint64_t start = rte_rdtsc(); /* the current pass's beginning */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* short sleeps as asked, not 50 us late */
 	while (!g_quit) {

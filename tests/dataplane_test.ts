@@ -663,6 +663,41 @@ Deno.test("bond: active-backup over two tap members survives the loss of the act
   await vm.stop();
 });
 
+Deno.test("bond mode 4 (802.3ad): LACP keeps flowing both ways while the guest is idle and its RX ring is full (the bond hears the partner leave)", async () => {
+  // A partner on the taps' kernel side speaks LACP as a switch would. The VM (testpmd, never
+  // started) sends nothing and takes nothing: without zero-length TX bursts no LACPDU leaves; once
+  // the flood has filled its ring, without receives the bond reads no LACPDU, so it does not see
+  // the partner leave the aggregation (its LACPDUs would still say the partner is in sync).
+  await using w = await World.create("lacp");
+  const ns = await w.netns();
+  const ep = `ipc://${w.dir}/port_control`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`], { netns: ns.name });
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+  await vm.waitLinksUp();
+  await d.waitLog(/relay 0: VM connected/);
+  const add = await runVio4wd([
+    ...["port", "add", "--virtio-id", "0", "--name", "net_bonding0", "--mode", "4", "--zmq-ep", ep],
+    ...["--device", "net_tap1,iface=lb1", "--device", "net_tap2,iface=lb2"],
+  ]);
+  assertEq(add.code, 0, `port add (bond): ${add.stdout}${add.stderr}`);
+  await ns.configure("lb1", "10.9.1.1/24");
+  await ns.configure("lb2", "10.9.2.1/24");
+  const partner = new URL("./rigs/lacp_partner.py", import.meta.url).pathname;
+  const out = await ns.run(["python3", partner, "11", "5", "3000", "8", "lb1", "lb2"]);
+  assertEq(out.code, 0, `LACP partner: ${out.stderr}`);
+  type Heard = { after_flood: number; actor_state: number; partner_system: string; partner_state: number };
+  const heard = JSON.parse(out.stdout) as Record<string, Heard>;
+  const r = relay0(await d.status())!;
+  assert(num(r.vfToVm.pktsRxFromVf) >= 256, `the flood reached the relay (the bond was collecting): ${show(r)}`);
+  for (const [iface, h] of Object.entries(heard)) {
+    const what = `${iface}: ${JSON.stringify(h)}`;
+    assert(h.after_flood >= 3, `LACPDUs kept leaving the bond after the flood: ${what}`);
+    assertEq(h.partner_system, "02:00:00:00:00:aa", `the bond still hears the partner at the end: ${what}`);
+    // the partner as the bond last heard it: no longer collecting and distributing (0x10, 0x20)
+    assertEq(h.partner_state & 0x30, 0, `the bond heard the partner leave the aggregation after the flood: ${what}`);
+  }
+});
+
 Deno.test("event queue overflow: with every vhost event dropped, the relay table learns of the VM by reconciliation and relays both ways", async () => {
   await using w = await World.create("overflow");
   const wire = memifPair(`${w.dir}/vf.sock`);
