@@ -1,11 +1,15 @@
 /* The VF side of relays: any DPDK ethdev given as devargs (or a bond of them), probed, configured,
  * started and removed; and the supervision of active-backup bonds. */
+/* rte_devargs_reset(), the only way to free what rte_devargs_parse() allocated, is experimental in 22.11. */
+#define ALLOW_EXPERIMENTAL_API
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <rte_bus.h>
 #include <rte_dev.h>
+#include <rte_devargs.h>
 #include <rte_errno.h>
 #include <rte_eth_bond.h>
 #include <rte_ethdev.h>
@@ -14,20 +18,41 @@
 
 #include "internal.h"
 
-static void remove_device(const char *devname)
+/* Stops and closes `port` (what it is for the log). */
+static void close_port(uint16_t port, const char *what)
 {
-	uint16_t port;
-	if (rte_eth_dev_get_port_by_name(devname, &port) != 0)
-		return;
-	struct rte_eth_dev_info info;
-	struct rte_device *dev = rte_eth_dev_info_get(port, &info) == 0 ? info.device : NULL;
-	rte_eth_dev_stop(port); /* a bond that failed to start may have started it */
-	rte_eth_dev_close(port);
-	if (dev != NULL)
-		rte_dev_remove(dev);
+	int ret = rte_eth_dev_stop(port); /* a bond that failed to start may have started it */
+	if (ret != 0 && ret != -ENOTSUP)
+		RTE_LOG(WARNING, USER1, "vio4wd: %s: stop: %s\n", what, rte_strerror(-ret));
+	if ((ret = rte_eth_dev_close(port)) != 0)
+		RTE_LOG(WARNING, USER1, "vio4wd: %s: close: %s\n", what, rte_strerror(-ret));
 }
 
-/* The ethdev name of devargs: up to the first ',' (PCI addresses come normalised). */
+/* Removes the device whose port is named `devname` (nothing when there is none): closes that port
+ * and every other port of the device (a device may have several, and its driver's remove may
+ * release only the one named like the device), then unplugs the device. */
+static void remove_device(const char *devname)
+{
+	uint16_t port, p;
+	struct rte_eth_dev_info info;
+	if (rte_eth_dev_get_port_by_name(devname, &port) != 0)
+		return;
+	struct rte_device *dev = rte_eth_dev_info_get(port, &info) == 0 ? info.device : NULL;
+	close_port(port, devname);
+	if (dev == NULL) {
+		RTE_LOG(ERR, USER1, "vio4wd: %s: no device behind the port; only the port was closed\n", devname);
+		return;
+	}
+	RTE_ETH_FOREACH_DEV_OF(p, dev)
+		close_port(p, devname);
+	int ret = rte_dev_remove(dev);
+	if (ret != 0)
+		RTE_LOG(ERR, USER1, "vio4wd: %s could not be unplugged (%s): probing it again will fail\n", devname,
+			rte_strerror(-ret));
+}
+
+/* The name devargs give their device: up to the first ','. The device's port may be named
+ * otherwise (probe_device() tells). */
 static int device_name(const char *devargs, char *name, size_t size)
 {
 	size_t len = strcspn(devargs, ",");
@@ -38,8 +63,14 @@ static int device_name(const char *devargs, char *name, size_t size)
 	return 0;
 }
 
-/* Probes one device that must not exist yet; returns its port in *port. */
-static int probe_device(const char *devargs, const char *name, uint16_t *port)
+/*
+ * Probes one device that must not exist yet. Its port is the first new one the probe made, whatever
+ * its name: a PCI address written another way than DPDK writes it, or a driver that names its
+ * ports itself (net_ring's nodeaction), gives a port name other than the devargs'; a device with
+ * several ports gives several (the others stay unused and go with the device). Returns the port in
+ * *port and its name in name[size] (in: the devargs' name).
+ */
+static int probe_device(const char *devargs, char *name, size_t size, uint16_t *port)
 {
 	if (rte_eth_dev_get_port_by_name(name, port) == 0)
 		return set_stage_error(VIO4WD_STAGE_PROBE, EEXIST, "device %s is already in use by another relay", name);
@@ -47,15 +78,33 @@ static int probe_device(const char *devargs, const char *name, uint16_t *port)
 		return set_stage_error(VIO4WD_STAGE_PROBE, ENOSPC,
 				       "DPDK allows %d ports per process (RTE_MAX_ETHPORTS) and all are in use",
 				       RTE_MAX_ETHPORTS);
+	bool before[RTE_MAX_ETHPORTS];
+	for (uint16_t p = 0; p < RTE_MAX_ETHPORTS; p++)
+		before[p] = rte_eth_dev_is_valid_port(p); /* bond members too, which FOREACH_DEV skips */
 	int ret = rte_dev_probe(devargs);
+	if (ret == -EEXIST)
+		return set_stage_error(VIO4WD_STAGE_PROBE, EEXIST, "device '%s' is already in use by another relay",
+				       devargs);
 	if (ret != 0)
 		return set_stage_error(VIO4WD_STAGE_PROBE, -ret, "cannot probe device '%s': %s", devargs,
 				       rte_strerror(-ret));
-	if (rte_eth_dev_get_port_by_name(name, port) != 0) {
-		remove_device(name);
+	int found = -1;
+	for (uint16_t p = 0; p < RTE_MAX_ETHPORTS && found < 0; p++)
+		if (!before[p] && rte_eth_dev_is_valid_port(p))
+			found = p;
+	char port_name[RTE_ETH_NAME_MAX_LEN];
+	if (found < 0 || rte_eth_dev_get_name_by_port((uint16_t)found, port_name) != 0) {
+		struct rte_devargs da;
+		if (rte_devargs_parse(&da, devargs) == 0) {
+			if (rte_eal_hotplug_remove(rte_bus_name(da.bus), da.name) != 0)
+				RTE_LOG(ERR, USER1, "vio4wd: %s could not be unplugged\n", devargs);
+			rte_devargs_reset(&da);
+		}
 		return set_stage_error(VIO4WD_STAGE_PROBE, ENODEV, "device '%s' was probed but has no ethdev port",
 				       devargs);
 	}
+	*port = (uint16_t)found;
+	snprintf(name, size, "%s", port_name);
 	return 0;
 }
 
@@ -244,7 +293,7 @@ API int vio4wd_vf_attach(uint32_t id, const char *devargs, uint32_t mtu)
 		ret = set_error(EEXIST, "relay %u already has a VF (%s); remove it first", id, r->devargs);
 		goto out;
 	}
-	if ((ret = probe_device(devargs, name, &port)) != 0)
+	if ((ret = probe_device(devargs, name, sizeof(name), &port)) != 0)
 		goto out;
 	if ((ret = start_port(r, id, port, name, mtu, 1)) != 0) {
 		remove_device(name);
@@ -304,7 +353,7 @@ API int vio4wd_bond_attach(uint32_t id, const char *name, uint32_t mode, const c
 		goto out;
 	}
 	for (; probed < n; probed++) {
-		if ((ret = probe_device(devargs[probed], names[probed], &member)) != 0) {
+		if ((ret = probe_device(devargs[probed], names[probed], sizeof(names[probed]), &member)) != 0) {
 			char why[512];
 			snprintf(why, sizeof(why), "%s", vio4wd_last_error());
 			set_stage_error(VIO4WD_STAGE_MEMBER, -ret, "bond %s member: %s", name, why);

@@ -17,6 +17,7 @@ import {
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { descheduleCycle } from "./rigs/signals.ts";
+import { fakeSysfs, standInForVf } from "./rigs/sysfs.ts";
 import { assert, assertEq, assertJsonEq } from "./rigs/assert.ts";
 import { request } from "../src/control/client.ts";
 import {
@@ -696,6 +697,34 @@ Deno.test("bond mode 4 (802.3ad): LACP keeps flowing both ways while the guest i
     // the partner as the bond last heard it: no longer collecting and distributing (0x10, 0x20)
     assertEq(h.partner_state & 0x30, 0, `the bond heard the partner leave the aggregation after the flood: ${what}`);
   }
+});
+
+Deno.test("a device whose port is not named like its devargs and which has two ports (net_ring with two nodeactions) relays both ways, is removed whole and can be added again", async () => {
+  // net_ring names its ports after the nodeactions (vr0, vr1), not net_ring0; a port created by
+  // CREATE sends into the ring it receives from, so what the VM sends comes back to it.
+  await using w = await World.create("ringdev");
+  fakeSysfs(`${w.dir}/sys`, [3]);
+  standInForVf(`${w.dir}/sys`, "0000:05:08.3", "net_ring0,nodeaction=vr0:0:CREATE,nodeaction=vr1:0:CREATE");
+  const ep = `ipc://${w.dir}/port_control`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`], { env: { VIO4WD_SYSFS_ROOT: `${w.dir}/sys` } });
+  const port = async (op: "add" | "remove") => {
+    const r = await runVio4wd(["port", op, "--virtio-id", "3", "--pci-addr", "0000:05:08.3", "--zmq-ep", ep]);
+    assertEq(r.code, 0, `port ${op}: ${r.stdout}${r.stderr}\n${d.log.slice(-1500)}`);
+  };
+  await port("add");
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(3))] });
+  await vm.waitLinksUp();
+  await d.waitLog(/relay 3: VM connected/);
+  await vm.send("set fwd rxonly");
+  await vm.send("start tx_first");
+  const relay3 = async () => (await d.status()).find((r) => r.id === 3)!;
+  await until("32 packets out to the ring and back", async () => num((await relay3()).vfToVm.pktsTxToVm) === 32)
+    .catch(async (e) => {
+      throw new Error(`${e.message}: ${show(await relay3())}`);
+    });
+  await port("remove");
+  await port("add"); // the device and both its ports went: probing it again works
+  await port("remove");
 });
 
 Deno.test("event queue overflow: with every vhost event dropped, the relay table learns of the VM by reconciliation and relays both ways", async () => {
