@@ -31,6 +31,8 @@ export const symbols = {
   vio4wd_vf_attach: { parameters: ["u32", "buffer", "u32"], result: "i32" },
   // int vio4wd_vf_detach(uint32_t relay)
   vio4wd_vf_detach: { parameters: ["u32"], result: "i32" },
+  // int vio4wd_vf_reset(uint32_t relay)
+  vio4wd_vf_reset: { parameters: ["u32"], result: "i32" },
   // int vio4wd_bond_attach(uint32_t relay, const char *name, uint32_t mode, const char *members_nl, uint32_t mtu)
   vio4wd_bond_attach: { parameters: ["u32", "buffer", "u32", "buffer", "u32"], result: "i32" },
   // int vio4wd_relay_set_cpus(uint32_t relay, int32_t vf_to_vm_cpu, int32_t vm_to_vf_cpu)
@@ -53,7 +55,7 @@ export const symbols = {
 export type ShimLibrary = Deno.DynamicLibrary<typeof symbols>;
 
 /** The ABI version this binding speaks (VIO4WD_SHIM_ABI). */
-export const SHIM_ABI = 4;
+export const SHIM_ABI = 5;
 
 /** `struct vio4wd_limits`: what the shim can hold. TypeScript takes these from here, never repeats them. */
 export interface ShimLimits {
@@ -165,6 +167,8 @@ export const EVENT = {
   liveMigration: 5,
   bondFailover: 6,
   vfFailed: 7,
+  vfReset: 8,
+  vfRemoved: 9,
 } as const;
 /** VIO4WD_STAGE_*: where a VF attach failed. */
 export const STAGE = {

@@ -123,6 +123,7 @@ API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags
 	g_shared.n_workers = n;
 	g_shared.tsc_hz = rte_get_tsc_hz();
 	lists_init();
+	vf_events_register();
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		ret = rte_eal_remote_launch(worker_main, NULL, lcore);
 		if (ret != 0)

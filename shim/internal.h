@@ -233,6 +233,8 @@ void pools_free_all(void);
  * lists follow. A stopped VF leaves traffic to the NIC, which drops it, instead of the CPU. */
 void vf_run(struct relay *r, uint32_t id, bool run);
 void vf_detach_all(void);
+/* Has the VFs' reset and removal events (any port) reported as VIO4WD_EV_VF_RESET/REMOVED. */
+void vf_events_register(void);
 
 /* ---- vhost.c ---- */
 

@@ -162,6 +162,8 @@ static int configure_port(struct relay *r, uint16_t port, const char *name, uint
 				       rte_strerror(-ret));
 	struct rte_eth_conf conf;
 	memset(&conf, 0, sizeof(conf));
+	/* a device that can tell of its removal (hot-unplug) does so: VIO4WD_EV_VF_REMOVED */
+	conf.intr_conf.rmv = info.dev_flags != NULL && (*info.dev_flags & RTE_ETH_DEV_INTR_RMV) != 0;
 	conf.rxmode.mtu = r->mtu;
 	conf.rxmode.offloads = info.rx_offload_capa & (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM |
 						       RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
@@ -247,6 +249,44 @@ static int publish_port(struct relay *r, uint16_t port)
 	return 0;
 }
 
+#ifdef VIO4WD_FAULTS
+#include <stdlib.h>
+#include <rte_alarm.h>
+/* What a PMD calls to raise an event (exported by ethdev; its header, ethdev_driver.h, is not installed). */
+struct rte_eth_dev;
+struct rte_eth_dev *rte_eth_dev_allocated(const char *name);
+int rte_eth_dev_callback_process(struct rte_eth_dev *dev, enum rte_eth_event_type event, void *ret_param);
+
+static void raise_vf_event(void *arg)
+{
+	uint16_t port = (uint16_t)(uintptr_t)arg;
+	char name[RTE_ETH_NAME_MAX_LEN];
+	struct rte_eth_dev *dev;
+	if (rte_eth_dev_get_name_by_port(port, name) != 0 || (dev = rte_eth_dev_allocated(name)) == NULL)
+		return;
+	bool rmv = strcmp(getenv("VIO4WD_FAULT_VF_EVENT"), "remove") == 0;
+	(void)rte_eth_dev_callback_process(dev, rmv ? RTE_ETH_EVENT_INTR_RMV : RTE_ETH_EVENT_INTR_RESET, NULL);
+}
+
+/* In the tests' fault build: VIO4WD_FAULT_VF_EVENT=reset|remove has the first VF started raise that
+ * event VIO4WD_FAULT_VF_EVENT_MS (default 1000) ms later, once, from EAL's interrupt thread as its
+ * driver would (no stand-in here raises either: only hardware PMDs such as iavf and mlx5 do). */
+static void fault_vf_event(uint16_t port)
+{
+	static bool done;
+	const char *which = getenv("VIO4WD_FAULT_VF_EVENT");
+	if (done || which == NULL || *which == '\0')
+		return;
+	done = true;
+	const char *ms = getenv("VIO4WD_FAULT_VF_EVENT_MS");
+	uint64_t us = (ms != NULL ? strtoull(ms, NULL, 10) : 1000) * 1000;
+	if (rte_eal_alarm_set(us, raise_vf_event, (void *)(uintptr_t)port) != 0)
+		RTE_LOG(ERR, USER1, "vio4wd: VIO4WD_FAULT_VF_EVENT: cannot set the alarm\n");
+}
+#else
+#define fault_vf_event(port) ((void)(port))
+#endif
+
 void vf_run(struct relay *r, uint32_t id, bool run)
 {
 	if (r->port == NO_PORT || r->vf_running == run)
@@ -271,6 +311,7 @@ void vf_run(struct relay *r, uint32_t id, bool run)
 		}
 		__atomic_store_n(&r->vf_running, true, __ATOMIC_RELEASE);
 		lists_publish();
+		fault_vf_event(r->port);
 	} else {
 		__atomic_store_n(&r->vf_running, false, __ATOMIC_RELEASE);
 		lists_publish(); /* no worker polls or sends to it after this */
@@ -419,6 +460,100 @@ API int vio4wd_vf_detach(uint32_t id)
 	r->devargs[0] = r->devname[0] = '\0';
 	r->nmembers = 0;
 	pool_release_if_idle(r);
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+/* The relay whose VF side is `port` (or has it as a bond member: *member its index, else -1), or -1. */
+static int relay_of_port(uint16_t port, int *member)
+{
+	char name[RTE_ETH_NAME_MAX_LEN];
+	bool named = rte_eth_dev_get_name_by_port(port, name) == 0;
+	for (uint32_t id = 0; id < VIO4WD_MAX_RELAYS; id++) {
+		struct relay *r = relay_get(id);
+		if (__atomic_load_n(&r->port, __ATOMIC_ACQUIRE) == port) {
+			*member = -1;
+			return (int)id;
+		}
+		/* members are written under the relay's lock, which this (interrupt) thread must not wait for */
+		if (pthread_mutex_trylock(&r->lock) != 0)
+			continue;
+		for (unsigned i = 0; named && i < r->nmembers; i++) {
+			if (strcmp(r->members[i], name) == 0) {
+				pthread_mutex_unlock(&r->lock);
+				*member = (int)i;
+				return (int)id;
+			}
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+	return -1;
+}
+
+/* Runs on the thread that raised the event (EAL's interrupt thread): must not reset or remove the
+ * port itself, so it only reports; the daemon acts on the event from its own thread. A bond member's
+ * event is logged: the bond goes on with its other members (active-backup bonds are moved off a
+ * member without link by vio4wd_bonds_supervise()). */
+static int vf_event(uint16_t port, enum rte_eth_event_type type, void *arg, void *out)
+{
+	(void)arg;
+	(void)out;
+	int member;
+	int id = relay_of_port(port, &member);
+	const char *what = type == RTE_ETH_EVENT_INTR_RESET ? "reset" : "removal";
+	if (id < 0) {
+		RTE_LOG(WARNING, USER1, "vio4wd: port %u (no relay's) reports a %s\n", port, what);
+	} else if (member >= 0) {
+		RTE_LOG(WARNING, USER1, "vio4wd: relay %d: bond member %d (port %u) reports a %s; the bond goes on "
+			"with its other members\n", id, member, port, what);
+	} else {
+		push_event(type == RTE_ETH_EVENT_INTR_RESET ? VIO4WD_EV_VF_RESET : VIO4WD_EV_VF_REMOVED, (uint32_t)id, 0,
+			   0, 0);
+	}
+	return 0;
+}
+
+void vf_events_register(void)
+{
+	static const enum rte_eth_event_type types[] = {RTE_ETH_EVENT_INTR_RESET, RTE_ETH_EVENT_INTR_RMV};
+	for (unsigned i = 0; i < RTE_DIM(types); i++) {
+		int ret = rte_eth_dev_callback_register(RTE_ETH_ALL, types[i], vf_event, NULL);
+		if (ret != 0)
+			RTE_LOG(ERR, USER1, "vio4wd: cannot watch the VFs for resets and removals: %s\n",
+				rte_strerror(-ret));
+	}
+}
+
+API int vio4wd_vf_reset(uint32_t id)
+{
+	struct relay *r = relay_get(id);
+	if (r == NULL)
+		return -EINVAL;
+	pthread_mutex_lock(&r->lock);
+	int ret = 0;
+	if (r->port == NO_PORT || r->nmembers > 0) {
+		ret = set_error(ENOENT, "relay %u has no VF to reset", id);
+		goto out;
+	}
+	bool was_running = r->vf_running;
+	vf_run(r, id, false); /* no worker polls it after this */
+	ret = rte_eth_dev_reset(r->port);
+	if (ret == -ENOTSUP) { /* the driver has no reset: stopped and configured again is the most there is */
+		RTE_LOG(INFO, USER1, "vio4wd: relay %u: %s has no reset; configuring it again\n", id, r->devname);
+	} else if (ret != 0) {
+		ret = set_error(-ret, "relay %u: cannot reset %s: %s", id, r->devname, rte_strerror(-ret));
+		goto out;
+	}
+	if ((ret = configure_port(r, r->port, r->devname, r->tx_offloads)) != 0)
+		goto out;
+	if (rte_eth_promiscuous_enable(r->port) != 0)
+		RTE_LOG(INFO, USER1, "vio4wd: relay %u: %s takes no promiscuous mode\n", id, r->devname);
+	if (was_running) {
+		vf_run(r, id, true);
+		if (!r->vf_running)
+			ret = set_error(EIO, "relay %u: %s did not start again after its reset", id, r->devname);
+	}
+out:
 	pthread_mutex_unlock(&r->lock);
 	return ret;
 }

@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#define VIO4WD_SHIM_ABI 4
+#define VIO4WD_SHIM_ABI 5
 #define VIO4WD_MAX_RELAYS 64
 #define VIO4WD_MAX_WORKERS 64
 #define VIO4WD_MAX_QUEUE_PAIRS 32
@@ -95,6 +95,10 @@ enum vio4wd_event_type {
 	VIO4WD_EV_BOND_FAILOVER = 6,   /* value: member index now active; enabled: member index that lost its link */
 	VIO4WD_EV_VF_FAILED = 7,       /* the VF could not be started for its VM (or its RX queue set up again
 					* on a moved pool): it stays stopped; value: -errno */
+	VIO4WD_EV_VF_RESET = 8,        /* the VF's device asks to be reset (RTE_ETH_EVENT_INTR_RESET, e.g. its PF
+					* was reset): the daemon calls vio4wd_vf_reset() */
+	VIO4WD_EV_VF_REMOVED = 9,      /* the VF's device went away (RTE_ETH_EVENT_INTR_RMV, hot-unplug): the
+					* daemon detaches it */
 };
 
 struct vio4wd_event {
@@ -186,6 +190,9 @@ int vio4wd_socket_unregister(uint32_t relay);
 /* VF side: devargs (PCI address or vdev string) probed, configured and started. */
 int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu);
 int vio4wd_vf_detach(uint32_t relay);
+/* Resets the relay's VF after VIO4WD_EV_VF_RESET (rte_eth_dev_reset where the driver has it),
+ * configures it again as it was and starts it again if its VM is there. */
+int vio4wd_vf_reset(uint32_t relay);
 /* VF side as a bonding device: `name` (net_bonding...), mode 0-6, 2-8 member devices ('\n'-separated
  * PCI addresses or devargs), each probed, then bonded; removed with vio4wd_vf_detach(). */
 #define VIO4WD_MAX_BOND_MEMBERS 8

@@ -907,6 +907,47 @@ Deno.test("a VF that cannot be started when its VM connects (fault build): the d
   await vm.close();
 });
 
+Deno.test("a VF whose device asks for a reset (RTE_ETH_EVENT_INTR_RESET raised from the interrupt thread, fault build) is reset, configured again and relays both ways after it", async () => {
+  // net_null: what the VM sends it takes, and it gives the VM packets as fast as asked
+  await using w = await World.create("vfreset");
+  const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=(net_null0=0)"], {
+    env: { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_VF_EVENT: "reset", VIO4WD_FAULT_VF_EVENT_MS: "1000" },
+  });
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+  await vm.waitLinksUp();
+  await vm.send("set fwd io"); // what the VM receives goes back out
+  await vm.send("start");
+  await d.waitLog(/relay 0: its VF net_null0 asked for a reset \(its PF was reset\?\); reset and running again/);
+  const at = relay0(await d.status())!;
+  await untilRelay0(
+    d,
+    "both directions relayed after the reset",
+    (r) =>
+      num(r.vfToVm.pktsTxToVm) > num(at.vfToVm.pktsTxToVm) + 1000 &&
+      num(r.vmToVf.pktsTxToVf) > num(at.vmToVf.pktsTxToVf) + 1000,
+  );
+  await vm.stop();
+});
+
+Deno.test("a VF whose device goes away (RTE_ETH_EVENT_INTR_RMV, fault build) is detached with an error naming it; the relay keeps its VM and the daemon runs on", async () => {
+  await using w = await World.create("vfrmv");
+  const wire = memifPair(`${w.dir}/vf.sock`);
+  const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=(${wire.vf}=0)`], {
+    env: { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_VF_EVENT: "remove", VIO4WD_FAULT_VF_EVENT_MS: "500" },
+  });
+  const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), wire.peer] });
+  await pmd.waitLinksUp();
+  const r = await untilRelay0(d, "the VF detached", (x) => !x.vf?.pciAddrStr && x.vmToVf.active === true);
+  assert(!r.active, `the relay is inactive without its VF: ${show(r)}`);
+  assertEq(
+    d.count(/relay 0: its VF net_memif0,\S* was removed from the system \(hot-unplug\); detaching it/),
+    1,
+    "said once",
+  );
+  assert(d.alive, "the daemon runs on");
+  await pmd.close();
+});
+
 Deno.test("packets the VF refuses for good (3000-byte frames to a net_tap VF of MTU 2100) cost their relay 100 ms each, dropped and counted as queue full, instead of stopping it: the relay keeps taking the VM's packets", async () => {
   await using w = await World.create("refused");
   const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=(net_tap7,iface=v4refused7=0)"]);

@@ -15,6 +15,11 @@ export function escapeControls(text: string): string {
 }
 
 /** A logger with a threshold: messages above it are dropped. */
+/** What a caught value says: an Error's message, anything else as text. */
+export function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 export class Logger {
   #journal = Deno.env.get("JOURNAL_STREAM") !== undefined;
   #enc = new TextEncoder();

@@ -33,6 +33,7 @@ import {
   type StaticVf,
   ValueError,
 } from "./values.ts";
+import { errorText } from "../common/log.ts";
 
 /** The packaged location of the config file. */
 export const DEFAULT_CONFIG_PATH = "/etc/default/virtioforwarder";
@@ -768,7 +769,7 @@ export async function readConfig(
       loaded.warnings.push(`${file} not found: using built-in defaults (see 'vio4wd config show')`);
       return loaded;
     }
-    const why = e instanceof Error ? e.message : String(e);
+    const why = errorText(e);
     throw new ConfigError(file, "config file", "", `cannot be read: ${why}; pass --config FILE`);
   }
   return loadConfig(text, file, options);

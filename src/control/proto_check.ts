@@ -6,7 +6,7 @@
  */
 
 import { type DescMessage, fromBinary, isFieldSet, type Message, type MessageShape } from "@bufbuild/protobuf";
-import type { Logger } from "../common/log.ts";
+import { errorText, type Logger } from "../common/log.ts";
 
 /** FeatureSet.FieldPresence.LEGACY_REQUIRED: how protobuf-es marks proto2 `required`. */
 const LEGACY_REQUIRED = 3;
@@ -45,7 +45,7 @@ export function decodeRequest<S extends DescMessage>(
   try {
     req = fromBinary(schema, bytes);
   } catch (e) {
-    log.warn(`${service}: undecodable request (${bytes.length} B): ${e instanceof Error ? e.message : e}`);
+    log.warn(`${service}: undecodable request (${bytes.length} B): ${errorText(e)}`);
     return null;
   }
   const missing = missingRequired(schema, req);

@@ -20,7 +20,7 @@ import {
   type ZmqSocket,
 } from "../../ffi/zmq.ts";
 import { accountId } from "../config/values.ts";
-import type { Logger } from "../common/log.ts";
+import { errorText, type Logger } from "../common/log.ts";
 
 /** One control service: where it listens and how it answers. */
 export interface Service {
@@ -127,7 +127,7 @@ export class ControlServer {
       socket.bind(service.endpoint);
     } catch (e) {
       socket.close();
-      const why = e instanceof Error ? e.message : String(e);
+      const why = errorText(e);
       throw new Error(`${service.name}: cannot bind ${service.endpoint}: ${why}`);
     }
     if (file) {
@@ -154,7 +154,7 @@ export class ControlServer {
           POLL_MS,
         );
       } catch (e) {
-        this.log.error(`control server: ${e instanceof Error ? e.message : e}`);
+        this.log.error(`control server: ${errorText(e)}`);
         await new Promise((r) => setTimeout(r, POLL_MS));
         continue;
       }
@@ -184,7 +184,7 @@ export class ControlServer {
         // the envelope (identity, empty delimiter) and at most two frames of the request are kept
         got = e.socket.tryReceiveFrom(3);
       } catch (err) {
-        this.log.error(`${e.service.name}: receive failed: ${err instanceof Error ? err.message : err}`);
+        this.log.error(`${e.service.name}: receive failed: ${errorText(err)}`);
         return;
       }
       if (!got) return;
@@ -207,7 +207,7 @@ export class ControlServer {
           this.log.warn(`${e.service.name}: reply could not be queued (client gone?)`);
         }
       } catch (err) {
-        this.log.warn(`${e.service.name}: reply failed: ${err instanceof Error ? err.message : err}`);
+        this.log.warn(`${e.service.name}: reply failed: ${errorText(err)}`);
       }
     };
     if (frames.length !== 1) {

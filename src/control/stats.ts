@@ -7,7 +7,7 @@
  */
 
 import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import type { Logger } from "../common/log.ts";
+import { errorText, type Logger } from "../common/log.ts";
 import type { DirCounters, RelayCounters, RelayReport, WorkerCounters } from "../dataplane/dataplane.ts";
 import { hasSteps, workerLoad } from "../dataplane/worker_load.ts";
 import { type RelayReader, type RelaySnapshot, VF_TO_VM, VM_TO_VF } from "../relays/table.ts";
@@ -337,7 +337,7 @@ export class StatsAnswerer {
       try {
         body = report(this.relays, w.req, w.then, (now - w.taken) / 1000);
       } catch (e) {
-        this.log.error(`zmq_stats: ${e instanceof Error ? e.message : e}`);
+        this.log.error(`zmq_stats: ${errorText(e)}`);
         body = encode({ status: Status.EBADR });
       }
       this.#release(w, body);

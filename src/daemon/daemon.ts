@@ -35,7 +35,7 @@ import {
 import { sysfsRoot } from "../common/sysfs.ts";
 import { bindVfio, expandBindList, VFIO_DRIVER } from "../host/vfio_bind.ts";
 import { cpuNodes } from "../host/topology.ts";
-import { Logger } from "../common/log.ts";
+import { errorText, Logger } from "../common/log.ts";
 import { readNoFollow, setThreadNice } from "../../ffi/libc.ts";
 import { notifyServiceManager } from "../host/systemd_notify.ts";
 import { CAP_SYS_ADMIN, lacksCapability } from "../host/capabilities.ts";
@@ -153,7 +153,7 @@ function bindListedVfs(list: readonly string[], log: Logger): void {
   try {
     pcis = expandBindList(list, root);
   } catch (e) {
-    log.error(`VIRTIOFWD_BIND_VFIO_PCI: ${e instanceof Error ? e.message : e}; nothing bound`);
+    log.error(`VIRTIOFWD_BIND_VFIO_PCI: ${errorText(e)}; nothing bound`);
     return;
   }
   for (const b of bindVfio(pcis, root)) {
@@ -310,7 +310,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
     const moved = dp.placeThreads();
     log.info(`${moved} threads (Deno, libzmq, DPDK control) kept on the main lcore's CPUs, off the workers'`);
   } catch (e) {
-    log.warn(`the daemon's threads may preempt the workers: ${e instanceof Error ? e.message : e}`);
+    log.warn(`the daemon's threads may preempt the workers: ${errorText(e)}`);
   }
 
   const table = new RelayTable(
@@ -352,7 +352,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
     dp.shutdown();
     Deno.removeSync(pidFile);
     throw new StartupError(
-      `${e instanceof Error ? e.message : e} (does the endpoint's directory exist and is it writable?)`,
+      `${errorText(e)} (does the endpoint's directory exist and is it writable?)`,
     );
   }
   // Port control at run time: ZeroMQ (a service above), or one of the monitors.
@@ -379,7 +379,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
         { statsWaiting: () => statsAnswerer.waiting, heapBytes: () => dp.hugepageBytesUsed() },
       );
     } catch (e) {
-      log.error(`metrics: cannot listen on ${c.metricsListen}: ${e instanceof Error ? e.message : e}; metrics are off`);
+      log.error(`metrics: cannot listen on ${c.metricsListen}: ${errorText(e)}; metrics are off`);
     }
   }
   const relays = table.list();

@@ -100,7 +100,9 @@ export type DataplaneEvent =
   | { type: "vm-rejected"; relay: number; errno: number }
   | { type: "live-migration"; relay: number }
   | { type: "bond-failover"; relay: number; active: number; lost: number }
-  | { type: "vf-failed"; relay: number; errno: number };
+  | { type: "vf-failed"; relay: number; errno: number }
+  | { type: "vf-reset"; relay: number }
+  | { type: "vf-removed"; relay: number };
 
 /** Socket options of a relay. */
 export interface SocketOptions {
@@ -238,6 +240,14 @@ export class Dataplane {
     this.#check(`relay ${relay}: VF removal`, this.#lib.symbols.vio4wd_vf_detach(relay));
   }
 
+  /**
+   * Resets the relay's VF after its device asked for it ("vf-reset"), configures it again as it was
+   * and starts it again if its VM is there.
+   */
+  resetVf(relay: number): void {
+    this.#check(`relay ${relay}: VF reset`, this.#lib.symbols.vio4wd_vf_reset(relay));
+  }
+
   /** Moves the relay's directions to these worker CPUs (-1: none). */
   setCpus(relay: number, vfToVm: number, vmToVf: number): void {
     this.#check(`relay ${relay}: CPU assignment`, this.#lib.symbols.vio4wd_relay_set_cpus(relay, vfToVm, vmToVf));
@@ -353,6 +363,8 @@ export class Dataplane {
       else if (type === EVENT.bondFailover) {
         out.push({ type: "bond-failover", relay, active: value, lost: dv.getUint32(12, true) });
       } else if (type === EVENT.vfFailed) out.push({ type: "vf-failed", relay, errno: -value });
+      else if (type === EVENT.vfReset) out.push({ type: "vf-reset", relay });
+      else if (type === EVENT.vfRemoved) out.push({ type: "vf-removed", relay });
     }
     return out;
   }

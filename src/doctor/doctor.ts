@@ -10,6 +10,7 @@ import { isPciAddress, maxRelays, normalizePci, parseKernelCpuList, poolMbufs } 
 import { qemuAccount, qemuCannotReach, socketAccounts } from "../config/accounts.ts";
 import { expandBindList, plannedBindings, VFIO_DRIVER } from "../host/vfio_bind.ts";
 import { untrustedDirectories } from "../host/trusted_dir.ts";
+import { errorText } from "../common/log.ts";
 
 /** One check's verdict. */
 export interface Check {
@@ -249,7 +250,7 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       add(
         "vfio binding",
         "fail",
-        `VIRTIOFWD_BIND_VFIO_PCI: ${e instanceof Error ? e.message : e}`,
+        `VIRTIOFWD_BIND_VFIO_PCI: ${errorText(e)}`,
         "list PCI addresses of VFs in VIRTIOFWD_BIND_VFIO_PCI",
       );
     }

@@ -6,6 +6,7 @@
  */
 
 import { sendUnixDatagram } from "../../ffi/libc.ts";
+import { errorText } from "../common/log.ts";
 
 /**
  * Tells the service manager `state` (lines of KEY=value) when it asked for it ($NOTIFY_SOCKET
@@ -18,6 +19,6 @@ export function notifyServiceManager(state: string, env = Deno.env.get("NOTIFY_S
     sendUnixDatagram(env, new TextEncoder().encode(state));
     return null;
   } catch (e) {
-    return `NOTIFY_SOCKET=${env}: ${e instanceof Error ? e.message : e}`;
+    return `NOTIFY_SOCKET=${env}: ${errorText(e)}`;
   }
 }

@@ -10,6 +10,7 @@
 
 import { basename } from "node:path";
 import { isPciAddress, normalizePci } from "../config/values.ts";
+import { errorText } from "../common/log.ts";
 
 /** The driver DPDK needs the VFs on. */
 export const VFIO_DRIVER = "vfio-pci";
@@ -85,7 +86,7 @@ export function bindVfio(pcis: readonly string[], root: string, probe = probeThr
       probe(b.pci, root);
       Deno.writeTextFileSync(`${dev}/driver_override`, "\0");
     } catch (e) {
-      return { ...b, result: "failed", error: e instanceof Error ? e.message : String(e) };
+      return { ...b, result: "failed", error: errorText(e) };
     }
     const now = currentDriver(b.pci, root);
     return now === VFIO_DRIVER ? { ...b, result: "bound" } : {

@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { Logger } from "../common/log.ts";
+import { errorText, type Logger } from "../common/log.ts";
 import { ERRNO, LibcError, type OpenedFile, readNoFollow, S_IFMT, S_IFREG } from "../../ffi/libc.ts";
 import type { RelayPorts } from "../relays/table.ts";
 import { mapNetdev, type VfMapping } from "./netdev.ts";
@@ -105,7 +105,7 @@ export class IpcMonitor {
     } catch (e) {
       if (e instanceof LibcError && ERRNO[e.errno] === "ENOENT") return;
       if (e instanceof LibcError && ERRNO[e.errno] === "ELOOP") return ignore("it is a symbolic link");
-      return ignore(`cannot be read (${e instanceof Error ? e.message : e})`);
+      return ignore(`cannot be read (${errorText(e)})`);
     }
     if ((f.mode & S_IFMT) !== S_IFREG) return ignore("it is not a regular file");
     if (f.uid !== 0 && (this.trustedGid === null || f.gid !== this.trustedGid)) {
@@ -127,7 +127,7 @@ export class IpcMonitor {
     try {
       m = this.map(cmd.netdev);
     } catch (e) {
-      log.error(`ipc: ${cmd.op}_port ${cmd.netdev}: ${e instanceof Error ? e.message : e}`);
+      log.error(`ipc: ${cmd.op}_port ${cmd.netdev}: ${errorText(e)}`);
       return;
     }
     const vf = relayVf(this.ports, this.log, "ipc", m);

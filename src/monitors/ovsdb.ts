@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { Logger } from "../common/log.ts";
+import { errorText, type Logger } from "../common/log.ts";
 import type { RelayPorts } from "../relays/table.ts";
 import { mapNetdev, type VfMapping } from "./netdev.ts";
 import { OwnedRelays } from "./relay_sync.ts";
@@ -118,7 +118,7 @@ export class JsonFramer {
         try {
           out.push(JSON.parse(text));
         } catch (e) {
-          throw new JsonStreamError(`a message that is not JSON (${e instanceof Error ? e.message : e})`);
+          throw new JsonStreamError(`a message that is not JSON (${errorText(e)})`);
         }
         this.#buf = this.#buf.slice(this.#pos + 1);
         this.#pos = -1;
@@ -181,7 +181,7 @@ export class OvsdbMonitor {
         this.#conn = await Deno.connect({ transport: "unix", path: this.path });
       } catch (e) {
         if (!reported) {
-          const why = e instanceof Error ? e.message : String(e);
+          const why = errorText(e);
           log.notice(`ovsdb: cannot connect to ${this.path} (${why}); retrying every ${RETRY_MAX_MS / 1000} s`);
           reported = true;
         }
@@ -194,7 +194,7 @@ export class OvsdbMonitor {
       try {
         await this.#session(this.#conn);
       } catch (e) {
-        why = e instanceof Error ? e.message : String(e);
+        why = errorText(e);
         if (e instanceof JsonStreamError && this.#state !== "up" && why !== this.#badStream) {
           log.error(`ovsdb: ${this.path} sent ${why}: connection dropped, reconnecting`);
         }
@@ -287,7 +287,7 @@ export class OvsdbMonitor {
         if (m) desired.set(row.name, m);
         this.#mapErrors.delete(row.name);
       } catch (e) {
-        const why = e instanceof Error ? e.message : String(e);
+        const why = errorText(e);
         if (this.#mapErrors.get(row.name) !== why) this.log.error(`ovsdb: interface ${row.name}: ${why}`);
         this.#mapErrors.set(row.name, why);
       }

@@ -14,7 +14,7 @@
 import type { Config } from "../config/config.ts";
 import { isPciAddress, normalizePci, socketPath } from "../config/values.ts";
 import { pciStandIn } from "../common/sysfs.ts";
-import type { Logger } from "../common/log.ts";
+import { errorText, type Logger } from "../common/log.ts";
 import {
   type Dataplane,
   DataplaneError,
@@ -446,6 +446,32 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
           `relay ${r.id}: its VF ${r.vf} could not be started for the VM (errno ${ev.errno}); the relay forwards ` +
             `nothing until the VF is removed and added again (vio4wd port remove/add)`,
         );
+        break;
+      case "vf-reset":
+        if (r.vf === null) break;
+        try {
+          this.#dp.resetVf(r.id);
+          this.#log.warn(
+            `relay ${r.id}: its VF ${r.vf} asked for a reset (its PF was reset?); reset and running again`,
+          );
+        } catch (e) {
+          this.#log.error(
+            `relay ${r.id}: its VF ${r.vf} asked for a reset, which failed (${errorText(e)}); the relay forwards ` +
+              `nothing until the VF is removed and added again (vio4wd port remove/add)`,
+          );
+        }
+        break;
+      case "vf-removed":
+        if (r.vf === null) break;
+        this.#log.error(
+          `relay ${r.id}: its VF ${r.vf} was removed from the system (hot-unplug); detaching it. Add it again ` +
+            `once it is back (vio4wd port add)`,
+        );
+        try {
+          this.removeVf(r.id);
+        } catch (e) {
+          this.#log.error(`relay ${r.id}: detaching the removed VF: ${errorText(e)}`);
+        }
         break;
       case "live-migration":
         this.#log.notice(`relay ${r.id}: VHOST_F_LOG_ALL set, live migration is being initiated`);

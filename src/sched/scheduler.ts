@@ -21,7 +21,7 @@ import {
   StatsResponseSchema,
 } from "../control/gen/virtioforwarder_pb.ts";
 import { parseKernelCpuList } from "../config/values.ts";
-import type { Logger } from "../common/log.ts";
+import { errorText, type Logger } from "../common/log.ts";
 import { decide, type GroupDecision, type RelayRates } from "./plan.ts";
 
 /** How the scheduler runs. */
@@ -167,7 +167,7 @@ export async function runScheduler(o: SchedulerOptions, log: Logger, stop: { sto
             else log.error("Scheduler response: ERROR");
           } catch (e) {
             // Unlike the original (which crashed here), an unanswered UPDATE is logged and retried next poll.
-            log.error(`UPDATE not answered: ${e instanceof Error ? e.message : e}`);
+            log.error(`UPDATE not answered: ${errorText(e)}`);
           }
         }
       } else if (o.dryRun) {
