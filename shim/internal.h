@@ -29,14 +29,33 @@
 /* Fault injection, in the tests' build only (make FAULTS=1): whether the environment asks for
  * fault `name` (a VIO4WD_FAULT_* variable set non-empty). Always false in the shipped build. */
 #ifdef VIO4WD_FAULTS
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 static inline bool fault(const char *name)
 {
 	const char *v = getenv(name);
 	return v != NULL && *v != '\0';
 }
+/* Whether the file VIO4WD_FAULT_FILE names says `stage` (its first line) now: the tests make one
+ * step fail at a time while the daemon runs, where no stand-in fails for real (a device's
+ * configure, its queue setups, an unplug, a socket's unregistration). */
+static inline bool fault_at(const char *stage)
+{
+	const char *path = getenv("VIO4WD_FAULT_FILE");
+	FILE *f = path != NULL ? fopen(path, "r") : NULL;
+	if (f == NULL)
+		return false;
+	char line[64] = "";
+	size_t n = strlen(stage);
+	bool hit = fgets(line, sizeof(line), f) != NULL && strncmp(line, stage, n) == 0 &&
+		   (line[n] == '\n' || line[n] == '\0');
+	fclose(f);
+	return hit;
+}
 #else
 #define fault(name) false
+#define fault_at(stage) false
 #endif
 #define VF_TO_VM 0
 #define VM_TO_VF 1
@@ -199,10 +218,13 @@ struct work_list {
 
 /* Registers the workers (the lcores EAL started) and empties their lists. */
 void lists_init(void);
-/* The list worker `slot` polls now (acquire load). */
+/* The list worker `slot` is to poll (acquire load). */
 const struct work_list *lists_current(unsigned slot);
+/* For worker `slot` at the start of a pass: the list to poll, recorded as in use (lists_publish()
+ * waits for that before it reuses the list it replaced). */
+struct work_list *lists_enter(unsigned slot);
 /* Rebuilds every worker's list from the relays and publishes it; returns once every worker whose
- * list changed has finished a pass over its new list (so nothing removed is still polled), however
+ * list changed has started a pass over its new list (so nothing removed is still polled), however
  * long that takes. Requires the lock of the relay whose data-path fields changed. */
 void lists_publish(void);
 /* The worker slot of `lcore`, or -1 when it is not a worker. */

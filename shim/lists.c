@@ -5,8 +5,15 @@
  * change and swaps them in; a worker never looks at a relay itself.
  *
  * Each worker has two lists: the one it polls, and a spare the next rebuild writes into. After a
- * swap, lists_publish() waits until the worker has finished a pass over the new list, so that the
+ * swap, lists_publish() waits until the worker has started a pass over the new list, so that the
  * old one is unused (it becomes the spare) and nothing that was removed is still being polled.
+ *
+ * The handshake is message passing, not a counter: at the start of each pass the worker loads
+ * `current` and stores it in `in_use` (release), after everything its previous pass read; the
+ * publisher waits until it reads its new list back from `in_use` (acquire). So whatever the worker
+ * did with the old list happens before what the publisher does next (free a pool, stop a port),
+ * with no store-load ordering to get right on either side (a pass counter compared to the
+ * counter's value after the swap needs a full fence on both sides, as Dekker's algorithm does).
  */
 #include <errno.h>
 #include <unistd.h>
@@ -23,7 +30,8 @@
 
 struct worker_lists {
 	struct work_list lists[2];
-	struct work_list *current; /* what the worker polls (release store, acquire load) */
+	struct work_list *current; /* what the worker is to poll (release store, acquire load) */
+	const struct work_list *in_use; /* what it polls in its pass now (written by the worker, release) */
 };
 
 static struct worker_lists g_lists[VIO4WD_MAX_WORKERS];
@@ -44,12 +52,20 @@ void lists_init(void)
 	for (unsigned i = 0; i < VIO4WD_MAX_WORKERS; i++) {
 		g_lists[i].lists[0].n = g_lists[i].lists[1].n = 0;
 		g_lists[i].current = &g_lists[i].lists[0];
+		g_lists[i].in_use = NULL;
 	}
 }
 
 const struct work_list *lists_current(unsigned slot)
 {
 	return LOAD(g_lists[slot].current);
+}
+
+struct work_list *lists_enter(unsigned slot)
+{
+	struct work_list *l = LOAD(g_lists[slot].current);
+	__atomic_store_n(&g_lists[slot].in_use, l, __ATOMIC_RELEASE);
+	return l;
 }
 
 /* The counters of direction `dir` of relay `id` in the shared memory. */
@@ -119,16 +135,17 @@ static bool same_list(const struct work_list *a, const struct work_list *b)
 }
 
 /*
- * Waits until the worker in `slot` has completed a full pass after the caller's last store, however
- * long that takes: the caller stops a port, frees a pool or returns a guest's memory to QEMU next,
- * which must not happen under a worker that still polls them. A worker descheduled for long (its
- * CPU shared with a busy process of higher priority) is waited for and logged once a second.
+ * Waits until the worker in `slot` has started a pass over its new list (so it is done with the old
+ * one), however long that takes: the caller stops a port, frees a pool or returns a guest's memory
+ * to QEMU next, which must not happen under a worker that still polls them. A worker descheduled
+ * for long (its CPU shared with a busy process of higher priority) is waited for and logged once a
+ * second.
  */
 static void quiesce_slot(unsigned slot)
 {
-	uint64_t start = LOAD(g_shared.workers[slot].passes);
+	const struct work_list *want = g_lists[slot].current; /* stored by this thread, under the lock */
 	uint64_t hz = rte_get_timer_hz(), since = rte_get_timer_cycles(), said = 0;
-	while (LOAD(g_shared.workers[slot].passes) < start + 2) {
+	while (LOAD(g_lists[slot].in_use) != want) {
 		usleep(5);
 		uint64_t waited = (rte_get_timer_cycles() - since) / hz; /* whole seconds */
 		if (waited > said) {
@@ -186,7 +203,7 @@ API int vio4wd_relay_set_cpus(uint32_t id, int32_t vf_to_vm_cpu, int32_t vm_to_v
 			return set_error(EINVAL, "CPU %d is not a worker CPU of this daemon", want[d]);
 	pthread_mutex_lock(&r->lock);
 	/* Two steps, so that no two workers ever poll one direction at once: the old worker lets go
-	 * (its new list published and passed over), then the new one takes it. */
+	 * (its new list published and entered), then the new one takes it. */
 	bool moved = false;
 	for (int d = 0; d < 2; d++) {
 		if (r->cpu[d] != want[d] && r->cpu[d] >= 0) {

@@ -18,37 +18,46 @@
 
 #include "internal.h"
 
+/* Stops `port` (what it is for the log); a failure is logged: the port is left as the driver left it. */
+static void stop_port(uint16_t port, const char *what)
+{
+	int ret = rte_eth_dev_stop(port);
+	if (ret != 0 && ret != -ENOTSUP)
+		RTE_LOG(WARNING, USER1, "vio4wd: %s: stop: %s\n", what, rte_strerror(-ret));
+}
+
 /* Stops and closes `port` (what it is for the log). */
 static void close_port(uint16_t port, const char *what)
 {
-	int ret = rte_eth_dev_stop(port); /* a bond that failed to start may have started it */
-	if (ret != 0 && ret != -ENOTSUP)
-		RTE_LOG(WARNING, USER1, "vio4wd: %s: stop: %s\n", what, rte_strerror(-ret));
-	if ((ret = rte_eth_dev_close(port)) != 0)
+	stop_port(port, what); /* a bond that failed to start may have started it */
+	int ret = rte_eth_dev_close(port);
+	if (ret != 0)
 		RTE_LOG(WARNING, USER1, "vio4wd: %s: close: %s\n", what, rte_strerror(-ret));
 }
 
 /* Removes the device whose port is named `devname` (nothing when there is none): closes that port
  * and every other port of the device (a device may have several, and its driver's remove may
- * release only the one named like the device), then unplugs the device. */
-static void remove_device(const char *devname)
+ * release only the one named like the device), then unplugs the device. Returns 0, or -errno when
+ * the device stays plugged (its ports are closed all the same). */
+static int remove_device(const char *devname)
 {
 	uint16_t port, p;
 	struct rte_eth_dev_info info;
 	if (rte_eth_dev_get_port_by_name(devname, &port) != 0)
-		return;
+		return 0;
 	struct rte_device *dev = rte_eth_dev_info_get(port, &info) == 0 ? info.device : NULL;
 	close_port(port, devname);
 	if (dev == NULL) {
-		RTE_LOG(ERR, USER1, "vio4wd: %s: no device behind the port; only the port was closed\n", devname);
-		return;
+		RTE_LOG(ERR, USER1, "vio4wd: %s: no device behind its port; only the port was closed\n", devname);
+		return -ENODEV;
 	}
 	RTE_ETH_FOREACH_DEV_OF(p, dev)
 		close_port(p, devname);
-	int ret = rte_dev_remove(dev);
+	int ret = fault_at("unplug") ? -EBUSY : rte_dev_remove(dev);
 	if (ret != 0)
-		RTE_LOG(ERR, USER1, "vio4wd: %s could not be unplugged (%s): probing it again will fail\n", devname,
-			rte_strerror(-ret));
+		RTE_LOG(ERR, USER1, "vio4wd: %s could not be unplugged (%s): it stays in use until the daemon restarts\n",
+			devname, rte_strerror(-ret));
+	return ret;
 }
 
 /* The name devargs give their device: up to the first ','. The device's port may be named
@@ -145,7 +154,8 @@ static int start_port(struct relay *r, uint32_t id, uint16_t port, const char *n
 	r->tx_offload_capa = info.tx_offload_capa & tx;
 	if ((ret = configure_port(r, port, name, r->tx_offload_capa)) != 0)
 		return ret;
-	rte_eth_promiscuous_enable(port); /* not every device supports it; not fatal */
+	if ((ret = rte_eth_promiscuous_enable(port)) != 0) /* not every device has it; not fatal */
+		RTE_LOG(INFO, USER1, "vio4wd: %s: no promiscuous mode (%s)\n", name, rte_strerror(-ret));
 	if ((ret = rte_eth_dev_start(port)) != 0)
 		return set_stage_error(VIO4WD_STAGE_START, -ret, "cannot start %s: %s", name, rte_strerror(-ret));
 	return 0;
@@ -176,17 +186,19 @@ static int configure_port(struct relay *r, uint16_t port, const char *name, uint
 	if (scatter)
 		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
 	conf.txmode.offloads = tx_offloads;
-	if ((ret = rte_eth_dev_configure(port, 1, 1, &conf)) != 0)
+	if ((ret = fault_at("configure") ? -EIO : rte_eth_dev_configure(port, 1, 1, &conf)) != 0)
 		return set_stage_error(VIO4WD_STAGE_CONFIGURE, -ret, "cannot configure %s: %s", name,
 				       rte_strerror(-ret));
 	uint16_t nrx = VF_RING_DESC, ntx = VF_RING_DESC;
-	rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx);
+	if ((ret = rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx)) != 0)
+		return set_stage_error(VIO4WD_STAGE_CONFIGURE, -ret, "cannot size the rings of %s: %s", name,
+				       rte_strerror(-ret));
 	int numa = rte_eth_dev_socket_id(port);
 	unsigned sock = numa < 0 ? (unsigned)SOCKET_ID_ANY : (unsigned)numa;
-	if ((ret = rte_eth_rx_queue_setup(port, 0, nrx, sock, NULL, r->pool)) != 0)
+	if ((ret = fault_at("rxq") ? -EIO : rte_eth_rx_queue_setup(port, 0, nrx, sock, NULL, r->pool)) != 0)
 		return set_stage_error(VIO4WD_STAGE_RXQ, -ret, "cannot set up the RX queue of %s: %s", name,
 				       rte_strerror(-ret));
-	if ((ret = rte_eth_tx_queue_setup(port, 0, ntx, sock, NULL)) != 0)
+	if ((ret = fault_at("txq") ? -EIO : rte_eth_tx_queue_setup(port, 0, ntx, sock, NULL)) != 0)
 		return set_stage_error(VIO4WD_STAGE_TXQ, -ret, "cannot set up the TX queue of %s: %s", name,
 				       rte_strerror(-ret));
 	__atomic_store_n(&r->tx_offloads, tx_offloads, __ATOMIC_RELEASE);
@@ -214,39 +226,42 @@ static uint64_t guest_tx_offloads(const struct relay *r)
 
 /* Removes a bond and its members (members[0..n-1] are device names). The bond is closed like any
  * device (rte_eth_bond_free() alone closes only a bond that is started: a stopped one left its
- * queue structures and VLAN bitmap behind on every detach). */
-static void remove_bond(const char *name, char (*members)[128], unsigned n)
+ * queue structures and VLAN bitmap behind on every detach). Returns 0, or the first member's
+ * remove_device() failure. */
+static int remove_bond(const char *name, char (*members)[128], unsigned n)
 {
 	uint16_t port, member;
+	int ret = 0;
 	if (rte_eth_dev_get_port_by_name(name, &port) == 0) {
-		int ret = rte_eth_dev_stop(port);
-		if (ret != 0)
-			RTE_LOG(WARNING, USER1, "vio4wd: bond %s: stop: %s\n", name, rte_strerror(-ret));
+		stop_port(port, name);
 		/* The bonding driver refuses to free a bond that still has members. */
 		for (unsigned i = 0; i < n; i++)
 			if (rte_eth_dev_get_port_by_name(members[i], &member) == 0 &&
 			    rte_eth_bond_slave_remove(port, member) != 0)
 				RTE_LOG(WARNING, USER1, "vio4wd: bond %s: member %s could not be removed\n", name,
 					members[i]);
-		remove_device(name);
+		ret = remove_device(name);
 	} else if (rte_eth_bond_free(name) != 0) {
 		RTE_LOG(WARNING, USER1, "vio4wd: bond %s could not be freed\n", name);
 	}
-	for (unsigned i = 0; i < n; i++)
-		remove_device(members[i]);
+	for (unsigned i = 0; i < n; i++) {
+		int failed = remove_device(members[i]);
+		if (ret == 0)
+			ret = failed;
+	}
+	return ret;
 }
 
 /* Requires lock: the configured port becomes the relay's VF side, running only while a VM is
  * there (start_port started it once to check that it can start, as the original does). */
-static int publish_port(struct relay *r, uint16_t port)
+static void publish_port(struct relay *r, uint16_t port)
 {
 	bool run = port != NO_PORT && r->vid != NO_VID;
 	if (port != NO_PORT && !run)
-		rte_eth_dev_stop(port);
+		stop_port(port, r->devname[0] != '\0' ? r->devname : "the VF");
 	__atomic_store_n(&r->vf_running, run, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->port, port, __ATOMIC_RELEASE);
 	lists_publish();
-	return 0;
 }
 
 #ifdef VIO4WD_FAULTS
@@ -315,7 +330,7 @@ void vf_run(struct relay *r, uint32_t id, bool run)
 	} else {
 		__atomic_store_n(&r->vf_running, false, __ATOMIC_RELEASE);
 		lists_publish(); /* no worker polls or sends to it after this */
-		rte_eth_dev_stop(r->port);
+		stop_port(r->port, r->devname);
 	}
 }
 
@@ -345,7 +360,7 @@ API int vio4wd_vf_attach(uint32_t id, const char *devargs, uint32_t mtu)
 	snprintf(r->devname, sizeof(r->devname), "%s", name);
 	r->nmembers = 0;
 	__atomic_store_n(&r->lacp, false, __ATOMIC_RELEASE);
-	ret = publish_port(r, port);
+	publish_port(r, port);
 out:
 	pthread_mutex_unlock(&r->lock);
 	return ret;
@@ -411,8 +426,8 @@ API int vio4wd_bond_attach(uint32_t id, const char *name, uint32_t mode, const c
 	}
 	port = (uint16_t)bond;
 	for (unsigned i = 0; i < n; i++) {
-		rte_eth_dev_get_port_by_name(names[i], &member);
-		if ((ret = rte_eth_bond_slave_add(port, member)) != 0) {
+		if ((ret = rte_eth_dev_get_port_by_name(names[i], &member)) != 0 ||
+		    (ret = rte_eth_bond_slave_add(port, member)) != 0) {
 			ret = set_stage_error(VIO4WD_STAGE_MEMBER, -ret, "cannot add %s to bond %s: %s", names[i], name,
 					      rte_strerror(-ret));
 			goto undo_bond;
@@ -426,7 +441,7 @@ API int vio4wd_bond_attach(uint32_t id, const char *name, uint32_t mode, const c
 	memcpy(r->members, names, sizeof(names));
 	r->nmembers = n;
 	__atomic_store_n(&r->lacp, mode == BONDING_MODE_8023AD, __ATOMIC_RELEASE);
-	ret = publish_port(r, port);
+	publish_port(r, port);
 	goto out;
 undo_bond:
 	remove_bond(name, names, n);
@@ -452,11 +467,11 @@ API int vio4wd_vf_detach(uint32_t id)
 		return set_error(ENOENT, "relay %u has no VF", id);
 	}
 	vf_run(r, id, false);
-	int ret = publish_port(r, NO_PORT); /* no worker polls the port after this */
-	if (r->nmembers > 0)
-		remove_bond(r->devname, r->members, r->nmembers);
-	else
-		remove_device(r->devname);
+	publish_port(r, NO_PORT); /* no worker polls the port after this */
+	int ret = r->nmembers > 0 ? remove_bond(r->devname, r->members, r->nmembers) : remove_device(r->devname);
+	if (ret != 0) /* the relay has lost it all the same */
+		ret = set_error(-ret, "relay %u: %s was closed but could not be unplugged: it stays in use until the daemon "
+				"restarts", id, r->devname);
 	r->devargs[0] = r->devname[0] = '\0';
 	r->nmembers = 0;
 	pool_release_if_idle(r);

@@ -66,8 +66,10 @@ static int on_new_device(int vid)
 		push_event(VIO4WD_EV_VM_REJECTED, (uint32_t)id, ret, 0, 0);
 		return -1;
 	}
+	/* the workers poll: the guest need not kick (a queue that keeps kicking only costs its guest exits) */
 	for (uint16_t q = 0; q < nr; q++)
-		rte_vhost_enable_guest_notification(vid, q, 0);
+		if (rte_vhost_enable_guest_notification(vid, q, 0) != 0)
+			RTE_LOG(DEBUG, USER1, "vio4wd: relay %d: queue %u keeps guest notifications on\n", id, q);
 	int owner = NO_VID;
 	__atomic_compare_exchange_n(&r->mask_vid, &owner, vid, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 	if (!__atomic_load_n(&r->ring_seen, __ATOMIC_ACQUIRE) || (owner != NO_VID && owner != vid)) {
@@ -78,8 +80,9 @@ static int on_new_device(int vid)
 		__atomic_store_n(&r->tx_enabled, all, __ATOMIC_RELEASE);
 	}
 	r->queue_pairs = pairs;
-	uint64_t features = 0;
-	rte_vhost_get_negotiated_features(vid, &features);
+	uint64_t features = 0; /* unreadable (never after new_device): split rings assumed */
+	if (rte_vhost_get_negotiated_features(vid, &features) != 0)
+		RTE_LOG(WARNING, USER1, "vio4wd: relay %d: the guest's features cannot be read\n", id);
 	__atomic_store_n(&r->ring_packed, (features & (1ULL << VIRTIO_F_RING_PACKED)) != 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->vid, vid, __ATOMIC_RELEASE);
 	lists_publish();
@@ -278,8 +281,13 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 		off |= 1ULL << VIRTIO_NET_F_MRG_RXBUF;
 	if (!(flags & VIO4WD_SOCK_TSO))
 		off |= (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6);
-	rte_vhost_driver_disable_features(path, off);
-	rte_vhost_driver_callback_register(path, &g_ops);
+	if (rte_vhost_driver_disable_features(path, off) != 0 ||
+	    rte_vhost_driver_callback_register(path, &g_ops) != 0) {
+		pthread_mutex_unlock(&c->lock);
+		if (rte_vhost_driver_unregister(path) != 0)
+			RTE_LOG(WARNING, USER1, "vio4wd: %s: cannot unregister\n", path);
+		return set_error(EIO, "cannot set up vhost-user socket '%s' (features or callbacks refused)", path);
+	}
 	relay_set_path(c, path);
 	ret = rte_vhost_driver_start(path);
 	/* lchown/fchmodat: never through a link that replaced the socket */
@@ -294,7 +302,8 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 	if (ret != 0) {
 		relay_set_path(c, "");
 		pthread_mutex_unlock(&c->lock);
-		rte_vhost_driver_unregister(path);
+		if (rte_vhost_driver_unregister(path) != 0) /* registered above; nothing else to do if refused */
+			RTE_LOG(WARNING, USER1, "vio4wd: %s: cannot unregister\n", path);
 		struct stat now;
 		if (created && lstat(path, &now) == 0 && S_ISSOCK(now.st_mode) && now.st_ino == st.st_ino &&
 		    now.st_dev == st.st_dev)
@@ -327,10 +336,10 @@ API int vio4wd_socket_unregister(uint32_t id)
 	c->registered = false;
 	pthread_mutex_unlock(&c->lock);
 	/* Not under the lock: unregistering may call on_destroy_device, which takes it. */
-	int ret = rte_vhost_driver_unregister(path);
+	int ret = fault_at("unregister") ? -EBUSY : rte_vhost_driver_unregister(path);
 	for (int i = 0; ret != 0 && i < 100; i++) {
 		usleep(10000);
-		ret = rte_vhost_driver_unregister(path);
+		ret = fault_at("unregister") ? -EBUSY : rte_vhost_driver_unregister(path);
 	}
 	pthread_mutex_lock(&c->lock);
 	relay_set_path(c, "");

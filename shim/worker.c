@@ -554,9 +554,9 @@ int worker_main(void *arg)
 	uint64_t start = rte_rdtsc(); /* the current pass's beginning */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* short sleeps as asked, not 50 us late */
 	while (!g_quit) {
-		/* The list is the worker's own until its pass counter moves on (lists_publish() waits for
-		 * that before it reuses the list): items are written here (queue position) without a lock. */
-		struct work_list *l = (struct work_list *)lists_current(slot);
+		/* The list is the worker's own until it enters another (lists_publish() waits for that
+		 * before it reuses the list): items are written here (queue position) without a lock. */
+		struct work_list *l = lists_enter(slot);
 		unsigned moved = 0, bursts = 0;
 		bool busy = false; /* some packet moved (received, delivered from a hold, or dropped) */
 		struct step_clock clk = {0};

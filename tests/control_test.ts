@@ -24,7 +24,7 @@ import {
   StatsResponseSchema,
 } from "../src/control/gen/virtioforwarder_pb.ts";
 import { ZMQ_REQ, ZmqContext } from "../ffi/zmq.ts";
-import { freePort, num, runVio4wd, until } from "./rigs/daemon_process.ts";
+import { FAULTS_SHIM, freePort, num, runVio4wd, until } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { fakeSysfs } from "./rigs/sysfs.ts";
@@ -402,6 +402,36 @@ Deno.test("core scheduling and config: worker list, UPDATE validation, start-up 
   );
 });
 
+Deno.test("vio4wd port add-sock and remove-sock end to end: the socket is paired with a VF, a VM connects to it and packets cross both ways, port list shows the pairing, remove-sock frees the relay and the socket", async () => {
+  await using w = await World.create("addsock");
+  const d = await w.daemon([...endpoints(w.dir), "VIRTIOFWD_DYNAMIC_SOCKETS=y"]);
+  const pc = ["--zmq-ep", ep(w.dir, "port_control")];
+  const sock = `${w.sockDir}/vhu-7.sock`;
+  let r = await runVio4wd(["port", "add-sock", "--vhost-path", sock, "--device", "net_null7", ...pc]);
+  assertEq(r.code, 0, `port add-sock: ${r.stdout}${r.stderr}`);
+  const relay = async () => (await d.status()).find((x) => x.vhost?.vhostSocketName === sock);
+  const id = (await relay())?.id;
+  assert(id !== undefined, "a relay has the socket");
+  const vm = await w.testpmd({ vdevs: [virtioUser(sock)] });
+  await vm.waitLinksUp();
+  await vm.send("set fwd io"); // net_null's packets come back out of the VM
+  await vm.send("start");
+  await until("packets both ways through the paired socket", async () => {
+    const x = await relay();
+    return num(x?.vfToVm.pktsTxToVm) > 1000 && num(x?.vmToVf.pktsTxToVf) > 1000;
+  });
+  await vm.stop();
+  r = await runVio4wd(["port", "list", "--json", "--zmq-ep", ep(w.dir, "stats")]);
+  assertEq(r.code, 0, `port list: ${r.stderr}`);
+  assert(r.stdout.includes(sock) && r.stdout.includes("net_null7"), `port list shows the pairing: ${r.stdout}`);
+  await vm.close();
+  r = await runVio4wd(["port", "remove-sock", "--vhost-path", sock, ...pc]);
+  assertEq(r.code, 0, `port remove-sock: ${r.stdout}${r.stderr}`);
+  assertEq(await relay(), undefined, "no relay has the socket");
+  assertEq((await d.status()).find((x) => x.id === id)?.vf?.pciAddrStr ?? "", "", "the relay's VF went with it");
+  assertEq(await Deno.lstat(sock).then(() => "there", () => "gone"), "gone", "the socket file");
+});
+
 Deno.test("port, stats and pin commands: output, --json and exit statuses", async () => {
   await using w = await World.create("cli");
   const dir = w.dir;
@@ -608,4 +638,86 @@ Deno.test("port control reply codes produced for real: ADD_BOND 1 and 5, ADD_SOC
     await assertServing(w.dir, what);
   }
   assertEq((await d.status()).length, 0, "no relay left with a device");
+});
+
+Deno.test("port control reply codes of steps no stand-in fails, made to fail in the fault build: ADD_VF 4, 5, 6 (configure, RX and TX queue setup), ADD_BOND 4, REMOVE_VF 2 (the device stays plugged, as said), REMOVE_SOCK 3; the daemon serves throughout and the devices of failed adds are free again", async () => {
+  await using w = await World.create("faultcodes");
+  const fault = `${w.dir}/fault`;
+  const d = await w.daemon([...endpoints(w.dir), "VIRTIOFWD_DYNAMIC_SOCKETS=y"], {
+    env: { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_FILE: fault },
+  });
+  const failing = (stage: string) => Deno.writeTextFileSync(fault, `${stage}\n`);
+  const code = async (req: PcReq) => outcome(await portControl(w.dir, req));
+  const [addSrc, bondSrc, rmSrc, rmSockSrc] = [
+    "virtio_forwarder_add_vf2()",
+    "virtio_forwarder_bond_add()",
+    "virtio_forwarder_remove_vf2()",
+    "virtio_remove_sock_dev_pair()",
+  ];
+  const addVf = (id: number, dev: string) => code({ op: Op.ADD, virtioId: id, devargs: [dev] });
+  const rmVf = (id: number, dev: string) => code({ op: Op.REMOVE, virtioId: id, devargs: [dev] });
+  const addBond = (id: number) =>
+    code({ op: Op.ADD, virtioId: id, name: "net_bonding1", mode: 1, devargs: ["net_null5", "net_null6"] });
+  for (const [stage, want] of [["configure", 4], ["rxq", 5], ["txq", 6]] as const) {
+    failing(stage);
+    assertEq(await addVf(1, "net_null1"), `ERROR ${want} ${addSrc}`, `ADD_VF with ${stage} failing`);
+    await assertServing(w.dir, `ADD_VF with ${stage} failing`);
+    failing("");
+    assertEq(await addVf(1, "net_null1"), "OK", `the device is free again after ${stage} failed`);
+    assertEq(await rmVf(1, "net_null1"), "OK", `removed after ${stage}`);
+  }
+  failing("configure");
+  assertEq(await addBond(2), `ERROR 4 ${bondSrc}`, "ADD_BOND with configure failing");
+  failing("");
+  assertEq(await addBond(2), "OK", "the bond's name and members are free again");
+  assertEq(await code({ op: Op.REMOVE, virtioId: 2, name: "net_bonding1" }), "OK", "bond removed");
+
+  assertEq(await addVf(3, "net_null3"), "OK", "a VF to remove");
+  failing("unplug");
+  assertEq(await rmVf(3, "net_null3"), `ERROR 2 ${rmSrc}`, "REMOVE_VF with the unplug failing");
+  failing("");
+  await assertServing(w.dir, "REMOVE_VF with the unplug failing");
+  assertEq((await d.status()).find((r) => r.id === 3)?.vf?.pciAddrStr ?? "", "", "relay 3 lost its VF all the same");
+  await d.waitLog(
+    /relay 3: net_null3 was closed but could not be unplugged: it stays in use until the daemon restarts/,
+  );
+  assertEq(await addVf(3, "net_null3"), `ERROR 2 ${addSrc}`, "the device that stayed plugged cannot be added");
+  assertEq(await addVf(3, "net_null4"), "OK", "relay 3 takes another device");
+
+  const sock = `${w.sockDir}/s.sock`;
+  assertEq(await code({ op: Op.ADD_SOCK, vhostPath: sock, devargs: ["net_null7"] }), "OK", "a socket to remove");
+  failing("unregister");
+  assertEq(await code({ op: Op.REMOVE_SOCK, vhostPath: sock }), `ERROR 3 ${rmSockSrc}`, "REMOVE_SOCK failing");
+  failing("");
+  await assertServing(w.dir, "REMOVE_SOCK with the unregistration failing");
+  assertEq((await d.status()).some((r) => r.vhost?.vhostSocketName === sock), false, "the table let go of the socket");
+});
+
+Deno.test("port control: ADD_VF and ADD_BOND answer -1 when the hugepages for a relay's pool run out (a 96 MiB hugetlbfs mount); a freed relay's pool is reusable and the daemon serves throughout", async () => {
+  await using w = await World.create("poolcodes");
+  const huge = `${w.dir}/huge`;
+  Deno.mkdirSync(huge);
+  const mount = await new Deno.Command("mount", { args: ["-t", "hugetlbfs", "-o", "size=96M", "none", huge] })
+    .output();
+  assert(mount.success, `mount hugetlbfs: ${new TextDecoder().decode(mount.stderr)}`);
+  w.defer(() => new Deno.Command("umount", { args: [huge] }).output());
+  const d = await w.daemon([...endpoints(w.dir), `VIRTIOFWD_HUGETLBFS_MOUNT_POINT=${huge}`, "VIO4WD_EAL_MEMORY_MB=64"]);
+  const code = async (req: PcReq) => outcome(await portControl(w.dir, req));
+  const addVf = (id: number) => code({ op: Op.ADD, virtioId: id, devargs: [`net_null${id}`] });
+  let added = 0;
+  for (; added < 16; added++) {
+    const got = await addVf(added);
+    if (got !== "OK") {
+      assertEq(got, "ERROR -1 virtio_forwarder_add_vf2()", `ADD_VF ${added} when the pool does not fit`);
+      break;
+    }
+  }
+  assert(added > 0 && added < 16, `some relays fit and then the hugepages ran out (${added} fitted)`);
+  await assertServing(w.dir, "ADD_VF -1");
+  const bond = { op: Op.ADD, virtioId: 40, name: "net_bonding1", mode: 1, devargs: ["net_null40", "net_null41"] };
+  assertEq(await code(bond), "ERROR -1 virtio_forwarder_bond_add()", "ADD_BOND with no room for its pool");
+  await assertServing(w.dir, "ADD_BOND -1");
+  assertEq(await code({ op: Op.REMOVE, virtioId: 0, devargs: ["net_null0"] }), "OK", "one relay freed");
+  assertEq(await addVf(added), "OK", "its pool's memory takes the next relay");
+  assertEq((await d.status()).length, added, "relays with a device");
 });

@@ -1,12 +1,13 @@
 /**
  * Operations: Prometheus metrics checked by promtool, systemd units checked by systemd-analyze,
- * libvirt snippets checked by virt-xml-validate.
+ * libvirt snippets checked by virt-xml-validate; the README's first command, `vio4wd demo`.
  */
 
 import { freePort, runVio4wd, STEPS_SHIM, until } from "./rigs/daemon_process.ts";
 import { World } from "./rigs/world.ts";
 import { assert, assertEq } from "./rigs/assert.ts";
 import { virtioUser } from "./rigs/devices.ts";
+import { hugepageFilesUnder } from "./rigs/testpmd.ts";
 
 for (const steps of [false, true]) {
   const what = steps
@@ -237,4 +238,34 @@ Deno.test("the self-extracting dist/vio4wd runs --version, config check and stat
   if (!s.success) throw new Error(`stats: ${dec.decode(s.stderr)}`);
   const j = JSON.parse(dec.decode(s.stdout));
   if (j.status !== "OK" || j.relay[0].id !== 5) throw new Error(dec.decode(s.stdout));
+});
+
+Deno.test("vio4wd demo (the README's first command) relays real packets both ways through its own daemon, says PASS with balanced counts and no error, and leaves no hugepage file, DPDK run directory or temporary directory", async () => {
+  const left = () => {
+    const names = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name);
+    return [
+      ...hugepageFilesUnder("vio4wd-demo-"),
+      ...names("/var/run/dpdk").filter((n) => n.startsWith("vio4wd-demo-")),
+      ...names("/tmp").filter((n) => n.startsWith("vio4wd-demo-")),
+    ];
+  };
+  const before = left();
+  const r = await runVio4wd(["demo", "--seconds", "2", "--json"]);
+  assertEq(r.code, 0, `demo exit status: ${r.stdout}${r.stderr}`);
+  type Dir = { rx: number; tx: number; drops: number };
+  const out = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as {
+    result: string;
+    vf_to_vm: Dir;
+    vm_to_vf: Dir;
+    vm_standin: { rx: number; tx: number };
+  };
+  assertEq(out.result, "PASS", "result");
+  for (const [name, d] of [["VF->VM", out.vf_to_vm], ["VM->VF", out.vm_to_vf]] as const) {
+    assert(d.tx > 1000, `${name}: packets relayed (${d.tx})`);
+    assertEq(d.tx + d.drops, d.rx, `${name}: relayed + dropped = received`);
+  }
+  // what the VM stand-in sent is what the relay took from it
+  assertEq(out.vm_to_vf.rx, out.vm_standin.tx, "VM->VF: taken = sent by the VM");
+  assert(!/ (err|crit|alert|emerg|warning): /.test(r.stderr), `no error or warning: ${r.stderr}`);
+  assertEq(left().filter((n) => !before.includes(n)).join(" "), "", "left behind");
 });

@@ -49,6 +49,9 @@ export async function runDemo(a: { seconds: number; json?: boolean }): Promise<n
   const dir = await Deno.makeTempDir({ prefix: "vio4wd-demo-" });
   const tag = `vio4wd-demo-${Deno.pid}`;
   const vfSock = `${dir}/vf.sock`;
+  // the socket directory is handed to the sockets' owner (QEMU's account): the demo's state and
+  // PID file stay beside it, in the root-owned directory
+  const sockDir = `${dir}/sock`;
   const say = (s: string) => {
     if (!a.json) console.log(s);
   };
@@ -56,7 +59,7 @@ export async function runDemo(a: { seconds: number; json?: boolean }): Promise<n
     "VIRTIOFWD_CPU_MASK=1",
     "VIRTIOFWD_MASTER_LCORE=0",
     "VIRTIOFWD_LOG_LEVEL=4",
-    `VIRTIOFWD_SOCKET_DIR=${dir}`,
+    `VIRTIOFWD_SOCKET_DIR=${sockDir}`,
     `VIRTIOFWD_PID_DIR=${dir}`,
     "VIRTIOFWD_DYNAMIC_SOCKETS=y",
     // the demo's own state and priority: its stand-ins share the worker's CPU
@@ -67,16 +70,17 @@ export async function runDemo(a: { seconds: number; json?: boolean }): Promise<n
     "VIO4WD_EAL_MEMORY_MB=256",
   ].join("\n");
   const loaded = loadConfig(configText, "(demo)");
-  say(`vio4wd demo: relay 0 = VF net_memif0 (server, ${vfSock}) <-> vhost-user ${socketPath(dir, "vm%u.sock", 0)}`);
+  const vmSock = socketPath(sockDir, "vm%u.sock", 0);
+  say(`vio4wd demo: relay 0 = VF net_memif0 (server, ${vfSock}) <-> vhost-user ${vmSock}`);
   const daemon = startDaemon(loaded, new Logger(4));
   let pmd: TestPmd | null = null;
   let status = 1;
   try {
-    daemon.table.addSocket(0, socketPath(dir, "vm%u.sock", 0));
+    daemon.table.addSocket(0, vmSock);
     say("starting the VM stand-in (dpdk-testpmd, virtio_user) and the VF peer (memif client)...");
     pmd = await TestPmd.start({
       prefix: `${tag}-vm`,
-      vdevs: [`net_virtio_user0,path=${dir}/vm0.sock,queues=1`, `net_memif1,role=client,socket=${vfSock}`],
+      vdevs: [`net_virtio_user0,path=${vmSock},queues=1`, `net_memif1,role=client,socket=${vfSock}`],
     });
     await pmd.waitLinksUp();
     await pmd.send("set fwd io");

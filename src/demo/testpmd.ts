@@ -43,6 +43,7 @@ export class TestPmd {
   #out = "";
   #err = "";
   #closed: Promise<void>;
+  #exited = false;
   #enc = new TextEncoder();
 
   private constructor(child: Deno.ChildProcess, readonly options: TestPmdOptions) {
@@ -56,6 +57,12 @@ export class TestPmd {
       pump(child.stdout, (t) => this.#out += t),
       pump(child.stderr, (t) => this.#err += t),
     ]).then(() => {});
+    child.status.then(() => this.#exited = true);
+  }
+
+  /** Whether the testpmd process has ended (asked to, or on its own). */
+  get exited(): boolean {
+    return this.#exited;
   }
 
   /** PID of the testpmd process. */

@@ -312,9 +312,12 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
   removeSocket(id: number): void {
     const r = this.#relay(id);
     if (r.socket === null) throw new RelayError(ENOENT, `relay ${id} has no socket`);
-    this.#dp.unregisterSocket(id);
-    r.socket = null;
-    this.#syncVm(r, false, 0);
+    try {
+      this.#dp.unregisterSocket(id);
+    } finally { // the data plane lets go of the socket even when its unregistration fails: so does the table
+      r.socket = null;
+      this.#syncVm(r, false, 0);
+    }
   }
 
   /** Attaches a VF (PCI address or devargs) to a relay; on failure nothing is left behind. */
@@ -371,11 +374,14 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
   removeVf(id: number): void {
     const r = this.#relay(id);
     if (r.vf === null) throw new RelayError(ENOENT, `relay ${id} has no VF`);
-    this.#dp.detachVf(id);
-    this.#log.info(`relay ${id}: ${r.bond ? "bond" : "VF"} ${r.vf} removed`);
-    r.vf = null;
-    r.bond = null;
-    this.#unplace(r, VF_TO_VM);
+    try {
+      this.#dp.detachVf(id);
+    } finally { // the data plane detaches it even when unplugging the device fails: so does the table
+      this.#log.info(`relay ${id}: ${r.bond ? "bond" : "VF"} ${r.vf} removed`);
+      r.vf = null;
+      r.bond = null;
+      this.#unplace(r, VF_TO_VM);
+    }
   }
 
   /**
