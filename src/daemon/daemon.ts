@@ -326,8 +326,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       if (attempt(log, `relay ${id}`, () => table.addSocket(id))) failed++;
     }
     if (failed === n) {
-      dp.shutdown();
-      Deno.removeSync(pidFile);
+      releaseStarted(dp, c, pidFile);
       throw new StartupError(`no vhost-user socket could be created in ${c.socketDir} (see the errors above)`);
     }
   }
@@ -349,8 +348,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       sharedSocketDir(c.socketDir, accounts),
     );
   } catch (e) {
-    dp.shutdown();
-    Deno.removeSync(pidFile);
+    releaseStarted(dp, c, pidFile);
     throw new StartupError(
       `${errorText(e)} (does the endpoint's directory exist and is it writable?)`,
     );
@@ -430,15 +428,26 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
         log.error(`shutdown: ${(e as Error).message}`);
         status = 1;
       }
-      for (const path of [`/var/run/dpdk/${c.ealFilePrefix}`, pidFile]) {
-        try {
-          Deno.removeSync(path, { recursive: true });
-        } catch { /* already gone */ }
-      }
+      removeRunFiles(c, pidFile);
       log.notice("Stopping virtio-forwarder: stopped");
       return status;
     },
   };
+}
+
+/** Removes what a started daemon keeps while it runs: DPDK's run directory (its prefix's) and the PID file. */
+function removeRunFiles(c: Config, pidFile: string): void {
+  for (const path of [`/var/run/dpdk/${c.ealFilePrefix}`, pidFile]) {
+    try {
+      Deno.removeSync(path, { recursive: true });
+    } catch { /* already gone */ }
+  }
+}
+
+/** Undoes a start that failed after DPDK was initialised: DPDK shut down, its run files removed. */
+function releaseStarted(dp: Dataplane, c: Config, pidFile: string): void {
+  dp.shutdown();
+  removeRunFiles(c, pidFile);
 }
 
 /**

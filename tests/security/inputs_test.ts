@@ -20,6 +20,7 @@ import { World } from "../rigs/world.ts";
 import { ADD_VF } from "../../src/control/port_codes.ts";
 import { Canary } from "../rigs/canary.ts";
 import { PID_FILE } from "../../src/daemon/daemon.ts";
+import { hugepageFiles } from "../rigs/testpmd.ts";
 import { fakeSysfs } from "../rigs/sysfs.ts";
 import { OvsDb } from "../rigs/ovs.ts";
 import { tgkill, threadsNamed } from "../rigs/signals.ts";
@@ -548,10 +549,11 @@ Deno.test("security: a socket, PID or ZeroMQ directory another user owns or can 
   ];
   for (const [what, lines, want] of cases) {
     const file = `${w.dir}/${what.replaceAll(" ", "-")}.conf`;
+    const prefix = w.nextTag("d");
     const base = [
       `VIRTIOFWD_SOCKET_DIR=${mine}/sock`,
       `VIRTIOFWD_PID_DIR=${mine}`,
-      `VIO4WD_EAL_FILE_PREFIX=${w.nextTag("d")}`,
+      `VIO4WD_EAL_FILE_PREFIX=${prefix}`,
     ];
     Deno.writeTextFileSync(
       file,
@@ -563,6 +565,12 @@ Deno.test("security: a socket, PID or ZeroMQ directory another user owns or can 
     for (const dir of [theirs, open]) {
       assertEq([...Deno.readDirSync(dir)].length, 0, `${what}: nothing written in ${dir}`);
     }
+    // refused before or after DPDK started: nothing of the run is left
+    const left = hugepageFiles(prefix);
+    for (const p of [`/var/run/dpdk/${prefix}`, `${mine}/${PID_FILE}`]) {
+      if (await Deno.lstat(p).then(() => true, () => false)) left.push(p);
+    }
+    assertEq(left.join(" "), "", `${what}: left behind`);
   }
   canary.check("the untrusted directories");
   refused("untrusted-dirs", "socket, PID and ZeroMQ directories owned by uid 65534 or world-writable without +t");
