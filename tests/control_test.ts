@@ -24,7 +24,7 @@ import {
   StatsResponseSchema,
 } from "../src/control/gen/virtioforwarder_pb.ts";
 import { ZMQ_REQ, ZmqContext } from "../ffi/zmq.ts";
-import { FAULTS_SHIM, freePort, num, runVio4wd, until } from "./rigs/daemon_process.ts";
+import { FAULTS_SHIM, num, runVio4wd, until } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { fakeSysfs } from "./rigs/sysfs.ts";
@@ -560,10 +560,10 @@ Deno.test("bonds: a net_bonding device over two members relays both ways; errors
 
 Deno.test("bonds: attaching and detaching a bond 20 times leaves DPDK's heap where one cycle left it (the bond closed, not only freed)", async () => {
   await using w = await World.create("bondleak");
-  const port = freePort();
-  const d = await w.daemon([...endpoints(w.dir), `VIO4WD_METRICS_LISTEN=127.0.0.1:${port}`]);
+  const d = await w.daemon([...endpoints(w.dir), "VIO4WD_METRICS_LISTEN=127.0.0.1:0"]);
+  const url = await d.metricsUrl();
   const heap = async () => {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const text = await (await fetch(url)).text();
     return Number(/^vio4wd_dpdk_heap_bytes (\d+)$/m.exec(text)?.[1]);
   };
   await until("metrics served", () => heap().then((n) => n > 0, () => false));

@@ -3,7 +3,7 @@
  * libvirt snippets checked by virt-xml-validate; the README's first command, `vio4wd demo`.
  */
 
-import { freePort, runVio4wd, STEPS_SHIM, until } from "./rigs/daemon_process.ts";
+import { runVio4wd, STEPS_SHIM, until } from "./rigs/daemon_process.ts";
 import { World } from "./rigs/world.ts";
 import { assert, assertEq } from "./rigs/assert.ts";
 import { virtioUser } from "./rigs/devices.ts";
@@ -14,14 +14,13 @@ for (const steps of [false, true]) {
     ? "; on the STEPS=1 shim it also has the workers' busy cycles by step"
     : ", and no step split on the usual shim";
   Deno.test(`metrics: /metrics serves every relay's counters by direction and reason, and promtool accepts it${what}`, async () => {
-    const port = freePort();
     await using w = await World.create("metrics");
     const d = await w.daemon([
-      `VIO4WD_METRICS_LISTEN=127.0.0.1:${port}`,
+      "VIO4WD_METRICS_LISTEN=127.0.0.1:0",
       "VIRTIOFWD_STATIC_VFS=net_null0=0",
     ], steps ? { env: { VIO4WD_SHIM: STEPS_SHIM } } : {});
-    await d.waitLog(/metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/);
-    const idle = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const url = await d.metricsUrl();
+    const idle = await (await fetch(url)).text();
     // no VM yet: the VF is stopped (as the original), nothing is received or dropped
     for (
       const want of [
@@ -38,7 +37,7 @@ for (const steps of [false, true]) {
     await vm.send("start");
     await d.waitLog(/relay 0: VM connected/);
     await new Promise((r) => setTimeout(r, 300));
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const text = await (await fetch(url)).text();
     for (
       const want of [
         /^vio4wd_relay_rx_packets_total\{relay="0",direction="vf_to_vm"\} [1-9]\d*$/m, // net_null receives at once
@@ -108,7 +107,7 @@ for (const steps of [false, true]) {
     // the VM gone, its VF stops and the counters hold still: what came in was sent on or dropped
     await vm.close();
     await until("the relay's VM gone", async () => !(await d.status()).some((r) => r.id === 0 && r.vmToVf.active));
-    const frozen = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const frozen = await (await fetch(url)).text();
     for (const dir of ["vf_to_vm", "vm_to_vf"]) {
       const n = (name: string) =>
         valueIn(frozen, `vio4wd_relay_${name}${at(dir)}${name.startsWith("dropped") ? "" : "\\}"}`);
@@ -117,7 +116,7 @@ for (const steps of [false, true]) {
         .reduce((a, b) => a + b);
       assertEq(n("tx_packets_total") + dropped, n("rx_packets_total"), `${dir}: sent + dropped = received`);
     }
-    const notFound = await fetch(`http://127.0.0.1:${port}/other`);
+    const notFound = await fetch(url.replace(/\/metrics$/, "/other"));
     await notFound.body?.cancel();
     if (notFound.status !== 404) throw new Error(`/other: ${notFound.status}`);
   });

@@ -427,7 +427,8 @@ export const VARIABLES = [
   v({
     name: "VIO4WD_METRICS_LISTEN",
     key: "metricsListen",
-    description: "HOST:PORT serving Prometheus metrics at /metrics (e.g. 127.0.0.1:9464); blank turns it off.",
+    description:
+      "HOST:PORT serving Prometheus metrics at /metrics (e.g. 127.0.0.1:9464; port 0 takes a free one, which the log line 'metrics: http://HOST:PORT/metrics' gives); blank turns it off.",
     default: "",
     option: { long: "--metrics-listen", kind: "value", metavar: "HOST:PORT" },
     parse: parseListen,

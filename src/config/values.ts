@@ -259,10 +259,10 @@ export function formatLcoreMap(map: ReadonlyMap<number, number>): string {
   return [...map].map(([l, c]) => `${l}@${c}`).join(",");
 }
 
-/** `HOST:PORT` to listen on (`127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`). */
+/** `HOST:PORT` to listen on (`127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`; port 0: any free one). */
 export function parseListen(raw: string): string {
   const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(raw);
-  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+  if (!m || Number(m[2]) > 65535) {
     throw new ValueError("HOST:PORT, e.g. 127.0.0.1:9464", `'${raw}' is not HOST:PORT`);
   }
   return raw;

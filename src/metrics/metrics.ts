@@ -161,7 +161,7 @@ export function serveMetrics(
   return Deno.serve({
     hostname: m[1].replace(/^\[|\]$/g, ""),
     port: Number(m[2]),
-    onListen: ({ hostname, port }) => log.info(`metrics: http://${hostname}:${port}/metrics`),
+    onListen: ({ hostname, port }) => log.notice(`metrics: http://${hostname}:${port}/metrics`),
   }, (req) => {
     if (new URL(req.url).pathname !== "/metrics") return new Response("see /metrics\n", { status: 404 });
     const r = renderMetrics(relays, build, prev, gauges);

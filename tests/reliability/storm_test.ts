@@ -16,7 +16,7 @@ import {
 } from "../../src/control/gen/virtioforwarder_pb.ts";
 import { ZmqContext } from "../../ffi/zmq.ts";
 import { hugepageFiles } from "../rigs/testpmd.ts";
-import { freePort, num, type RelayState, runVio4wd } from "../rigs/daemon_process.ts";
+import { num, type RelayState, runVio4wd } from "../rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
 import { Rng, SEED, sized, summary } from "./common.ts";
@@ -104,14 +104,13 @@ const WIRE_PREFIX = "wire-";
 Deno.test(`port storm: ${OPS} random add/remove/add_sock/remove_sock ops under traffic, table = stats, no leaks`, async () => {
   await using w = await World.create("storm");
   const dir = w.dir;
-  const port = freePort();
-  const metrics = `http://127.0.0.1:${port}/metrics`;
   const d = await w.daemon([
     "VIRTIOFWD_DYNAMIC_SOCKETS=y",
     `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=ipc://${dir}/zmq/port_control`,
     `VIRTIOFWD_ZMQ_STATS_EP=ipc://${dir}/zmq/stats`,
-    `VIO4WD_METRICS_LISTEN=127.0.0.1:${port}`,
+    "VIO4WD_METRICS_LISTEN=127.0.0.1:0",
   ]);
+  const metrics = await d.metricsUrl();
   const ctx = new ZmqContext();
   w.defer(() => ctx.close());
   const pc = new Requester(ctx, `ipc://${dir}/zmq/port_control`, 10_000);

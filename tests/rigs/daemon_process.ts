@@ -166,6 +166,14 @@ export class DaemonProcess {
   }
 
   /** Waits until the log matches `re`. */
+  /**
+   * The metrics URL of a daemon started with VIO4WD_METRICS_LISTEN=127.0.0.1:0: the port it bound,
+   * as its log line says (the operator's way to learn it).
+   */
+  async metricsUrl(): Promise<string> {
+    return (await this.waitLog(/metrics: (http:\/\/\S+\/metrics)/))[1];
+  }
+
   async waitLog(re: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
     const end = Date.now() + timeoutMs;
     for (;;) {
@@ -302,8 +310,8 @@ export async function runVio4wd(args: string[]): Promise<{ code: number; stdout:
 }
 
 /**
- * A TCP port on loopback that was free a moment ago (for endpoints the daemon binds by port; the
- * daemon's metrics take no port 0).
+ * A TCP port on loopback that was free a moment ago (for ZeroMQ tcp endpoints, which take no port
+ * 0; metrics listen on port 0, see {@link DaemonProcess.metricsUrl}).
  */
 export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -161,7 +161,7 @@ Deno.test("security: a port-control endpoint on a network address is not opened 
   const stats = `tcp://127.0.0.1:${freePort()}`;
   // 192.0.2.1 (TEST-NET-1) is never this machine's: the daemon must refuse before binding it
   const d = await w.daemon([
-    `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=tcp://192.0.2.1:${freePort()}`,
+    "VIRTIOFWD_ZMQ_PORT_CONTROL_EP=tcp://192.0.2.1:5555", // refused before any bind: the port does not matter
     `VIRTIOFWD_ZMQ_STATS_EP=${stats}`,
   ]);
   await d.waitLog(/zmq_port_control: tcp:\/\/192\.0\.2\.1:\d+ not opened: .*VIO4WD_ZMQ_ALLOW_REMOTE=y/);
@@ -307,8 +307,9 @@ Deno.test("security: no client can starve another of stats: a ZeroMQ group membe
 
 Deno.test("security: the metrics endpoint serves a scrape while 500 connections hold half a request each (slowloris), and shows no stats request waiting", async () => {
   await using w = await World.create("metricsslow");
-  const port = freePort();
-  const d = await w.daemon([`VIO4WD_METRICS_LISTEN=127.0.0.1:${port}`, "VIRTIOFWD_STATIC_VFS=net_null0=0"]);
+  const d = await w.daemon(["VIO4WD_METRICS_LISTEN=127.0.0.1:0", "VIRTIOFWD_STATIC_VFS=net_null0=0"]);
+  const url = await d.metricsUrl();
+  const port = Number(new URL(url).port);
   await until(
     "metrics served",
     () => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()).then(() => true, () => false),
