@@ -540,10 +540,14 @@ Deno.test("bonds: a net_bonding device over two members relays both ways; errors
   await d.waitLog(/relay 0: VM connected/);
   await pmd.send("set fwd rxonly");
   await pmd.send("start tx_first 2"); // 64 packets VM->VF
-  await new Promise((r) => setTimeout(r, 500));
+  const relay0 = async () => (await d.status()).find((r) => r.id === 0)!;
+  await until("64 packets VM->VF and some VF->VM", async () => {
+    const r = await relay0();
+    return num(r.vmToVf.pktsTxToVf) >= 64 && num(r.vfToVm.pktsTxToVm) > 0;
+  });
   const ports = await pmd.stop();
   if (ports[0].rxPackets === 0) throw new Error("no VF->VM packets from the bond reached the VM");
-  const r0 = (await d.status()).find((r) => r.id === 0)!;
+  const r0 = await relay0();
   assertEq(num(r0.vmToVf.pktsTxToVf), 64, "VM->VF packets sent into the bond");
   await pmd.close();
   assertEq(

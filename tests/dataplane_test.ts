@@ -10,6 +10,7 @@ import {
   num,
   type RelayState,
   runVio4wd,
+  settled,
   show,
   STEPS_SHIM,
   until,
@@ -173,7 +174,7 @@ Deno.test("a VM that stops reading: its relay holds one burst for it and drops n
   await until("both VMs connected", async () => (await d.status()).filter((r) => r.vmToVf.active).length === 2);
   await stalled.send("stop"); // its RX ring fills and stays full
   const byId = async () => new Map((await d.status()).map((r) => [r.id, r]));
-  await new Promise((r) => setTimeout(r, 500));
+  await settled("the stopped VM's ring full", async () => (await byId()).get(0)!.vfToVm.pktsTxToVm);
   const a = await byId();
   await new Promise((r) => setTimeout(r, 1000));
   const b = await byId();
@@ -454,9 +455,9 @@ Deno.test("multiqueue: 4 queue pairs, VF->VM flows spread over every virtio RX q
   await vf.stop();
   await vf.send("set fwd txonly");
   await vf.send("start");
-  await new Promise((r) => setTimeout(r, 1000));
+  await until("VF->VM traffic", async () => num(relay0(await d.status())?.vfToVm.pktsTxToVm) > 10_000);
   await vf.stop();
-  await new Promise((r) => setTimeout(r, 300));
+  await settled("VF->VM counters once the VF stopped", async () => relay0(await d.status())?.vfToVm);
   const { queues } = await vm.stopWithQueues();
   const r = relay0(await d.status())!;
   const q = queues[0] ?? [];
@@ -575,7 +576,7 @@ Deno.test("CPU migration under traffic: a relay moves between worker lcores 200 
     );
   }
   await pmd.stop();
-  await new Promise((r) => setTimeout(r, 300));
+  await settled("relays 0 and 1 once the generator stopped", async () => (await d.status()).filter((x) => x.id <= 1));
   for (const r of (await d.status()).filter((x) => x.id <= 1)) {
     const up = r.vfToVm, down = r.vmToVf;
     assertEq(num(up.pktsDroppedVmQueueFull) + num(up.pktsDroppedVmNotConnected), 0, `relay ${r.id} VF->VM drops`);

@@ -320,6 +320,29 @@ export function freePort(): number {
   return port;
 }
 
+/**
+ * Polls `read` until what it returns has stayed the same for `quietMs` (counters that stopped
+ * moving once their source stopped), and returns that; throws after `timeoutMs`.
+ */
+export async function settled<T>(
+  what: string,
+  read: () => Promise<T>,
+  quietMs = 300,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last = JSON.stringify(await read(), (_, v) => typeof v === "bigint" ? String(v) : v);
+  let since = Date.now();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 50));
+    const value = await read();
+    const now = JSON.stringify(value, (_, v) => typeof v === "bigint" ? String(v) : v);
+    if (now !== last) [last, since] = [now, Date.now()];
+    else if (Date.now() - since >= quietMs) return value;
+    if (Date.now() > end) throw new Error(`${what}: still changing after ${timeoutMs} ms (last ${now})`);
+  }
+}
+
 /** Polls `f` until it returns true. */
 export async function until(what: string, f: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
