@@ -223,6 +223,10 @@ const struct work_list *lists_current(unsigned slot);
 /* For worker `slot` at the start of a pass: the list to poll, recorded as in use (lists_publish()
  * waits for that before it reuses the list it replaced). */
 struct work_list *lists_enter(unsigned slot);
+#ifdef VIO4WD_FAULTS
+/* Fault build: has worker `slot` stall mid-pass (VIO4WD_FAULT_STALL_WORKER_MS), once; returns once it does. */
+void fault_stall_worker(unsigned slot);
+#endif
 /* Rebuilds every worker's list from the relays and publishes it; returns once every worker whose
  * list changed has started a pass over its new list (so nothing removed is still polled), however
  * long that takes. Requires the lock of the relay whose data-path fields changed. */

@@ -178,6 +178,10 @@ void lists_publish(void)
 		}
 		if (same_list(spare, cur))
 			continue;
+#ifdef VIO4WD_FAULTS
+		if (spare->n < cur->n)
+			fault_stall_worker(s); /* something is removed from under a worker that stalls */
+#endif
 		/* keep the worker's queue position where the item is the same one */
 		for (uint32_t i = 0; i < spare->n && i < cur->n; i++)
 			if (spare->items[i].stats == cur->items[i].stats)

@@ -510,27 +510,32 @@ void worker_quit(bool quit)
 }
 
 /*
- * In the tests' fault build: VIO4WD_FAULT_STALL_WORKER_MS makes a worker stop that long, once, for
- * the first list published to it that is shorter than the one before (something was removed), as
- * soon as it sees it: in the middle of a pass over the old one (still polling what the new one
- * dropped) or at the start of its first pass over the new one, as a worker descheduled by a busy
- * process of higher priority would.
+ * In the tests' fault build: VIO4WD_FAULT_STALL_WORKER_MS makes a worker stop that long, once, in
+ * the middle of a pass over its list, just before lists_publish() swaps a shorter one in (something
+ * was removed): the worker is still polling what the new list drops, as a worker descheduled by a
+ * busy process of higher priority would be.
  */
 #ifdef VIO4WD_FAULTS
-static const struct work_list *g_seen[VIO4WD_MAX_WORKERS];
+static int g_stall_asked[VIO4WD_MAX_WORKERS]; /* 1: asked, 2: stalling */
+
+void fault_stall_worker(unsigned slot)
+{
+	static bool done;
+	const char *ms = getenv("VIO4WD_FAULT_STALL_WORKER_MS");
+	if (done || ms == NULL || *ms == '\0')
+		return;
+	done = true;
+	__atomic_store_n(&g_stall_asked[slot], 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 100000 && __atomic_load_n(&g_stall_asked[slot], __ATOMIC_ACQUIRE) != 2; i++)
+		usleep(10); /* until it stalls (a second at most) */
+}
 
 static void stall_if_asked(unsigned slot)
 {
-	const struct work_list *cur = lists_current(slot), *was = g_seen[slot];
-	if (cur == was)
+	if (__atomic_load_n(&g_stall_asked[slot], __ATOMIC_ACQUIRE) != 1)
 		return;
-	g_seen[slot] = cur;
-	static bool stalled;
-	const char *ms = getenv("VIO4WD_FAULT_STALL_WORKER_MS");
-	if (!stalled && was != NULL && cur->n < was->n && ms != NULL && *ms != '\0') {
-		stalled = true;
-		rte_delay_us_sleep((unsigned)atoi(ms) * 1000u);
-	}
+	__atomic_store_n(&g_stall_asked[slot], 2, __ATOMIC_RELEASE);
+	rte_delay_us_sleep((unsigned)atoi(getenv("VIO4WD_FAULT_STALL_WORKER_MS")) * 1000u);
 }
 #define STALL_IF_ASKED(slot) stall_if_asked(slot)
 #else

@@ -18,7 +18,7 @@ import {
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { descheduleCycle } from "./rigs/signals.ts";
-import { fakeSysfs, standInForVf } from "./rigs/sysfs.ts";
+import { fakeCpus, fakeSysfs, standInForVf } from "./rigs/sysfs.ts";
 import { assert, assertEq, assertJsonEq } from "./rigs/assert.ts";
 import { request } from "../src/control/client.ts";
 import {
@@ -354,8 +354,15 @@ Deno.test("bad VFs and relay ids are clear errors, leave nothing behind and do n
   const s = await d.status();
   assertEq(s.map((r) => r.id).join(","), "0", "only relay 0 has a VF");
   assertEq(relay0(s)!.vf?.pciAddrStr, memifPair(`${w.dir}/vf.sock`).vf, "relay 0 VF");
-  const empty = await runVio4wd(["config", "check", "/dev/null"]);
-  assertEq(empty.code, 0, "empty config is valid");
+  // an empty file is valid: on a host with CPUs 0-3 (the defaults' worker CPUs 1 and 2 online) it passes
+  const fourCpus = fakeCpus(`${w.dir}/sys4`, "0-3");
+  const empty = await runVio4wd(["config", "check", "/dev/null"], { VIO4WD_SYSFS_ROOT: fourCpus });
+  assertEq(empty.code, 0, `empty config is valid: ${empty.stderr}`);
+  const here = await runVio4wd(["config", "check", "/dev/null"]);
+  if (navigator.hardwareConcurrency < 3) {
+    assertEq(here.code, 1, "on this 2-CPU host the defaults would not start: CPU 2 is not there");
+    assert(/VIRTIOFWD_CPU_MASK=1,2: CPU 2 is not online on this host/.test(here.stderr), here.stderr);
+  }
   const conf = `${w.dir}/id.conf`;
   await Deno.writeTextFile(conf, `VIRTIOFWD_STATIC_VFS=net_null0=64\nVIO4WD_EAL_FILE_PREFIX=${w.nextTag("id")}\n`);
   const r = await runVio4wd(["daemon", "--config", conf]);

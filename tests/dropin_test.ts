@@ -11,6 +11,7 @@ import { runVio4wd } from "./rigs/daemon_process.ts";
 import { virtioUser } from "./rigs/devices.ts";
 import { assert, assertEq } from "./rigs/assert.ts";
 import { fakeSysfs } from "./rigs/sysfs.ts";
+import { fakeCpus } from "./rigs/sysfs.ts";
 
 const fixture = (name: string) => Deno.readTextFileSync(new URL(`./fixtures/${name}`, import.meta.url));
 
@@ -34,7 +35,8 @@ Deno.test("drop-in: the original's shipped file passes config check and starts t
   );
   const ep = (name: string) => `ipc://${w.dir}/run/virtio-forwarder/${name}`;
 
-  const check = await runVio4wd(["config", "check", file]);
+  // the file's workers (CPUs 1 and 2) exist on the hosts it was written for; this one has two CPUs
+  const check = await runVio4wd(["config", "check", file], { VIO4WD_SYSFS_ROOT: fakeCpus(`${w.dir}/sys`, "0-3") });
   assertEq(check.code, 0, `config check: ${check.stderr}`);
   assert(check.stderr.includes("VIRTIOFWD_IPC_PORT_CONTROL is ignored"), `IPC warning: ${check.stderr}`);
   const show = await runVio4wd(["config", "show", "--config", file]);
@@ -71,7 +73,8 @@ Deno.test("drop-in: the documented every-variable file passes config check and s
   await Deno.mkdir(`${w.dir}/run`);
   const file = `${w.dir}/virtioforwarder`;
   await Deno.writeTextFile(file, movePaths(fixture("documented.virtioforwarder"), w.dir));
-  const check = await runVio4wd(["config", "check", file]);
+  // the file's workers (CPUs 1 and 2) exist on the hosts it was written for; this one has two CPUs
+  const check = await runVio4wd(["config", "check", file], { VIO4WD_SYSFS_ROOT: fakeCpus(`${w.dir}/sys`, "0-3") });
   assertEq(check.code, 0, `config check: ${check.stderr}`);
   assertEq(check.stderr, "", "no warning");
   const d = await w.daemon([], {

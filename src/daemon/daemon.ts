@@ -10,7 +10,6 @@ import {
   type LoadedConfig,
   mbufDataSize,
   ORIGINAL_ENDPOINTS,
-  physicalCpus,
   portControlMode,
 } from "../config/config.ts";
 import { serveMetrics } from "../metrics/metrics.ts";
@@ -22,7 +21,7 @@ import { PortControl, portControlService } from "../control/port_control.ts";
 import { loadPairings, PAIRINGS_FILE, pairingsOf, savePairings } from "../relays/pairings.ts";
 import { ControlServer, type Service } from "../control/server.ts";
 import { StatsAnswerer, statsService } from "../control/stats.ts";
-import { accountId, endpointReach, formatLcoreMap, parseKernelCpuList } from "../config/values.ts";
+import { accountId, endpointReach, formatLcoreMap } from "../config/values.ts";
 import { qemuAccount, type SocketAccounts, socketAccounts } from "../config/accounts.ts";
 import {
   makeDirs,
@@ -34,7 +33,7 @@ import {
 } from "../host/trusted_dir.ts";
 import { sysfsRoot } from "../common/sysfs.ts";
 import { bindVfio, expandBindList, VFIO_DRIVER } from "../host/vfio_bind.ts";
-import { cpuNodes } from "../host/topology.ts";
+import { cpuNodes, offlineCpus } from "../host/topology.ts";
 import { errorText, Logger } from "../common/log.ts";
 import { readNoFollow, setThreadNice } from "../../ffi/libc.ts";
 import { notifyServiceManager } from "../host/systemd_notify.ts";
@@ -90,18 +89,9 @@ export class StartupError extends Error {
 }
 
 function checkCpusOnline(c: Config): void {
-  let online: Set<number>;
-  try {
-    online = new Set(parseKernelCpuList(Deno.readTextFileSync("/sys/devices/system/cpu/online")));
-  } catch {
-    return;
-  }
-  const missing = physicalCpus(c).filter((x) => !online.has(x));
-  if (missing.length > 0) {
-    throw new StartupError(
-      `CPU ${missing.join(",")} is not online (online: ${[...online].join(",")}); ` +
-        `fix ${c.ealLcores ? "VIO4WD_EAL_LCORES" : "VIRTIOFWD_CPU_MASK / VIRTIOFWD_MASTER_LCORE"}`,
-    );
+  const off = offlineCpus(c, sysfsRoot());
+  if (off) {
+    throw new StartupError(`CPU ${off.missing.join(",")} is not online (online: ${off.online.join(",")}); ${off.fix}`);
   }
 }
 

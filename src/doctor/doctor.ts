@@ -5,7 +5,8 @@
  * @module
  */
 
-import { type Config, mbufDataSize, physicalCpus } from "../config/config.ts";
+import { type Config, mbufDataSize } from "../config/config.ts";
+import { offlineCpus } from "../host/topology.ts";
 import { isPciAddress, maxRelays, normalizePci, parseKernelCpuList, poolMbufs } from "../config/values.ts";
 import { qemuAccount, qemuCannotReach, socketAccounts } from "../config/accounts.ts";
 import { expandBindList, plannedBindings, VFIO_DRIVER } from "../host/vfio_bind.ts";
@@ -116,16 +117,13 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
   }
 
   // Worker CPUs online, main lcore apart, ideally isolated from the scheduler.
-  const online = new Set(parseKernelCpuList(read(`${h.sys}/devices/system/cpu/online`) ?? ""));
-  const offline = physicalCpus(c).filter((x) => !online.has(x));
-  if (offline.length) {
+  const off = offlineCpus(c, h.sys);
+  if (off) {
     add(
       "cpus",
       "fail",
-      `CPU ${offline.join(",")} not online (online: ${[...online].join(",")})`,
-      `set VIRTIOFWD_CPU_MASK to online CPUs other than the main lcore ${c.masterLcore} (e.g. ${
-        [...online].filter((x) => x !== c.masterLcore).join(",") || "none: this host has no CPU to spare"
-      }) in the configuration file`,
+      `CPU ${off.missing.join(",")} not online (online: ${off.online.join(",")})`,
+      `${off.fix} in the configuration file`,
     );
   } else add("cpus", "ok", `workers ${c.cpus.join(",")}, main lcore ${c.masterLcore}`);
   const isolated = new Set(parseKernelCpuList(read(`${h.sys}/devices/system/cpu/isolated`) ?? ""));

@@ -8,7 +8,9 @@
 
 import { dirname } from "node:path";
 import { coreSchedEndpoint, describeSource, type LoadedConfig, VARIABLES } from "../config/config.ts";
-import { endpointReach } from "../config/values.ts";
+import { endpointReach, formatCpuSet, formatLcoreMap } from "../config/values.ts";
+import { offlineCpus } from "../host/topology.ts";
+import { sysfsRoot } from "../common/sysfs.ts";
 import { qemuAccount, socketAccounts } from "../config/accounts.ts";
 import { sharedSocketDir, socketDirTrust, untrustedDir, untrustedDirectories } from "../host/trusted_dir.ts";
 
@@ -20,7 +22,7 @@ export interface Finding {
 }
 
 /** Everything the daemon would refuse or ignore at start with `l`, errors first. */
-export function startupFindings(l: LoadedConfig, etc = "/etc"): Finding[] {
+export function startupFindings(l: LoadedConfig, etc = "/etc", sys = sysfsRoot()): Finding[] {
   const c = l.config;
   const out: Finding[] = [];
   const byKey = new Map(VARIABLES.map((v) => [v.key as string, v.name]));
@@ -31,6 +33,14 @@ export function startupFindings(l: LoadedConfig, etc = "/etc"): Finding[] {
   const warning = (key: keyof typeof c, value: string, why: string) =>
     out.push({ level: "warning", text: at(key, value, why) });
 
+  const off = offlineCpus(c, sys);
+  if (off) {
+    error(
+      c.ealLcores ? "ealLcores" : "cpus",
+      c.ealLcores ? formatLcoreMap(c.ealLcores) : formatCpuSet(c.cpus),
+      `CPU ${off.missing.join(",")} is not online on this host (online: ${off.online.join(",")}): ${off.fix}`,
+    );
+  }
   const accounts = socketAccounts(c, etc);
   if (accounts.error) error(c.socketOwner ? "socketOwner" : "socketGroup", "", accounts.error);
   for (const u of untrustedDirectories(c, accounts)) {

@@ -303,8 +303,11 @@ export class DaemonProcess {
 export const TEST_CLIENT_DRIVERS = "net_null,net_memif,net_tap,net_virtio_user,net_vhost";
 
 /** Runs `./vio4wd args` to completion. */
-export async function runVio4wd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(LAUNCHER, { args, stdout: "piped", stderr: "piped" }).output();
+export async function runVio4wd(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(LAUNCHER, { args, env, stdout: "piped", stderr: "piped" }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }

@@ -29,6 +29,13 @@ export function fakeSysfs(root: string, vfs: number[]): void {
   Deno.mkdirSync(`${root}/class/net/lo`);
 }
 
+/** A fake sysfs tree (VIO4WD_SYSFS_ROOT) of a host whose CPUs `online` are online (kernel list, e.g. 0-3). */
+export function fakeCpus(root: string, online: string): string {
+  Deno.mkdirSync(`${root}/devices/system/cpu`, { recursive: true });
+  Deno.writeTextFileSync(`${root}/devices/system/cpu/online`, `${online}\n`);
+  return root;
+}
+
 /**
  * Makes DPDK device `devargs` stand in for fake VF `pci` (laid out by fakeSysfs): the daemon,
  * run with VIO4WD_SYSFS_ROOT=root, attaches `devargs` wherever a client names `pci`.
