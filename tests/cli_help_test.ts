@@ -46,6 +46,11 @@ Deno.test("config check says what the daemon would refuse at start: exit 0 with 
       r.stderr,
     );
     assertEq((await runVio4wd(["config", "check", "--strict", file])).code, 1, "--strict");
+    // --config FILE as every other command takes it
+    r = await runVio4wd(["config", "check", "--config", file]);
+    assertEq(`${r.code} ${r.stdout.trim()}`, `0 ${file}: OK (1 warning(s) above)`, "--config FILE");
+    r = await runVio4wd(["config", "check", "--config", file, "/dev/null"]);
+    assertEq(r.code, 2, `two different files: ${r.stderr}`);
     const theirs = `${dir}/theirs`;
     await Deno.mkdir(theirs);
     await Deno.chown(theirs, 65534, 65534);

@@ -460,6 +460,17 @@ Deno.test("port, stats and pin commands: output, --json and exit statuses", asyn
   );
   r = await runVio4wd(["port", "remove", "--virtio-id", "1", "--device", vfDev(dir, 1), "--json", ...pc]);
   assertEq(r.stdout.trim(), '{"status":"OK"}', "port remove --json");
+  // remove without a device detaches the one the relay holds, as the help says
+  r = await runVio4wd(["port", "add", "--virtio-id", "1", "--device", vfDev(dir, 2), ...pc]);
+  assertEq(r.code, 0, `port add: ${r.stderr}`);
+  r = await runVio4wd(["port", "remove", "--virtio-id", "1", ...pc, "--stats-ep", ep(dir, "stats")]);
+  assertEq(r.code, 0, `port remove --virtio-id 1 alone: ${r.stdout}${r.stderr}`);
+  r = await runVio4wd(["port", "remove", "--virtio-id", "1", ...pc, "--stats-ep", ep(dir, "stats")]);
+  assertEq(r.code, 1, "again: the relay has nothing");
+  assert(
+    r.stderr.includes("has no device") || r.stdout.includes("error_code: 4"),
+    `nothing to remove: ${r.stdout}${r.stderr}`,
+  );
 
   r = await runVio4wd(["stats", "--zmq-ep", ep(dir, "stats"), "--include-inactive", "--relay", "3", "--json"]);
   const j = JSON.parse(r.stdout);
@@ -491,6 +502,12 @@ Deno.test("port, stats and pin commands: output, --json and exit statuses", asyn
   ]);
   assertEq(r.code, 1, "pin to the main lcore is refused");
   if (!r.stdout.includes("Scheduler response: ERROR")) throw new Error(r.stdout);
+  // relay 1 has a VF but no VM: the daemon answers OK and moves nothing yet; pin says so (exit 1)
+  r = await runVio4wd([
+    ...["pin", "--zmq-ep", ep(dir, "core_sched"), "--stats-ep", ep(dir, "stats"), "--virtio-cpu=1:1,1"],
+  ]);
+  assertEq(r.code, 1, `pin of a relay without its VM: ${r.stdout}${r.stderr}`);
+  assert(r.stderr.includes("vio4wd pin: relay 1 not moved: its VM is not connected"), r.stderr);
   const none = await runVio4wd(["stats", "--zmq-ep", "ipc:///nonexistent/stats"]);
   assertEq(none.code, 2, "no daemon: exit status");
   if (

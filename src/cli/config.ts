@@ -23,6 +23,11 @@ export const configCommand = command(
       object({
         action: constant("config-check" as const),
         file: optional(argument(string({ metavar: "FILE" }), { description: message`File to check.` })),
+        config: optional(
+          option("--config", string({ metavar: "FILE" }), {
+            description: message`File to check (as FILE, the way the other commands take it).`,
+          }),
+        ),
         strict: optional(
           flag("--strict", { description: message`Warnings are errors too (exit 1): for CI pipelines.` }),
         ),
@@ -30,11 +35,12 @@ export const configCommand = command(
       {
         brief: message`Validate a configuration file.`,
         description:
-          message`Validate a configuration file (default /etc/default/virtioforwarder), and say what the daemon would refuse or ignore at start on this host: endpoints it will not open or that anyone local can use, directories that fail its trust check, accounts that do not exist. Exit 0 when valid (warnings: the daemon would start without what they name), 1 when the daemon would not start (or, with --strict, on any warning), 2 with FILE:LINE, the variable, the value and what is allowed when a value is invalid.`,
+          message`Validate a configuration file (default /etc/default/virtioforwarder), and say what the daemon would refuse or ignore at start on this host: endpoints it will not open or that anyone local can use, directories that fail its trust check, accounts that do not exist, CPUs that are not online. Exit 0 when valid (warnings: the daemon would start without what they name), 1 when the daemon would not start (or, with --strict, on any warning), 2 with FILE:LINE, the variable, the value and what is allowed when a value is invalid.`,
         footer: examples(
           "vio4wd config check",
           "vio4wd config check /tmp/new.virtioforwarder",
           "vio4wd config check --strict /tmp/new.virtioforwarder",
+          "vio4wd config check --config /tmp/new.virtioforwarder",
         ),
       },
     ),
@@ -106,14 +112,18 @@ export function showConfig(loaded: LoadedConfig, json: boolean): void {
 
 /** Runs `config check` or `config show`; returns the exit status. */
 export async function runConfig(
-  a: { action: "config-check"; file?: string; strict?: boolean } | {
+  a: { action: "config-check"; file?: string; config?: string; strict?: boolean } | {
     action: "config-show";
     config?: string;
     json?: boolean;
   },
 ): Promise<number> {
   if (a.action === "config-check") {
-    const loaded = await readConfig(a.file);
+    if (a.file !== undefined && a.config !== undefined && a.file !== a.config) {
+      console.error(`vio4wd config check: give the file once: as FILE (${a.file}) or --config (${a.config})`);
+      return 2;
+    }
+    const loaded = await readConfig(a.file ?? a.config);
     for (const w of loaded.warnings) console.error(`warning: ${w}`);
     const findings = startupFindings(loaded);
     for (const f of findings) console.error(`${f.level}: ${f.text}`);

@@ -130,6 +130,26 @@ export async function runPin(a: PinArgs): Promise<number> {
     }
   }
   const relays = await current();
+  if (status === 0) {
+    // the daemon answers OK for a relay it cannot move yet (no VM): say so, and what it has now
+    for (const [, m] of moves) {
+      const r = relays.find((x) => x.id === m!.relay);
+      if (!r) {
+        console.error(
+          `vio4wd pin: relay ${m!.relay} not moved: its VM is not connected (a relay's directions move only while ` +
+            "its VM is there; pin it in VIRTIOFWD_CPU_PINS to place it when it comes)",
+        );
+        status = 1;
+      } else if (cpuOf(r, "vmToVf") !== m!.vmToVf || cpuOf(r, "vfToVm") !== m!.vfToVm) {
+        console.error(
+          `vio4wd pin: relay ${m!.relay} is on ${cpuOf(r, "vmToVf")},${cpuOf(r, "vfToVm")}, not ${m!.vmToVf},${
+            m!.vfToVm
+          } as asked (see the daemon's log)`,
+        );
+        status = 1;
+      }
+    }
+  }
   if (a.json) {
     console.log(JSON.stringify({
       workers,

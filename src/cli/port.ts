@@ -14,6 +14,7 @@ import { command, constant, flag, option } from "@optique/core/primitives";
 import { integer, string } from "@optique/core/valueparser";
 import { request, resolveEndpoint } from "../control/client.ts";
 import { meaningOf } from "../control/port_codes.ts";
+import { isPciAddress } from "../config/values.ts";
 import {
   PortControlRequest_Op as Op,
   PortControlRequestSchema,
@@ -34,7 +35,7 @@ type OpName = keyof typeof OPS;
 
 const BRIEF: Record<OpName, string> = {
   add: "Attach a VF (or a bond of several) to relay --virtio-id.",
-  remove: "Detach the VF (or bond) of relay --virtio-id.",
+  remove: "Detach the VF (or bond) of relay --virtio-id (the one it holds when no device is given).",
   "add-sock": "Register --vhost-path with a VF on the first free relay (dynamic sockets).",
   "remove-sock": "Unregister a socket and its VF (by --vhost-path or device).",
   "query-pci": "Print the device paired with --vhost-path.",
@@ -45,7 +46,10 @@ const EXAMPLES: Record<OpName, string[]> = {
     "vio4wd port add --virtio-id 1 --pci-addr 0000:05:08.1",
     "vio4wd port add --virtio-id 2 --device net_tap0,iface=vf2",
   ],
-  remove: ["vio4wd port remove --virtio-id 1 --pci-addr 0000:05:08.1 --conditional"],
+  remove: [
+    "vio4wd port remove --virtio-id 1 --pci-addr 0000:05:08.1 --conditional",
+    "vio4wd port remove --virtio-id 1",
+  ],
   "add-sock": ["vio4wd port add-sock --vhost-path /tmp/vm7.sock --pci-addr 05:08.2"],
   "remove-sock": ["vio4wd port remove-sock --vhost-path /tmp/vm7.sock"],
   "query-pci": ["vio4wd port query-pci --vhost-path /tmp/virtio-forwarder1.sock"],
@@ -88,6 +92,12 @@ function opCommand<N extends OpName>(name: N) {
         option("--zmq-ep", "--zmq_ep", string({ metavar: "EP" }), {
           description:
             message`Port-control endpoint (default: the config's, else ipc:///var/run/virtio-forwarder/port_control).`,
+        }),
+      ),
+      statsEp: optional(
+        option("--stats-ep", string({ metavar: "EP" }), {
+          description:
+            message`Stats endpoint, where remove without a device learns the relay's (default: the config's).`,
         }),
       ),
       config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
@@ -156,6 +166,7 @@ export interface PortArgs {
   vhostPath?: string;
   conditional?: boolean;
   zmqEp?: string;
+  statsEp?: string;
   config?: string;
   timeout?: number;
   json?: boolean;
@@ -171,6 +182,24 @@ export function parsePciAddress(s: string): { domain: number; bus: number; slot:
     slot: parseInt(m[3], 16),
     function: Number(m[4]),
   };
+}
+
+/** The device relay `id` holds (PCI address, devargs or bond name) as stats reports it, or null. */
+async function heldDevice(
+  id: number,
+  statsEp: string | undefined,
+  config: string | undefined,
+  timeout: number | undefined,
+): Promise<string | null> {
+  const endpoint = await resolveEndpoint("stats", statsEp, config);
+  const res = await request(
+    endpoint,
+    StatsRequestSchema,
+    { includeInactive: true, delay: 0 },
+    StatsResponseSchema,
+    timeout,
+  );
+  return res.relay.find((r) => r.id === id)?.vf?.pciAddrStr || null;
 }
 
 /** Parsed `port list` arguments. */
@@ -242,11 +271,19 @@ export async function runPort(a: PortArgs): Promise<number> {
     console.error(`vio4wd port: ${(e as Error).message}`);
     return 2;
   }
+  let args: PortArgs = a;
+  if (a.op === "remove" && pciAddrs.length === 0 && a.device.length === 0 && a.name === undefined) {
+    // "detach the relay's VF": the request names a device, so name the one the relay holds
+    const held = await heldDevice(a.virtioId!, a.statsEp, a.config, a.timeout);
+    if (held !== null && isPciAddress(held)) pciAddrs = [parsePciAddress(held)];
+    else if (held !== null && held.startsWith("net_bonding")) args = { ...a, name: held };
+    else if (held !== null) args = { ...a, device: [held] };
+  }
   const endpoint = await resolveEndpoint("portControl", a.zmqEp, a.config);
   const res = await request(
     endpoint,
     PortControlRequestSchema,
-    portControlRequest(OPS[a.op], pciAddrs, a),
+    portControlRequest(OPS[a.op], pciAddrs, args),
     PortControlResponseSchema,
     a.timeout,
   );

@@ -42,7 +42,12 @@ export function startupFindings(l: LoadedConfig, etc = "/etc", sys = sysfsRoot()
     );
   }
   const accounts = socketAccounts(c, etc);
-  if (accounts.error) error(c.socketOwner ? "socketOwner" : "socketGroup", "", accounts.error);
+  if (accounts.error) { // it names the variable and the value itself
+    out.push({
+      level: "error",
+      text: `${describeSource(l.sources[c.socketOwner ? "socketOwner" : "socketGroup"])}: ${accounts.error}`,
+    });
+  }
   for (const u of untrustedDirectories(c, accounts)) {
     error(u.variable === "VIRTIOFWD_SOCKET_DIR" ? "socketDir" : "pidDir", u.dir, `the daemon will not start: ${u.why}`);
   }
