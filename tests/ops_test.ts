@@ -8,6 +8,7 @@ import { World } from "./rigs/world.ts";
 import { assert, assertEq } from "./rigs/assert.ts";
 import { virtioUser } from "./rigs/devices.ts";
 import { hugepageFilesUnder } from "./rigs/testpmd.ts";
+import { fakeCpus } from "./rigs/sysfs.ts";
 
 for (const steps of [false, true]) {
   const what = steps
@@ -143,7 +144,13 @@ Deno.test("install.sh --prefix stages a working vio4wd, and systemd-analyze veri
       "usr/lib/vio4wd/shim/build/libvio4wd_shim.so",
     ]
   ) await Deno.stat(`${root}/${f}`);
-  r = await run(`${root}/usr/bin/vio4wd`, ["config", "check", `${root}/etc/default/virtioforwarder`]);
+  // the shipped file's workers (CPUs 1 and 2) on a host that has them: this one has two CPUs
+  r = await new Deno.Command(`${root}/usr/bin/vio4wd`, {
+    args: ["config", "check", `${root}/etc/default/virtioforwarder`],
+    env: { VIO4WD_SYSFS_ROOT: fakeCpus(`${root}/sys`, "0-3") },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
   if (!r.success) throw new Error(`installed vio4wd config check: ${dec.decode(r.stderr)}`);
   // The units as installed, with paths pointing into the staging root so that verify can check them.
   await Deno.mkdir(`${root}/verify`);
@@ -214,9 +221,15 @@ Deno.test("the self-extracting dist/vio4wd runs --version, config check and stat
   await using w = await World.create("sfx");
   const home = `${w.dir}/home`;
   await Deno.mkdir(home);
+  // VIO4WD_SYSFS_ROOT: the shipped file's workers (CPUs 1 and 2) on a host that has them; this one has two CPUs
+  const fourCpus = fakeCpus(`${w.dir}/sys`, "0-3");
   const sfx = (args: string[]) =>
-    new Deno.Command(`${root}dist/vio4wd`, { args, env: { VIO4WD_HOME: home }, stdout: "piped", stderr: "piped" })
-      .output();
+    new Deno.Command(`${root}dist/vio4wd`, {
+      args,
+      env: { VIO4WD_HOME: home, VIO4WD_SYSFS_ROOT: fourCpus },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
   let r = await sfx(["--version"]);
   if (!r.success || !/^vio4wd \d/.test(dec.decode(r.stdout)) || !dec.decode(r.stdout).includes("DPDK 22.11")) {
     throw new Error(`--version: ${dec.decode(r.stdout)}${dec.decode(r.stderr)}`);

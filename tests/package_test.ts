@@ -11,6 +11,7 @@ import { World } from "./rigs/world.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { num, until } from "./rigs/daemon_process.ts";
 import { assert, assertEq } from "./rigs/assert.ts";
+import { fakeCpus } from "./rigs/sysfs.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const VERSION = /export const VERSION = "(.*)";/.exec(Deno.readTextFileSync(`${ROOT}src/daemon/daemon.ts`))![1];
@@ -73,7 +74,10 @@ Deno.test("package: deno task deb builds it lintian-clean; the payload has every
   await ok("dpkg-deb", ["-x", DEB, x]);
   const home = { HOME: w.dir, PATH: Deno.env.get("PATH")! };
   assert((await ok(`${x}/usr/bin/vio4wd`, ["--version"], { env: home })).startsWith(`vio4wd ${VERSION}\n`), "version");
-  await ok(`${x}/usr/bin/vio4wd`, ["config", "check", `${x}/etc/default/virtioforwarder`], { env: home });
+  // the shipped file's workers (CPUs 1 and 2) on a host that has them: this one has two CPUs
+  await ok(`${x}/usr/bin/vio4wd`, ["config", "check", `${x}/etc/default/virtioforwarder`], {
+    env: { ...home, VIO4WD_SYSFS_ROOT: fakeCpus(`${w.dir}/sys`, "0-3") },
+  });
   // the units as installed, pointing into the extracted tree so that verify finds the executable
   await Deno.mkdir(`${w.dir}/units`);
   for (const u of ["virtio-forwarder.service", "vio4wd_core_scheduler.service"]) {
