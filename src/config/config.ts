@@ -749,6 +749,14 @@ export function physicalCpus(c: Config): number[] {
   return [...new Set(c.ealLcores ? c.ealLcores.values() : [c.masterLcore, ...c.cpus])];
 }
 
+/** The PID file's name in VIRTIOFWD_PID_DIR (the original's). */
+export const PID_FILE = "virtio-forwarder.pid";
+
+/** Where the daemon of this configuration keeps its PID. */
+export function pidFilePath(c: Config): string {
+  return `${c.pidDir.replace(/\/+$/, "")}/${PID_FILE}`;
+}
+
 /** The core-sched endpoint in effect ("" when the scheduler is disabled). */
 export function coreSchedEndpoint(c: Config): string {
   return c.coreSchedEnable ? c.zmqCoreSchedEp : "";

@@ -10,6 +10,7 @@ import {
   type LoadedConfig,
   mbufDataSize,
   ORIGINAL_ENDPOINTS,
+  pidFilePath,
   portControlMode,
 } from "../config/config.ts";
 import { serveMetrics } from "../metrics/metrics.ts";
@@ -45,7 +46,6 @@ import { clientPorts, isSriovVf, untrustedPeerSocket } from "../relays/client_po
 /** vio4wd's version. */
 export const VERSION = "0.1.0";
 /** Name of the PID file in the PID directory, as the original. */
-export const PID_FILE = "virtio-forwarder.pid";
 /** How often vhost events are picked up. */
 const EVENT_POLL_MS = 20;
 /** How often the relay table is reconciled with the data plane even when no event was dropped. */
@@ -161,7 +161,7 @@ function bindListedVfs(list: readonly string[], log: Logger): void {
  * over whatever was there.
  */
 function writePidFile(c: Config): string {
-  const path = `${c.pidDir.replace(/\/+$/, "")}/${PID_FILE}`;
+  const path = pidFilePath(c);
   let old = 0;
   try {
     old = Number(new TextDecoder().decode(readNoFollow(path, 32).data).trim());

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type Config, mbufDataSize } from "../config/config.ts";
+import { type Config, mbufDataSize, pidFilePath } from "../config/config.ts";
 import { offlineCpus } from "../host/topology.ts";
 import { isPciAddress, maxRelays, normalizePci, parseKernelCpuList, poolMbufs } from "../config/values.ts";
 import { qemuAccount, qemuCannotReach, socketAccounts } from "../config/accounts.ts";
@@ -274,7 +274,15 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
 
   // Another DPDK process with our file prefix.
   const runDir = `${h.run}/dpdk/${c.ealFilePrefix}`;
-  if (exists(`${runDir}/config`)) {
+  const daemonPid = Number(read(pidFilePath(c))?.trim());
+  const daemonRuns = Number.isInteger(daemonPid) && daemonPid > 0 && exists(`${h.proc}/${daemonPid}`);
+  if (exists(`${runDir}/config`) && daemonRuns) {
+    add(
+      "file prefix",
+      "ok",
+      `the running daemon (PID ${daemonPid}, ${pidFilePath(c)}) uses prefix '${c.ealFilePrefix}'`,
+    );
+  } else if (exists(`${runDir}/config`)) {
     add(
       "file prefix",
       "warn",

@@ -126,3 +126,27 @@ Deno.test("doctor: a socket directory of another user's fails the directories ch
     Deno.removeSync(root, { recursive: true });
   }
 });
+
+Deno.test("doctor: the running daemon's own DPDK directory is ok, not a stale one to remove; a dead daemon's is", () => {
+  const root = Deno.makeTempDirSync();
+  try {
+    const h = fakeHost(root, { pages: 1024, free: 1024, mounted: true, driver: "vfio-pci", apparmor: false });
+    Deno.mkdirSync(`${h.run}/dpdk/doctor-test-${Deno.pid}`, { recursive: true });
+    Deno.writeTextFileSync(`${h.run}/dpdk/doctor-test-${Deno.pid}/config`, "");
+    const pids = `${root}/pids`;
+    Deno.mkdirSync(pids);
+    const live = 4242;
+    Deno.mkdirSync(`${h.proc}/${live}`, { recursive: true });
+    let c = runChecks(config(`VIRTIOFWD_PID_DIR=${pids}\n`), h).find((x) => x.name === "file prefix")!;
+    assertEq(c.status, "warn", "no PID file: another process's");
+    Deno.writeTextFileSync(`${pids}/virtio-forwarder.pid`, `${live}\n`);
+    c = runChecks(config(`VIRTIOFWD_PID_DIR=${pids}\n`), h).find((x) => x.name === "file prefix")!;
+    assertEq(`${c.status} ${c.fix ?? ""}`, "ok ", "the running daemon's (its PID alive)");
+    Deno.removeSync(`${h.proc}/${live}`);
+    c = runChecks(config(`VIRTIOFWD_PID_DIR=${pids}\n`), h).find((x) => x.name === "file prefix")!;
+    assertEq(c.status, "warn", "a dead daemon's");
+    if (!c.fix?.includes("rm -rf")) throw new Error(`the stale directory's fix: ${JSON.stringify(c)}`);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});

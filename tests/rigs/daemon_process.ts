@@ -17,7 +17,7 @@ import {
 } from "../../src/control/gen/virtioforwarder_pb.ts";
 import { hugepageFiles, removeDpdkFiles, stopChild } from "./testpmd.ts";
 import { coreSchedEndpoint, loadConfig } from "../../src/config/config.ts";
-import { PID_FILE } from "../../src/daemon/daemon.ts";
+import { pidFilePath } from "../../src/config/config.ts";
 
 /** A RelayState as the daemon sends it: its proto2-required directions are always there. */
 export type RelayState = StatsRelayState & Required<Pick<StatsRelayState, "vfToVm" | "vmToVf">>;
@@ -277,7 +277,7 @@ export class DaemonProcess {
     const left = [...hugepageFiles(this.prefix)];
     const paths = [
       `/var/run/dpdk/${this.prefix}`,
-      `${c.pidDir.replace(/\/+$/, "")}/${PID_FILE}`,
+      pidFilePath(c),
       ...[c.zmqConfigEp, c.zmqPortControlEp, c.zmqStatsEp, coreSchedEndpoint(c), this.statsEndpoint]
         .filter((ep) => ep.startsWith("ipc://")).map((ep) => ep.slice("ipc://".length)),
     ];

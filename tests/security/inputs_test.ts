@@ -19,7 +19,7 @@ import { ZMQ_REQ, ZmqContext } from "../../ffi/zmq.ts";
 import { World } from "../rigs/world.ts";
 import { ADD_VF } from "../../src/control/port_codes.ts";
 import { Canary } from "../rigs/canary.ts";
-import { PID_FILE } from "../../src/daemon/daemon.ts";
+import { PID_FILE } from "../../src/config/config.ts";
 import { hugepageFiles } from "../rigs/testpmd.ts";
 import { fakeSysfs } from "../rigs/sysfs.ts";
 import { OvsDb } from "../rigs/ovs.ts";

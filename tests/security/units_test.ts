@@ -12,7 +12,7 @@ import { World } from "../rigs/world.ts";
 import { assert, assertEq } from "../rigs/assert.ts";
 import { refusedCalls, sandboxViolations, sandboxWrapper, serviceSettings, traceCalls } from "../rigs/unit_sandbox.ts";
 import { NotifyReceiver } from "../rigs/notify_socket.ts";
-import { PID_FILE } from "../../src/daemon/daemon.ts";
+import { PID_FILE } from "../../src/config/config.ts";
 
 const UNITS = new URL("../../scripts/systemd/", import.meta.url).pathname;
 const DAEMON_UNIT = `${UNITS}virtio-forwarder.service`;
