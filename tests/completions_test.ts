@@ -50,3 +50,24 @@ Deno.test("zsh loads the completion script and its function offers the subcomman
   if (!out.includes("_vio4wd: function")) throw new Error(`zsh did not define _vio4wd:\n${out}`);
   assertOffers(out.replaceAll("\0", "\n"), "zsh");
 });
+
+Deno.test("bash completion of 'vio4wd daemon --config <TAB>' and 'vio4wd config check <TAB>' offers file names", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/virtioforwarder.test`, "");
+    for (const words of [["daemon", "--config"], ["config", "check"]]) {
+      const line = `vio4wd ${words.join(" ")} ${dir}/virtio`;
+      const out = await sh("bash", [
+        "-c",
+        `source ${root}completions/vio4wd.bash; COMP_WORDS=(vio4wd ${words.join(" ")} "${dir}/virtio"); COMP_CWORD=${
+          words.length + 1
+        }; COMP_LINE="${line}"; COMP_POINT=${line.length}; _vio4wd; printf '%s\\n' "\${COMPREPLY[@]}"`,
+      ]);
+      if (!out.includes(`${dir}/virtioforwarder.test`)) {
+        throw new Error(`'${words.join(" ")} <TAB>' does not offer the file:\n${out}`);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -4,12 +4,11 @@
  * @module
  */
 
-import { examples } from "./help.ts";
+import { configOption, examples, fileValue } from "./help.ts";
 import { object, or } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional } from "@optique/core/modifiers";
-import { argument, command, constant, flag, option } from "@optique/core/primitives";
-import { string } from "@optique/core/valueparser";
+import { argument, command, constant, flag } from "@optique/core/primitives";
 import { type Config, describeSource, type LoadedConfig, readConfig, VARIABLES } from "../config/config.ts";
 import { formatCpuSet, formatLcoreMap } from "../config/values.ts";
 import { startupFindings } from "../doctor/refusals.ts";
@@ -22,12 +21,8 @@ export const configCommand = command(
       "check",
       object({
         action: constant("config-check" as const),
-        file: optional(argument(string({ metavar: "FILE" }), { description: message`File to check.` })),
-        config: optional(
-          option("--config", string({ metavar: "FILE" }), {
-            description: message`File to check (as FILE, the way the other commands take it).`,
-          }),
-        ),
+        file: optional(argument(fileValue(), { description: message`File to check.` })),
+        config: configOption(message`File to check (as FILE, the way the other commands take it).`),
         strict: optional(
           flag("--strict", { description: message`Warnings are errors too (exit 1): for CI pipelines.` }),
         ),
@@ -48,9 +43,7 @@ export const configCommand = command(
       "show",
       object({
         action: constant("config-show" as const),
-        config: optional(
-          option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` }),
-        ),
+        config: configOption(),
         json: optional(flag("--json", { description: message`Print JSON: each variable's value and source.` })),
       }),
       {

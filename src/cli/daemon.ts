@@ -4,7 +4,7 @@
  * @module
  */
 
-import { examples } from "./help.ts";
+import { configOption, examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message, text } from "@optique/core/message";
 import { multiple, optional } from "@optique/core/modifiers";
@@ -147,11 +147,7 @@ export const daemonCommand = command(
   "daemon",
   object({
     action: constant("daemon" as const),
-    config: optional(
-      option("--config", string({ metavar: "FILE" }), {
-        description: message`Configuration file (default /etc/default/virtioforwarder).`,
-      }),
-    ),
+    config: configOption(message`Configuration file (default /etc/default/virtioforwarder).`),
     options: object(optionParsers()),
   }),
   {

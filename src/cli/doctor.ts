@@ -4,12 +4,11 @@
  * @module
  */
 
-import { examples } from "./help.ts";
+import { configOption, examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional } from "@optique/core/modifiers";
-import { command, constant, flag, option } from "@optique/core/primitives";
-import { string } from "@optique/core/valueparser";
+import { command, constant, flag } from "@optique/core/primitives";
 import { readConfig } from "../config/config.ts";
 import { runChecks } from "../doctor/doctor.ts";
 import { startupFindings } from "../doctor/refusals.ts";
@@ -19,7 +18,7 @@ export const doctorCommand = command(
   "doctor",
   object({
     action: constant("doctor" as const),
-    config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+    config: configOption(),
     json: optional(flag("--json", { description: message`Print the checks as JSON.` })),
   }),
   {

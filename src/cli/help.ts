@@ -1,6 +1,16 @@
-/** Help-text pieces shared by the subcommands. */
+/** Help-text pieces and options shared by the subcommands. */
 
-import { lineBreak, type Message, text } from "@optique/core/message";
+import { lineBreak, type Message, message, text } from "@optique/core/message";
+import { optional } from "@optique/core/modifiers";
+import { option } from "@optique/core/primitives";
+import { path } from "@optique/run/valueparser";
+
+/** A file the shell completes by name (`--config <TAB>`). */
+export const fileValue = () => path({ metavar: "FILE" });
+
+/** `--config FILE`, as every subcommand that reads the configuration takes it. */
+export const configOption = (description = message`Configuration file.`) =>
+  optional(option("--config", fileValue(), { description }));
 
 /** An "Examples:" footer: one command per line (a `message` template would join them into one). */
 export function examples(...commands: string[]): Message {

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { examples } from "./help.ts";
+import { configOption, examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional, withDefault } from "@optique/core/modifiers";
@@ -37,7 +37,7 @@ export const monitorCommand = command(
   "monitor",
   object({
     action: constant("monitor" as const),
-    config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+    config: configOption(),
     statsEp: optional(
       option("--stats-ep", "--zmq-ep", string({ metavar: "EP" }), {
         description: message`Stats endpoint (--zmq-ep as vio4wd stats takes it).`,

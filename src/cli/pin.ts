@@ -6,7 +6,7 @@
  * @module
  */
 
-import { examples } from "./help.ts";
+import { configOption, examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { multiple, optional } from "@optique/core/modifiers";
@@ -45,7 +45,7 @@ export const pinCommand = command(
     statsEp: optional(
       option("--stats-ep", string({ metavar: "EP" }), { description: message`Stats endpoint (for the current map).` }),
     ),
-    config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+    config: configOption(),
   }),
   {
     brief: message`Show or change which worker CPU serves each relay direction.`,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { examples } from "./help.ts";
+import { configOption, examples } from "./help.ts";
 import { isFieldSet, type MessageInitShape, toJson } from "@bufbuild/protobuf";
 import { object, or } from "@optique/core/constructs";
 import { message, text } from "@optique/core/message";
@@ -100,7 +100,7 @@ function opCommand<N extends OpName>(name: N) {
             message`Stats endpoint, where remove without a device learns the relay's (default: the config's).`,
         }),
       ),
-      config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+      config: configOption(),
       timeout: optional(
         option("--timeout", integer({ min: 1, max: 600_000, metavar: "MS" }), {
           description: message`How long to wait for the daemon (default 2000 ms).`,
@@ -126,7 +126,7 @@ const listCommand = command(
         description: message`Stats endpoint (default: the config's).`,
       }),
     ),
-    config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+    config: configOption(),
     json: optional(flag("--json", { description: message`One JSON array of relays.` })),
   }),
   {

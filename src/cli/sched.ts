@@ -5,7 +5,7 @@
  * @module
  */
 
-import { examples } from "./help.ts";
+import { configOption, examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional } from "@optique/core/modifiers";
@@ -21,7 +21,7 @@ export const schedCommand = command(
   "sched",
   object({
     action: constant("sched" as const),
-    config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+    config: configOption(),
     statsEp: optional(option("--stats-ep", string({ metavar: "EP" }), { description: message`Stats endpoint.` })),
     schedEp: optional(
       option("--sched-ep", "--zmq-ep", string({ metavar: "EP" }), { description: message`Core-scheduling endpoint.` }),

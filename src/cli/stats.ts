@@ -8,7 +8,7 @@ const ANY_NODE = 4294967295;
  * @module
  */
 
-import { examples } from "./help.ts";
+import { configOption, examples } from "./help.ts";
 import { type DescMessage, isFieldSet, type Message, toJson } from "@bufbuild/protobuf";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
@@ -67,7 +67,7 @@ export const statsCommand = command(
         description: message`Stats endpoint (default: the config's, else ipc:///var/run/virtio-forwarder/stats).`,
       }),
     ),
-    config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+    config: configOption(),
   }),
   {
     brief: message`Show relay counters and rates.`,

@@ -5,12 +5,12 @@
  * @module
  */
 
-import { examples } from "./help.ts";
+import { configOption, examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional, withDefault } from "@optique/core/modifiers";
 import { argument, command, constant, flag, option } from "@optique/core/primitives";
-import { integer, string } from "@optique/core/valueparser";
+import { integer } from "@optique/core/valueparser";
 import { readConfig } from "../config/config.ts";
 import { socketPath } from "../config/values.ts";
 import { qemuAccount, qemuCannotReach, socketAccounts } from "../config/accounts.ts";
@@ -38,7 +38,7 @@ export const vmConfigCommand = command(
       option("--memory", integer({ min: 64, metavar: "MIB" }), { description: message`Guest memory (MiB).` }),
       1024,
     ),
-    config: optional(option("--config", string({ metavar: "FILE" }), { description: message`Configuration file.` })),
+    config: configOption(),
   }),
   {
     brief: message`Print the libvirt XML or QEMU arguments for a VM on a relay.`,
