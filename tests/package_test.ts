@@ -38,6 +38,20 @@ Deno.test("package: the man page is what the commands' help and the configuratio
   assert(committed === await currentManPage(), "docs/vio4wd.8 is stale: run 'deno task man'");
 });
 
+Deno.test("package: the man page renders within 80 columns with no warning from man, and has OPTIONS per command, ENVIRONMENT, EXIT STATUS and FILES", async () => {
+  const r = await run("man", ["--warnings", "-l", `${ROOT}docs/vio4wd.8`], {
+    env: { MANWIDTH: "80", PATH: Deno.env.get("PATH")!, MAN_KEEP_FORMATTING: "" },
+  });
+  assertEq(r.code, 0, `man: ${r.err}`);
+  assertEq(r.err.trim(), "", "man's warnings");
+  const wide = r.out.split("\n").filter((l) => [...l].length > 80);
+  assertEq(wide.length, 0, `lines over 80 columns:\n${wide.join("\n")}`);
+  for (const section of ["COMMANDS", "CONFIGURATION", "ENVIRONMENT", "EXIT STATUS", "FILES"]) {
+    assert(new RegExp(`^${section}$`, "m").test(r.out), `section ${section}`);
+  }
+  assert(/--config FILE/.test(r.out) && /--virtio-id N/.test(r.out), "each command's options");
+});
+
 Deno.test("package: deno task deb builds it lintian-clean; the payload has everything and runs from an extracted tree", async () => {
   const log = await build();
   assert(log.includes("lintian: no errors"), log);

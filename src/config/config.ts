@@ -514,14 +514,15 @@ export const VARIABLES = [
 ] as const satisfies readonly Variable<keyof Config>[];
 
 /** Where an effective value came from. */
-export type Source = { kind: "default" } | { kind: "file"; file: string; line: number } | {
+export type Source = { kind: "default" } | { kind: "environment" } | { kind: "file"; file: string; line: number } | {
   kind: "option";
   option: string;
 };
 
-/** Renders a source as `default`, `FILE:LINE` or `option --cpus`. */
+/** Renders a source as `default`, `environment`, `FILE:LINE` or `option --cpus`. */
 export function describeSource(s: Source): string {
   if (s.kind === "default") return "default";
+  if (s.kind === "environment") return "environment";
   if (s.kind === "file") return `${s.file}:${s.line}`;
   return `option ${s.option}`;
 }
@@ -581,12 +582,29 @@ function parseValue(v: Variable, raw: EnvValue, where: string): Config[keyof Con
  * // config.cpus -> [1, 2]
  * ```
  */
-export function loadConfig(text: string | null, file: string | null, options: OptionValues = {}): LoadedConfig {
+export function loadConfig(
+  text: string | null,
+  file: string | null,
+  options: OptionValues = {},
+  env: Readonly<Record<string, string>> = {},
+): LoadedConfig {
   const config = defaults() as unknown as Record<string, unknown>;
   const sources = {} as Record<string, Source>;
   const warnings: string[] = [];
   const byName = new Map<string, Variable>(VARIABLES.map((v) => [v.name, v as Variable]));
   for (const v of VARIABLES) sources[v.key] = { kind: "default" };
+  // As the original's start script, which sourced the file over its environment: a variable the
+  // file does not assign keeps the environment's value (a systemd drop-in's Environment=, a shell).
+  for (const v of VARIABLES) {
+    const raw = env[v.name];
+    if (raw === undefined) continue;
+    const where = `environment ${v.name}`;
+    const value = parseValue(v as Variable, raw, where);
+    if (value === undefined) continue;
+    warnings.push(...quirkWarnings(v as Variable, raw, where));
+    config[v.key] = value;
+    sources[v.key] = { kind: "environment" };
+  }
 
   if (text !== null) {
     let entries;
@@ -774,14 +792,14 @@ export async function readConfig(
     text = await Deno.readTextFile(file);
   } catch (e) {
     if (path === undefined && file === DEFAULT_CONFIG_PATH && e instanceof Deno.errors.NotFound) {
-      const loaded = loadConfig(null, null, options);
+      const loaded = loadConfig(null, null, options, Deno.env.toObject());
       loaded.warnings.push(`${file} not found: using built-in defaults (see 'vio4wd config show')`);
       return loaded;
     }
     const why = errorText(e);
     throw new ConfigError(file, "config file", "", `cannot be read: ${why}; pass --config FILE`);
   }
-  return loadConfig(text, file, options);
+  return loadConfig(text, file, options, Deno.env.toObject());
 }
 
 /** The default endpoints the original uses (for documentation and the shipped file). */

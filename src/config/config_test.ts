@@ -1,4 +1,4 @@
-import { ConfigError, coreSchedEndpoint, loadConfig, portControlMode, VARIABLES } from "./config.ts";
+import { ConfigError, coreSchedEndpoint, describeSource, loadConfig, portControlMode, VARIABLES } from "./config.ts";
 import { assertEq, assertJsonEq } from "../../tests/rigs/assert.ts";
 import { parseEnvFile } from "./envfile.ts";
 import { BAD_VALUES as BAD } from "../../tests/fixtures/bad_config_values.ts";
@@ -265,4 +265,20 @@ Deno.test("VIO4WD_TX_RETRIES (read by vio4wd before relays held packets) is acce
     true,
     o.warnings.join(),
   );
+});
+
+Deno.test("the environment sets what the file does not (the original sourced the file over its environment); the file wins over it, options over both", () => {
+  const env = { VIRTIOFWD_CPU_MASK: "3", VIRTIOFWD_LOG_LEVEL: "7", VIO4WD_NICE: "-5", UNRELATED: "x" };
+  const l = loadConfig("VIRTIOFWD_LOG_LEVEL=5\n", "f.conf", { VIO4WD_NICE: { option: "--nice", value: "0" } }, env);
+  assertEq(l.config.cpus.join(","), "3", "from the environment");
+  assertEq(describeSource(l.sources.cpus), "environment", "its source");
+  assertEq(l.config.logLevel, 5, "the file wins");
+  assertEq(l.config.nice, 0, "an option wins");
+  let refused = "";
+  try {
+    loadConfig("", "f.conf", {}, { VIRTIOFWD_CPU_MASK: "zz" });
+  } catch (e) {
+    refused = (e as Error).message;
+  }
+  if (!refused.includes("environment VIRTIOFWD_CPU_MASK")) throw new Error(`a bad environment value: '${refused}'`);
 });
