@@ -9,7 +9,7 @@ t0=$(date +%s)
 step() { printf '\n== %s\n' "$*"; }
 APT_PACKAGES=(dpdk dpdk-dev libdpdk-dev pkg-config libzmq5 gcc make iproute2 procps
   bash-completion zsh fish protobuf-compiler openvswitch-switch-dpdk tmux prometheus libvirt-clients libxml2-utils systemd
-  qemu-system-x86 busybox-static ethtool lintian man-db strace util-linux python3 tcpdump
+  qemu-system-x86 busybox-static ethtool lintian man-db strace util-linux python3 tcpdump jq
   libvirt-daemon libvirt-daemon-driver-qemu)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

@@ -78,7 +78,7 @@ export const statsCommand = command(
       "vio4wd stats --include-inactive --relay 0 --relay 1",
       "vio4wd stats --watch 1",
       "vio4wd stats --json | jq '.relay[] | {id, active}'",
-      "vio4wd stats --json --delay 1000 | jq '.workers[] | {cpu, busy_share, cycles_per_pkt}'",
+      "vio4wd stats --json --delay 1000 | jq '.workers[] | {cpu, busy_share, rx_pkts}'",
     ),
   },
 );
@@ -100,10 +100,13 @@ const COUNTER = /^(pkts|bytes|vf_rx)_|^(passes|busy_passes|busy_cycles|idle_cycl
 
 /** The response as JSON with .proto field names and 64-bit counters as numbers. */
 export function statsJson(res: StatsResponse): unknown {
-  return JSON.parse(
+  const j = JSON.parse(
     JSON.stringify(toJson(StatsResponseSchema, res, { useProtoFieldName: true })),
     (k, v) => COUNTER.test(k) && typeof v === "string" ? Number(v) : v,
-  );
+  ) as Record<string, unknown>;
+  // protobuf's JSON leaves an empty list out: a script's `.relay[]` would fail with no relay active
+  for (const f of StatsResponseSchema.fields) if (f.fieldKind === "list") j[f.name] ??= [];
+  return j;
 }
 
 /** A field's value when present on the wire, else "-". */
