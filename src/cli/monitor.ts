@@ -132,31 +132,49 @@ export function snapshot(
   };
 }
 
-/** The screen (or plain text) for a snapshot. */
+/**
+ * The screen (or plain text) for a snapshot, fitted to `width` columns: the load bar shrinks first,
+ * then a long relay list is cut with a count of what is left out; below 100 columns the relay table
+ * drops its bits-per-second columns. Every figure stays.
+ */
 export function render(s: Snapshot, sortByLoad: boolean, width = 100): string {
   const lines = ["CPU loads"];
   for (const c of s.cpus) {
-    const n = Math.min(BAR, Math.round(c.load / MAX_LOAD * BAR));
     const on = [...new Set([...c.relays.vf_to_vm, ...c.relays.vm_to_vf])].sort((a, b) => a - b);
     const busy = c.busy === null ? "    -" : `${(c.busy * 100).toFixed(1).padStart(5)}%`;
     const cpp = c.cycles_per_pkt === null ? "-" : c.cycles_per_pkt.toFixed(0);
-    lines.push(
-      `CPU${c.cpu}: ${"#".repeat(n).padEnd(BAR, ".")} ${
-        (c.load / MAX_LOAD * 100).toFixed(1).padStart(5)
-      }%  busy ${busy}  ${cpp.padStart(5)} cyc/pkt  relays ${on.join(",") || "-"}`,
-    );
+    const head = `CPU${c.cpu}: `;
+    const figures = ` ${(c.load / MAX_LOAD * 100).toFixed(1).padStart(5)}%  busy ${busy}  ${cpp.padStart(5)} cyc/pkt`;
+    // room for the list: at least a few ids and the count of the rest (`0,2,+18`)
+    const bar = Math.max(5, Math.min(BAR, width - head.length - figures.length - "  relays ".length - 10));
+    const n = Math.min(bar, Math.round(c.load / MAX_LOAD * bar));
+    let line = `${head}${"#".repeat(n).padEnd(bar, ".")}${figures}  relays `;
+    let list = on.join(",") || "-";
+    for (let shown = on.length; line.length + list.length > width && shown > 1;) {
+      shown--;
+      list = `${on.slice(0, shown).join(",")},+${on.length - shown}`;
+    }
+    lines.push(line + list);
   }
   lines.push("");
   const relays = [...s.relays].sort((a, b) => sortByLoad ? b.load - a.load : a.id - b.id);
+  const wide = width >= 100;
+  const by = `(sorted by ${sortByLoad ? "load" : "id"})`;
   lines.push(
-    `relay  VF->VM cpu      pps      bps    drops  VM->VF cpu      pps      bps    drops   (sorted by ${
-      sortByLoad ? "load" : "id"
-    })`,
+    wide
+      ? `relay  VF->VM cpu      pps      bps    drops  VM->VF cpu      pps      bps    drops   ${by}`
+      : `relay VF->VM cpu      pps    drops VM->VF cpu      pps    drops ${by}`,
   );
   for (const r of relays) {
     const d = (x: Snapshot["relays"][number]["vf_to_vm"]) =>
-      `${String(x.cpu).padStart(3)} ${si(x.pps).padStart(8)} ${si(x.bps).padStart(8)} ${String(x.drops).padStart(8)}`;
-    lines.push(`${String(r.id).padStart(5)}         ${d(r.vf_to_vm)}         ${d(r.vm_to_vf)}`);
+      `${String(x.cpu).padStart(3)} ${si(x.pps).padStart(8)} ${wide ? `${si(x.bps).padStart(8)} ` : ""}${
+        String(x.drops).padStart(8)
+      }`;
+    lines.push(
+      wide
+        ? `${String(r.id).padStart(5)}         ${d(r.vf_to_vm)}         ${d(r.vm_to_vf)}`
+        : `${String(r.id).padStart(5)}        ${d(r.vf_to_vm)}        ${d(r.vm_to_vf)}`,
+    );
   }
   if (relays.length === 0) lines.push("(no active relays)");
   return lines.map((l) => l.slice(0, width)).join("\n");
