@@ -1,8 +1,8 @@
 /**
  * Port storm: random port-control operations (ADD, REMOVE, ADD_SOCK, REMOVE_SOCK; valid and
  * invalid) against a daemon with dynamic sockets while relay 0 carries traffic. Every operation is
- * answered; `vio4wd stats --json`, the Prometheus metrics (both render the daemon's relay table)
- * and the socket directory agree
+ * answered; the relay table `vio4wd stats --json` shows is the one a model built from the replies
+ * alone says it must be (TableModel); the Prometheus metrics and the socket directory agree
  * throughout; relay 0 keeps forwarding; once everything is removed again no socket file is left and
  * hugepage use is back to where it was.
  */
@@ -89,6 +89,60 @@ async function checkConsistent(metricsUrl: string, dir: string, when: string) {
   return { sockets, vfs };
 }
 
+/**
+ * The relay table as the replies say it must be, from the port-control rules alone: ADD and
+ * REMOVE set or clear a relay's VF; ADD_SOCK pairs its socket and device on the first relay with
+ * neither; REMOVE_SOCK frees the relay with that socket (or device), socket and VF, and answers
+ * "no device" (4) when it removed a socket that had none. A refusal changes nothing.
+ */
+class TableModel {
+  readonly relays = new Map<number, { socket?: string; vf?: string }>();
+
+  constructor(fixed: number[]) {
+    for (const id of fixed) this.relays.set(id, { socket: "(fixed)", vf: "(fixed)" });
+  }
+
+  #at(id: number) {
+    let r = this.relays.get(id);
+    if (!r) this.relays.set(id, r = {});
+    return r;
+  }
+
+  apply(req: Req, ok: boolean, code: number | undefined): void {
+    const dev = req.devargs?.[0];
+    if (req.op === Op.ADD && ok) this.#at(req.virtioId!).vf = dev;
+    else if (req.op === Op.REMOVE && ok) delete this.#at(req.virtioId!).vf;
+    else if (req.op === Op.ADD_SOCK && ok) {
+      let id = 0;
+      while (this.relays.get(id)?.socket !== undefined || this.relays.get(id)?.vf !== undefined) id++;
+      Object.assign(this.#at(id), { socket: req.vhostPath, vf: dev });
+    } else if (req.op === Op.REMOVE_SOCK && (ok || code === 4)) {
+      const hit = [...this.relays.values()].find((r) =>
+        r.socket !== undefined && (req.vhostPath !== undefined ? r.socket === req.vhostPath : r.vf === dev)
+      );
+      if (hit) {
+        delete hit.socket;
+        delete hit.vf;
+      }
+    }
+  }
+
+  /** What the model and the daemon's stats disagree on (relays other than the fixed ones). */
+  differences(sockets: Map<number, string>, vfs: Map<number, string>): string[] {
+    const out: string[] = [];
+    for (const id of new Set([...this.relays.keys(), ...sockets.keys(), ...vfs.keys()])) {
+      const m = this.relays.get(id) ?? {};
+      if (m.socket === "(fixed)") continue;
+      if ((m.socket ?? "") !== (sockets.get(id) ?? "") || (m.vf ?? "") !== (vfs.get(id) ?? "")) {
+        out.push(
+          `relay ${id}: replies say ${JSON.stringify(m)}, stats say socket ${sockets.get(id)} VF ${vfs.get(id)}`,
+        );
+      }
+    }
+    return out;
+  }
+}
+
 /** VF->VM packets received but neither sent nor counted as dropped. */
 const unaccountedUp = (r: RelayState) =>
   num(r.vfToVm.pktsRxFromVf) - num(r.vfToVm.pktsTxToVm) - num(r.vfToVm.pktsDroppedVmQueueFull) -
@@ -101,7 +155,7 @@ const unaccountedDown = (r: RelayState) =>
 /** The memif VF's socket shares the socket directory (clients' paths must lie there): not a vhost socket. */
 const WIRE_PREFIX = "wire-";
 
-Deno.test(`port storm: ${OPS} random add/remove/add_sock/remove_sock ops under traffic, table = stats, no leaks`, async () => {
+Deno.test(`port storm: ${OPS} random add/remove/add_sock/remove_sock ops under traffic, the table = what the replies said = stats = metrics, no leaks`, async () => {
   await using w = await World.create("storm");
   const dir = w.dir;
   const d = await w.daemon([
@@ -131,15 +185,25 @@ Deno.test(`port storm: ${OPS} random add/remove/add_sock/remove_sock ops under t
   const before = (await d.status()).find((r) => r.id === 0)!;
 
   const rng = new Rng(SEED);
+  const model = new TableModel([0]);
+  const agrees = async (when: string) => {
+    const { sockets, vfs } = await checkConsistent(metrics, dir, when);
+    const diff = model.differences(sockets, vfs);
+    if (diff.length) {
+      throw new Error(`${when}: the table is not what the replies said (seed ${SEED}): ${diff.join("; ")}`);
+    }
+  };
   let ok = 0, refused = 0, unanswered = 0, checks = 0;
   const t0 = performance.now();
   for (let i = 1; i <= OPS; i++) {
-    const r = await ask(randomOp(rng, dir));
+    const req = randomOp(rng, dir);
+    const r = await ask(req);
     if (r === null) unanswered++;
     else if (r.status === Status.OK) ok++;
     else refused++;
+    if (r !== null) model.apply(req, r.status === Status.OK, r.errorCode);
     if (i % CHECK_EVERY === 0) {
-      await checkConsistent(metrics, dir, `after op ${i}`);
+      await agrees(`after op ${i}`);
       checks++;
     }
   }
