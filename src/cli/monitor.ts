@@ -148,7 +148,7 @@ export function render(s: Snapshot, sortByLoad: boolean, width = 100): string {
     // room for the list: at least a few ids and the count of the rest (`0,2,+18`)
     const bar = Math.max(5, Math.min(BAR, width - head.length - figures.length - "  relays ".length - 10));
     const n = Math.min(bar, Math.round(c.load / MAX_LOAD * bar));
-    let line = `${head}${"#".repeat(n).padEnd(bar, ".")}${figures}  relays `;
+    const line = `${head}${"#".repeat(n).padEnd(bar, ".")}${figures}  relays `;
     let list = on.join(",") || "-";
     for (let shown = on.length; line.length + list.length > width && shown > 1;) {
       shown--;
