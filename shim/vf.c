@@ -26,6 +26,14 @@ static void stop_port(uint16_t port, const char *what)
 		RTE_LOG(WARNING, USER1, "vio4wd: %s: stop: %s\n", what, rte_strerror(-ret));
 }
 
+/* Puts `port` in promiscuous mode where the device has it (not every one does; not fatal). */
+static void promiscuous(uint16_t port, const char *what)
+{
+	int ret = rte_eth_promiscuous_enable(port);
+	if (ret != 0)
+		RTE_LOG(INFO, USER1, "vio4wd: %s: no promiscuous mode (%s)\n", what, rte_strerror(-ret));
+}
+
 /* Stops and closes `port` (what it is for the log). */
 static void close_port(uint16_t port, const char *what)
 {
@@ -154,8 +162,7 @@ static int start_port(struct relay *r, uint32_t id, uint16_t port, const char *n
 	r->tx_offload_capa = info.tx_offload_capa & tx;
 	if ((ret = configure_port(r, port, name, r->tx_offload_capa)) != 0)
 		return ret;
-	if ((ret = rte_eth_promiscuous_enable(port)) != 0) /* not every device has it; not fatal */
-		RTE_LOG(INFO, USER1, "vio4wd: %s: no promiscuous mode (%s)\n", name, rte_strerror(-ret));
+	promiscuous(port, name);
 	if ((ret = rte_eth_dev_start(port)) != 0)
 		return set_stage_error(VIO4WD_STAGE_START, -ret, "cannot start %s: %s", name, rte_strerror(-ret));
 	return 0;
@@ -561,8 +568,7 @@ API int vio4wd_vf_reset(uint32_t id)
 	}
 	if ((ret = configure_port(r, r->port, r->devname, r->tx_offloads)) != 0)
 		goto out;
-	if (rte_eth_promiscuous_enable(r->port) != 0)
-		RTE_LOG(INFO, USER1, "vio4wd: relay %u: %s takes no promiscuous mode\n", id, r->devname);
+	promiscuous(r->port, r->devname);
 	if (was_running) {
 		vf_run(r, id, true);
 		if (!r->vf_running)

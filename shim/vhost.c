@@ -233,6 +233,13 @@ static int check_stale_socket(const char *path, const struct stat *st, uid_t own
 	return 0;
 }
 
+/* Undoes a registration that went no further (nothing else to do if DPDK refuses: logged). */
+static void unregister_new(const char *path)
+{
+	if (rte_vhost_driver_unregister(path) != 0)
+		RTE_LOG(WARNING, USER1, "vio4wd: %s: cannot unregister\n", path);
+}
+
 API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, const char *owner,
 			       const char *group)
 {
@@ -284,8 +291,7 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 	if (rte_vhost_driver_disable_features(path, off) != 0 ||
 	    rte_vhost_driver_callback_register(path, &g_ops) != 0) {
 		pthread_mutex_unlock(&c->lock);
-		if (rte_vhost_driver_unregister(path) != 0)
-			RTE_LOG(WARNING, USER1, "vio4wd: %s: cannot unregister\n", path);
+		unregister_new(path);
 		return set_error(EIO, "cannot set up vhost-user socket '%s' (features or callbacks refused)", path);
 	}
 	relay_set_path(c, path);
@@ -302,8 +308,7 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 	if (ret != 0) {
 		relay_set_path(c, "");
 		pthread_mutex_unlock(&c->lock);
-		if (rte_vhost_driver_unregister(path) != 0) /* registered above; nothing else to do if refused */
-			RTE_LOG(WARNING, USER1, "vio4wd: %s: cannot unregister\n", path);
+		unregister_new(path);
 		struct stat now;
 		if (created && lstat(path, &now) == 0 && S_ISSOCK(now.st_mode) && now.st_ino == st.st_ino &&
 		    now.st_dev == st.st_dev)
@@ -336,10 +341,12 @@ API int vio4wd_socket_unregister(uint32_t id)
 	c->registered = false;
 	pthread_mutex_unlock(&c->lock);
 	/* Not under the lock: unregistering may call on_destroy_device, which takes it. */
-	int ret = fault_at("unregister") ? -EBUSY : rte_vhost_driver_unregister(path);
-	for (int i = 0; ret != 0 && i < 100; i++) {
-		usleep(10000);
+	int ret;
+	for (int retries = 0;; retries++) { /* busy while a connection is being set up: 100 retries, 10 ms apart */
 		ret = fault_at("unregister") ? -EBUSY : rte_vhost_driver_unregister(path);
+		if (ret == 0 || retries == 100)
+			break;
+		usleep(10000);
 	}
 	pthread_mutex_lock(&c->lock);
 	relay_set_path(c, "");

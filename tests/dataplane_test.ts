@@ -17,6 +17,7 @@ import {
 } from "./rigs/daemon_process.ts";
 import { memifPair, virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
+import type { NetNs } from "./rigs/netns.ts";
 import { descheduleCycle } from "./rigs/signals.ts";
 import { fakeCpus, fakeSysfs, standInForVf } from "./rigs/sysfs.ts";
 import { assert, assertEq, assertJsonEq } from "./rigs/assert.ts";
@@ -627,6 +628,20 @@ Deno.test("feature flags: jumbo frames (MTU 9000, big mbufs) cross both ways wit
   if (!(ports[0].rxPackets > 0)) throw new Error("the VM received no jumbo frame");
 });
 
+/**
+ * Adds bond net_bonding0 in `mode` over two net_tap members (their kernel interfaces `ifaces` in
+ * `ns`, given 10.9.1.1/24 and 10.9.2.1/24 and set up) to relay 0 through port control at `ep`.
+ */
+async function addTapBond(ep: string, ns: NetNs, mode: number, ifaces: [string, string]): Promise<void> {
+  const add = await runVio4wd([
+    ...["port", "add", "--virtio-id", "0", "--name", "net_bonding0", "--mode", String(mode), "--zmq-ep", ep],
+    ...["--device", `net_tap1,iface=${ifaces[0]}`, "--device", `net_tap2,iface=${ifaces[1]}`],
+  ]);
+  assertEq(add.code, 0, `port add (bond): ${add.stdout}${add.stderr}`);
+  await ns.configure(ifaces[0], "10.9.1.1/24");
+  await ns.configure(ifaces[1], "10.9.2.1/24");
+}
+
 Deno.test("bond: active-backup over two tap members survives the loss of the active member's link, both directions", async () => {
   // tap members in a namespace the test creates (memif cannot take the bond's MAC address). DPDK
   // 22.11's tap raises no link event when its interface goes down: the daemon's bond supervision
@@ -635,13 +650,7 @@ Deno.test("bond: active-backup over two tap members survives the loss of the act
   const ns = await w.netns();
   const ep = `ipc://${w.dir}/port_control`;
   const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`], { netns: ns.name });
-  const add = await runVio4wd([
-    ...["port", "add", "--virtio-id", "0", "--name", "net_bonding0", "--mode", "1", "--zmq-ep", ep],
-    ...["--device", "net_tap1,iface=bt1", "--device", "net_tap2,iface=bt2"],
-  ]);
-  assertEq(add.code, 0, `port add (bond): ${add.stdout}${add.stderr}`);
-  await ns.configure("bt1", "10.9.1.1/24");
-  await ns.configure("bt2", "10.9.2.1/24");
+  await addTapBond(ep, ns, 1, ["bt1", "bt2"]);
   // what the bond sends out of a member arrives on the member's kernel interface
   const rx = async (iface: string) =>
     Number((await ns.run(["cat", `/sys/class/net/${iface}/statistics/rx_packets`])).stdout);
@@ -684,13 +693,7 @@ Deno.test("bond mode 4 (802.3ad): LACP keeps flowing both ways while the guest i
   const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
   await vm.waitLinksUp();
   await d.waitLog(/relay 0: VM connected/);
-  const add = await runVio4wd([
-    ...["port", "add", "--virtio-id", "0", "--name", "net_bonding0", "--mode", "4", "--zmq-ep", ep],
-    ...["--device", "net_tap1,iface=lb1", "--device", "net_tap2,iface=lb2"],
-  ]);
-  assertEq(add.code, 0, `port add (bond): ${add.stdout}${add.stderr}`);
-  await ns.configure("lb1", "10.9.1.1/24");
-  await ns.configure("lb2", "10.9.2.1/24");
+  await addTapBond(ep, ns, 4, ["lb1", "lb2"]);
   const partner = new URL("./rigs/lacp_partner.py", import.meta.url).pathname;
   const out = await ns.run(["python3", partner, "11", "5", "3000", "8", "lb1", "lb2"]);
   assertEq(out.code, 0, `LACP partner: ${out.stderr}`);

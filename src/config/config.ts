@@ -593,17 +593,19 @@ export function loadConfig(
   const warnings: string[] = [];
   const byName = new Map<string, Variable>(VARIABLES.map((v) => [v.name, v as Variable]));
   for (const v of VARIABLES) sources[v.key] = { kind: "default" };
+  /** Takes `raw` (from `where`) as `v`'s value, with the warnings its spelling earns. */
+  const take = (v: Variable, raw: EnvValue, where: string, source: Source) => {
+    const value = parseValue(v, raw, where);
+    if (value === undefined) return;
+    warnings.push(...quirkWarnings(v, raw, where));
+    config[v.key] = value;
+    sources[v.key] = source;
+  };
   // As the original's start script, which sourced the file over its environment: a variable the
   // file does not assign keeps the environment's value (a systemd drop-in's Environment=, a shell).
   for (const v of VARIABLES) {
     const raw = env[v.name];
-    if (raw === undefined) continue;
-    const where = `environment ${v.name}`;
-    const value = parseValue(v as Variable, raw, where);
-    if (value === undefined) continue;
-    warnings.push(...quirkWarnings(v as Variable, raw, where));
-    config[v.key] = value;
-    sources[v.key] = { kind: "environment" };
+    if (raw !== undefined) take(v as Variable, raw, `environment ${v.name}`, { kind: "environment" });
   }
 
   if (text !== null) {
@@ -623,11 +625,7 @@ export function loadConfig(
         warnings.push(`${where}: unknown variable ${name} ignored`);
         continue;
       }
-      const value = parseValue(v, entry.value, where);
-      if (value === undefined) continue;
-      warnings.push(...quirkWarnings(v, entry.value, where));
-      config[v.key] = value;
-      sources[v.key] = { kind: "file", file: file ?? "-", line: entry.line };
+      take(v, entry.value, where, { kind: "file", file: file ?? "-", line: entry.line });
     }
   }
   for (const [name, o] of Object.entries(options)) {

@@ -45,7 +45,6 @@ import { clientPorts, isSriovVf, untrustedPeerSocket } from "../relays/client_po
 
 /** vio4wd's version. */
 export const VERSION = "0.1.0";
-/** Name of the PID file in the PID directory, as the original. */
 /** How often vhost events are picked up. */
 const EVENT_POLL_MS = 20;
 /** How often the relay table is reconciled with the data plane even when no event was dropped. */

@@ -274,15 +274,13 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
 
   // Another DPDK process with our file prefix.
   const runDir = `${h.run}/dpdk/${c.ealFilePrefix}`;
-  const daemonPid = Number(read(pidFilePath(c))?.trim());
+  const pidFile = pidFilePath(c);
+  const daemonPid = Number(read(pidFile)?.trim());
   const daemonRuns = Number.isInteger(daemonPid) && daemonPid > 0 && exists(`${h.proc}/${daemonPid}`);
-  if (exists(`${runDir}/config`) && daemonRuns) {
-    add(
-      "file prefix",
-      "ok",
-      `the running daemon (PID ${daemonPid}, ${pidFilePath(c)}) uses prefix '${c.ealFilePrefix}'`,
-    );
-  } else if (exists(`${runDir}/config`)) {
+  const prefixInUse = exists(`${runDir}/config`);
+  if (prefixInUse && daemonRuns) {
+    add("file prefix", "ok", `the running daemon (PID ${daemonPid}, ${pidFile}) uses prefix '${c.ealFilePrefix}'`);
+  } else if (prefixInUse) {
     add(
       "file prefix",
       "warn",
