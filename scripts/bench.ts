@@ -63,7 +63,8 @@ export const benchParser = object({
       message`Also run each vio4wd case on the STEPS=1 shim (shim/build/steps): where its cycles go, by step.`,
   })),
   against: optional(option("--against", string({ metavar: "PATH" }), {
-    description: message`Also run each vio4wd case on the shim at PATH (another build), alternating; prints the ratio.`,
+    description:
+      message`Also run each vio4wd case on another build, alternating, and print the ratio: PATH is a shim (.so, same ABI) or another checkout (its own vio4wd, shim built).`,
   })),
   write: optional(flag("--write", { description: message`Write bench/results and the README block.` })),
 });
@@ -112,11 +113,15 @@ async function main(args: string[]): Promise<number> {
   const variants: ShimVariant[] = [];
   for (const [label, path] of [["steps", a.steps ? STEPS_SHIM : undefined], ["against", a.against]] as const) {
     if (path === undefined) continue;
+    const program = path.endsWith(".so") ? path : `${path}/vio4wd`;
     try {
-      if (!Deno.statSync(path).isFile) throw new Error("not a file");
+      if (!Deno.statSync(program).isFile) throw new Error("not a file");
+      if (!path.endsWith(".so") && !Deno.statSync(`${path}/shim/build/libvio4wd_shim.so`).isFile) {
+        throw new Error("its shim is not built (make -C PATH/shim)");
+      }
     } catch (e) {
       const hint = label === "steps" ? " (build it with 'make -C shim STEPS=1')" : "";
-      throw new Error(`--${label}: no shim at ${path}${hint}: ${e instanceof Error ? e.message : e}`);
+      throw new Error(`--${label}: no shim or checkout at ${path}${hint}: ${e instanceof Error ? e.message : e}`);
     }
     variants.push({ label, path: Deno.realPathSync(path) });
   }

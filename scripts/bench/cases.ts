@@ -23,11 +23,19 @@ export type RelayKind = "testpmd" | "vio4wd" | "ovs";
 export type VfKind = "memif" | "vhost";
 
 /**
- * Another build of the shim for vio4wd to run on (VIO4WD_SHIM), measured beside the usual one:
- * `steps`, the profiling build (`make -C shim STEPS=1`: busy cycles split by step), or `against`,
- * any other build (`--against PATH`: a change measured side by side with the one checked out).
+ * Another build for vio4wd to run on, measured beside the usual one: `steps`, the profiling build
+ * of the shim (`make -C shim STEPS=1`: busy cycles split by step), or `against`, any other build
+ * (`--against PATH`: a change measured side by side with the one checked out). `path` is a shim
+ * (run by this checkout's daemon, VIO4WD_SHIM: same ABI) or, for `against`, another checkout
+ * whose own `vio4wd` runs (any version: the bench reads it over the stats protocol).
  */
 export type ShimVariant = { label: "steps" | "against"; path: string };
+
+/** How a daemon runs on `v`: another checkout's program, or this one's on another shim. */
+export function variantDaemonOptions(v?: ShimVariant): { env?: Record<string, string>; executable?: string } {
+  if (!v) return {};
+  return v.path.endsWith(".so") ? { env: { VIO4WD_SHIM: v.path } } : { executable: `${v.path}/vio4wd` };
+}
 
 /** A relay to measure; `idleUs`: vio4wd with idle mode (VIO4WD_IDLE_SLEEP_US); `shim`: vio4wd on another build. */
 export type Case = { kind: RelayKind; relays: number; vf: VfKind; idleUs?: number; shim?: ShimVariant };

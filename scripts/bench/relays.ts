@@ -16,7 +16,7 @@ import {
   type WorkerState,
 } from "../../src/control/gen/virtioforwarder_pb.ts";
 import { STEP_LABELS, type StepCycles, type WorkerCycles } from "../../src/dataplane/worker_load.ts";
-import type { Case, VfKind } from "./cases.ts";
+import { type Case, variantDaemonOptions, type VfKind } from "./cases.ts";
 
 /** Busy cycles of the relay's forwarding core and packets it received, cumulative. */
 export interface CoreCycles {
@@ -124,7 +124,7 @@ export async function startRelay(c: Case, dir: string, tag: string): Promise<Run
       "VIRTIOFWD_STATIC_VFS=(",
       ...vfs.map((v, i) => `  ${v.relay}=${i}`),
       ")",
-    ], c.shim ? { env: { VIO4WD_SHIM: c.shim.path } } : {});
+    ], variantDaemonOptions(c.shim));
     const vmSockets = vfs.map((_, i) => `${dir}/sock/virtio-forwarder${i}.sock`);
     return {
       vmSockets,
