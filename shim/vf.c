@@ -127,6 +127,53 @@ static int probe_device(const char *devargs, char *name, size_t size, uint16_t *
 
 static int configure_port(struct relay *r, uint16_t port, const char *name, uint64_t tx_offloads);
 
+#ifdef VIO4WD_FAULTS
+#include <rte_ip.h>
+/* Fault build: VIO4WD_FAULT_VF_HW_TSO makes every VF a NIC that segments TCP over IPv4 and writes
+ * IPv4 checksums, as real VFs do (no stand-in here segments: net_tap refuses a guest's TSO packets,
+ * memif and virtio_user pass them on whole). The relay is told the VF has TCP_TSO and IPV4_CKSUM; a
+ * TX callback plays the NIC on each TSO packet as far as a capture can judge it: it makes the first
+ * segment's IPv4 header (total length of headers + one MSS) and, when asked for the IP checksum,
+ * writes it as NICs do, summing the header with the field as they find it (hence the mbuf API's
+ * "zero the field"). A TSO packet sent without IP_CKSUM, or with the guest's checksum left in,
+ * leaves with a wrong checksum; the frame itself stays whole (its tail past the total length). */
+static uint64_t fault_vf_claims(void)
+{
+	return fault("VIO4WD_FAULT_VF_HW_TSO") ? RTE_ETH_TX_OFFLOAD_TCP_TSO | RTE_ETH_TX_OFFLOAD_IPV4_CKSUM : 0;
+}
+
+static uint16_t fault_nic_tx(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n, void *arg)
+{
+	(void)port, (void)queue, (void)arg;
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		if (!(m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) || !(m->ol_flags & RTE_MBUF_F_TX_IPV4) ||
+		    m->data_len < m->l2_len + m->l3_len)
+			continue;
+		struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, m->l2_len);
+		ip->total_length = rte_cpu_to_be_16((uint16_t)(m->l3_len + m->l4_len + m->tso_segsz));
+		if (m->ol_flags & RTE_MBUF_F_TX_IP_CKSUM)
+			ip->hdr_checksum = rte_ipv4_cksum(ip);
+	}
+	return n;
+}
+
+/* Plays the NIC on `port`'s TX queue 0 (once per port: a second callback would sum again). */
+static void fault_nic(uint16_t port)
+{
+	static bool playing[RTE_MAX_ETHPORTS];
+	if (fault_vf_claims() == 0 || playing[port])
+		return;
+	if (rte_eth_add_tx_callback(port, 0, fault_nic_tx, NULL) == NULL)
+		RTE_LOG(ERR, USER1, "vio4wd: VIO4WD_FAULT_VF_HW_TSO: no TX callback on port %u\n", port);
+	else
+		playing[port] = true;
+}
+#else
+#define fault_vf_claims() 0
+#define fault_nic(port) ((void)(port))
+#endif
+
 /* Configures and starts the relay's port (one RX and one TX queue on the relay's pool). */
 /* Requires lock. `ports`: the ports the VF side has (a bond's members) for the pool's size. */
 static int start_port(struct relay *r, uint32_t id, uint16_t port, const char *name, uint32_t mtu, unsigned ports)
@@ -159,9 +206,10 @@ static int start_port(struct relay *r, uint32_t id, uint16_t port, const char *n
 	if (g_vf_tso)
 		tx |= RTE_ETH_TX_OFFLOAD_TCP_TSO | RTE_ETH_TX_OFFLOAD_UDP_TSO;
 	r->mtu = mtu;
-	r->tx_offload_capa = info.tx_offload_capa & tx;
+	r->tx_offload_capa = (info.tx_offload_capa | fault_vf_claims()) & tx;
 	if ((ret = configure_port(r, port, name, r->tx_offload_capa)) != 0)
 		return ret;
+	fault_nic(port);
 	promiscuous(port, name);
 	if ((ret = rte_eth_dev_start(port)) != 0)
 		return set_stage_error(VIO4WD_STAGE_START, -ret, "cannot start %s: %s", name, rte_strerror(-ret));
@@ -192,7 +240,8 @@ static int configure_port(struct relay *r, uint16_t port, const char *name, uint
 	bool scatter = frame > room && (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER);
 	if (scatter)
 		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
-	conf.txmode.offloads = tx_offloads;
+	/* (what the device lacks is the worker's: only the fault build's pretend NIC claims more) */
+	conf.txmode.offloads = tx_offloads & info.tx_offload_capa;
 	if ((ret = fault_at("configure") ? -EIO : rte_eth_dev_configure(port, 1, 1, &conf)) != 0)
 		return set_stage_error(VIO4WD_STAGE_CONFIGURE, -ret, "cannot configure %s: %s", name,
 				       rte_strerror(-ret));

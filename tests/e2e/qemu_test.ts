@@ -5,7 +5,16 @@
  * runs in the namespace with busybox.
  */
 
-import { type DaemonProcess, num, type RelayState, runVio4wd, show, until } from "../rigs/daemon_process.ts";
+import {
+  type DaemonOptions,
+  type DaemonProcess,
+  FAULTS_SHIM,
+  num,
+  type RelayState,
+  runVio4wd,
+  show,
+  until,
+} from "../rigs/daemon_process.ts";
 import type { NetNs } from "../rigs/netns.ts";
 import { buildInitramfs, GUEST_MAC, guestKernel, type GuestOptions, monitorCommand, QemuGuest } from "../rigs/qemu.ts";
 import { Libvirt, virsh } from "../rigs/libvirt.ts";
@@ -13,6 +22,7 @@ import { assert, assertEq } from "../rigs/assert.ts";
 import { memifPair } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
 import { firstFailure } from "../rigs/first_failure.ts";
+import { errorText } from "../../src/common/log.ts";
 
 const HOST = "10.200.0.1";
 const GUEST = "10.200.0.2";
@@ -49,8 +59,9 @@ class E2eRun implements AsyncDisposable {
   }
 
   /** Starts a daemon in the namespace with relay 0's VF (a tap is configured as the host end). */
-  async daemon(lines: string[], vf: string | null = TAP_VF): Promise<DaemonProcess> {
+  async daemon(lines: string[], vf: string | null = TAP_VF, options: DaemonOptions = {}): Promise<DaemonProcess> {
     const d = await this.world.daemon([...(vf ? [`VIRTIOFWD_STATIC_VFS=(${vf}=0)`] : []), ...lines], {
+      ...options,
       netns: this.ns.name,
     });
     this.daemons.push(d);
@@ -571,6 +582,91 @@ Deno.test("e2e: TSO guest over a VF without offloads: vio4wd segments TCP/IPv6 i
   await e2e("tso6", (run) => tsoOverMemif(run, true));
 });
 
+/** The IPv4 TCP frames of a pcap file (little-endian, Ethernet): the frame's length, the IPv4
+ * header's total length and whether its checksum is right. */
+export function ipv4TcpFrames(pcap: Uint8Array): { frame: number; totalLength: number; checksumOk: boolean }[] {
+  const v = new DataView(pcap.buffer, pcap.byteOffset, pcap.byteLength);
+  const out = [];
+  for (let at = 24; at + 16 <= pcap.length;) {
+    const caught = v.getUint32(at + 8, true), frame = v.getUint32(at + 12, true), p = at + 16;
+    at = p + caught;
+    if (at > pcap.length) break; // tcpdump is still writing this one
+    if (caught < 34 || v.getUint16(p + 12) !== 0x0800 || pcap[p + 23] !== 6) continue;
+    const ihl = (pcap[p + 14] & 0xf) * 4;
+    let sum = 0;
+    for (let i = 0; i < ihl; i += 2) sum += v.getUint16(p + 14 + i);
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    out.push({ frame, totalLength: v.getUint16(p + 16), checksumOk: sum === 0xffff });
+  }
+  return out;
+}
+
+Deno.test("e2e: TSO guest over a VF that segments (fault build's NIC): each TCP/IPv4 TSO packet asks the VF for its segments' IP checksums over a zeroed field (#32 item 6)", async () => {
+  await e2e("hwtso", async (run) => {
+    // the VF: net_pcap on one end of a veth pair (big frames pass whole); the host's TCP on the other
+    const link = await run.ns.sh(
+      // the host's segments leave vpb checksummed (net_pcap reads them as they are)
+      "ip link add vpa mtu 65000 type veth peer name vpb mtu 65000 && ip link set vpa up && ethtool -K vpb tx off",
+    );
+    assertEq(link.code, 0, `veth pair: ${link.stderr}`);
+    const d = await run.daemon(["VIRTIOFWD_TSO=y"], "net_pcap0,iface=vpa", {
+      env: { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_VF_HW_TSO: "1" },
+    });
+    await run.ns.configure("vpb", `${HOST}/30`);
+    const pcap = `${run.dir}/vf.pcap`;
+    // `ip netns exec` execs: the PID is tcpdump's, killed below
+    const dump = new Deno.Command("ip", {
+      args: ["netns", "exec", run.ns.name, "tcpdump", "-U", "-n", "-i", "vpb", "-w", pcap, `tcp and src ${GUEST}`],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    try {
+      await until("tcpdump writing", async () => (await Deno.stat(pcap).catch(() => null)) !== null, 10_000);
+      // what the host's TCP makes of the frames does not matter here (the pretend NIC sends only
+      // the first segment's header): the guest sends for 10 s and stops
+      const received = run.receive("wc -c");
+      const guest = run.guest({
+        script: `
+wait_peer ${HOST} 30 || exit 1
+dd if=/dev/zero bs=65536 count=16 2>/dev/null | timeout 10 nc ${HOST} 5001
+say "SENT"
+`,
+      });
+      let frames: ReturnType<typeof ipv4TcpFrames> = [], segmented = frames;
+      await until("TSO packets on the VF", async () => {
+        frames = ipv4TcpFrames(await Deno.readFile(pcap));
+        // a frame longer than its IPv4 total length: a TSO packet the NIC was given whole
+        segmented = frames.filter((f) => f.frame > 14 + f.totalLength + 4);
+        return segmented.length >= 3;
+      }, 60_000).catch((e) => {
+        const sizes = frames.map((f) => `${f.frame}/${f.totalLength}${f.checksumOk ? "" : "!"}`).slice(0, 40);
+        throw new Error(`${errorText(e)}: ${frames.length} TCP frames from the guest (frame/IP length): ${sizes}`);
+      });
+      const bad = segmented.filter((f) => !f.checksumOk);
+      assertEq(
+        bad.length,
+        0,
+        `TSO packets whose first segment left with a wrong IPv4 checksum (no IP_CKSUM asked, or the guest's checksum left in the field), of ${segmented.length}`,
+      );
+      const r = (await d.status()).find((s) => s.id === 0)!;
+      // the VF segmented: no more went to it than came from the guest
+      assert(
+        num(r.vmToVf.pktsTxToVf) <= num(r.vmToVf.pktsRxFromVm),
+        `the relay segmented in software: ${show(r)}`,
+      );
+      await guest.waitSerial(/E2E: SENT/, GUEST_TIMEOUT);
+      await received;
+      console.log(`e2e hw tso: ${segmented.length} TSO packets handed whole to the VF, every IPv4 checksum right`);
+    } finally {
+      try {
+        dump.kill("SIGTERM");
+      } catch { /* ended */ }
+      await dump.status;
+      await dump.stderr.cancel().catch(() => {});
+    }
+  });
+});
+
 /**
  * `vio4wd vm-config --libvirt` output made into a bootable domain, adding only what TCG and direct
  * kernel boot need: domain type qemu, machine pc, kernel, initrd and command line, a serial
@@ -634,7 +730,7 @@ Deno.test("e2e: a libvirt guest from 'vio4wd vm-config --libvirt' (QEMU as libvi
       }
     };
     const waitConsole = (re: RegExp, what: string) =>
-      until(what, () => re.test(serialText()), GUEST_TIMEOUT).catch((e) => {
+      until(what, () => re.test(serialText()), 60_000).catch((e) => {
         throw new Error(`${e.message}; console:\n${serialText().slice(-1500)}`);
       });
     await waitConsole(/E2E: RECHECK start/, "the libvirt guest up and pinging");
