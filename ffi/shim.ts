@@ -1,9 +1,11 @@
 /**
  * The FFI surface of the C shim (shim/vio4wd_shim.h): its symbol table, the layout of the memory
- * it shares, and the loader. Nothing else: src/dataplane/ wraps this in typed classes.
+ * it shares (from ffi/layout.ts, generated from the header), and the loader. Nothing else: src/dataplane/ wraps this in typed classes.
  *
  * @module
  */
+
+import { SHIM_CONSTANTS as C, SHIM_ENUMS, SHIM_STRUCTS as S } from "./layout.ts";
 
 /** Every exported shim function, with its C prototype. */
 export const symbols = {
@@ -55,9 +57,9 @@ export const symbols = {
 export type ShimLibrary = Deno.DynamicLibrary<typeof symbols>;
 
 /** The ABI version this binding speaks (VIO4WD_SHIM_ABI). */
-export const SHIM_ABI = 5;
+export const SHIM_ABI = C.SHIM_ABI;
 
-/** `struct vio4wd_limits`: what the shim can hold. TypeScript takes these from here, never repeats them. */
+/** `struct vio4wd_limits`: what the shim can hold. */
 export interface ShimLimits {
   abi: number;
   maxRelays: number;
@@ -72,20 +74,65 @@ export interface ShimLimits {
   poolMbufs: number;
 }
 
+/** A field of a struct of the header, as ffi/layout.ts describes it. */
+export type ShimField = {
+  readonly type: string;
+  readonly offset: number;
+  readonly size: number;
+  readonly count: number;
+};
+
+/** Element `index` of an integer field of at most 32 bits, at `base` in `dv` (little-endian, signed as its C type). */
+export function readNumber(dv: DataView, f: ShimField, index = 0, base = 0): number {
+  const at = base + f.offset + index * f.size;
+  switch (f.type) {
+    case "uint8_t":
+      return dv.getUint8(at);
+    case "uint16_t":
+      return dv.getUint16(at, true);
+    case "uint32_t":
+      return dv.getUint32(at, true);
+    case "int32_t":
+      return dv.getInt32(at, true);
+  }
+  throw new Error(`readNumber: a ${f.type} field is not read as a number`);
+}
+
+/** Element `index` of a 64-bit unsigned field, at `base` in `dv`. */
+export function readBigint(dv: DataView, f: ShimField, index = 0, base = 0): bigint {
+  if (f.type !== "uint64_t") throw new Error(`readBigint: a ${f.type} field is not read as a bigint`);
+  return dv.getBigUint64(base + f.offset + index * f.size, true);
+}
+
 /** Reads `struct vio4wd_limits` from a loaded shim. */
 export function readLimits(lib: ShimLibrary): ShimLimits {
-  const b = new Uint32Array(8);
+  const b = new Uint8Array(S.vio4wd_limits.size);
   lib.symbols.vio4wd_limits(b);
+  const dv = new DataView(b.buffer), f = S.vio4wd_limits.fields;
   return {
-    abi: b[0],
-    maxRelays: b[1],
-    maxWorkers: b[2],
-    maxQueuePairs: b[3],
-    maxBondMembers: b[4],
-    maxPorts: b[5],
-    eventQueueCap: b[6],
-    poolMbufs: b[7],
+    abi: readNumber(dv, f.abi),
+    maxRelays: readNumber(dv, f.max_relays),
+    maxWorkers: readNumber(dv, f.max_workers),
+    maxQueuePairs: readNumber(dv, f.max_queue_pairs),
+    maxBondMembers: readNumber(dv, f.max_bond_members),
+    maxPorts: readNumber(dv, f.max_ports),
+    eventQueueCap: readNumber(dv, f.event_queue_cap),
+    poolMbufs: readNumber(dv, f.pool_mbufs),
   };
+}
+
+/**
+ * What is wrong with a loaded shim for this binding, or null: another ABI, or limits other than
+ * the header this binding was generated from (a library built from another vio4wd_shim.h).
+ */
+export function shimMismatch(l: ShimLimits): string | null {
+  if (l.abi !== SHIM_ABI) return `the data-plane library speaks ABI ${l.abi}, this vio4wd ABI ${SHIM_ABI}`;
+  const want = { maxRelays: C.MAX_RELAYS, maxWorkers: C.MAX_WORKERS, maxQueuePairs: C.MAX_QUEUE_PAIRS };
+  for (const [k, v] of Object.entries(want)) {
+    const got = l[k as keyof typeof want];
+    if (got !== v) return `the data-plane library holds ${k} ${got}, its header ${v}`;
+  }
+  return null;
 }
 
 let cachedLimits: ShimLimits | null = null;
@@ -103,33 +150,29 @@ export function shimLimits(): ShimLimits {
 }
 
 /**
- * Layout of `struct vio4wd_shared` and friends for `maxRelays` relays (checked by _Static_assert in
- * shim/eal.c): a 64-byte header (n_workers u32 at 0, event_overflows u64 at 8, tsc_hz u64 at 16), the relays'
- * counters, then the workers'.
+ * Where things are in `struct vio4wd_shared` (shim/vio4wd_shim.h, through ffi/layout.ts): a
+ * header (worker count, event overflows, TSC frequency), the relays' counters, then the workers'.
  */
-export function sharedLayout(limits: ShimLimits) {
-  const relaysOffset = 64, relayStride = 128, workerStride = 128;
-  const workersOffset = relaysOffset + relayStride * limits.maxRelays;
-  return {
-    nWorkersOffset: 0,
-    eventOverflowsOffset: 8,
-    tscHzOffset: 16,
-    relaysOffset,
-    relayStride,
-    /** Offset of VM->VF inside a relay's stats; VF->VM is at 0. */
-    vmToVfOffset: 64,
-    workersOffset,
-    workerStride,
-    size: workersOffset + workerStride * limits.maxWorkers,
-  } as const;
-}
+export const SHARED_LAYOUT = {
+  nWorkers: S.vio4wd_shared.fields.n_workers,
+  eventOverflows: S.vio4wd_shared.fields.event_overflows,
+  tscHz: S.vio4wd_shared.fields.tsc_hz,
+  relays: S.vio4wd_shared.fields.relays,
+  workers: S.vio4wd_shared.fields.workers,
+  /** Offset of VM->VF inside a relay's stats (VF->VM at vf_to_vm's). */
+  vfToVm: S.vio4wd_relay_stats.fields.vf_to_vm,
+  vmToVf: S.vio4wd_relay_stats.fields.vm_to_vf,
+  dirCounters: S.vio4wd_dir_stats.fields,
+  workerCounters: S.vio4wd_worker_stats.fields,
+  size: S.vio4wd_shared.size,
+} as const;
 
-/** `struct vio4wd_event` size. */
-export const EVENT_SIZE = 24;
-/** `struct vio4wd_relay_report` size. */
-export const RELAY_REPORT_SIZE = 48;
+/** `struct vio4wd_event`. */
+export const EVENT_LAYOUT = S.vio4wd_event;
+/** `struct vio4wd_relay_report`. */
+export const RELAY_REPORT_LAYOUT = S.vio4wd_relay_report;
 
-/** Counter order inside `struct vio4wd_dir_stats` (u64 each). */
+/** The counters of `struct vio4wd_dir_stats` (u64 each), named as TypeScript names them, in order. */
 export const DIR_COUNTERS = [
   "rxPkts",
   "rxBytes",
@@ -141,7 +184,7 @@ export const DIR_COUNTERS = [
   "dropUnavailBytes",
 ] as const;
 
-/** Counter order inside `struct vio4wd_worker_stats` (u64 each; "lcore" is the worker's CPU). */
+/** The counters of `struct vio4wd_worker_stats` before step_cycles ("lcore" is the worker's CPU), in order. */
 export const WORKER_COUNTERS = [
   "passes",
   "busyPasses",
@@ -155,41 +198,46 @@ export const WORKER_COUNTERS = [
 
 /** `enum vio4wd_step`, in order: the steps `step_cycles[]` splits a worker's busy cycles into. */
 export const WORKER_STEPS = ["vfRx", "vmEnqueue", "mbufFree", "vmDequeue", "vfTx", "emptyPoll"] as const;
-/** Where `step_cycles[]` starts in `struct vio4wd_worker_stats` (u64 index). */
-export const WORKER_STEP_CYCLES_AT = 8;
 
+const EV = SHIM_ENUMS.vio4wd_event_type;
 /** `enum vio4wd_event_type`. */
 export const EVENT = {
-  vmConnected: 1,
-  vmDisconnected: 2,
-  vringState: 3,
-  vmRejected: 4,
-  liveMigration: 5,
-  bondFailover: 6,
-  vfFailed: 7,
-  vfReset: 8,
-  vfRemoved: 9,
+  vmConnected: EV.VIO4WD_EV_VM_CONNECTED,
+  vmDisconnected: EV.VIO4WD_EV_VM_DISCONNECTED,
+  vringState: EV.VIO4WD_EV_VRING_STATE,
+  vmRejected: EV.VIO4WD_EV_VM_REJECTED,
+  liveMigration: EV.VIO4WD_EV_LIVE_MIGRATION,
+  bondFailover: EV.VIO4WD_EV_BOND_FAILOVER,
+  vfFailed: EV.VIO4WD_EV_VF_FAILED,
+  vfReset: EV.VIO4WD_EV_VF_RESET,
+  vfRemoved: EV.VIO4WD_EV_VF_REMOVED,
 } as const;
 /** VIO4WD_STAGE_*: where a VF attach failed. */
 export const STAGE = {
-  other: 0,
-  probe: 1,
-  info: 2,
-  pool: 3,
-  configure: 4,
-  rxq: 5,
-  txq: 6,
-  start: 7,
-  bond: 8,
-  member: 9,
+  other: C.STAGE_OTHER,
+  probe: C.STAGE_PROBE,
+  info: C.STAGE_INFO,
+  pool: C.STAGE_POOL,
+  configure: C.STAGE_CONFIGURE,
+  rxq: C.STAGE_RXQ,
+  txq: C.STAGE_TXQ,
+  start: C.STAGE_START,
+  bond: C.STAGE_BOND,
+  member: C.STAGE_MEMBER,
 } as const;
 
 /** Flags of vio4wd_socket_register(). */
-export const SOCK_FLAG = { client: 1, mrgbuf: 2, tso: 4 } as const;
+export const SOCK_FLAG = { client: C.SOCK_CLIENT, mrgbuf: C.SOCK_MRGBUF, tso: C.SOCK_TSO } as const;
 /** Flags of vio4wd_init (VIO4WD_INIT_*). */
-export const INIT_FLAG = { vfTso: 1 } as const;
+export const INIT_FLAG = { vfTso: C.INIT_VF_TSO } as const;
 /** Bits of `struct vio4wd_relay_report`'s state. */
-export const STATE_BIT = { socket: 1, vm: 2, vf: 4, vfLink: 8, vfRunning: 16 } as const;
+export const STATE_BIT = {
+  socket: C.STATE_SOCKET,
+  vm: C.STATE_VM,
+  vf: C.STATE_VF,
+  vfLink: C.STATE_VF_LINK,
+  vfRunning: C.STATE_VF_RUNNING,
+} as const;
 
 /** The shim could not be loaded; says where it looked and how to build it. */
 export class ShimNotFoundError extends Error {

@@ -27,14 +27,14 @@ void events_reset(uint32_t cap)
 	pthread_mutex_unlock(&g_ev_lock);
 }
 
-void push_event(uint32_t type, uint32_t relay, int32_t value, uint32_t enabled, uint32_t numa)
+void push_event(uint32_t type, uint32_t relay, int32_t value, uint32_t detail, int32_t numa)
 {
 	pthread_mutex_lock(&g_ev_lock);
 	if (g_tail - g_head >= g_cap) {
 		__atomic_fetch_add(&g_shared.event_overflows, 1, __ATOMIC_RELEASE);
 	} else {
 		g_events[g_tail % EVENT_CAP] = (struct vio4wd_event){
-			.type = type, .relay = relay, .value = value, .enabled = enabled, .numa_node = numa};
+			.type = type, .relay = relay, .value = value, .detail = detail, .numa_node = numa};
 		g_tail++;
 	}
 	pthread_mutex_unlock(&g_ev_lock);

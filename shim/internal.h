@@ -186,7 +186,7 @@ void relay_set_path(struct relay *r, const char *path);
 uint32_t events_default_cap(void);
 /* Empties the queue and sets its capacity (at most events_default_cap()). */
 void events_reset(uint32_t cap);
-void push_event(uint32_t type, uint32_t relay, int32_t value, uint32_t enabled, uint32_t numa);
+void push_event(uint32_t type, uint32_t relay, int32_t value, uint32_t detail, int32_t numa);
 
 /* ---- lists.c: what each worker polls ---- */
 

@@ -88,7 +88,7 @@ static int on_new_device(int vid)
 	lists_publish();
 	vf_run(r, (uint32_t)id, true); /* the VF runs while the VM is there */
 	pthread_mutex_unlock(&r->lock);
-	push_event(VIO4WD_EV_VM_CONNECTED, (uint32_t)id, (int32_t)pairs, 1, (uint32_t)numa);
+	push_event(VIO4WD_EV_VM_CONNECTED, (uint32_t)id, (int32_t)pairs, 1, numa);
 	return 0;
 }
 

@@ -89,10 +89,10 @@ struct vio4wd_shared {
 enum vio4wd_event_type {
 	VIO4WD_EV_VM_CONNECTED = 1,    /* value: number of queue pairs */
 	VIO4WD_EV_VM_DISCONNECTED = 2,
-	VIO4WD_EV_VRING_STATE = 3,     /* value: queue id; enabled: 0/1 */
+	VIO4WD_EV_VRING_STATE = 3,     /* value: queue id; detail: enabled 0/1 */
 	VIO4WD_EV_VM_REJECTED = 4,     /* value: -errno */
 	VIO4WD_EV_LIVE_MIGRATION = 5,
-	VIO4WD_EV_BOND_FAILOVER = 6,   /* value: member index now active; enabled: member index that lost its link */
+	VIO4WD_EV_BOND_FAILOVER = 6,   /* value: member index now active; detail: member index that lost its link */
 	VIO4WD_EV_VF_FAILED = 7,       /* the VF could not be started for its VM (or its RX queue set up again
 					* on a moved pool): it stays stopped; value: -errno */
 	VIO4WD_EV_VF_RESET = 8,        /* the VF's device asks to be reset (RTE_ETH_EVENT_INTR_RESET, e.g. its PF
@@ -105,8 +105,8 @@ struct vio4wd_event {
 	uint32_t type;
 	uint32_t relay;
 	int32_t value;
-	uint32_t enabled;
-	uint32_t numa_node;
+	uint32_t detail;           /* VRING_STATE: enabled 0/1; BOND_FAILOVER: the member that lost its link */
+	int32_t numa_node;         /* VM_CONNECTED: the guest memory's node, -1 unknown */
 	uint32_t pad;
 };
 

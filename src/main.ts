@@ -4,6 +4,7 @@
  * @module
  */
 
+import { extraCompletions } from "./cli/completions.ts";
 import { or } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { run } from "@optique/run";
@@ -68,6 +69,12 @@ export const runOptions = {
 export async function main(args: readonly string[]): Promise<number> {
   // the original's Python clients, as their launchers at the original's paths run them
   if (args[0] === "original-tool") return await runOriginalTool(args.slice(1));
+  // what the completion scripts ask beyond optique's answers (the shells, a daemon's relays)
+  const extra = args[0] === "completions" ? await extraCompletions(args) : null;
+  if (extra !== null) {
+    await Deno.stdout.write(new TextEncoder().encode(extra));
+    return 0;
+  }
   // -h as the manual says, for vio4wd itself and any subcommand but the daemon (whose -h is the original's)
   if (args[0] !== "daemon") args = args.map((a) => a === "-h" ? "--help" : a);
   const isDaemon = args[0] === "daemon";

@@ -134,3 +134,30 @@ Deno.test("architecture: the layer check fails on an upward import, a circle wit
     "packages are no edges",
   );
 });
+
+/** The modules `from` reaches through its imports (transitively), as paths relative to the root. */
+function reachable(from: string, modules: Module[]): Set<string> {
+  const byPath = new Map(modules.map((m) => [m.path, m]));
+  const seen = new Set<string>(), todo = [from];
+  while (todo.length > 0) {
+    const path = todo.pop()!, m = byPath.get(path);
+    for (const spec of m ? importsOf(m.source) : []) {
+      const to = normalize(join(dirname(path), spec));
+      if (!seen.has(to)) {
+        seen.add(to);
+        todo.push(to);
+      }
+    }
+  }
+  return seen;
+}
+
+Deno.test("architecture: reading a configuration loads no library: src/config/ reaches nothing in ffi/ but the generated constants of ffi/layout.ts (so 'vio4wd stats' and 'config check' run where DPDK does not load)", () => {
+  const modules = productModules();
+  for (const m of modules.filter((m) => m.path.startsWith("src/config/") && !m.path.endsWith("_test.ts"))) {
+    const ffi = [...reachable(m.path, modules)].filter((p) => p.startsWith("ffi/") && p !== "ffi/layout.ts");
+    assertJsonEq(ffi, [], `${m.path} reaches`);
+  }
+  const layout = modules.find((m) => m.path === "ffi/layout.ts")!;
+  assertJsonEq(importsOf(layout.source), [], "ffi/layout.ts imports nothing");
+});

@@ -1,5 +1,7 @@
 /** Shell completions: committed files are current, and real shells offer the subcommands. */
 import { completionScripts } from "../scripts/gen_completions.ts";
+import { assert, assertEq, assertJsonEq } from "./rigs/assert.ts";
+import { World } from "./rigs/world.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const subcommands = ["config", "daemon", "demo"];
@@ -12,6 +14,17 @@ async function sh(cmd: string, args: string[]): Promise<string> {
     stderr: "piped",
   }).output();
   return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+}
+
+/** What bash's completion function offers for `vio4wd WORDS... CURRENT<TAB>`, one per line. */
+function bashComplete(words: string[], current: string): Promise<string> {
+  const line = `vio4wd ${[...words, current].join(" ")}`;
+  return sh("bash", [
+    "-c",
+    `source ${root}completions/vio4wd.bash; COMP_WORDS=(vio4wd ${words.join(" ")} "${current}"); COMP_CWORD=${
+      words.length + 1
+    }; COMP_LINE="${line}"; COMP_POINT=${line.length}; _vio4wd; printf '%s\\n' "\${COMPREPLY[@]}"`,
+  ]);
 }
 
 function assertOffers(output: string, shell: string): void {
@@ -56,13 +69,7 @@ Deno.test("bash completion of 'vio4wd daemon --config <TAB>' and 'vio4wd config 
   try {
     await Deno.writeTextFile(`${dir}/virtioforwarder.test`, "");
     for (const words of [["daemon", "--config"], ["config", "check"]]) {
-      const line = `vio4wd ${words.join(" ")} ${dir}/virtio`;
-      const out = await sh("bash", [
-        "-c",
-        `source ${root}completions/vio4wd.bash; COMP_WORDS=(vio4wd ${words.join(" ")} "${dir}/virtio"); COMP_CWORD=${
-          words.length + 1
-        }; COMP_LINE="${line}"; COMP_POINT=${line.length}; _vio4wd; printf '%s\\n' "\${COMPREPLY[@]}"`,
-      ]);
+      const out = await bashComplete(words, `${dir}/virtio`);
       if (!out.includes(`${dir}/virtioforwarder.test`)) {
         throw new Error(`'${words.join(" ")} <TAB>' does not offer the file:\n${out}`);
       }
@@ -70,4 +77,32 @@ Deno.test("bash completion of 'vio4wd daemon --config <TAB>' and 'vio4wd config 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("'vio4wd completions <TAB>' offers the shells (bash and fish)", async () => {
+  const shells = ["bash", "fish", "nu", "pwsh", "zsh"];
+  const bash = (await bashComplete(["completions"], "")).trim().split("\n");
+  assertJsonEq(bash.sort(), shells, "bash: vio4wd completions <TAB>");
+  assertJsonEq((await bashComplete(["completions"], "z")).trim(), "zsh", "bash: vio4wd completions z<TAB>");
+  const fish = (await sh("fish", ["-c", `source ${root}completions/vio4wd.fish; complete -C 'vio4wd completions '`]))
+    .trim().split("\n").map((l) => l.split("\t")[0]);
+  assertJsonEq(fish.sort(), shells, "fish: vio4wd completions <TAB>");
+});
+
+Deno.test("'--virtio-id <TAB>' offers the relays of the daemon the command line's --config names, with their VF; nothing without a daemon", async () => {
+  await using world = await World.create("compl");
+  const d = await world.daemon(["VIRTIOFWD_STATIC_VFS=(net_null0=3)"]);
+  const ids = async (words: string[], current = "") =>
+    (await bashComplete(words, current)).trim().split("\n").filter(Boolean);
+  const all = await ids(["port", "add", "--config", d.config, "--virtio-id"]);
+  assertEq(all.length, 64, `every relay offered: ${all}`);
+  assertJsonEq(await ids(["stats", "--config", d.config, "--relay"], "6"), ["6", "60", "61", "62", "63"], "6<TAB>");
+  // the descriptions name each relay's VF (fish shows them)
+  const fish = await sh("fish", [
+    "-c",
+    `source ${root}completions/vio4wd.fish; complete -C 'vio4wd port remove --config ${d.config} --virtio-id 3'`,
+  ]);
+  assert(/^3\tnet_null0/m.test(fish), `relay 3's VF in the description: ${fish}`);
+  await d.stop();
+  assertJsonEq(await ids(["port", "add", "--config", d.config, "--virtio-id"]), [], "no daemon: nothing offered");
 });

@@ -12,9 +12,8 @@ import { optional, withDefault } from "@optique/core/modifiers";
 import { argument, command, constant, flag, option } from "@optique/core/primitives";
 import { integer } from "@optique/core/valueparser";
 import { readConfig } from "../config/config.ts";
-import { socketPath } from "../config/values.ts";
+import { MAX_QUEUE_PAIRS, MAX_RELAYS, socketPath } from "../config/values.ts";
 import { qemuAccount, qemuCannotReach, socketAccounts } from "../config/accounts.ts";
-import { shimLimits } from "../../ffi/shim.ts";
 
 /** The `vm-config` command's parser. */
 export const vmConfigCommand = command(
@@ -137,13 +136,12 @@ export function qemuArgs(
 
 /** Runs `vio4wd vm-config`; returns the exit status. */
 export async function runVmConfig(a: VmConfigArgs): Promise<number> {
-  const limits = shimLimits();
-  if (a.relay >= limits.maxRelays) {
-    console.error(`vio4wd vm-config: relay ${a.relay} is out of range 0-${limits.maxRelays - 1}`);
+  if (a.relay >= MAX_RELAYS) {
+    console.error(`vio4wd vm-config: relay ${a.relay} is out of range 0-${MAX_RELAYS - 1}`);
     return 2;
   }
-  if (a.queues > limits.maxQueuePairs) {
-    console.error(`vio4wd vm-config: --queues ${a.queues}: at most ${limits.maxQueuePairs} queue pairs per relay`);
+  if (a.queues > MAX_QUEUE_PAIRS) {
+    console.error(`vio4wd vm-config: --queues ${a.queues}: at most ${MAX_QUEUE_PAIRS} queue pairs per relay`);
     return 2;
   }
   const c = (await readConfig(a.config)).config;

@@ -14,7 +14,7 @@ import { EnvFileSyntaxError, type EnvValue, parseEnvFile } from "./envfile.ts";
 import {
   type CpuPin,
   MAX_CPUS,
-  maxRelays,
+  MAX_RELAYS,
   parseAbsolutePath,
   parseAccountName,
   parseBindList,
@@ -745,8 +745,8 @@ function crossCheck(l: LoadedConfig): void {
       }) takes precedence for port control, as in virtio-forwarder (ZeroMQ, then IPC, then OVSDB); blank it to silence this`,
     );
   }
-  if (c.staticVfs.length > 0 && c.staticVfs.length > maxRelays()) {
-    fail("staticVfs", "", `more than ${maxRelays()} entries`);
+  if (c.staticVfs.length > 0 && c.staticVfs.length > MAX_RELAYS) {
+    fail("staticVfs", "", `more than ${MAX_RELAYS} entries`);
   }
 }
 

@@ -5,16 +5,16 @@
  * @module
  */
 
-import { shimLimits } from "../../ffi/shim.ts";
+import { SHIM_CONSTANTS } from "../../ffi/layout.ts";
 
-/** Relays are numbered 0..maxRelays()-1: as many as the data-plane library holds. */
-export function maxRelays(): number {
-  return shimLimits().maxRelays;
-}
-/** Mbufs in a relay's pool per VF port (a bond: per member), as the data-plane library sizes it. */
-export function poolMbufs(): number {
-  return shimLimits().poolMbufs;
-}
+/**
+ * Relays are numbered 0..MAX_RELAYS-1: the original's 64, the relay ids its clients and files use.
+ * From the shim's header through ffi/layout.ts (constants only: reading a configuration loads no
+ * library); the loader refuses a library built for other numbers.
+ */
+export const MAX_RELAYS = SHIM_CONSTANTS.MAX_RELAYS;
+/** Queue pairs per relay: the original's 32, from the same header. */
+export const MAX_QUEUE_PAIRS = SHIM_CONSTANTS.MAX_QUEUE_PAIRS;
 /** CPUs are numbered 0..MAX_CPUS-1 (the original's limit). */
 export const MAX_CPUS = 64;
 /** The UUID the original passes for `--vfio-vf-token=0`. */
@@ -175,7 +175,7 @@ export function parseDevice(raw: string): string {
 
 /** `<device>=<relay>`; with devargs holding `=`, the LAST `=` separates the relay id. */
 export function parseStaticVf(raw: string): StaticVf {
-  const max = maxRelays();
+  const max = MAX_RELAYS;
   const allowed = `<device>=<relay id 0-${max - 1}>, the device ${DEVICE_ALLOWED}`;
   const eq = raw.lastIndexOf("=");
   if (eq <= 0) throw new ValueError(allowed, `'${raw}' has no '=<relay id>'`);
@@ -195,7 +195,7 @@ export function parseStaticVf(raw: string): StaticVf {
 
 /** `<relay>:<cpu>[,<cpu>]`, several separated by `;` -> pins (first CPU VF->VM, second VM->VF). */
 export function parseCpuPins(raw: string): CpuPin[] {
-  const max = maxRelays();
+  const max = MAX_RELAYS;
   const allowed = `<relay 0-${max - 1}>:<cpu>[,<cpu>] (first CPU VF->VM, second VM->VF), several separated by ;`;
   const pins: CpuPin[] = [];
   for (const item of raw.split(";").map((s) => s.trim()).filter((s) => s !== "")) {

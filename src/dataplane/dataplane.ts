@@ -1,5 +1,6 @@
 /**
- * Typed access to the C data path: the only module that calls `ffi/`.
+ * Typed access to the C data path: the wrapper over `ffi/shim.ts` (which `doctor` and `main.ts`
+ * also read, for the pool size and the loader's error).
  *
  * @module
  */
@@ -7,20 +8,21 @@
 import {
   DIR_COUNTERS,
   EVENT,
-  EVENT_SIZE,
+  EVENT_LAYOUT,
   INIT_FLAG,
   openShim,
+  readBigint,
   readLimits,
-  RELAY_REPORT_SIZE,
-  sharedLayout,
-  SHIM_ABI,
+  readNumber,
+  RELAY_REPORT_LAYOUT,
+  SHARED_LAYOUT,
   type ShimLibrary,
   type ShimLimits,
+  shimMismatch,
   SOCK_FLAG,
   STAGE,
   STATE_BIT,
   WORKER_COUNTERS,
-  WORKER_STEP_CYCLES_AT,
   WORKER_STEPS,
 } from "../../ffi/shim.ts";
 import type { StepCycles } from "./worker_load.ts";
@@ -138,29 +140,26 @@ function cstr(s: string): Uint8Array<ArrayBuffer> {
 export class Dataplane {
   #lib: ShimLibrary;
   #shared: Deno.UnsafePointerView | null = null;
-  #event = new Uint8Array(EVENT_SIZE);
-  #report = new Uint8Array(RELAY_REPORT_SIZE);
+  #event = new Uint8Array(EVENT_LAYOUT.size);
+  #report = new Uint8Array(RELAY_REPORT_LAYOUT.size);
   /** What the shim can hold. */
   readonly limits: ShimLimits;
-  #layout: ReturnType<typeof sharedLayout>;
 
   private constructor(lib: ShimLibrary) {
     this.#lib = lib;
     this.limits = readLimits(lib);
-    this.#layout = sharedLayout(this.limits);
   }
 
-  /** Loads the shim (see ffi/shim.ts for where it is looked for) and checks that it speaks our ABI. */
+  /**
+   * Loads the shim (see ffi/shim.ts for where it is looked for) and checks that it speaks our ABI
+   * and was built from the header our layout comes from.
+   */
   static open(): Dataplane {
     const lib = openShim();
-    const abi = readLimits(lib).abi;
-    if (abi !== SHIM_ABI) {
+    const mismatch = shimMismatch(readLimits(lib));
+    if (mismatch) {
       lib.close();
-      throw new DataplaneError(
-        "open",
-        22,
-        `the data-plane library speaks ABI ${abi}, this vio4wd ABI ${SHIM_ABI}: rebuild it with 'make -C shim'`,
-      );
+      throw new DataplaneError("open", 22, `${mismatch}: rebuild it with 'make -C shim'`);
     }
     return new Dataplane(lib);
   }
@@ -256,29 +255,29 @@ export class Dataplane {
   /** The relay as the shim has it. */
   report(relay: number): RelayReport {
     this.#check(`relay ${relay}: report`, this.#lib.symbols.vio4wd_relay_report(relay, this.#report));
-    const dv = new DataView(this.#report.buffer);
-    const state = dv.getUint32(0, true);
-    const mbufs = dv.getInt32(20, true);
+    const dv = new DataView(this.#report.buffer), f = RELAY_REPORT_LAYOUT.fields;
+    const state = readNumber(dv, f.state);
+    const mbufs = readNumber(dv, f.mbufs_in_use);
     return {
       socket: (state & STATE_BIT.socket) !== 0,
       vm: (state & STATE_BIT.vm) !== 0,
       vf: (state & STATE_BIT.vf) !== 0,
       vfLink: (state & STATE_BIT.vfLink) !== 0,
       vfRunning: (state & STATE_BIT.vfRunning) !== 0,
-      queuePairs: dv.getUint32(4, true),
-      rxqMask: dv.getUint32(8, true),
-      txqMask: dv.getUint32(12, true),
-      numaNode: dv.getInt32(16, true),
+      queuePairs: readNumber(dv, f.queue_pairs),
+      rxqMask: readNumber(dv, f.rxq_mask),
+      txqMask: readNumber(dv, f.txq_mask),
+      numaNode: readNumber(dv, f.numa_node),
       mbufsInUse: mbufs < 0 ? null : mbufs,
-      cpus: [dv.getInt32(24, true), dv.getInt32(28, true)],
-      vfRxMissed: vfCounter(dv.getBigUint64(32, true)),
-      vfRxNombuf: vfCounter(dv.getBigUint64(40, true)),
+      cpus: [readNumber(dv, f.cpu, 0), readNumber(dv, f.cpu, 1)],
+      vfRxMissed: vfCounter(readBigint(dv, f.vf_rx_missed)),
+      vfRxNombuf: vfCounter(readBigint(dv, f.vf_rx_nombuf)),
     };
   }
 
   /** Events the shim dropped because its queue was full, since init. */
   eventOverflows(): bigint {
-    return this.#view().getBigUint64(this.#layout.eventOverflowsOffset);
+    return this.#view().getBigUint64(SHARED_LAYOUT.eventOverflows.offset);
   }
 
   /** Bytes of hugepage memory in use by DPDK's heaps (pools, rings, vhost queues). */
@@ -291,30 +290,38 @@ export class Dataplane {
     return this.#shared;
   }
 
+  /** The whole shared memory as one view (copy-free). */
+  #sharedView(): DataView {
+    return new DataView(this.#view().getArrayBuffer(SHARED_LAYOUT.size, 0));
+  }
+
   /** Counters of every relay, read straight from the shared memory (one view, no call per counter). */
   counters(): RelayCounters[] {
-    const L = this.#layout;
-    const buf = new BigUint64Array(this.#view().getArrayBuffer(L.workersOffset, 0));
+    const L = SHARED_LAYOUT, dv = this.#sharedView();
+    const dir = (at: number) =>
+      Object.fromEntries(
+        DIR_COUNTERS.map((k, i) => [k, dv.getBigUint64(at + i * 8, true)]),
+      ) as DirCounters;
     const out: RelayCounters[] = [];
     for (let r = 0; r < this.limits.maxRelays; r++) {
-      const base = (L.relaysOffset + r * L.relayStride) / 8;
-      const dir = (at: number) => Object.fromEntries(DIR_COUNTERS.map((k, i) => [k, buf[at + i]])) as DirCounters;
-      out.push({ vfToVm: dir(base), vmToVf: dir(base + L.vmToVfOffset / 8) });
+      const base = L.relays.offset + r * L.relays.size;
+      out.push({ vfToVm: dir(base + L.vfToVm.offset), vmToVf: dir(base + L.vmToVf.offset) });
     }
     return out;
   }
 
   /** Loop counters of the worker CPUs. */
   workers(): WorkerCounters[] {
-    const L = this.#layout;
-    const buf = new BigUint64Array(this.#view().getArrayBuffer(L.size, 0));
-    const n = this.#view().getUint32(L.nWorkersOffset);
+    const L = SHARED_LAYOUT, dv = this.#sharedView();
+    const n = readNumber(dv, L.nWorkers);
     const out: WorkerCounters[] = [];
     for (let i = 0; i < n; i++) {
-      const at = (L.workersOffset + i * L.workerStride) / 8;
-      const c = Object.fromEntries(WORKER_COUNTERS.map((k, j) => [k, buf[at + j]]));
+      const at = L.workers.offset + i * L.workers.size;
+      const c = Object.fromEntries(WORKER_COUNTERS.map((k, j) => [k, dv.getBigUint64(at + j * 8, true)]));
       const { lcore, ...counters } = c as Record<typeof WORKER_COUNTERS[number], bigint>;
-      const steps = Object.fromEntries(WORKER_STEPS.map((k, j) => [k, buf[at + WORKER_STEP_CYCLES_AT + j]]));
+      const steps = Object.fromEntries(
+        WORKER_STEPS.map((k, j) => [k, readBigint(dv, L.workerCounters.step_cycles, j, at)]),
+      );
       out.push({ cpu: Number(lcore), ...counters, steps: steps as StepCycles });
     }
     return out;
@@ -322,7 +329,7 @@ export class Dataplane {
 
   /** The workers' cycle counter frequency (Hz): cycles / tscHz = seconds. */
   get tscHz(): bigint {
-    return this.#view().getBigUint64(this.#layout.tscHzOffset);
+    return this.#view().getBigUint64(SHARED_LAYOUT.tscHz.offset);
   }
 
   /** Idle mode: microseconds a worker without traffic sleeps between polls (0: always poll). */
@@ -348,21 +355,20 @@ export class Dataplane {
   /** Drains the pending vhost and bond events. */
   events(): DataplaneEvent[] {
     const out: DataplaneEvent[] = [];
-    const dv = new DataView(this.#event.buffer);
+    const dv = new DataView(this.#event.buffer), f = EVENT_LAYOUT.fields;
     while (this.#lib.symbols.vio4wd_next_event(this.#event) === 1) {
-      const type = dv.getUint32(0, true);
-      const relay = dv.getUint32(4, true);
-      const value = dv.getInt32(8, true);
-      const enabled = dv.getUint32(12, true) !== 0;
-      const numaNode = dv.getInt32(16, true);
+      const type = readNumber(dv, f.type);
+      const relay = readNumber(dv, f.relay);
+      const value = readNumber(dv, f.value);
+      const detail = readNumber(dv, f.detail);
+      const numaNode = readNumber(dv, f.numa_node);
       if (type === EVENT.vmConnected) out.push({ type: "vm-connected", relay, queuePairs: value, numaNode });
       else if (type === EVENT.vmDisconnected) out.push({ type: "vm-disconnected", relay });
-      else if (type === EVENT.vringState) out.push({ type: "vring-state", relay, queue: value, enabled });
+      else if (type === EVENT.vringState) out.push({ type: "vring-state", relay, queue: value, enabled: detail !== 0 });
       else if (type === EVENT.vmRejected) out.push({ type: "vm-rejected", relay, errno: -value });
       else if (type === EVENT.liveMigration) out.push({ type: "live-migration", relay });
-      else if (type === EVENT.bondFailover) {
-        out.push({ type: "bond-failover", relay, active: value, lost: dv.getUint32(12, true) });
-      } else if (type === EVENT.vfFailed) out.push({ type: "vf-failed", relay, errno: -value });
+      else if (type === EVENT.bondFailover) out.push({ type: "bond-failover", relay, active: value, lost: detail });
+      else if (type === EVENT.vfFailed) out.push({ type: "vf-failed", relay, errno: -value });
       else if (type === EVENT.vfReset) out.push({ type: "vf-reset", relay });
       else if (type === EVENT.vfRemoved) out.push({ type: "vf-removed", relay });
     }

@@ -7,7 +7,8 @@
 
 import { type Config, mbufDataSize, pidFilePath } from "../config/config.ts";
 import { offlineCpus } from "../host/topology.ts";
-import { isPciAddress, maxRelays, normalizePci, parseKernelCpuList, poolMbufs } from "../config/values.ts";
+import { isPciAddress, MAX_RELAYS, normalizePci, parseKernelCpuList } from "../config/values.ts";
+import { shimLimits } from "../../ffi/shim.ts";
 import { qemuAccount, qemuCannotReach, socketAccounts } from "../config/accounts.ts";
 import { expandBindList, plannedBindings, VFIO_DRIVER } from "../host/vfio_bind.ts";
 import { untrustedDirectories } from "../host/trusted_dir.ts";
@@ -48,16 +49,16 @@ const exists = (p: string) => {
   }
 };
 
-/** Runs every check against `c`. */
 /**
  * Hugepage memory the relays' buffer pools take beyond the daemon's start-up reservation: a pool of
- * the shim's size per VF port, each buffer its data room plus the mbuf, headroom and mempool
+ * `mbufs` (the shim's pool size) per VF port, each buffer its data room plus the mbuf, headroom and mempool
  * headers (320 bytes).
  */
 export function relayMemory(
   c: Config,
+  mbufs: number,
 ): { mbufs: number; bufferBytes: number; perRelayMb: number; relays: number; fullMb: number } {
-  const mbufs = poolMbufs(), relays = maxRelays();
+  const relays = MAX_RELAYS;
   const bufferBytes = mbufDataSize(c) + 320;
   const perRelay = (mbufs * bufferBytes) / (1 << 20);
   return {
@@ -69,6 +70,7 @@ export function relayMemory(
   };
 }
 
+/** Runs every check against `c`. */
 export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
   const out: Check[] = [];
   const add = (name: string, status: Check["status"], detail: string, fix?: string) =>
@@ -93,16 +95,24 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       `echo ${total + need - free} > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`,
     );
   } else add("hugepages", "ok", `${free} of ${total} 2 MiB pages free; the daemon needs ${need} at start`);
-  const relays = relayMemory(c);
-  add(
-    "relay memory",
-    "ok",
-    `each relay takes about ${relays.perRelayMb} MiB more as it comes (${relays.mbufs} packet buffers of ${relays.bufferBytes} bytes per VF port): ` +
-      `about ${relays.fullMb} MiB for ${relays.relays} relays` +
-      (c.jumbo || c.tso
-        ? " (jumbo frames or TSO: the original's budget is 2750 MiB per node)"
-        : " (the original's budget: 768 MiB per node)"),
-  );
+  let poolMbufs: number | null = null;
+  try {
+    poolMbufs = shimLimits().poolMbufs;
+  } catch (e) {
+    add("relay memory", "fail", `cannot read the data-plane library's pool size: ${errorText(e)}`, "scripts/setup.sh");
+  }
+  const relays = poolMbufs === null ? null : relayMemory(c, poolMbufs);
+  if (relays) {
+    add(
+      "relay memory",
+      "ok",
+      `each relay takes about ${relays.perRelayMb} MiB more as it comes (${relays.mbufs} packet buffers of ${relays.bufferBytes} bytes per VF port): ` +
+        `about ${relays.fullMb} MiB for ${relays.relays} relays` +
+        (c.jumbo || c.tso
+          ? " (jumbo frames or TSO: the original's budget is 2750 MiB per node)"
+          : " (the original's budget: 768 MiB per node)"),
+    );
+  }
 
   // hugetlbfs mounted where the configuration says.
   const mounts = (read(`${h.proc}/mounts`) ?? "").split("\n").map((l) => l.split(" "));

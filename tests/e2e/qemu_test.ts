@@ -323,12 +323,30 @@ for (const client of [false, true]) {
       const pings = run.ns.sh(`timeout 10 busybox ping -i ${PING_EVERY} -W 1 ${GUEST}`);
       await new Promise((r) => setTimeout(r, 1000)); // the transfer is under way
       // the guest's own announce: its MAC as the source, ARP or RARP
-      const announce = run.ns.sh(
-        `timeout 30 tcpdump -l -n -tt -e -i vtap1 -c 1 'ether src ${GUEST_MAC} and (arp or rarp)' 2>/dev/null`,
-      );
-      await new Promise((r) => setTimeout(r, 500)); // tcpdump listening
-      const before = (await dd.status()).find((r) => r.id === 0)!;
-      assertEq(before.vmToVf.active, true, "the guest is on the first relay");
+      const announce = (await run.ns.startUntil(
+        [
+          "timeout",
+          "30",
+          "tcpdump",
+          "-l",
+          "-n",
+          "-tt",
+          "-e",
+          "-i",
+          "vtap1",
+          "-c",
+          "1",
+          `ether src ${GUEST_MAC} and (arp or rarp)`,
+        ],
+        /listening on/,
+      )).done;
+      let before: RelayState | undefined;
+      await until("the guest on the first relay", async () => {
+        before = (await dd.status()).find((r) => r.id === 0);
+        return before?.vmToVf.active === true;
+      }, 5_000).catch((e) => {
+        throw new Error(`${errorText(e)}: ${show(before)}`);
+      });
       const started = Date.now();
       const reply = await monitorCommand(`${dir}/a/monitor`, `migrate -d unix:${dir}/migration.sock`);
       assert(!/error/i.test(reply), `migrate: ${reply}`);
@@ -614,14 +632,11 @@ Deno.test("e2e: TSO guest over a VF that segments (fault build's NIC): each TCP/
     });
     await run.ns.configure("vpb", `${HOST}/30`);
     const pcap = `${run.dir}/vf.pcap`;
-    // `ip netns exec` execs: the PID is tcpdump's, killed below
-    const dump = new Deno.Command("ip", {
-      args: ["netns", "exec", run.ns.name, "tcpdump", "-U", "-n", "-i", "vpb", "-w", pcap, `tcp and src ${GUEST}`],
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
+    const dump = await run.ns.startUntil(
+      ["tcpdump", "-U", "-n", "-i", "vpb", "-w", pcap, `tcp and src ${GUEST}`],
+      /listening on/,
+    );
     try {
-      await until("tcpdump writing", async () => (await Deno.stat(pcap).catch(() => null)) !== null, 10_000);
       // what the host's TCP makes of the frames does not matter here (the pretend NIC sends only
       // the first segment's header): the guest sends for 10 s and stops
       const received = run.receive("wc -c");
@@ -659,10 +674,9 @@ say "SENT"
       console.log(`e2e hw tso: ${segmented.length} TSO packets handed whole to the VF, every IPv4 checksum right`);
     } finally {
       try {
-        dump.kill("SIGTERM");
+        Deno.kill(dump.pid, "SIGTERM");
       } catch { /* ended */ }
-      await dump.status;
-      await dump.stderr.cancel().catch(() => {});
+      await dump.done;
     }
   });
 });

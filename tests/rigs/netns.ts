@@ -43,6 +43,46 @@ export class NetNs {
     return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
   }
 
+  /**
+   * Starts `argv` in the namespace and resolves once its standard error matches `ready` (for
+   * tcpdump, its "listening on" line: the only sign it gives that it captures); `done` is its output
+   * in the end; `pid` is its own (`ip netns exec` execs it). Throws with what it printed when it
+   * ends before that.
+   */
+  async startUntil(argv: string[], ready: RegExp): Promise<{ pid: number; done: Promise<NsOutput> }> {
+    const child = new Deno.Command("ip", {
+      args: ["netns", "exec", this.name, ...argv],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stdout = new Response(child.stdout).text();
+    const reader = child.stderr.getReader(), dec = new TextDecoder();
+    let stderr = "";
+    const more = async () => {
+      const { value, done } = await reader.read();
+      if (!done) stderr += dec.decode(value, { stream: true });
+      return !done;
+    };
+    while (!ready.test(stderr)) {
+      if (!(await more())) {
+        const status = await child.status;
+        throw new Error(`${argv.join(" ")} ended (${status.code}) before ${ready}: ${stderr}${await stdout}`);
+      }
+    }
+    const rest = (async () => {
+      while (await more());
+    })();
+    return {
+      pid: child.pid,
+      done: (async () => {
+        const { code } = await child.status;
+        await rest;
+        return { code, stdout: await stdout, stderr };
+      })(),
+    };
+  }
+
   /** Runs a `sh -c` script in the namespace to completion. */
   sh(script: string): Promise<NsOutput> {
     return this.run(["sh", "-c", script]);
