@@ -7,6 +7,8 @@
  * @module
  */
 
+import { errnoName } from "./errno.ts";
+
 /** libc's symbols used here. */
 export const symbols = {
   // int open(const char *path, int flags, mode_t mode)
@@ -33,18 +35,6 @@ const STAT = { size: 144, dev: 0, ino: 8, mode: 24, uid: 28, gid: 32, fileSize: 
 /** File type bits of st_mode. */
 export const S_IFMT = 0o170000, S_IFREG = 0o100000;
 
-/** errno values the callers name. */
-export const ERRNO: Record<number, string> = {
-  2: "ENOENT",
-  13: "EACCES",
-  40: "ELOOP",
-  6: "ENXIO",
-  111: "ECONNREFUSED",
-  11: "EAGAIN",
-  36: "ENAMETOOLONG",
-  1: "EPERM",
-};
-
 let lib: Deno.DynamicLibrary<typeof symbols> | null = null;
 function libc(): Deno.DynamicLibrary<typeof symbols> {
   lib ??= Deno.dlopen("libc.so.6", symbols);
@@ -54,7 +44,7 @@ function libc(): Deno.DynamicLibrary<typeof symbols> {
 /** A libc call failed: `errno` and its name. */
 export class LibcError extends Error {
   constructor(readonly call: string, readonly errno: number) {
-    super(`${call}: ${ERRNO[errno] ?? `errno ${errno}`}`);
+    super(`${call}: ${errnoName(errno)}`);
     this.name = "LibcError";
   }
 }

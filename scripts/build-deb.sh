@@ -11,8 +11,8 @@ if [ "${1:-}" = --no-lintian ]; then lint=0; fi
 for f in shim/build/libvio4wd_shim.so node_modules/deno/deno; do
   [ -e "$f" ] || { echo "build-deb.sh: $f is missing: run scripts/setup.sh first" >&2; exit 1; }
 done
-version=$(sed -n 's/^export const VERSION = "\(.*\)";$/\1/p' src/daemon/daemon.ts)
-[ -n "$version" ] || { echo "build-deb.sh: no VERSION in src/daemon/daemon.ts" >&2; exit 1; }
+version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' package.json)
+[ -n "$version" ] || { echo "build-deb.sh: no version in package.json" >&2; exit 1; }
 deb=dist/vio4wd_${version}_amd64.deb
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT

@@ -1,4 +1,4 @@
-/* The shim's lifecycle: EAL init and shutdown, limits, errors, shared memory, version. */
+/* The shim's lifecycle: EAL init and shutdown, limits, version; the top of the call graph (internal.h). */
 #include <errno.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -18,41 +18,8 @@
 
 #include "internal.h"
 
-struct vio4wd_shared g_shared __attribute__((aligned(64)));
-uint32_t g_mbuf_data_size;
-bool g_vf_tso;
-
-static char g_error[512];
-static int g_error_stage;
 static bool g_initialized;
 
-static int vset_error(int stage, int err, const char *fmt, va_list ap)
-{
-	vsnprintf(g_error, sizeof(g_error), fmt, ap);
-	g_error_stage = stage;
-	return err > 0 ? -err : (err == 0 ? -EINVAL : err);
-}
-
-int set_error(int err, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int ret = vset_error(VIO4WD_STAGE_OTHER, err, fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
-int set_stage_error(int stage, int err, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int ret = vset_error(stage, err, fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
-API const char *vio4wd_last_error(void) { return g_error; }
-API int vio4wd_last_error_stage(void) { return g_error_stage; }
 API const char *vio4wd_version(void) { return rte_version(); }
 API struct vio4wd_shared *vio4wd_shared(void) { return &g_shared; }
 

@@ -1,11 +1,15 @@
 /*
- * What the shim's files share; not part of the API. One section per file, and calls go one way:
+ * What the shim's files share; not part of the API. One section per file, and calls go one way
+ * (a file calls only those to its right or below it):
  *
- *   eal.c -> vhost.c -> vf.c -> pool.c -> lists.c -> relay.c, events.c
+ *   eal.c -> vhost.c -> vf.c -> pool.c -> lists.c -> relay.c
+ *                                   \---> events.c -> relay.c
  *   worker.c -> lists.c (the work lists only), offload.c
+ *   every file -> state.c (errors, the shared memory, process-wide settings), which calls none
  *
- * relay.c owns every relay's state (struct relay); lists.c turns it into the per-worker work
- * lists the workers read; no other file keeps relay state of its own.
+ * (eal.c also calls each of them at init and shutdown.) relay.c owns every relay's state (struct
+ * relay); lists.c turns it into the per-worker work lists the workers read; no other file keeps
+ * relay state of its own.
  */
 #ifndef VIO4WD_INTERNAL_H
 #define VIO4WD_INTERNAL_H
@@ -112,7 +116,7 @@ static inline void hold_drop_all(struct hold *h, struct vio4wd_dir_stats *st)
 	hold_reset(h);
 }
 
-/* ---- eal.c: errors and process-wide settings ---- */
+/* ---- state.c: errors (per thread) and process-wide settings; calls nothing ---- */
 
 int set_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* set_error() with the VIO4WD_STAGE_* it happened in. */

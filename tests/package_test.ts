@@ -14,7 +14,7 @@ import { assert, assertEq } from "./rigs/assert.ts";
 import { fakeCpus } from "./rigs/sysfs.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const VERSION = /export const VERSION = "(.*)";/.exec(Deno.readTextFileSync(`${ROOT}src/daemon/daemon.ts`))![1];
+const VERSION: string = JSON.parse(Deno.readTextFileSync(`${ROOT}package.json`)).version;
 const DEB = `${ROOT}dist/vio4wd_${VERSION}_amd64.deb`;
 const dec = new TextDecoder();
 

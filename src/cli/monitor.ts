@@ -7,6 +7,7 @@
  * @module
  */
 
+import { RATE_WINDOW_MS } from "../control/stats.ts";
 import { configOption, examples } from "./help.ts";
 import { object } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
@@ -24,12 +25,22 @@ import {
   StatsResponseSchema,
   type WorkerState,
 } from "../control/gen/virtioforwarder_pb.ts";
-import { type RelayRates, vfToVmLoad, vmToVfLoad } from "../sched/plan.ts";
+import { type Rates, type RelayRates, vfToVmLoad, vmToVfLoad } from "../sched/plan.ts";
 import { relayRates } from "../sched/scheduler.ts";
 import { si } from "./stats.ts";
 
-/** The original's full-scale load: a relay at 15 Mpps and 50 Gbps in both directions. */
-export const MAX_LOAD = 0.082 * 15 + 9.3e-5 * 6250 + 0.0795 * 15 + 8.2e-5 * 6250;
+/** The original's full-scale load: a relay at 15 Mpps and 50 Gbps (6250 MB/s) in both directions. */
+const FULL_SCALE: Rates = {
+  pktRxFromVf: 15e6,
+  byteRxFromVf: 6250e6,
+  pktTxToVm: 15e6,
+  byteTxToVm: 6250e6,
+  pktRxFromVm: 15e6,
+  byteRxFromVm: 6250e6,
+  pktTxToVf: 15e6,
+  byteTxToVf: 6250e6,
+};
+export const MAX_LOAD = vfToVmLoad(FULL_SCALE) + vmToVfLoad(FULL_SCALE);
 const BAR = 60;
 
 /** The `monitor` command's parser. */
@@ -214,7 +225,7 @@ export async function runMonitor(a: MonitorArgs): Promise<number> {
         const stats = await request(
           statsEp,
           StatsRequestSchema,
-          { includeInactive: false, delay: 200, includeWorkers: true },
+          { includeInactive: false, delay: RATE_WINDOW_MS, includeWorkers: true },
           StatsResponseSchema,
           2200,
         );

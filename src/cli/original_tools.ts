@@ -9,6 +9,7 @@
  * @module
  */
 
+import { RATE_WINDOW_MS } from "../control/stats.ts";
 import {
   create,
   type DescField,
@@ -275,7 +276,7 @@ function tools(prog: string): Record<string, Tool> {
         { name: "--suppress-zero", short: "-z", kind: "flag" },
       ],
       async run(a) {
-        const delay = (a.delay as number | undefined) ?? 200;
+        const delay = (a.delay as number | undefined) ?? RATE_WINDOW_MS;
         const endpoint = await resolveEndpoint("stats", a.stats_ep as string | undefined);
         const res = await request(
           endpoint,
@@ -360,7 +361,7 @@ function tools(prog: string): Record<string, Tool> {
             const res = await request(
               statsEp,
               StatsRequestSchema,
-              { includeInactive: false, delay: 200 },
+              { includeInactive: false, delay: RATE_WINDOW_MS },
               StatsResponseSchema,
               2200,
             );

@@ -11,12 +11,12 @@ const ANY_NODE = 4294967295;
 import { configOption, examples } from "./help.ts";
 import { type DescMessage, isFieldSet, type Message, toJson } from "@bufbuild/protobuf";
 import { object } from "@optique/core/constructs";
-import { message } from "@optique/core/message";
+import { message, text } from "@optique/core/message";
 import { multiple, optional, withDefault } from "@optique/core/modifiers";
 import { command, constant, flag, option } from "@optique/core/primitives";
 import { choice, integer, string } from "@optique/core/valueparser";
 import { request, resolveEndpoint } from "../control/client.ts";
-import { STATS_MAX_DELAY_MS } from "../control/stats.ts";
+import { RATE_WINDOW_MS, STATS_MAX_DELAY_MS } from "../control/stats.ts";
 import { hasSteps, STEP_LABELS, stepCyclesPerPkt } from "../dataplane/worker_load.ts";
 import {
   type RelayState,
@@ -43,9 +43,9 @@ export const statsCommand = command(
     ),
     delay: withDefault(
       option("--delay", integer({ min: 0, max: STATS_MAX_DELAY_MS, metavar: "MS" }), {
-        description: message`Window the rates are measured over (default 200 ms).`,
+        description: message`Window the rates are measured over (default ${text(String(RATE_WINDOW_MS))} ms).`,
       }),
-      200,
+      RATE_WINDOW_MS,
     ),
     includeInactive: optional(
       flag("--include-inactive", { description: message`Also relays that are not active (VM and VF both up).` }),

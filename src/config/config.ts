@@ -808,11 +808,17 @@ export const ORIGINAL_ENDPOINTS = {
   coreSched: `${ZMQ_DIR}/core_sched`,
 } as const;
 
+/** The VF's MTU: the original's DEFAULT_IP_MTU (2100) or, with jumbo frames, JUMBO_IP_MTU (9000). */
+export function vfMtu(c: Pick<Config, "jumbo">): number {
+  return c.jumbo ? JUMBO_MTU : 2100;
+}
+const JUMBO_MTU = 9000;
+
 /**
  * Mbuf data room: DPDK's default 2048 bytes (as testpmd and OVS) holds a 1500-byte MTU frame with
- * its VLAN tags; jumbo frames and TSO get the original's 9000 + L2 overhead + slack. Larger
- * packets are chained by the vhost dequeue either way.
+ * its VLAN tags; jumbo frames and TSO get the original's jumbo MTU + L2 overhead (Ethernet header,
+ * two VLAN tags) + slack. Larger packets are chained by the vhost dequeue either way.
  */
 export function mbufDataSize(c: Config): number {
-  return c.jumbo || c.tso ? 9000 + 22 + 32 : 2048;
+  return c.jumbo || c.tso ? JUMBO_MTU + 22 + 32 : 2048;
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { ERRNO } from "../../ffi/errno.ts";
 import { ClientDeviceRefused } from "../relays/client_ports.ts";
 import { create, isFieldSet, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../common/log.ts";
@@ -277,7 +278,7 @@ function bondCode(e: RelayFailure): number {
     case VF_ATTACH_STAGE.bond:
       return c.create;
     case VF_ATTACH_STAGE.member:
-      return e.errno === 17 ? c.memberInUse : c.member;
+      return e.errno === ERRNO.EEXIST ? c.memberInUse : c.member;
     case VF_ATTACH_STAGE.configure:
     case VF_ATTACH_STAGE.rxq:
     case VF_ATTACH_STAGE.txq:

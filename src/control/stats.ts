@@ -29,6 +29,8 @@ import type { ZmqPeer } from "../../ffi/zmq.ts";
 export const STATS_MAX_REQUEST = 512;
 /** Longest rate window accepted: a longer `delay` would hold the stats service for minutes. */
 export const STATS_MAX_DELAY_MS = 60_000;
+/** The rate window the original's tools ask for (delay=200), and ours by default. */
+export const RATE_WINDOW_MS = 200;
 /** `socket_id` of a relay with no NUMA node, as the original sends -1. */
 const ANY_NODE = 4294967295;
 

@@ -4,6 +4,7 @@
  * @module
  */
 
+import packageJson from "../../package.json" with { type: "json" };
 import {
   type Config,
   coreSchedEndpoint,
@@ -43,8 +44,8 @@ import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
 import { attempt, type RelayPorts, type RelayReader, RelayTable } from "../relays/table.ts";
 import { clientPorts, isSriovVf, untrustedPeerSocket } from "../relays/client_ports.ts";
 
-/** vio4wd's version. */
-export const VERSION = "0.1.0";
+/** vio4wd's version: package.json's, its one owner (the package build reads it there too). */
+export const VERSION: string = packageJson.version;
 /** How often vhost events are picked up. */
 const EVENT_POLL_MS = 20;
 /** How often the relay table is reconciled with the data plane even when no event was dropped. */
@@ -238,9 +239,46 @@ export interface RunningDaemon {
 
 /**
  * Starts the data plane and the relays of the configuration: sockets (unless dynamic), static
- * VFs, and the vhost event loop. Throws {@link StartupError} with what to fix.
+ * VFs, and the vhost event loop. Throws {@link StartupError} with what to fix, having undone what
+ * it had started (one unwind stack: PID file, DPDK, its run directory).
  */
 export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
+  const c = loaded.config;
+  const accounts = checkBeforeStart(loaded, log);
+  using started = new DisposableStack(); // what a failed start undoes, last first
+  const pidFile = writePidFile(c);
+  started.defer(() => removeQuietly(pidFile));
+  const { dp, shutdown } = bringUpDataplane(c, log, started);
+  const table = new RelayTable(
+    { ...c, socketOwner: accounts.owner, socketGroup: accounts.group },
+    dp,
+    log,
+    cpuNodes(sysfsRoot()),
+  );
+  addConfiguredRelays(c, table, log);
+  const endpoints = openEndpoints(c, accounts, table, dp, log); // the last step that can fail
+  announceReady(c, table, dp, endpoints.portControlMode, log);
+  const poll = setInterval(eventPoller(dp, table, log), EVENT_POLL_MS);
+  const unwind = started.move(); // started: undone by stop() from now on
+
+  return {
+    table,
+    dataplane: dp,
+    async stop(): Promise<number> {
+      notifyServiceManager("STOPPING=1");
+      await endpoints.stop();
+      clearInterval(poll);
+      for (const ev of dp.events()) table.handle(ev);
+      logStatus(log, table);
+      unwind.dispose(); // DPDK shut down, its run directory and the PID file removed
+      log.notice("Stopping virtio-forwarder: stopped");
+      return shutdown.status;
+    },
+  };
+}
+
+/** What must hold before anything is started: the CPUs, VFIO binds, accounts, trusted directories. */
+function checkBeforeStart(loaded: LoadedConfig, log: Logger): SocketAccounts {
   const c = loaded.config;
   for (const w of loaded.warnings) log.warn(w);
   if (c.zeroCopy) log.warn("VIRTIOFWD_ZERO_COPY: dequeue zero-copy is not supported by DPDK >= 20.11; ignored");
@@ -258,8 +296,20 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
     );
   }
   prepareSocketDir(c, accounts, log); // dynamic sockets too: QEMU creates its sockets there in client mode
-  const pidFile = writePidFile(c);
+  return accounts;
+}
 
+/**
+ * Loads the shim, initialises DPDK (at the configured nice value, so that its workers inherit it)
+ * and keeps the other threads off the workers' CPUs. Once DPDK is up, `started` shuts it down and
+ * removes its run directory if the start fails later (not before: a failed init may have met
+ * another process's directory of the same prefix).
+ */
+function bringUpDataplane(
+  c: Config,
+  log: Logger,
+  started: DisposableStack,
+): { dp: Dataplane; shutdown: { status: number } } {
   const dp = Dataplane.open();
   // The original's words first: operators grep for "Starting virtio-forwarder" / "Stopping virtio-forwarder".
   log.notice(
@@ -279,9 +329,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   }
   try {
     dp.init(args, { mbufDataSize: mbufDataSize(c), tso: c.tso, eventQueueCap: cap ? Number(cap) : undefined });
-    dp.setIdleSleep(c.idleSleepUs);
   } catch (e) {
-    Deno.removeSync(pidFile);
     if (e instanceof DataplaneError) {
       const sysAdmin = lacksCapability(CAP_SYS_ADMIN)
         ? "; this process lacks CAP_SYS_ADMIN, which DPDK needs for physical addresses (UIO, or VFIO without an " +
@@ -294,20 +342,32 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
     }
     throw e;
   }
-
+  const shutdown = { status: 0 }; // 1 when DPDK reported an error shutting down (the exit status)
+  started.defer(() => removeQuietly(`/var/run/dpdk/${c.ealFilePrefix}`));
+  started.defer(() => shutdown.status = shutDown(dp, log));
+  dp.setIdleSleep(c.idleSleepUs);
   try {
     const moved = dp.placeThreads();
     log.info(`${moved} threads (Deno, libzmq, DPDK control) kept on the main lcore's CPUs, off the workers'`);
   } catch (e) {
     log.warn(`the daemon's threads may preempt the workers: ${errorText(e)}`);
   }
+  return { dp, shutdown };
+}
 
-  const table = new RelayTable(
-    { ...c, socketOwner: accounts.owner, socketGroup: accounts.group },
-    dp,
-    log,
-    cpuNodes(sysfsRoot()),
-  );
+/** Shuts DPDK down; 0, or 1 (logged) when it reported an error. */
+function shutDown(dp: Dataplane, log: Logger): number {
+  try {
+    dp.shutdown();
+    return 0;
+  } catch (e) {
+    log.error(`shutdown: ${errorText(e)}`);
+    return 1;
+  }
+}
+
+/** The relays the configuration names: a socket each (unless dynamic), the static VFs. */
+function addConfiguredRelays(c: Config, table: RelayTable, log: Logger): void {
   if (!c.dynamicSockets) {
     let failed = 0;
     const n = table.limits.maxRelays;
@@ -315,13 +375,33 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       if (attempt(log, `relay ${id}`, () => table.addSocket(id))) failed++;
     }
     if (failed === n) {
-      releaseStarted(dp, c, pidFile);
       throw new StartupError(`no vhost-user socket could be created in ${c.socketDir} (see the errors above)`);
     }
   }
   for (const s of c.staticVfs) {
     attempt(log, `static VF ${s.device}=${s.relay}`, () => table.addVf(s.relay, s.device));
   }
+}
+
+/** The daemon's endpoints, open: ZeroMQ services, the port-control monitor, metrics. */
+interface Endpoints {
+  portControlMode: ReturnType<typeof portControlMode>;
+  /** Closes them all (metrics, monitor, ZeroMQ). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Opens what clients talk to: the ZeroMQ services (a failure is a StartupError), the OVSDB or
+ * IPC monitor when port control comes from one, and the metrics (a failure is logged). Pairings
+ * kept from the last run are restored first.
+ */
+function openEndpoints(
+  c: Config,
+  accounts: SocketAccounts,
+  table: RelayTable,
+  dp: Dataplane,
+  log: Logger,
+): Endpoints {
   const places = { socketDir: c.socketDir, allow: c.socketDirsAllow, trust: socketDirTrust(accounts, qemuAccount()) };
   const portControl = new PortControl(clientView(c, table), log, places);
   const statsAnswerer = new StatsAnswerer(table, log);
@@ -337,10 +417,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       sharedSocketDir(c.socketDir, accounts),
     );
   } catch (e) {
-    releaseStarted(dp, c, pidFile);
-    throw new StartupError(
-      `${errorText(e)} (does the endpoint's directory exist and is it writable?)`,
-    );
+    throw new StartupError(`${errorText(e)} (does the endpoint's directory exist and is it writable?)`);
   }
   // Port control at run time: ZeroMQ (a service above), or one of the monitors.
   const mode = portControlMode(c);
@@ -369,6 +446,26 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       log.error(`metrics: cannot listen on ${c.metricsListen}: ${errorText(e)}; metrics are off`);
     }
   }
+  let stopped: Promise<void> | null = null;
+  return {
+    portControlMode: mode,
+    stop: () =>
+      stopped ??= (async () => {
+        await metrics?.shutdown();
+        await monitor?.stop();
+        await control.stop();
+      })(),
+  };
+}
+
+/** Tells systemd and the log that the daemon is ready, with what it serves. */
+function announceReady(
+  c: Config,
+  table: RelayTable,
+  dp: Dataplane,
+  mode: ReturnType<typeof portControlMode>,
+  log: Logger,
+): void {
   const relays = table.list();
   const sockets = relays.filter((r) => r.socket !== null).length;
   const vfs = relays.filter((r) => r.vf !== null).length;
@@ -381,10 +478,16 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
         mode === "zmq" ? c.zmqPortControlEp : mode === "ipc" ? `IPC file ${c.ipcCmdFile}` : `OVSDB ${c.ovsdbSock}`
       }`,
   );
+}
 
+/**
+ * One tick of the event loop (every EVENT_POLL_MS): bond supervision, the shim's events into the
+ * table, and a reconcile when events were dropped or RECONCILE_MS passed.
+ */
+function eventPoller(dp: Dataplane, table: RelayTable, log: Logger): () => void {
   let overflows = 0n;
   let reconciled = performance.now();
-  const poll = setInterval(() => {
+  return () => {
     dp.superviseBonds();
     for (const ev of dp.events()) table.handle(ev);
     const dropped = dp.eventOverflows();
@@ -397,46 +500,14 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       table.reconcile("periodic check");
       reconciled = performance.now();
     }
-  }, EVENT_POLL_MS);
-
-  return {
-    table,
-    dataplane: dp,
-    async stop(): Promise<number> {
-      notifyServiceManager("STOPPING=1");
-      await metrics?.shutdown();
-      await monitor?.stop();
-      await control.stop();
-      clearInterval(poll);
-      for (const ev of dp.events()) table.handle(ev);
-      logStatus(log, table);
-      let status = 0;
-      try {
-        dp.shutdown();
-      } catch (e) {
-        log.error(`shutdown: ${(e as Error).message}`);
-        status = 1;
-      }
-      removeRunFiles(c, pidFile);
-      log.notice("Stopping virtio-forwarder: stopped");
-      return status;
-    },
   };
 }
 
-/** Removes what a started daemon keeps while it runs: DPDK's run directory (its prefix's) and the PID file. */
-function removeRunFiles(c: Config, pidFile: string): void {
-  for (const path of [`/var/run/dpdk/${c.ealFilePrefix}`, pidFile]) {
-    try {
-      Deno.removeSync(path, { recursive: true });
-    } catch { /* already gone */ }
-  }
-}
-
-/** Undoes a start that failed after DPDK was initialised: DPDK shut down, its run files removed. */
-function releaseStarted(dp: Dataplane, c: Config, pidFile: string): void {
-  dp.shutdown();
-  removeRunFiles(c, pidFile);
+/** Removes a file or directory if it is there. */
+function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch { /* already gone */ }
 }
 
 /**

@@ -106,6 +106,26 @@ export type DataplaneEvent =
   | { type: "vf-reset"; relay: number }
   | { type: "vf-removed"; relay: number };
 
+/**
+ * What the relay table needs of the data path: the seam its unit tests fill with an in-memory
+ * fake (tests/rigs/fake_data_path.ts) instead of DPDK.
+ */
+export type DataPath = Pick<
+  Dataplane,
+  | "limits"
+  | "registerSocket"
+  | "unregisterSocket"
+  | "attachVf"
+  | "attachBond"
+  | "detachVf"
+  | "resetVf"
+  | "setCpus"
+  | "report"
+  | "counters"
+  | "workers"
+  | "tscHz"
+>;
+
 /** Socket options of a relay. */
 export interface SocketOptions {
   client: boolean;

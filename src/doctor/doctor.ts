@@ -70,13 +70,31 @@ export function relayMemory(
   };
 }
 
+/** Records one check's result. */
+type AddCheck = (name: string, status: Check["status"], detail: string, fix?: string) => void;
+
+/** The checks, in the order doctor prints them; each adds one or more results. */
+const CHECKS: readonly ((c: Config, h: HostPaths, add: AddCheck) => void)[] = [
+  checkHugepages,
+  checkHugetlbfs,
+  checkCpus,
+  checkVfio,
+  checkSocketDir,
+  checkBindList,
+  checkConfinement,
+  checkFilePrefix,
+];
+
 /** Runs every check against `c`. */
 export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
   const out: Check[] = [];
-  const add = (name: string, status: Check["status"], detail: string, fix?: string) =>
-    out.push({ name, status, detail, ...(fix ? { fix } : {}) });
+  const add: AddCheck = (name, status, detail, fix) => out.push({ name, status, detail, ...(fix ? { fix } : {}) });
+  for (const check of CHECKS) check(c, h, add);
+  return out;
+}
 
-  // Hugepages: reserved, free, and what the daemon will take (VIO4WD_EAL_MEMORY_MB).
+/** Hugepages: reserved, free, and what the daemon will take (VIO4WD_EAL_MEMORY_MB). */
+function checkHugepages(c: Config, h: HostPaths, add: AddCheck): void {
   const hp = `${h.sys}/kernel/mm/hugepages/hugepages-2048kB`;
   const total = Number(read(`${hp}/nr_hugepages`) ?? 0), free = Number(read(`${hp}/free_hugepages`) ?? 0);
   const need = Math.ceil(c.ealMemoryMb / 2);
@@ -113,8 +131,10 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
           : " (the original's budget: 768 MiB per node)"),
     );
   }
+}
 
-  // hugetlbfs mounted where the configuration says.
+/** hugetlbfs mounted where the configuration says. */
+function checkHugetlbfs(c: Config, h: HostPaths, add: AddCheck): void {
   const mounts = (read(`${h.proc}/mounts`) ?? "").split("\n").map((l) => l.split(" "));
   if (mounts.some((m) => m[1] === c.hugeDir && m[2] === "hugetlbfs")) add("hugetlbfs", "ok", `mounted at ${c.hugeDir}`);
   else {
@@ -125,8 +145,10 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       `mkdir -p ${c.hugeDir} && mount -t hugetlbfs -o pagesize=2M nodev ${c.hugeDir}`,
     );
   }
+}
 
-  // Worker CPUs online, main lcore apart, ideally isolated from the scheduler.
+/** Worker CPUs online, main lcore apart, ideally isolated from the scheduler. */
+function checkCpus(c: Config, h: HostPaths, add: AddCheck): void {
   const off = offlineCpus(c, h.sys);
   if (off) {
     add(
@@ -146,8 +168,10 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       `add isolcpus=${c.cpus.join(",")} to the kernel command line`,
     );
   } else add("cpu isolation", "ok", "worker CPUs are isolated");
+}
 
-  // IOMMU / VFIO, and the driver of each configured PCI VF.
+/** IOMMU / VFIO, and the driver of each configured PCI VF. */
+function checkVfio(c: Config, h: HostPaths, add: AddCheck): void {
   const groups = exists(`${h.sys}/kernel/iommu_groups`)
     ? [...Deno.readDirSync(`${h.sys}/kernel/iommu_groups`)].length
     : 0;
@@ -197,8 +221,10 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       );
     }
   }
+}
 
-  // Socket directory and the accounts sockets are given to.
+/** Socket directory and the accounts sockets are given to. */
+function checkSocketDir(c: Config, h: HostPaths, add: AddCheck): void {
   const accounts = socketAccounts(c, h.etc);
   for (const u of untrustedDirectories(c, accounts)) {
     add("directories", "fail", `${u.variable}=${u.dir}: ${u.why}`, "see the detail, or choose a directory of root's");
@@ -241,8 +267,10 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
     if (unreachable) add("socket access", "warn", unreachable, `set VIRTIOFWD_SOCKET_GROUP=${qemu.group}`);
     else add("socket access", "ok", `QEMU (${qemu.user}:${qemu.group}) can connect to the sockets`);
   }
+}
 
-  // VIRTIOFWD_BIND_VFIO_PCI: what the daemon binds at start.
+/** VIRTIOFWD_BIND_VFIO_PCI: what the daemon binds at start. */
+function checkBindList(c: Config, h: HostPaths, add: AddCheck): void {
   if (c.bindVfioPci.length > 0) {
     try {
       for (const b of plannedBindings(expandBindList(c.bindVfioPci, h.sys), h.sys)) {
@@ -263,8 +291,10 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       );
     }
   }
+}
 
-  // Mandatory access control that confines QEMU.
+/** Mandatory access control that confines QEMU. */
+function checkConfinement(c: Config, h: HostPaths, add: AddCheck): void {
   if ((read(`${h.sys}/module/apparmor/parameters/enabled`) ?? "").trim() === "Y") {
     add(
       "apparmor",
@@ -281,8 +311,10 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       `semanage fcontext -a -t svirt_image_t '${c.socketDir}(/.*)?' && restorecon -R ${c.socketDir}`,
     );
   }
+}
 
-  // Another DPDK process with our file prefix.
+/** Another DPDK process with our file prefix. */
+function checkFilePrefix(c: Config, h: HostPaths, add: AddCheck): void {
   const runDir = `${h.run}/dpdk/${c.ealFilePrefix}`;
   const pidFile = pidFilePath(c);
   const daemonPid = Number(read(pidFile)?.trim());
@@ -298,5 +330,4 @@ export function runChecks(c: Config, h: HostPaths = REAL_HOST): Check[] {
       `stop it, or set VIO4WD_EAL_FILE_PREFIX to another name (stale: rm -rf ${runDir})`,
     );
   } else add("file prefix", "ok", `no DPDK process uses prefix '${c.ealFilePrefix}'`);
-  return out;
 }

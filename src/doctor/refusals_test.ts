@@ -1,15 +1,19 @@
 import { loadConfig } from "../config/config.ts";
 import { assert, assertJsonEq } from "../../tests/rigs/assert.ts";
 import { startupFindings } from "./refusals.ts";
+import { fakeCpus } from "../../tests/rigs/sysfs.ts";
 
-const findings = (text: string) =>
-  startupFindings(loadConfig(text, "f")).map((f) => `${f.level} ${f.text.split(": ").slice(0, 2).join(": ")}`);
+// a 4-CPU host, whatever this one has: the default CPU mask 1,2 is online there
+const SYS = fakeCpus(Deno.makeTempDirSync({ prefix: "refusals-sys-" }), "0-3");
+globalThis.addEventListener("unload", () => Deno.removeSync(SYS, { recursive: true }));
+const startup = (text: string) => startupFindings(loadConfig(text, "f"), "/etc", SYS);
+const findings = (text: string) => startup(text).map((f) => `${f.level} ${f.text.split(": ").slice(0, 2).join(": ")}`);
 
 Deno.test("startup findings: endpoints the daemon will not open, or that every local user can use, are warnings naming the variable and its line", () => {
   assertJsonEq(findings("VIRTIOFWD_ZMQ_STATS_EP=tcp://0.0.0.0:15999\n"), [
     "warning f:1: VIRTIOFWD_ZMQ_STATS_EP=tcp://0.0.0.0:15999",
   ], "a non-loopback endpoint without the opt-in");
-  const why = startupFindings(loadConfig("VIRTIOFWD_ZMQ_STATS_EP=tcp://0.0.0.0:15999\n", "f"))[0].text;
+  const why = startup("VIRTIOFWD_ZMQ_STATS_EP=tcp://0.0.0.0:15999\n")[0].text;
   assert(why.includes("will not open it") && why.includes("VIO4WD_ZMQ_ALLOW_REMOTE"), why);
   assertJsonEq(findings("VIRTIOFWD_ZMQ_PORT_CONTROL_EP=tcp://127.0.0.1:5555\n"), [
     "warning f:1: VIRTIOFWD_ZMQ_PORT_CONTROL_EP=tcp://127.0.0.1:5555",

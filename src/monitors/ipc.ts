@@ -14,7 +14,8 @@
  */
 
 import { errorText, type Logger } from "../common/log.ts";
-import { ERRNO, LibcError, type OpenedFile, readNoFollow, S_IFMT, S_IFREG } from "../../ffi/libc.ts";
+import { LibcError, type OpenedFile, readNoFollow, S_IFMT, S_IFREG } from "../../ffi/libc.ts";
+import { ERRNO } from "../../ffi/errno.ts";
 import type { RelayPorts } from "../relays/table.ts";
 import { mapNetdev, type VfMapping } from "./netdev.ts";
 import { addMapping, relayVf, removeMapping } from "./relay_sync.ts";
@@ -103,8 +104,8 @@ export class IpcMonitor {
     try {
       f = readNoFollow(this.path, MAX_BYTES + 1);
     } catch (e) {
-      if (e instanceof LibcError && ERRNO[e.errno] === "ENOENT") return;
-      if (e instanceof LibcError && ERRNO[e.errno] === "ELOOP") return ignore("it is a symbolic link");
+      if (e instanceof LibcError && e.errno === ERRNO.ENOENT) return;
+      if (e instanceof LibcError && e.errno === ERRNO.ELOOP) return ignore("it is a symbolic link");
       return ignore(`cannot be read (${errorText(e)})`);
     }
     if ((f.mode & S_IFMT) !== S_IFREG) return ignore("it is not a regular file");

@@ -11,12 +11,13 @@
  * @module
  */
 
-import type { Config } from "../config/config.ts";
+import { ERRNO } from "../../ffi/errno.ts";
+import { type Config, vfMtu } from "../config/config.ts";
 import { isPciAddress, normalizePci, socketPath } from "../config/values.ts";
 import { pciStandIn } from "../common/sysfs.ts";
 import { errorText, type Logger } from "../common/log.ts";
 import {
-  type Dataplane,
+  type DataPath,
   DataplaneError,
   type DataplaneEvent,
   type RelayCounters,
@@ -115,8 +116,7 @@ export function attempt(log: Logger, what: string, fn: () => void): RelayFailure
 }
 
 const EINVAL = 22;
-const EEXIST = 17;
-const ENOENT = 2;
+const { EEXIST, ENOENT } = ERRNO;
 
 /** The device string as the table stores it: PCI addresses normalised, devargs as given. */
 export function normalizeDevice(device: string): string {
@@ -191,14 +191,14 @@ const snapshot = (r: Relay): RelaySnapshot =>
 export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
   readonly #relays: Relay[] = [];
   readonly #config: Config;
-  readonly #dp: Dataplane;
+  readonly #dp: DataPath;
   readonly #log: Logger;
   readonly limits: ShimLimits;
   readonly workerCpus: readonly number[];
   readonly #cpuNode: ReadonlyMap<number, number>;
 
   /** `cpuNode`: each CPU's NUMA node (relays are placed on their pool's node). */
-  constructor(config: Config, dp: Dataplane, log: Logger, cpuNode: ReadonlyMap<number, number> = new Map()) {
+  constructor(config: Config, dp: DataPath, log: Logger, cpuNode: ReadonlyMap<number, number> = new Map()) {
     this.#config = config;
     this.#dp = dp;
     this.#log = log;
@@ -347,7 +347,7 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
   }
 
   #mtu(): number {
-    return this.#config.jumbo ? 9000 : 2100;
+    return vfMtu(this.#config);
   }
 
   #attach(id: number, dev: string, bond: Relay["bond"], attach: () => void): void {

@@ -33,11 +33,14 @@ export interface RelayCpus {
   vmToVf: number;
 }
 
+/** A relay's rates alone (what the load model reads). */
+export type Rates = Omit<RelayRates, "id" | "socketId" | "vfToVmCpu" | "vmToVfCpu">;
+
 /** The load model: coefficient x mean Mpps + coefficient x mean MB/s, per direction. */
-export function vmToVfLoad(r: RelayRates): number {
+export function vmToVfLoad(r: Rates): number {
   return 0.082 * (r.pktRxFromVm + r.pktTxToVf) / 2 / 1e6 + 9.3e-5 * (r.byteRxFromVm + r.byteTxToVf) / 2 / 1e6;
 }
-export function vfToVmLoad(r: RelayRates): number {
+export function vfToVmLoad(r: Rates): number {
   return 0.0795 * (r.pktRxFromVf + r.pktTxToVm) / 2 / 1e6 + 8.2e-5 * (r.byteRxFromVf + r.byteTxToVm) / 2 / 1e6;
 }
 

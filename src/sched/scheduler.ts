@@ -7,6 +7,7 @@
  * @module
  */
 
+import { RATE_WINDOW_MS } from "../control/stats.ts";
 import { isFieldSet } from "@bufbuild/protobuf";
 import { DaemonUnreachableError, request } from "../control/client.ts";
 import {
@@ -20,7 +21,8 @@ import {
   StatsResponse_Status,
   StatsResponseSchema,
 } from "../control/gen/virtioforwarder_pb.ts";
-import { parseKernelCpuList } from "../config/values.ts";
+import { cpuNodes } from "../host/topology.ts";
+import { sysfsRoot } from "../common/sysfs.ts";
 import { errorText, type Logger } from "../common/log.ts";
 import { decide, type GroupDecision, type RelayRates } from "./plan.ts";
 
@@ -56,18 +58,12 @@ export function relayRates(relays: readonly RelayState[]): RelayRates[] {
   }));
 }
 
-/** CPU -> NUMA node from sysfs; CPUs it does not list (lcores mapped onto CPUs) go to the only node, if there is one. */
-export function numaNodes(root = "/sys/devices/system/node"): (cpu: number) => number {
-  const map = new Map<number, number>();
-  try {
-    for (const e of Deno.readDirSync(root)) {
-      const m = /^node(\d+)$/.exec(e.name);
-      if (!m) continue;
-      for (const cpu of parseKernelCpuList(Deno.readTextFileSync(`${root}/${e.name}/cpulist`))) {
-        map.set(cpu, Number(m[1]));
-      }
-    }
-  } catch { /* no NUMA information: one node */ }
+/**
+ * CPU -> NUMA node from sysfs (VIO4WD_SYSFS_ROOT, as the daemon reads it); CPUs it does not list
+ * (lcores mapped onto CPUs) go to the only node, if there is one.
+ */
+export function numaNodes(root = sysfsRoot()): (cpu: number) => number {
+  const map = cpuNodes(root);
   const nodes = new Set(map.values());
   const only = nodes.size <= 1 ? [...nodes][0] ?? 0 : -1;
   return (cpu) => map.get(cpu) ?? only;
@@ -116,7 +112,14 @@ export async function runScheduler(o: SchedulerOptions, log: Logger, stop: { sto
     const wasDown = down.has("stats");
     const stats = await retrying(
       "stats",
-      () => request(o.statsEp, StatsRequestSchema, { includeInactive: false, delay: 200 }, StatsResponseSchema, 2200),
+      () =>
+        request(
+          o.statsEp,
+          StatsRequestSchema,
+          { includeInactive: false, delay: RATE_WINDOW_MS },
+          StatsResponseSchema,
+          2200,
+        ),
     );
     if (!stats) break;
     if (stats.status !== StatsResponse_Status.OK) {

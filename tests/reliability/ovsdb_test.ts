@@ -65,17 +65,7 @@ Deno.test(`OVSDB: ${RESTARTS} server kills and restarts with tag changes in betw
   for (let i = 1; i <= RESTARTS; i++) {
     await db.kill();
     tags = assignment(rng);
-    const updates = tags.map((t, p) => ({
-      op: "update",
-      table: "Interface",
-      where: [["name", "==", `p${p}`]],
-      row: { external_ids: ["map", externalIds(t)] },
-    }));
-    const r = await new Deno.Command("ovsdb-tool", {
-      args: ["transact", `${dir}/ovs/conf.db`, JSON.stringify(["Open_vSwitch", ...updates])],
-      stderr: "piped",
-    }).output();
-    if (!r.success) throw new Error(`ovsdb-tool transact: ${new TextDecoder().decode(r.stderr)}`);
+    await db.setExternalIdsOffline(Object.fromEntries(tags.map((t, p) => [`p${p}`, externalIds(t)])));
     await db.restart();
     maxConverge = Math.max(maxConverge, await converge(`restart ${i}: offline changes`));
     // and one change while the server is up

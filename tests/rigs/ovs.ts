@@ -98,6 +98,21 @@ export class OvsDb {
     await Deno.remove(this.socket).catch(() => {});
   }
 
+  /**
+   * Sets the external_ids of the Interface rows named in `ids` in the database file while the
+   * server is down (ovsdb-tool transact): changes the monitor meets only when the server is back.
+   */
+  async setExternalIdsOffline(ids: Record<string, [string, string][]>): Promise<void> {
+    if (this.#child) throw new Error("setExternalIdsOffline: ovsdb-server is running (kill() it first)");
+    const updates = Object.entries(ids).map(([name, map]) => ({
+      op: "update",
+      table: "Interface",
+      where: [["name", "==", name]],
+      row: { external_ids: ["map", map] },
+    }));
+    await run("ovsdb-tool", ["transact", `${this.dir}/conf.db`, JSON.stringify(["Open_vSwitch", ...updates])]);
+  }
+
   /** Starts ovsdb-server again on the same database and socket. */
   async restart(): Promise<void> {
     await this.kill();
