@@ -90,3 +90,40 @@ Deno.test("bad arguments exit 2 as documented, with the error alone (not every c
     assert(!r.stderr.includes("vio4wd daemon [--config"), `${args.join(" ")}: no global usage before the error`);
   }
 });
+
+Deno.test("config show says which port-control source is active (ZeroMQ, the IPC file or OVSDB, the original's order) and what a blank socket owner or group means", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cases: [string, string, RegExp][] = [
+      [
+        "VIRTIOFWD_ZMQ_PORT_CONTROL_EP=ipc:///run/x/pc\nVIRTIOFWD_IPC_PORT_CONTROL=y\n",
+        "zmq",
+        /^port control: ZeroMQ at ipc:\/\/\/run\/x\/pc /m,
+      ],
+      ["VIRTIOFWD_IPC_PORT_CONTROL=y\n", "ipc", /^port control: the IPC file \/tmp\/vio_cmd /m],
+      [
+        "VIRTIOFWD_OVSDB_SOCK_PATH=/run/o/db.sock\n",
+        "ovsdb",
+        /^port control: the OVSDB monitor at \/run\/o\/db\.sock /m,
+      ],
+    ];
+    for (const [text, mode, line] of cases) {
+      await Deno.writeTextFile(`${dir}/f`, text);
+      const shown = await runVio4wd(["config", "show", "--config", `${dir}/f`]);
+      assert(
+        line.test(shown.stdout),
+        `${mode}: ${shown.stdout.split("\n").filter((l) => l.startsWith("port")).join()}`,
+      );
+      const json = JSON.parse((await runVio4wd(["config", "show", "--json", "--config", `${dir}/f`])).stdout);
+      assertEq(json.port_control.mode, mode, "--json port_control.mode");
+    }
+    await Deno.writeTextFile(`${dir}/f`, "VIRTIOFWD_SOCKET_OWNER=\nVIRTIOFWD_SOCKET_GROUP=\n");
+    const shown = await runVio4wd(["config", "show", "--config", `${dir}/f`]);
+    assert(/^VIRTIOFWD_SOCKET_OWNER\s+\(blank: libvirt-qemu/m.test(shown.stdout), shown.stdout);
+    assert(/^VIRTIOFWD_SOCKET_GROUP\s+\(blank: kvm/m.test(shown.stdout), shown.stdout);
+    const json = JSON.parse((await runVio4wd(["config", "show", "--json", "--config", `${dir}/f`])).stdout);
+    assert(json.variables.VIRTIOFWD_SOCKET_OWNER.blank_means.startsWith("libvirt-qemu"), "--json blank_means");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

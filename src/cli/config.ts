@@ -9,7 +9,15 @@ import { object, or } from "@optique/core/constructs";
 import { message } from "@optique/core/message";
 import { optional } from "@optique/core/modifiers";
 import { argument, command, constant, flag } from "@optique/core/primitives";
-import { type Config, describeSource, type LoadedConfig, readConfig, VARIABLES } from "../config/config.ts";
+import {
+  type Config,
+  describeSource,
+  type LoadedConfig,
+  portControlMode,
+  readConfig,
+  VARIABLES,
+} from "../config/config.ts";
+import { ORIGINAL_SOCKET_GROUP, ORIGINAL_SOCKET_OWNER } from "../config/accounts.ts";
 import { formatCpuSet, formatLcoreMap } from "../config/values.ts";
 import { startupFindings } from "../doctor/refusals.ts";
 
@@ -71,30 +79,53 @@ function render(key: keyof Config, value: unknown): string {
   return String(value);
 }
 
+/** What a blank value means where it is not "off": the original daemon's defaults. */
+const BLANK_MEANS: Partial<Record<keyof Config, string>> = {
+  socketOwner: `${ORIGINAL_SOCKET_OWNER}, the original's default`,
+  socketGroup: `${ORIGINAL_SOCKET_GROUP}, the original's default`,
+};
+
+/** Where port control comes from at run time (one of three; static VFs are added in every mode). */
+export function portControlSource(c: Config): { mode: string; from: string; variable: string } {
+  const mode = portControlMode(c);
+  if (mode === "zmq") return { mode, from: c.zmqPortControlEp, variable: "VIRTIOFWD_ZMQ_PORT_CONTROL_EP" };
+  if (mode === "ipc") return { mode, from: c.ipcCmdFile, variable: "VIRTIOFWD_IPC_PORT_CONTROL" };
+  return { mode, from: c.ovsdbSock, variable: "neither VIRTIOFWD_ZMQ_PORT_CONTROL_EP nor VIRTIOFWD_IPC_PORT_CONTROL" };
+}
+
 /** Prints the effective configuration, as a table or JSON. */
 export function showConfig(loaded: LoadedConfig, json: boolean): void {
+  const pc = portControlSource(loaded.config);
   if (json) {
     const out: Record<string, unknown> = {};
     for (const v of VARIABLES) {
       const value = loaded.config[v.key];
+      const blank = value === "" ? BLANK_MEANS[v.key] : undefined;
       out[v.name] = {
         value: value instanceof Map ? Object.fromEntries(value) : value,
         source: describeSource(loaded.sources[v.key]),
+        ...(blank ? { blank_means: blank } : {}),
         ...("ignored" in v ? { ignored: v.ignored } : {}),
       };
     }
-    console.log(JSON.stringify({ file: loaded.file, variables: out, warnings: loaded.warnings }, null, 2));
+    console.log(
+      JSON.stringify({ file: loaded.file, variables: out, port_control: pc, warnings: loaded.warnings }, null, 2),
+    );
     return;
   }
   const width = Math.max(...VARIABLES.map((v) => v.name.length));
   for (const v of VARIABLES) {
     const value = render(v.key, loaded.config[v.key]);
+    const blank = BLANK_MEANS[v.key];
+    const shown = value !== "" ? value : blank ? `(blank: ${blank})` : "(off)";
     console.log(
-      `${v.name.padEnd(width)}  ${(value === "" ? "(off)" : value).padEnd(44)}  ${
-        describeSource(loaded.sources[v.key])
-      }${"ignored" in v ? "  (ignored)" : ""}`,
+      `${v.name.padEnd(width)}  ${shown.padEnd(44)}  ${describeSource(loaded.sources[v.key])}${
+        "ignored" in v ? "  (ignored)" : ""
+      }`,
     );
   }
+  const how = { zmq: "ZeroMQ at", ipc: "the IPC file", ovsdb: "the OVSDB monitor at" }[pc.mode];
+  console.log(`port control: ${how} ${pc.from} (${pc.variable})`);
   for (const v of VARIABLES) {
     if ("ignored" in v && loaded.sources[v.key].kind !== "default") {
       console.log(`note: ${v.name} is known and ignored: ${v.ignored}`);
