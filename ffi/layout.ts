@@ -2,7 +2,7 @@
 
 /** The header's numeric `#define VIO4WD_*` constants, without the prefix. */
 export const SHIM_CONSTANTS = {
-  SHIM_ABI: 5,
+  SHIM_ABI: 6,
   MAX_RELAYS: 64,
   MAX_WORKERS: 64,
   MAX_QUEUE_PAIRS: 32,
@@ -93,7 +93,7 @@ export const SHIM_STRUCTS = {
     },
   },
   vio4wd_shared: {
-    size: 16448,
+    size: 16704,
     align: 64,
     fields: {
       n_workers: { type: "uint32_t", offset: 0, size: 4, count: 1 },
@@ -103,6 +103,7 @@ export const SHIM_STRUCTS = {
       pad1: { type: "uint64_t", offset: 24, size: 8, count: 5 },
       relays: { type: "struct vio4wd_relay_stats", offset: 64, size: 128, count: 64 },
       workers: { type: "struct vio4wd_worker_stats", offset: 8256, size: 128, count: 64 },
+      vm_queue_pairs: { type: "uint32_t", offset: 16448, size: 4, count: 64 },
     },
   },
   vio4wd_event: {

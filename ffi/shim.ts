@@ -159,6 +159,7 @@ export const SHARED_LAYOUT = {
   tscHz: S.vio4wd_shared.fields.tsc_hz,
   relays: S.vio4wd_shared.fields.relays,
   workers: S.vio4wd_shared.fields.workers,
+  vmQueuePairs: S.vio4wd_shared.fields.vm_queue_pairs,
   /** Offset of VM->VF inside a relay's stats (VF->VM at vf_to_vm's). */
   vfToVm: S.vio4wd_relay_stats.fields.vf_to_vm,
   vmToVf: S.vio4wd_relay_stats.fields.vm_to_vf,

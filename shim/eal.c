@@ -119,7 +119,7 @@ API int vio4wd_shutdown(void)
 _Static_assert(offsetof(struct vio4wd_shared, relays) == 64, "shared header is 64 bytes");
 _Static_assert(sizeof(struct vio4wd_relay_stats) == 128, "relay stats are 128 bytes");
 _Static_assert(offsetof(struct vio4wd_shared, workers) == 64 + 128 * VIO4WD_MAX_RELAYS, "workers follow relays");
-_Static_assert(sizeof(struct vio4wd_shared) == 64 + 128 * 64 + 128 * 64, "shared size");
+_Static_assert(sizeof(struct vio4wd_shared) == 64 + 128 * 64 + 128 * 64 + 4 * 64, "shared size");
 _Static_assert(sizeof(struct vio4wd_event) == 24, "event size");
 _Static_assert(offsetof(struct vio4wd_shared, event_overflows) == 8, "event_overflows at 8");
 _Static_assert(offsetof(struct vio4wd_shared, tsc_hz) == 16, "tsc_hz at 16");

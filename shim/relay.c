@@ -23,6 +23,7 @@ void relays_reset(void)
 		r->mask_vid = NO_VID;
 		r->port = NO_PORT;
 		r->cpu[VF_TO_VM] = r->cpu[VM_TO_VF] = -1;
+		__atomic_store_n(&g_shared.vm_queue_pairs[i], 0, __ATOMIC_RELEASE);
 	}
 }
 

@@ -87,6 +87,7 @@ static int on_new_device(int vid)
 	__atomic_store_n(&r->vid, vid, __ATOMIC_RELEASE);
 	lists_publish();
 	vf_run(r, (uint32_t)id, true); /* the VF runs while the VM is there */
+	__atomic_store_n(&g_shared.vm_queue_pairs[id], pairs, __ATOMIC_RELEASE); /* what the daemon reads */
 	pthread_mutex_unlock(&r->lock);
 	push_event(VIO4WD_EV_VM_CONNECTED, (uint32_t)id, (int32_t)pairs, 1, numa);
 	return 0;
@@ -104,6 +105,7 @@ static void on_destroy_device(int vid)
 		return;
 	}
 	__atomic_store_n(&r->vid, NO_VID, __ATOMIC_RELEASE);
+	__atomic_store_n(&g_shared.vm_queue_pairs[id], 0, __ATOMIC_RELEASE);
 	lists_publish(); /* no worker touches the device after this */
 	vf_run(r, (uint32_t)id, false);
 	release_masks(r, vid);

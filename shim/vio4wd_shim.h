@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#define VIO4WD_SHIM_ABI 5
+#define VIO4WD_SHIM_ABI 6
 #define VIO4WD_MAX_RELAYS 64
 #define VIO4WD_MAX_WORKERS 64
 #define VIO4WD_MAX_QUEUE_PAIRS 32
@@ -83,6 +83,10 @@ struct vio4wd_shared {
 	uint64_t pad1[5];
 	struct vio4wd_relay_stats relays[VIO4WD_MAX_RELAYS];
 	struct vio4wd_worker_stats workers[VIO4WD_MAX_WORKERS];
+	/* Per relay, the queue pairs of its connected VM, 0 without one (the vhost thread stores it,
+	 * release, once the VM is set up or gone): the daemon reads relay state here every tick
+	 * instead of mirroring it from events. */
+	uint32_t vm_queue_pairs[VIO4WD_MAX_RELAYS];
 };
 
 /* Events produced by vhost callbacks, read by the daemon with vio4wd_next_event(). */

@@ -46,13 +46,11 @@ import { clientPorts, isSriovVf, untrustedPeerSocket } from "../relays/client_po
 
 /** vio4wd's version: package.json's, its one owner (the package build reads it there too). */
 export const VERSION: string = packageJson.version;
-/** How often vhost events are picked up. */
+/** How often the relays' VMs are read from the data plane and its events picked up. */
 const EVENT_POLL_MS = 20;
-/** How often the relay table is reconciled with the data plane even when no event was dropped. */
-const RECONCILE_MS = 5000;
 /**
- * Tests only: the shim's event queue capacity, made tiny so that it overflows and the table must
- * reconcile. Unset: the shim's default.
+ * Tests only: the shim's event queue capacity, made tiny so that it overflows (the relays must
+ * work without a single event). Unset: the shim's default.
  */
 const EVENT_QUEUE_CAP_ENV = "VIO4WD_TEST_EVENT_QUEUE_CAP";
 
@@ -268,6 +266,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
       notifyServiceManager("STOPPING=1");
       await endpoints.stop();
       clearInterval(poll);
+      table.tick();
       for (const ev of dp.events()) table.handle(ev);
       logStatus(log, table);
       unwind.dispose(); // DPDK shut down, its run directory and the PID file removed
@@ -481,24 +480,23 @@ function announceReady(
 }
 
 /**
- * One tick of the event loop (every EVENT_POLL_MS): bond supervision, the shim's events into the
- * table, and a reconcile when events were dropped or RECONCILE_MS passed.
+ * One tick of the daemon's loop (every EVENT_POLL_MS): bond supervision, the relays' VMs read from
+ * the data path (RelayTable.tick), then the shim's events, logged (and a VF's reset or removal
+ * acted on). A full event queue loses log lines only: no state comes from events.
  */
 function eventPoller(dp: Dataplane, table: RelayTable, log: Logger): () => void {
   let overflows = 0n;
-  let reconciled = performance.now();
   return () => {
     dp.superviseBonds();
+    table.tick();
     for (const ev of dp.events()) table.handle(ev);
     const dropped = dp.eventOverflows();
     if (dropped !== overflows) {
-      log.warn(`the data plane's event queue overflowed (${dropped - overflows} event(s) dropped): reconciling`);
+      log.warn(
+        `the data plane's event queue overflowed: ${dropped - overflows} event(s) dropped, their log lines lost ` +
+          "(relay state is read from the data plane, not from events)",
+      );
       overflows = dropped;
-      table.reconcile("events were dropped");
-      reconciled = performance.now();
-    } else if (performance.now() - reconciled >= RECONCILE_MS) {
-      table.reconcile("periodic check");
-      reconciled = performance.now();
     }
   };
 }

@@ -121,6 +121,7 @@ export type DataPath = Pick<
   | "resetVf"
   | "setCpus"
   | "report"
+  | "vmQueuePairs"
   | "counters"
   | "workers"
   | "tscHz"
@@ -328,6 +329,15 @@ export class Dataplane {
       out.push({ vfToVm: dir(base + L.vfToVm.offset), vmToVf: dir(base + L.vmToVf.offset) });
     }
     return out;
+  }
+
+  /**
+   * Each relay's VM as the data path has it now: its queue pairs, 0 without a VM (read from the
+   * shared memory: no call, no lock).
+   */
+  vmQueuePairs(): number[] {
+    const L = SHARED_LAYOUT, dv = this.#sharedView();
+    return Array.from({ length: this.limits.maxRelays }, (_, r) => readNumber(dv, L.vmQueuePairs, r));
   }
 
   /** Loop counters of the worker CPUs. */

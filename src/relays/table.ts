@@ -1,9 +1,10 @@
 /**
- * The relay table: the one owner, on the TypeScript side, of what each relay has (socket, VF,
- * VM, CPUs). Its records are private; everything else reads them as {@link RelaySnapshot}s and
+ * The relay table: the one owner of what TypeScript decides for each relay (socket, VF or bond,
+ * CPUs, pins). Its records are private; everything else reads them as {@link RelaySnapshot}s and
  * changes them only through the table's methods, which apply each change to the data plane. What
- * the data plane learns on its own (a VM connecting) arrives as events; when the shim had to drop
- * events, and on a slow timer, {@link RelayTable.reconcile} re-reads every relay from the shim.
+ * the data plane learns on its own (a VM connecting) is read from it, never mirrored: snapshots
+ * take the VM from the shared memory, and {@link RelayTable.tick} places or releases a VM's side
+ * once per tick of the daemon's loop. Events only feed the log (and a VF's reset or removal).
  *
  * Services depend on the narrow views: {@link RelayReader} (stats, metrics), {@link RelayPorts}
  * (port control, monitors), {@link RelayPlacement} (core scheduling).
@@ -137,14 +138,17 @@ function checkDeviceString(device: string): void {
   }
 }
 
-/** One relay's record (private to the table). */
+/**
+ * One relay's record (private to the table): its socket, its VF or bond, its CPUs and pin. Whether a VM
+ * is connected is the data path's to know: `vmPlaced` only records whether the table has placed
+ * the VM side (the last tick saw a VM), never a copy of the VM's state.
+ */
 interface Relay {
   id: number;
   socket: string | null;
   vf: string | null;
   bond: { mode: number; members: string[] } | null;
-  vm: boolean;
-  queuePairs: number;
+  vmPlaced: boolean;
   cpus: [number, number];
   pin: [number, number] | null;
 }
@@ -168,7 +172,10 @@ export function placementCandidates(
  * Picks the least busy worker CPU: 12 points per VF->VM direction with a VF on the CPU, 10 per
  * VM->VF direction with a VM (the original's weights); ties go to the lowest CPU.
  */
-export function leastBusyCpu(workers: readonly number[], relays: Iterable<RelaySnapshot>): number {
+export function leastBusyCpu(
+  workers: readonly number[],
+  relays: Iterable<Pick<RelaySnapshot, "vf" | "vm" | "cpus">>,
+): number {
   const score = new Map(workers.map((c) => [c, 0]));
   for (const r of relays) {
     if (r.vf !== null && score.has(r.cpus[VF_TO_VM])) score.set(r.cpus[VF_TO_VM], score.get(r.cpus[VF_TO_VM])! + 12);
@@ -179,9 +186,14 @@ export function leastBusyCpu(workers: readonly number[], relays: Iterable<RelayS
   return best;
 }
 
-const snapshot = (r: Relay): RelaySnapshot =>
+/** The relay as the table decides it, with its VM as the data path has it (`queuePairs`, 0: none). */
+const snapshot = (r: Relay, queuePairs: number): RelaySnapshot =>
   Object.freeze({
-    ...r,
+    id: r.id,
+    socket: r.socket,
+    vf: r.vf,
+    vm: queuePairs > 0,
+    queuePairs,
     bond: r.bond ? Object.freeze({ mode: r.bond.mode, members: Object.freeze([...r.bond.members]) }) : null,
     cpus: Object.freeze([...r.cpus]) as unknown as readonly [number, number],
     pin: r.pin ? Object.freeze([...r.pin]) as unknown as readonly [number, number] : null,
@@ -213,8 +225,7 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
         socket: null,
         vf: null,
         bond: null,
-        vm: false,
-        queuePairs: 0,
+        vmPlaced: false,
         cpus: pin ? [pin.vfToVm, pin.vmToVf] : [-1, -1],
         pin: pin ? [pin.vfToVm, pin.vmToVf] : null,
       });
@@ -229,22 +240,24 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
   }
 
   get(id: number): RelaySnapshot {
-    return snapshot(this.#relay(id));
+    const r = this.#relay(id);
+    return snapshot(r, this.#dp.vmQueuePairs()[r.id]);
   }
 
   list(): RelaySnapshot[] {
-    return this.#relays.map(snapshot);
+    const qp = this.#dp.vmQueuePairs();
+    return this.#relays.map((r) => snapshot(r, qp[r.id]));
   }
 
   findBySocket(path: string): RelaySnapshot | undefined {
     const r = this.#relays.find((x) => x.socket === path);
-    return r && snapshot(r);
+    return r && this.get(r.id);
   }
 
   findByDevice(device: string): RelaySnapshot | undefined {
     const dev = normalizeDevice(device);
     const r = this.#relays.find((x) => x.vf === dev);
-    return r && snapshot(r);
+    return r && this.get(r.id);
   }
 
   counters(): RelayCounters[] {
@@ -276,7 +289,8 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
     for (const dir of dirs) {
       if (r.pin) r.cpus[dir] = r.pin[dir];
       else if (r.cpus[dir] < 0) {
-        r.cpus[dir] = leastBusyCpu(placementCandidates(this.#config.cpus, this.#cpuNode, node), this.#relays);
+        const load = this.#relays.map((x) => ({ vf: x.vf, vm: x.vmPlaced, cpus: x.cpus }));
+        r.cpus[dir] = leastBusyCpu(placementCandidates(this.#config.cpus, this.#cpuNode, node), load);
       }
     }
     this.#apply(r);
@@ -315,8 +329,10 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
     try {
       this.#dp.unregisterSocket(id);
     } finally { // the data plane lets go of the socket even when its unregistration fails: so does the table
+      const path = r.socket;
       r.socket = null;
-      this.#syncVm(r, false, 0);
+      // its VM went with it (the next tick would find no VM, but the socket's path is gone by then)
+      if (this.#syncVm(r, false)) this.#log.info(`relay ${id}: VM disconnected: destroy virtio device on '${path}'`);
     }
   }
 
@@ -398,7 +414,7 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
     const next: [number, number] = [...r.cpus];
     if (r.vf !== null) next[VF_TO_VM] = want[VF_TO_VM];
     else this.#log.warn(`relay ${id}: no VF; VF->VM CPU left as it is`);
-    if (r.vm) next[VM_TO_VF] = want[VM_TO_VF];
+    if (r.vmPlaced) next[VM_TO_VF] = want[VM_TO_VF];
     else this.#log.warn(`relay ${id}: will not move VM->VF before the VM has connected`);
     if (next[0] === r.cpus[0] && next[1] === r.cpus[1]) return;
     this.#dp.setCpus(r.id, next[VF_TO_VM], next[VM_TO_VF]);
@@ -406,10 +422,10 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
     r.cpus = next;
   }
 
-  #syncVm(r: Relay, vm: boolean, queuePairs: number): boolean {
-    r.queuePairs = vm ? queuePairs : 0;
-    if (r.vm === vm) return false;
-    r.vm = vm;
+  /** Places (a VM came) or releases (it left) the relay's VM side; false when there was nothing to do. */
+  #syncVm(r: Relay, vm: boolean): boolean {
+    if (r.vmPlaced === vm) return false;
+    r.vmPlaced = vm;
     if (!vm) this.#unplace(r, VM_TO_VF);
     else if (r.vf === null || r.pin) this.#place(r, VM_TO_VF);
     else {
@@ -421,22 +437,38 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
     return true;
   }
 
-  /** Applies an event from the data plane (VM connect/disconnect, rings, bond failover) to the table. */
+  /**
+   * Level-triggered, once per tick of the daemon's loop: reads every relay's VM from the data path
+   * (shared memory) and places or releases the VM side of each whose VM came or went since the
+   * last tick. Nothing is learnt from events, so none can be missed.
+   */
+  tick(): void {
+    const queuePairs = this.#dp.vmQueuePairs();
+    for (const r of this.#relays) {
+      const qp = queuePairs[r.id];
+      if (!this.#syncVm(r, qp > 0)) continue;
+      if (qp > 0) {
+        this.#log.info(
+          `relay ${r.id}: VM connected (${qp} queue pair(s), NUMA node ${this.#dp.report(r.id).numaNode}, ` +
+            `VM->VF on CPU ${r.cpus[VM_TO_VF]}, VF->VM on CPU ${r.cpus[VF_TO_VM]}): new virtio device on '${r.socket}'`,
+        );
+      } else this.#log.info(`relay ${r.id}: VM disconnected: destroy virtio device on '${r.socket}'`);
+    }
+  }
+
+  /**
+   * An event from the data plane: logged (what the data path did, for the record); a VF that asks
+   * for a reset or went away is acted on. VMs are seen by tick(), not here.
+   */
   handle(ev: DataplaneEvent): void {
     const r = this.#relays[ev.relay];
     if (!r) return;
     switch (ev.type) {
-      case "vm-connected":
-        this.#syncVm(r, true, ev.queuePairs);
-        this.#log.info(
-          `relay ${r.id}: VM connected (${ev.queuePairs} queue pair(s), NUMA node ${ev.numaNode}, VM->VF on CPU ${
-            r.cpus[VM_TO_VF]
-          }, VF->VM on CPU ${r.cpus[VF_TO_VM]}): new virtio device on '${r.socket}'`,
-        );
+      case "vm-connected": // tick() acts on it and says so; the event is for the record
+        this.#log.debug(`relay ${r.id}: vhost: new device (${ev.queuePairs} queue pair(s), NUMA node ${ev.numaNode})`);
         break;
       case "vm-disconnected":
-        this.#syncVm(r, false, 0);
-        this.#log.info(`relay ${r.id}: VM disconnected: destroy virtio device on '${r.socket}'`);
+        this.#log.debug(`relay ${r.id}: vhost: device destroyed`);
         break;
       case "vring-state":
         this.#log.debug(`relay ${r.id}: vring ${ev.queue} ${ev.enabled ? "enabled" : "disabled"}`);
@@ -492,33 +524,6 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
         break;
       }
     }
-  }
-
-  /**
-   * Brings the table in line with what the data plane has (after events were dropped, and
-   * periodically): a VM that connected or left unseen is placed or released. The socket and VF
-   * sides are changed only by this table, so a difference there is a bug, logged. Returns the
-   * number of relays corrected.
-   */
-  reconcile(why: string): number {
-    let fixed = 0;
-    for (const r of this.#relays) {
-      const s = this.#dp.report(r.id);
-      if (this.#syncVm(r, s.vm, s.queuePairs)) {
-        fixed++;
-        this.#log.notice(
-          `relay ${r.id}: VM ${s.vm ? `connected (${s.queuePairs} queue pair(s))` : "disconnected"}, ` +
-            `found by reconciliation (${why})`,
-        );
-      }
-      if (s.socket !== (r.socket !== null) || s.vf !== (r.vf !== null)) {
-        this.#log.error(
-          `relay ${r.id}: the data plane has ${s.socket ? "a" : "no"} socket and ${s.vf ? "a" : "no"} VF, ` +
-            `the relay table ${r.socket ?? "no socket"} and ${r.vf ?? "no VF"}`,
-        );
-      }
-    }
-    return fixed;
   }
 }
 

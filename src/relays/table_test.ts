@@ -73,10 +73,12 @@ Deno.test("NUMA placement as the original, by default: a relay's VF->VM on the l
     table.addSocket(0);
     table.addSocket(1);
     // the guest's memory is on node 0: the shim moved the pool there
-    table.handle(dp.connectVm(0, 1, 0));
+    dp.connectVm(0, 1, 0);
+    table.tick();
     assertJsonEq(assigned(0), [2, 1], "VM->VF on node 0's least busy worker, VF->VM placed again beside it");
     // a node without workers: all workers are candidates
-    table.handle(dp.connectVm(1, 1, 3));
+    dp.connectVm(1, 1, 3);
+    table.tick();
     const [up, down] = assigned(1);
     assert(config.cpus.includes(up) && config.cpus.includes(down), `placed on workers: ${up}, ${down}`);
   } finally {
@@ -146,13 +148,15 @@ Deno.test("relay table on a fake data path: a VM connects and leaves; both direc
   const { dp, table } = fakeTable();
   table.addSocket(2);
   table.addVf(2, "net_null2");
-  table.handle(dp.connectVm(2, 4));
+  dp.connectVm(2, 4);
+  table.tick();
   const s = table.get(2);
   assertEq(s.vm, true, "VM connected");
   assertEq(s.queuePairs, 4, "its queue pairs");
   assert(s.cpus[0] >= 1 && s.cpus[1] >= 1, `both directions placed: ${s.cpus}`);
   assertJsonEq(dp.relays[2].cpus, s.cpus, "the shim has the same CPUs");
-  table.handle(dp.disconnectVm(2));
+  dp.disconnectVm(2);
+  table.tick();
   assertEq(table.get(2).vm, false, "VM gone");
   assertEq(table.get(2).cpus[1], -1, "VM->VF released");
   assertEq(table.get(2).cpus[0], s.cpus[0], "VF->VM kept (the VF is still there)");
@@ -163,19 +167,28 @@ Deno.test("relay table on a fake data path: a pinned relay's directions take the
   table.addSocket(5);
   table.addVf(5, "net_null5");
   assertJsonEq(table.get(5).cpus, [2, 1], "the pin, as soon as the VF is there (VM->VF held for the VM)");
-  table.handle(dp.connectVm(5));
+  dp.connectVm(5);
+  table.tick();
   assertJsonEq(dp.relays[5].cpus, [2, 1], "the shim has the pinned CPUs");
-  table.handle(dp.disconnectVm(5));
+  dp.disconnectVm(5);
+  table.tick();
   assertJsonEq(table.get(5).cpus, [2, 1], "pinned CPUs kept when the VM leaves");
 });
 
-Deno.test("relay table on a fake data path: a VM whose event was lost is found by reconcile and placed", () => {
+Deno.test("relay table on a fake data path: the VM side follows the data path at each tick, with no event at all (level-triggered); a VM that came and went between ticks leaves nothing placed", () => {
   const { dp, table } = fakeTable();
   table.addSocket(4);
-  dp.connectVm(4, 2); // the event never reaches the table (the queue overflowed)
-  assertEq(table.get(4).vm, false, "the table has not seen it");
-  assertEq(table.reconcile("test"), 1, "one relay corrected");
-  assertEq(table.get(4).vm, true, "found");
+  dp.connectVm(4, 2); // no event reaches the table (as when the queue overflows)
+  assertEq(table.get(4).vm, true, "a snapshot reads the VM from the data path at once");
+  assertEq(table.get(4).cpus[1], -1, "not placed before the tick");
+  table.tick();
   assertEq(table.get(4).queuePairs, 2, "with its queue pairs");
   assert(table.get(4).cpus[1] >= 1, `VM->VF placed: ${table.get(4).cpus}`);
+  dp.disconnectVm(4);
+  table.tick();
+  assertEq(table.get(4).cpus[1], -1, "released at the next tick");
+  dp.connectVm(4, 1);
+  dp.disconnectVm(4);
+  table.tick();
+  assertJsonEq(table.get(4).cpus, [-1, -1], "nothing placed for a VM already gone");
 });

@@ -2,7 +2,7 @@
  * An in-memory data path for the relay table's unit tests (the `DataPath` seam): it keeps what
  * the shim would (sockets, devices, bonds, the VM, CPUs, the pool's NUMA node), refuses what the
  * shim refuses (a device probe that fails, a socket already registered, a second VF on a relay),
- * and raises the events a VM's arrival and departure raise. No DPDK.
+ * and lets a test connect and disconnect VMs (returning the events the shim would raise). No DPDK.
  *
  * @module
  */
@@ -145,6 +145,10 @@ export class FakeDataPath implements DataPath {
       vfRxMissed: hasVf ? 0n : null,
       vfRxNombuf: hasVf ? 0n : null,
     };
+  }
+
+  vmQueuePairs(): number[] {
+    return this.relays.map((r) => r.vm?.queuePairs ?? 0);
   }
 
   counters(): RelayCounters[] {
