@@ -346,7 +346,7 @@ Deno.test("stats: every slot by default, filters, E2BIG, delay, and counters tha
   const ctx = new ZmqContext();
   w.defer(() => ctx.close());
   await pmd.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected/);
+  await d.untilVm(0);
   await pmd.send("set fwd io");
   await pmd.send("start tx_first 4");
   const sock = ctx.socket(ZMQ_REQ);
@@ -554,7 +554,7 @@ Deno.test("bonds: a net_bonding device over two members relays both ways; errors
   assertEq(q.queryString, "net_bonding0", "QUERY_PCI shows the bond name");
   const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
   await pmd.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected/);
+  await d.untilVm(0);
   await pmd.send("set fwd rxonly");
   await pmd.send("start tx_first 2"); // 64 packets VM->VF
   const relay0 = async () => (await d.status()).find((r) => r.id === 0)!;

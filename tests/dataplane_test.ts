@@ -59,7 +59,7 @@ for (const idleUs of [0, 500]) {
     const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=(${vf.vf}=0)`, `VIO4WD_IDLE_SLEEP_US=${idleUs}`]);
     const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), vf.peer] });
     await pmd.waitLinksUp();
-    await d.waitLog(/relay 0: VM connected/);
+    await d.untilVm(0);
     await pmd.send("set fwd rxonly");
     if (idleUs) await new Promise((r) => setTimeout(r, 500)); // well past the idle threshold
     // 6 bursts of 32 = 192 packets each way: within the virtio rings (256), so nothing may drop.
@@ -97,7 +97,7 @@ for (const steps of [false, true]) {
     const d = await w.daemon([`VIRTIOFWD_STATIC_VFS=(${vf.vf}=0)`], steps ? { env: { VIO4WD_SHIM: STEPS_SHIM } } : {});
     const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), vf.peer] });
     await pmd.waitLinksUp();
-    await d.waitLog(/relay 0: VM connected/);
+    await d.untilVm(0);
     await pmd.send("set fwd rxonly");
     const n = 6 * 32;
     await pmd.send("start tx_first 6");
@@ -278,7 +278,7 @@ Deno.test("thread placement: every daemon thread but the workers runs on the mai
   const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
   await vm.send("set fwd rxonly");
   await vm.send("start");
-  await d.waitLog(/relay 0: VM connected/);
+  await d.untilVm(0);
   const dec = new TextDecoder();
   const ps = await new Deno.Command("ps", { args: ["-L", "-o", "tid=,comm=", "-p", String(d.pid)], stdout: "piped" })
     .output();
@@ -303,7 +303,7 @@ Deno.test("VF offloads follow the guest: a guest without checksum offload gets a
   // the VM stand-in's virtio_user does not negotiate VIRTIO_NET_F_CSUM with the daemon's socket
   const pmd = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), `net_virtio_user1,path=${vfSock},queues=1`] });
   await pmd.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected/);
+  await d.untilVm(0);
   await pmd.send("set fwd rxonly");
   await pmd.send("start tx_first 2");
   await until("64 packets each way", async () => {
@@ -399,7 +399,7 @@ Deno.test("client mode: the daemon restarts while the VM (virtio_user server=1) 
   const vmStarting = w.testpmd({ vdevs: [virtioUser(w.vmSocket(0), { server: true }), wire.peer] });
   const d = await w.daemon(config);
   const vm = await vmStarting;
-  await d.waitLog(/relay 0: VM connected/, 15_000);
+  await d.untilVm(0, 15_000);
   await vm.waitLinksUp();
   await vm.send("set fwd io");
   await vm.send("start tx_first 4");
@@ -448,7 +448,7 @@ Deno.test("multiqueue: 4 queue pairs, VF->VM flows spread over every virtio RX q
   const vf = await w.testpmd({ vdevs: [wire.peer], appArgs: ["--txonly-multi-flow"] });
   await vm.waitLinksUp();
   await vf.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected \(4 queue pair/);
+  await d.untilVm(0, undefined, 4);
   await until("the VF link", async () => relay0(await d.status())?.vfLink === true);
   // memif takes packets only once its peer polls: the VF peer receives first, then sends.
   await vf.send("set fwd rxonly");
@@ -609,7 +609,7 @@ Deno.test("feature flags: jumbo frames (MTU 9000, big mbufs) cross both ways wit
     appArgs: ["--mbuf-size=10240", "--max-pkt-len=9018", "--txpkts=9000"],
   });
   await pmd.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected/);
+  await d.untilVm(0);
   await pmd.send("set fwd rxonly");
   await pmd.send("start tx_first"); // 32 jumbo frames VM->VF; net_null sends 9000-byte frames VF->VM
   await untilRelay0(
@@ -661,7 +661,7 @@ Deno.test("bond: active-backup over two tap members survives the loss of the act
   };
   const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
   await vm.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected/);
+  await d.untilVm(0);
   await vm.send("set fwd txonly");
   await vm.send("start");
   const [g1, g2] = await Promise.all([gained("bt1"), gained("bt2")]);
@@ -692,7 +692,7 @@ Deno.test("bond mode 4 (802.3ad): LACP keeps flowing both ways while the guest i
   const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`], { netns: ns.name });
   const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
   await vm.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected/);
+  await d.untilVm(0);
   await addTapBond(ep, ns, 4, ["lb1", "lb2"]);
   const partner = new URL("./rigs/lacp_partner.py", import.meta.url).pathname;
   const out = await ns.run(["python3", partner, "11", "5", "3000", "8", "lb1", "lb2"]);
@@ -725,7 +725,7 @@ Deno.test("a device whose port is not named like its devargs and which has two p
   await port("add");
   const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(3))] });
   await vm.waitLinksUp();
-  await d.waitLog(/relay 3: VM connected/);
+  await d.untilVm(3);
   await vm.send("set fwd rxonly");
   await vm.send("start tx_first");
   const relay3 = async () => (await d.status()).find((r) => r.id === 3)!;
@@ -768,7 +768,7 @@ Deno.test("bond of 8 members (the original's maximum) on taps starts and relays 
   const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${ep}`, "VIO4WD_EAL_MEMORY_MB=512"], { netns: ns.name });
   const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
   await vm.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected/); // the VM's pool exists first, sized for one port
+  await d.untilVm(0); // the VM's pool exists first, sized for one port
   const members = Array.from({ length: 8 }, (_, i) => ["--device", `net_tap${i + 1},iface=bm${i + 1}`]).flat();
   const add = await runVio4wd([
     "port",
@@ -809,7 +809,7 @@ Deno.test("a second connection to a relay's socket is refused and leaves the liv
   const vf = await w.testpmd({ vdevs: [wire.peer], appArgs: ["--txonly-multi-flow"] });
   await vm.waitLinksUp();
   await vf.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected \(1 queue pair/);
+  await d.untilVm(0, undefined, 1);
   await until("the VF link", async () => relay0(await d.status())?.vfLink === true);
   // a second frontend with 4 queue pairs on the same socket: refused, but it enables its 8 vrings
   const intruder = await w.testpmd({
@@ -842,7 +842,7 @@ Deno.test("a pool moved to the VM's node under a VF whose driver cannot tell its
   });
   const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0)), wire.peer] });
   await vm.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected/);
+  await d.untilVm(0);
   await vm.send("set fwd io");
   await vm.send("start tx_first 4");
   await until("traffic both ways on the moved pool", async () => {

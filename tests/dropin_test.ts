@@ -46,7 +46,7 @@ Deno.test("drop-in: the original's shipped file passes config check and starts t
   const vm = w.testpmd({ vdevs: [virtioUser(w.vmSocket(0), { server: true })] });
   const d = await w.daemon([], { verbatim: { file, stats: ep("stats") }, args: LCORES });
   await vm;
-  await d.waitLog(/relay 0: VM connected/, 15_000); // client mode: the daemon dialled the VM's socket
+  await d.untilVm(0, 15_000); // client mode: the daemon dialled the VM's socket
   assert(d.log.includes(`port control: ${ep("port_control")}`), "ZeroMQ port control, not IPC");
   assert(d.log.includes("VIRTIOFWD_IPC_PORT_CONTROL is ignored"), "the ignored IPC setting is logged");
 

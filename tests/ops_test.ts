@@ -36,7 +36,7 @@ for (const steps of [false, true]) {
     const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
     await vm.send("set fwd rxonly");
     await vm.send("start");
-    await d.waitLog(/relay 0: VM connected/);
+    await d.untilVm(0);
     await new Promise((r) => setTimeout(r, 300));
     const text = await (await fetch(url)).text();
     for (

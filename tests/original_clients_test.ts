@@ -61,7 +61,7 @@ async function setup(w: World) {
   // io: reads what the VF sends and sends it back (a VM that reads nothing is sent nothing)
   await vm.send("set fwd io");
   await vm.send("start");
-  await d.waitLog(/relay 0: VM connected/);
+  await d.untilVm(0);
   await until("relay 0 active", async () => (await d.status()).some((r) => r.id === 0 && r.active));
   return { d, ep };
 }

@@ -10,8 +10,7 @@
  * @module
  */
 
-import { request, resolveEndpoint } from "../control/client.ts";
-import { StatsRequestSchema, StatsResponseSchema } from "../control/gen/virtioforwarder_pb.ts";
+import { allRelays, resolveEndpoint } from "../control/client.ts";
 
 /** The shells optique writes completion scripts for. */
 export const SHELLS = ["bash", "fish", "nu", "pwsh", "zsh"] as const;
@@ -64,14 +63,7 @@ export async function relaySuggestions(args: readonly string[]): Promise<string[
   if (!RELAY_OPTIONS.has(words[words.length - 1])) return null;
   try {
     const endpoint = await resolveEndpoint("stats", undefined, configOf(words));
-    const res = await request(
-      endpoint,
-      StatsRequestSchema,
-      { includeInactive: true, delay: 0 },
-      StatsResponseSchema,
-      RELAY_QUERY_TIMEOUT_MS,
-    );
-    return res.relay
+    return (await allRelays(endpoint, RELAY_QUERY_TIMEOUT_MS))
       .filter((r) => String(r.id).startsWith(current))
       .map((r) => {
         const vf = r.vf?.pciAddrStr || "no VF", vm = r.vhost?.vhostSocketName || "";

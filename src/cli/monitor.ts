@@ -195,88 +195,125 @@ export function render(s: Snapshot, sortByLoad: boolean, width = 100): string {
 export async function runMonitor(a: MonitorArgs): Promise<number> {
   const statsEp = await resolveEndpoint("stats", a.statsEp, a.config);
   const schedEp = await resolveEndpoint("coreSched", a.schedEp, a.config);
-  const tty = !a.once && Deno.stdout.isTerminal() && Deno.stdin.isTerminal();
-  const out = (t: string) => Deno.stdout.writeSync(new TextEncoder().encode(t));
-  let quit = false, sortByLoad = false;
-  let keys: Promise<void> | null = null;
-  if (tty) {
-    Deno.stdin.setRaw(true);
-    out("\x1b[?1049h\x1b[?25l"); // alternate screen, hide cursor
-    keys = (async () => {
-      const buf = new Uint8Array(16);
-      while (!quit) {
-        const n = await Deno.stdin.read(buf);
-        if (n === null) break;
-        for (const k of buf.subarray(0, n)) {
-          if (k === 0x71 || k === 0x03) quit = true; // q, Ctrl-C
-          if (k === 0x73) sortByLoad = !sortByLoad; // s
-        }
-      }
-    })();
-  }
-  const onSignal = () => quit = true;
-  Deno.addSignalListener("SIGTERM", onSignal);
-  if (!tty) Deno.addSignalListener("SIGINT", onSignal);
+  using term = MonitorTerminal.open(!a.once && Deno.stdout.isTerminal() && Deno.stdin.isTerminal());
   let workers: number[] | null = null;
-  try {
-    while (!quit) {
-      let text: string;
-      try {
-        const stats = await request(
-          statsEp,
-          StatsRequestSchema,
-          { includeInactive: false, delay: RATE_WINDOW_MS, includeWorkers: true },
-          StatsResponseSchema,
-          2200,
-        );
-        if (stats.status !== StatsResponse_Status.OK) {
-          throw new Error(`stats answered ${StatsResponse_Status[stats.status]}`);
-        }
-        if (workers === null) {
-          workers = await request(
-            schedEp,
-            CoreSchedRequestSchema,
-            { op: CoreSchedRequest_Op.GET_EAL_CORES },
-            CoreSchedResponseSchema,
-          )
-            .then((r) => r.status === CoreSchedResponse_Status.OK ? r.ealCores : [])
-            .catch(() => []);
-        }
-        const drops = new Map(stats.relay.map((r) => [r.id, [
-          Number((r.vfToVm?.pktsDroppedVmQueueFull ?? 0n) + (r.vfToVm?.pktsDroppedVmNotConnected ?? 0n)),
-          Number((r.vmToVf?.pktsDroppedVfQueueFull ?? 0n) + (r.vmToVf?.pktsDroppedVfNotConnected ?? 0n)),
-        ] as [number, number]]));
-        const snap = snapshot(workers, relayRates(stats.relay), drops, stats.workers);
-        if (a.once && a.json) {
-          console.log(JSON.stringify(snap));
-          return 0;
-        }
-        text = render(snap, sortByLoad, tty ? Deno.consoleSize().columns : 200);
-      } catch (e) {
-        if (!(e instanceof DaemonUnreachableError)) throw e;
-        if (a.once) {
-          console.error(`vio4wd monitor: ${e.message}`);
-          return 2;
-        }
-        workers = null; // fetch the worker list again when the daemon is back
-        text = `${e.message}\nretrying every ${a.interval} s (q quits)`;
+  while (!term.quit) {
+    let text: string;
+    try {
+      const { snap, eal } = await fetchSnapshot(statsEp, schedEp, workers);
+      workers = eal;
+      if (a.once && a.json) {
+        console.log(JSON.stringify(snap));
+        return 0;
       }
-      if (tty) out(`\x1b[H\x1b[2J${new Date().toISOString()}  vio4wd monitor  (q quit, s sort)\n${text}\n`);
-      else console.log(`${new Date().toISOString()}\n${text}\n`);
-      if (a.once) return 0;
-      const end = Date.now() + a.interval * 1000;
-      while (!quit && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      text = render(snap, term.sortByLoad, term.tty ? Deno.consoleSize().columns : 200);
+    } catch (e) {
+      if (!(e instanceof DaemonUnreachableError)) throw e;
+      if (a.once) {
+        console.error(`vio4wd monitor: ${e.message}`);
+        return 2;
+      }
+      workers = null; // fetch the worker list again when the daemon is back
+      text = `${e.message}\nretrying every ${a.interval} s (q quits)`;
     }
-    return 0;
-  } finally {
-    Deno.removeSignalListener("SIGTERM", onSignal);
-    if (!tty) Deno.removeSignalListener("SIGINT", onSignal);
-    if (tty) {
-      quit = true;
-      out("\x1b[?25h\x1b[?1049l");
-      Deno.stdin.setRaw(false);
-      // A pending read keeps the process alive: stdin is left to exit.
-      void keys;
+    term.show(text);
+    if (a.once) return 0;
+    const end = Date.now() + a.interval * 1000;
+    while (!term.quit && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  }
+  return 0;
+}
+
+/**
+ * One reading for the monitor: stats over the rate window with the workers' loop counters, and
+ * (once, or again after an outage: `workers` null) the worker CPUs from the core-scheduling
+ * endpoint. Throws DaemonUnreachableError when the daemon does not answer.
+ */
+async function fetchSnapshot(
+  statsEp: string,
+  schedEp: string,
+  workers: number[] | null,
+): Promise<{ snap: Snapshot; eal: number[] }> {
+  const stats = await request(
+    statsEp,
+    StatsRequestSchema,
+    { includeInactive: false, delay: RATE_WINDOW_MS, includeWorkers: true },
+    StatsResponseSchema,
+    2200,
+  );
+  if (stats.status !== StatsResponse_Status.OK) throw new Error(`stats answered ${StatsResponse_Status[stats.status]}`);
+  const eal = workers ?? await request(
+    schedEp,
+    CoreSchedRequestSchema,
+    { op: CoreSchedRequest_Op.GET_EAL_CORES },
+    CoreSchedResponseSchema,
+  )
+    .then((r) => r.status === CoreSchedResponse_Status.OK ? r.ealCores : [])
+    .catch(() => []);
+  const drops = new Map(stats.relay.map((r) => [r.id, [
+    Number((r.vfToVm?.pktsDroppedVmQueueFull ?? 0n) + (r.vfToVm?.pktsDroppedVmNotConnected ?? 0n)),
+    Number((r.vmToVf?.pktsDroppedVfQueueFull ?? 0n) + (r.vmToVf?.pktsDroppedVfNotConnected ?? 0n)),
+  ] as [number, number]]));
+  return { snap: snapshot(eal, relayRates(stats.relay), drops, stats.workers), eal };
+}
+
+/**
+ * The monitor's terminal: on a TTY the alternate screen, raw keys (q or Ctrl-C quits, s sorts)
+ * and the cursor hidden, all restored on dispose; otherwise plain lines. SIGTERM (and SIGINT off
+ * a TTY) quits.
+ */
+class MonitorTerminal implements Disposable {
+  quit = false;
+  sortByLoad = false;
+  readonly #onSignal = () => this.quit = true;
+
+  private constructor(readonly tty: boolean) {}
+
+  static open(tty: boolean): MonitorTerminal {
+    const t = new MonitorTerminal(tty);
+    Deno.addSignalListener("SIGTERM", t.#onSignal);
+    if (!tty) {
+      Deno.addSignalListener("SIGINT", t.#onSignal);
+      return t;
     }
+    Deno.stdin.setRaw(true);
+    t.#write("\x1b[?1049h\x1b[?25l"); // alternate screen, hide cursor
+    // A pending read keeps the process alive after dispose: stdin is left to exit.
+    void t.#readKeys();
+    return t;
+  }
+
+  async #readKeys(): Promise<void> {
+    const buf = new Uint8Array(16);
+    while (!this.quit) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null) break;
+      for (const k of buf.subarray(0, n)) {
+        if (k === 0x71 || k === 0x03) this.quit = true; // q, Ctrl-C
+        if (k === 0x73) this.sortByLoad = !this.sortByLoad; // s
+      }
+    }
+  }
+
+  #write(t: string): void {
+    Deno.stdout.writeSync(new TextEncoder().encode(t));
+  }
+
+  /** One screen (a TTY: redrawn in place) or one block of lines. */
+  show(text: string): void {
+    const stamp = new Date().toISOString();
+    if (this.tty) this.#write(`\x1b[H\x1b[2J${stamp}  vio4wd monitor  (q quit, s sort)\n${text}\n`);
+    else console.log(`${stamp}\n${text}\n`);
+  }
+
+  [Symbol.dispose](): void {
+    Deno.removeSignalListener("SIGTERM", this.#onSignal);
+    if (!this.tty) {
+      Deno.removeSignalListener("SIGINT", this.#onSignal);
+      return;
+    }
+    this.quit = true;
+    this.#write("\x1b[?25h\x1b[?1049l");
+    Deno.stdin.setRaw(false);
   }
 }

@@ -12,7 +12,7 @@ import { message, text } from "@optique/core/message";
 import { multiple, optional } from "@optique/core/modifiers";
 import { command, constant, flag, option } from "@optique/core/primitives";
 import { integer, string } from "@optique/core/valueparser";
-import { request, resolveEndpoint } from "../control/client.ts";
+import { allRelays, request, resolveEndpoint } from "../control/client.ts";
 import { meaningOf } from "../control/port_codes.ts";
 import { isPciAddress } from "../config/values.ts";
 import {
@@ -20,8 +20,6 @@ import {
   PortControlRequestSchema,
   PortControlResponse_Status as Status,
   PortControlResponseSchema,
-  StatsRequestSchema,
-  StatsResponseSchema,
 } from "../control/gen/virtioforwarder_pb.ts";
 
 const OPS = {
@@ -192,14 +190,7 @@ async function heldDevice(
   timeout: number | undefined,
 ): Promise<string | null> {
   const endpoint = await resolveEndpoint("stats", statsEp, config);
-  const res = await request(
-    endpoint,
-    StatsRequestSchema,
-    { includeInactive: true, delay: 0 },
-    StatsResponseSchema,
-    timeout,
-  );
-  return res.relay.find((r) => r.id === id)?.vf?.pciAddrStr || null;
+  return (await allRelays(endpoint, timeout)).find((r) => r.id === id)?.vf?.pciAddrStr || null;
 }
 
 /** Parsed `port list` arguments. */
@@ -213,8 +204,7 @@ export interface PortListArgs {
 /** Runs `vio4wd port list`: the relays' pairings from the stats endpoint. */
 export async function runPortList(a: PortListArgs): Promise<number> {
   const endpoint = await resolveEndpoint("stats", a.zmqEp, a.config);
-  const res = await request(endpoint, StatsRequestSchema, { includeInactive: true, delay: 0 }, StatsResponseSchema);
-  const rows = res.relay.map((r) => ({
+  const rows = (await allRelays(endpoint)).map((r) => ({
     relay: r.id,
     socket: r.vhost?.vhostSocketName || null,
     device: r.vf?.pciAddrStr || null,

@@ -14,6 +14,7 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import { ZMQ_REQ, ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
+import { type RelayState, StatsRequestSchema, StatsResponseSchema } from "./gen/virtioforwarder_pb.ts";
 import { ORIGINAL_ENDPOINTS, readConfig } from "../config/config.ts";
 
 /** The daemon did not answer (not running, endpoint off, or wrong endpoint). */
@@ -158,4 +159,19 @@ export async function resolveEndpoint(kind: EndpointKind, explicit?: string, con
     if (configFile) throw e; // a file the user named must be valid
   }
   return ORIGINAL_ENDPOINTS[kind];
+}
+
+/**
+ * Every relay the daemon at `endpoint` has, as its stats endpoint reports them (the request
+ * `vio4wd stats --include-inactive` sends, with no rate window).
+ */
+export async function allRelays(endpoint: string, timeoutMs?: number): Promise<RelayState[]> {
+  return (await request(
+    endpoint,
+    StatsRequestSchema,
+    { includeInactive: true, delay: 0 },
+    StatsResponseSchema,
+    timeoutMs,
+  ))
+    .relay;
 }

@@ -115,6 +115,7 @@ export function relayState(
     ...(report.mbufsInUse !== null ? { mbufsInUse: report.mbufsInUse } : {}),
     ...(report.vfRxMissed !== null ? { vfRxMissed: report.vfRxMissed } : {}),
     ...(report.vfRxNombuf !== null ? { vfRxNombuf: report.vfRxNombuf } : {}),
+    ...(r.vm ? { vmQueuePairs: r.queuePairs } : {}),
   });
 }
 

@@ -31,8 +31,19 @@ export function renderMetrics(
   gauges: DaemonGauges = NO_GAUGES,
 ): { text: string; workers: WorkerCounters[] } {
   const out: string[] = [];
-  const family = (name: string, type: string, help: string) =>
-    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  const family: Family = (name, type, help) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  relayMetrics(out, family, relays);
+  const workers = relays.workers();
+  workerMetrics(out, family, workers, prev, relays.tscHz());
+  daemonMetrics(out, family, build, gauges);
+  return { text: out.join("\n") + "\n", workers };
+}
+
+/** Starts a metric family: its HELP and TYPE lines. */
+type Family = (name: string, type: string, help: string) => void;
+
+/** Each relay's counters by direction and drop reason, the VF's losses, and the relay's state. */
+function relayMetrics(out: string[], family: Family, relays: RelayReader): void {
   const counters = relays.counters();
   const shown = relays.list().filter((r) => r.socket !== null || r.vf !== null);
   const dirs = [["vf_to_vm", "vfToVm"], ["vm_to_vf", "vmToVf"]] as const;
@@ -93,7 +104,19 @@ export function renderMetrics(
       }",vm_to_vf_cpu="${r.cpus[1]}"} 1`,
     );
   }
-  const workers = relays.workers();
+}
+
+/**
+ * Each worker's loop counters, busy share and cycles per packet since the last scrape (`prev`),
+ * and the frequency of their cycle counter.
+ */
+function workerMetrics(
+  out: string[],
+  family: Family,
+  workers: WorkerCounters[],
+  prev: WorkerCounters[] | null,
+  tscHz: bigint,
+): void {
   const workerCounters: [string, string, (w: WorkerCounters) => bigint][] = [
     ["vio4wd_worker_busy_cycles_total", "TSC cycles of a worker's passes that moved packets.", (w) => w.busyCycles],
     ["vio4wd_worker_idle_cycles_total", "TSC cycles of a worker's passes that moved none.", (w) => w.idleCycles],
@@ -138,14 +161,22 @@ export function renderMetrics(
     if (load.cyclesPerPkt !== null) out.push(`vio4wd_worker_cycles_per_packet{cpu="${cpu}"} ${load.cyclesPerPkt}`);
   }
   family("vio4wd_tsc_hz", "gauge", "Frequency of the workers' cycle counter (cycles per second).");
-  out.push(`vio4wd_tsc_hz ${relays.tscHz()}`);
+  out.push(`vio4wd_tsc_hz ${tscHz}`);
+}
+
+/** The daemon's own: build, stats requests waiting, hugepage memory in use. */
+function daemonMetrics(
+  out: string[],
+  family: Family,
+  build: { version: string; dpdk: string },
+  gauges: DaemonGauges,
+): void {
   family("vio4wd_stats_waiting_requests", "gauge", "Stats requests waiting out their delay (ZeroMQ stats endpoint).");
   out.push(`vio4wd_stats_waiting_requests ${gauges.statsWaiting()}`);
   family("vio4wd_dpdk_heap_bytes", "gauge", "Bytes allocated from DPDK's hugepage heap (pools, queues, devices).");
   out.push(`vio4wd_dpdk_heap_bytes ${gauges.heapBytes()}`);
   family("vio4wd_build_info", "gauge", "vio4wd and DPDK versions (value 1).");
   out.push(`vio4wd_build_info{version="${esc(build.version)}",dpdk="${esc(build.dpdk)}"} 1`);
-  return { text: out.join("\n") + "\n", workers };
 }
 
 /** Serves /metrics on `listen` (HOST:PORT) until closed. */

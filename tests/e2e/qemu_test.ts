@@ -513,7 +513,7 @@ for q in rx_queue_0 rx_queue_1 tx_queue_0 tx_queue_1; do
 done
 `,
     });
-    await d.waitLog(/relay 0: VM connected \(2 queue pair/, GUEST_TIMEOUT);
+    await d.untilVm(0, GUEST_TIMEOUT, 2);
     await guest.waitSerial(/E2E: READY/, GUEST_TIMEOUT);
     await run.sendToGuest(
       "echo done",
@@ -534,7 +534,7 @@ wait_peer ${HOST} 60 || exit 1
 ping -c 3 -i 0.2 -W 1 ${HOST}
 `,
     });
-    await d.waitLog(/relay 0: VM connected/, GUEST_TIMEOUT);
+    await d.untilVm(0, GUEST_TIMEOUT);
     await guest.waitSerial(/E2E: eth0 up/, GUEST_TIMEOUT);
     await new Promise((r) => setTimeout(r, 2000)); // the guest is pinging into nothing
     const add = await runVio4wd(["port", "add", "--virtio-id", "0", "--device", TAP_VF, "--zmq-ep", ep]);

@@ -222,6 +222,24 @@ export class DaemonProcess {
     return relays.filter((r) => r.vfToVm.active || r.vmToVf.active);
   }
 
+  /**
+   * Waits until relay `id`'s VM is connected (with `queuePairs` queue pairs, if given) and its
+   * VM->VF direction placed on a worker, as the stats endpoint reports it (the state `relay N: VM
+   * connected` in the log announces); returns it.
+   */
+  async untilVm(id = 0, timeoutMs = 10_000, queuePairs?: number): Promise<RelayState> {
+    let last: RelayState | undefined;
+    const pairs = queuePairs === undefined ? "" : ` with ${queuePairs} queue pair(s)`;
+    await until(`relay ${id}'s VM connected${pairs} and placed`, async () => {
+      last = (await this.status()).find((r) => r.id === id);
+      return last !== undefined && last.vmToVf.active && (last.cpu?.vmToVf ?? -1) >= 0 &&
+        (queuePairs === undefined || last.vmQueuePairs === queuePairs);
+    }, timeoutMs).catch((e) => {
+      throw new Error(`${(e as Error).message}: relay ${id} = ${show(last)}; log:\n${this.#log.slice(-1500)}`);
+    });
+    return last!;
+  }
+
   #stopped: Promise<number> | null = null;
 
   /** SIGKILL, as a crash would end it; returns what it left (see leftovers). */

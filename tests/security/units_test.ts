@@ -97,7 +97,7 @@ Deno.test("security: under its unit's capabilities, no_new_privs, call filter, f
     ],
   });
   await pmd.waitLinksUp();
-  await d.waitLog(/relay 0: VM connected/);
+  await d.untilVm(0);
   await pmd.send("set fwd rxonly");
   const n = 6 * 32;
   await pmd.send("start tx_first 6");
