@@ -488,7 +488,11 @@ function eventPoller(dp: Dataplane, table: RelayTable, log: Logger): () => void 
   let overflows = 0n;
   return () => {
     dp.superviseBonds();
-    table.tick();
+    try {
+      table.tick();
+    } catch (e) { // a relay the data plane would not place: logged, the loop and the other relays go on
+      log.error(`relay placement: ${errorText(e)}`);
+    }
     for (const ev of dp.events()) table.handle(ev);
     const dropped = dp.eventOverflows();
     if (dropped !== overflows) {
