@@ -1,6 +1,7 @@
 /**
  * The FFI surface of the C shim (shim/vio4wd_shim.h): its symbol table, the layout of the memory
- * it shares (from ffi/layout.ts, generated from the header), and the loader. Nothing else: src/dataplane/ wraps this in typed classes.
+ * it shares (from ffi/layout.ts, generated from the header), and the loader. Nothing else:
+ * src/dataplane/ wraps this in typed classes.
  *
  * @module
  */
@@ -160,11 +161,14 @@ export const SHARED_LAYOUT = {
   relays: S.vio4wd_shared.fields.relays,
   workers: S.vio4wd_shared.fields.workers,
   vmQueuePairs: S.vio4wd_shared.fields.vm_queue_pairs,
-  /** Offset of VM->VF inside a relay's stats (VF->VM at vf_to_vm's). */
+  /** A relay's two directions inside its stats. */
   vfToVm: S.vio4wd_relay_stats.fields.vf_to_vm,
   vmToVf: S.vio4wd_relay_stats.fields.vm_to_vf,
-  dirCounters: S.vio4wd_dir_stats.fields,
-  workerCounters: S.vio4wd_worker_stats.fields,
+  /** A direction's counters, in DIR_COUNTERS' order (a test holds the two in step). */
+  dirCounters: Object.values(S.vio4wd_dir_stats.fields),
+  /** A worker's counters, in WORKER_COUNTERS' order, then step_cycles. */
+  workerCounters: Object.values(S.vio4wd_worker_stats.fields),
+  stepCycles: S.vio4wd_worker_stats.fields.step_cycles,
   size: S.vio4wd_shared.size,
 } as const;
 

@@ -13,7 +13,7 @@ import {
   type Config,
   describeSource,
   type LoadedConfig,
-  portControlMode,
+  portControlSource,
   readConfig,
   VARIABLES,
 } from "../config/config.ts";
@@ -84,14 +84,6 @@ const BLANK_MEANS: Partial<Record<keyof Config, string>> = {
   socketOwner: `${ORIGINAL_SOCKET_OWNER}, the original's default`,
   socketGroup: `${ORIGINAL_SOCKET_GROUP}, the original's default`,
 };
-
-/** Where port control comes from at run time (one of three; static VFs are added in every mode). */
-export function portControlSource(c: Config): { mode: string; from: string; variable: string } {
-  const mode = portControlMode(c);
-  if (mode === "zmq") return { mode, from: c.zmqPortControlEp, variable: "VIRTIOFWD_ZMQ_PORT_CONTROL_EP" };
-  if (mode === "ipc") return { mode, from: c.ipcCmdFile, variable: "VIRTIOFWD_IPC_PORT_CONTROL" };
-  return { mode, from: c.ovsdbSock, variable: "neither VIRTIOFWD_ZMQ_PORT_CONTROL_EP nor VIRTIOFWD_IPC_PORT_CONTROL" };
-}
 
 /** Prints the effective configuration, as a table or JSON. */
 export function showConfig(loaded: LoadedConfig, json: boolean): void {

@@ -760,6 +760,14 @@ export function portControlMode(c: Config): PortControlMode {
   return "ovsdb";
 }
 
+/** Where port control comes from at run time: its mode, the endpoint, file or socket, and the variable that chose it. */
+export function portControlSource(c: Config): { mode: PortControlMode; from: string; variable: string } {
+  const mode = portControlMode(c);
+  if (mode === "zmq") return { mode, from: c.zmqPortControlEp, variable: "VIRTIOFWD_ZMQ_PORT_CONTROL_EP" };
+  if (mode === "ipc") return { mode, from: c.ipcCmdFile, variable: "VIRTIOFWD_IPC_PORT_CONTROL" };
+  return { mode, from: c.ovsdbSock, variable: "neither VIRTIOFWD_ZMQ_PORT_CONTROL_EP nor VIRTIOFWD_IPC_PORT_CONTROL" };
+}
+
 /** The physical CPUs the daemon's lcores run on (the lcore map's CPUs, else the main lcore and workers). */
 export function physicalCpus(c: Config): number[] {
   return [...new Set(c.ealLcores ? c.ealLcores.values() : [c.masterLcore, ...c.cpus])];

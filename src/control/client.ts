@@ -14,7 +14,12 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import { ZMQ_REQ, ZmqContext, type ZmqSocket } from "../../ffi/zmq.ts";
-import { type RelayState, StatsRequestSchema, StatsResponseSchema } from "./gen/virtioforwarder_pb.ts";
+import {
+  type RelayState,
+  StatsRequestSchema,
+  StatsResponse_Status,
+  StatsResponseSchema,
+} from "./gen/virtioforwarder_pb.ts";
 import { ORIGINAL_ENDPOINTS, readConfig } from "../config/config.ts";
 
 /** The daemon did not answer (not running, endpoint off, or wrong endpoint). */
@@ -163,15 +168,16 @@ export async function resolveEndpoint(kind: EndpointKind, explicit?: string, con
 
 /**
  * Every relay the daemon at `endpoint` has, as its stats endpoint reports them (the request
- * `vio4wd stats --include-inactive` sends, with no rate window).
+ * `vio4wd stats --include-inactive` sends, with no rate window). Throws when it answers an error.
  */
 export async function allRelays(endpoint: string, timeoutMs?: number): Promise<RelayState[]> {
-  return (await request(
+  const res = await request(
     endpoint,
     StatsRequestSchema,
     { includeInactive: true, delay: 0 },
     StatsResponseSchema,
     timeoutMs,
-  ))
-    .relay;
+  );
+  if (res.status !== StatsResponse_Status.OK) throw new Error(`stats: status ${res.status}`);
+  return res.relay;
 }

@@ -13,6 +13,7 @@ import {
   ORIGINAL_ENDPOINTS,
   pidFilePath,
   portControlMode,
+  portControlSource,
 } from "../config/config.ts";
 import { serveMetrics } from "../metrics/metrics.ts";
 import { IpcMonitor } from "../monitors/ipc.ts";
@@ -255,7 +256,7 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   );
   addConfiguredRelays(c, table, log);
   const endpoints = openEndpoints(c, accounts, table, dp, log); // the last step that can fail
-  announceReady(c, table, dp, endpoints.portControlMode, log);
+  announceReady(c, table, dp, log);
   const poll = setInterval(eventPoller(dp, table, log), EVENT_POLL_MS);
   const unwind = started.move(); // started: undone by stop() from now on
 
@@ -384,7 +385,6 @@ function addConfiguredRelays(c: Config, table: RelayTable, log: Logger): void {
 
 /** The daemon's endpoints, open: ZeroMQ services, the port-control monitor, metrics. */
 interface Endpoints {
-  portControlMode: ReturnType<typeof portControlMode>;
   /** Closes them all (metrics, monitor, ZeroMQ). */
   stop(): Promise<void>;
 }
@@ -445,37 +445,28 @@ function openEndpoints(
       log.error(`metrics: cannot listen on ${c.metricsListen}: ${errorText(e)}; metrics are off`);
     }
   }
-  let stopped: Promise<void> | null = null;
   return {
-    portControlMode: mode,
-    stop: () =>
-      stopped ??= (async () => {
-        await metrics?.shutdown();
-        await monitor?.stop();
-        await control.stop();
-      })(),
+    async stop() {
+      await metrics?.shutdown();
+      await monitor?.stop();
+      await control.stop();
+    },
   };
 }
 
 /** Tells systemd and the log that the daemon is ready, with what it serves. */
-function announceReady(
-  c: Config,
-  table: RelayTable,
-  dp: Dataplane,
-  mode: ReturnType<typeof portControlMode>,
-  log: Logger,
-): void {
+function announceReady(c: Config, table: RelayTable, dp: Dataplane, log: Logger): void {
   const relays = table.list();
   const sockets = relays.filter((r) => r.socket !== null).length;
   const vfs = relays.filter((r) => r.vf !== null).length;
   const mib = (dp.hugepageBytesUsed() / 2 ** 20).toFixed(1);
   const notified = notifyServiceManager(`READY=1\nSTATUS=relaying: ${sockets} socket(s), ${vfs} VF(s)`);
   if (notified) log.warn(`cannot tell systemd the daemon is ready: ${notified}`);
+  const pc = portControlSource(c);
+  const from = { zmq: pc.from, ipc: `IPC file ${pc.from}`, ovsdb: `OVSDB ${pc.from}` }[pc.mode];
   log.notice(
     `ready: ${sockets} vhost-user socket(s) in ${c.socketDir}, ${vfs} VF(s), ${mib} MiB of hugepages in use, ` +
-      `port control: ${
-        mode === "zmq" ? c.zmqPortControlEp : mode === "ipc" ? `IPC file ${c.ipcCmdFile}` : `OVSDB ${c.ovsdbSock}`
-      }`,
+      `port control: ${from}`,
   );
 }
 

@@ -320,9 +320,7 @@ export class Dataplane {
   counters(): RelayCounters[] {
     const L = SHARED_LAYOUT, dv = this.#sharedView();
     const dir = (at: number) =>
-      Object.fromEntries(
-        DIR_COUNTERS.map((k, i) => [k, dv.getBigUint64(at + i * 8, true)]),
-      ) as DirCounters;
+      Object.fromEntries(DIR_COUNTERS.map((k, i) => [k, readBigint(dv, L.dirCounters[i], 0, at)])) as DirCounters;
     const out: RelayCounters[] = [];
     for (let r = 0; r < this.limits.maxRelays; r++) {
       const base = L.relays.offset + r * L.relays.size;
@@ -347,10 +345,10 @@ export class Dataplane {
     const out: WorkerCounters[] = [];
     for (let i = 0; i < n; i++) {
       const at = L.workers.offset + i * L.workers.size;
-      const c = Object.fromEntries(WORKER_COUNTERS.map((k, j) => [k, dv.getBigUint64(at + j * 8, true)]));
+      const c = Object.fromEntries(WORKER_COUNTERS.map((k, j) => [k, readBigint(dv, L.workerCounters[j], 0, at)]));
       const { lcore, ...counters } = c as Record<typeof WORKER_COUNTERS[number], bigint>;
       const steps = Object.fromEntries(
-        WORKER_STEPS.map((k, j) => [k, readBigint(dv, L.workerCounters.step_cycles, j, at)]),
+        WORKER_STEPS.map((k, j) => [k, readBigint(dv, L.stepCycles, j, at)]),
       );
       out.push({ cpu: Number(lcore), ...counters, steps: steps as StepCycles });
     }

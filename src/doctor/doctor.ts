@@ -113,24 +113,23 @@ function checkHugepages(c: Config, h: HostPaths, add: AddCheck): void {
       `echo ${total + need - free} > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages`,
     );
   } else add("hugepages", "ok", `${free} of ${total} 2 MiB pages free; the daemon needs ${need} at start`);
-  let poolMbufs: number | null = null;
+  let poolMbufs: number;
   try {
     poolMbufs = shimLimits().poolMbufs;
   } catch (e) {
     add("relay memory", "fail", `cannot read the data-plane library's pool size: ${errorText(e)}`, "scripts/setup.sh");
+    return;
   }
-  const relays = poolMbufs === null ? null : relayMemory(c, poolMbufs);
-  if (relays) {
-    add(
-      "relay memory",
-      "ok",
-      `each relay takes about ${relays.perRelayMb} MiB more as it comes (${relays.mbufs} packet buffers of ${relays.bufferBytes} bytes per VF port): ` +
-        `about ${relays.fullMb} MiB for ${relays.relays} relays` +
-        (c.jumbo || c.tso
-          ? " (jumbo frames or TSO: the original's budget is 2750 MiB per node)"
-          : " (the original's budget: 768 MiB per node)"),
-    );
-  }
+  const relays = relayMemory(c, poolMbufs);
+  add(
+    "relay memory",
+    "ok",
+    `each relay takes about ${relays.perRelayMb} MiB more as it comes (${relays.mbufs} packet buffers of ${relays.bufferBytes} bytes per VF port): ` +
+      `about ${relays.fullMb} MiB for ${relays.relays} relays` +
+      (c.jumbo || c.tso
+        ? " (jumbo frames or TSO: the original's budget is 2750 MiB per node)"
+        : " (the original's budget: 768 MiB per node)"),
+  );
 }
 
 /** hugetlbfs mounted where the configuration says. */

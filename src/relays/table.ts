@@ -332,7 +332,7 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
       const path = r.socket;
       r.socket = null;
       // its VM went with it (the next tick would find no VM, but the socket's path is gone by then)
-      if (this.#syncVm(r, false)) this.#log.info(`relay ${id}: VM disconnected: destroy virtio device on '${path}'`);
+      if (this.#syncVm(r, false)) this.#logVmLeft(id, path);
     }
   }
 
@@ -452,8 +452,13 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
           `relay ${r.id}: VM connected (${qp} queue pair(s), NUMA node ${this.#dp.report(r.id).numaNode}, ` +
             `VM->VF on CPU ${r.cpus[VM_TO_VF]}, VF->VM on CPU ${r.cpus[VF_TO_VM]}): new virtio device on '${r.socket}'`,
         );
-      } else this.#log.info(`relay ${r.id}: VM disconnected: destroy virtio device on '${r.socket}'`);
+      } else this.#logVmLeft(r.id, r.socket);
     }
+  }
+
+  /** The original's words for a VM that left (operators grep "destroy virtio device"). */
+  #logVmLeft(id: number, socket: string | null): void {
+    this.#log.info(`relay ${id}: VM disconnected: destroy virtio device on '${socket}'`);
   }
 
   /**

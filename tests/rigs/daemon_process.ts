@@ -7,14 +7,8 @@
  */
 
 import { toJsonString } from "@bufbuild/protobuf";
-import { request } from "../../src/control/client.ts";
-import {
-  type RelayState as StatsRelayState,
-  RelayStateSchema,
-  StatsRequestSchema,
-  StatsResponse_Status,
-  StatsResponseSchema,
-} from "../../src/control/gen/virtioforwarder_pb.ts";
+import { allRelays } from "../../src/control/client.ts";
+import { type RelayState as StatsRelayState, RelayStateSchema } from "../../src/control/gen/virtioforwarder_pb.ts";
 import { hugepageFiles, removeDpdkFiles, stopChild } from "./testpmd.ts";
 import { coreSchedEndpoint, loadConfig } from "../../src/config/config.ts";
 import { pidFilePath } from "../../src/config/config.ts";
@@ -210,15 +204,9 @@ export class DaemonProcess {
    * stats --json --include-inactive` sends; counters cumulative, 64-bit as bigint).
    */
   async status(): Promise<RelayState[]> {
-    const res = await request(
-      this.statsEndpoint,
-      StatsRequestSchema,
-      { includeInactive: true, delay: 0 },
-      StatsResponseSchema,
-    );
-    if (res.status !== StatsResponse_Status.OK) throw new Error(`stats: status ${res.status}`);
-    const relays = res.relay.filter((r): r is RelayState => r.vfToVm !== undefined && r.vmToVf !== undefined);
-    if (relays.length !== res.relay.length) throw new Error("stats: a relay without its directions");
+    const all = await allRelays(this.statsEndpoint);
+    const relays = all.filter((r): r is RelayState => r.vfToVm !== undefined && r.vmToVf !== undefined);
+    if (relays.length !== all.length) throw new Error("stats: a relay without its directions");
     return relays.filter((r) => r.vfToVm.active || r.vmToVf.active);
   }
 

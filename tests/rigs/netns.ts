@@ -47,9 +47,13 @@ export class NetNs {
    * Starts `argv` in the namespace and resolves once its standard error matches `ready` (for
    * tcpdump, its "listening on" line: the only sign it gives that it captures); `done` is its output
    * in the end; `pid` is its own (`ip netns exec` execs it). Throws with what it printed when it
-   * ends before that.
+   * ends before that, or is killed for not saying it within `timeoutMs`.
    */
-  async startUntil(argv: string[], ready: RegExp): Promise<{ pid: number; done: Promise<NsOutput> }> {
+  async startUntil(
+    argv: string[],
+    ready: RegExp,
+    timeoutMs = 10_000,
+  ): Promise<{ pid: number; done: Promise<NsOutput> }> {
     const child = new Deno.Command("ip", {
       args: ["netns", "exec", this.name, ...argv],
       stdin: "null",
@@ -64,11 +68,24 @@ export class NetNs {
       if (!done) stderr += dec.decode(value, { stream: true });
       return !done;
     };
-    while (!ready.test(stderr)) {
-      if (!(await more())) {
-        const status = await child.status;
-        throw new Error(`${argv.join(" ")} ended (${status.code}) before ${ready}: ${stderr}${await stdout}`);
+    // bounded: a process that neither says it nor ends is killed (its output then ends the reads)
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* ended */ }
+    }, timeoutMs);
+    try {
+      while (!ready.test(stderr)) {
+        if (!(await more())) {
+          const status = await child.status;
+          throw new Error(
+            `${argv.join(" ")} ended (${status.code}) before ${ready} (waited at most ${timeoutMs} ms): ` +
+              `${stderr}${await stdout}`,
+          );
+        }
       }
+    } finally {
+      clearTimeout(timer);
     }
     const rest = (async () => {
       while (await more());
