@@ -1,4 +1,6 @@
 /* The shim's lifecycle: EAL init and shutdown, limits, version; the top of the call graph (internal.h). */
+/* rte_intr_instance_alloc and the handle setters are experimental in 22.11 (the park below) */
+#define ALLOW_EXPERIMENTAL_API
 #include <errno.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -7,9 +9,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <semaphore.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <time.h>
+
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_interrupts.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_log.h>
@@ -19,6 +27,57 @@
 #include "internal.h"
 
 static bool g_initialized;
+
+/* EAL's interrupt thread (alarms, link, reset and removal events, some PMDs' sockets) runs until
+ * the process ends: rte_eal_cleanup does not stop it. A PMD that leaves an interrupt source
+ * registered after its device is gone (22.11's memif leaves its listener's: memif_socket.c frees
+ * the socket without unregistering it) leaves the thread an interrupt handle in hugepage memory,
+ * and cleanup unmaps that memory: the thread's next wake (a peer connecting, an alarm) reads the
+ * handle and the process dies after a clean stop. So just before cleanup the thread is parked in
+ * a callback of ours that never returns, and no DPDK code runs in it again. */
+static struct rte_intr_handle *g_park_handle;
+static int g_park_fd = -1;
+static sem_t g_parked;
+
+static void park_interrupt_thread(void *arg)
+{
+	(void)arg;
+	sem_post(&g_parked);
+	for (;;)
+		pause();
+}
+
+static void park_register(void)
+{
+	sem_init(&g_parked, 0, 0);
+	g_park_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	g_park_handle = g_park_fd >= 0 ? rte_intr_instance_alloc(RTE_INTR_INSTANCE_F_PRIVATE) : NULL;
+	if (g_park_handle == NULL || rte_intr_type_set(g_park_handle, RTE_INTR_HANDLE_EXT) != 0 ||
+	    rte_intr_fd_set(g_park_handle, g_park_fd) != 0 ||
+	    rte_intr_callback_register(g_park_handle, park_interrupt_thread, NULL) != 0) {
+		RTE_LOG(WARNING, USER1, "vio4wd: cannot watch EAL's interrupt thread for the stop; a driver "
+					"that leaves an interrupt source behind may crash the process at exit\n");
+		rte_intr_instance_free(g_park_handle);
+		g_park_handle = NULL;
+	}
+}
+
+/* Parks the interrupt thread (above); waits for it at most 2 s (it may be in a driver's callback). */
+static void park(void)
+{
+	if (fault("VIO4WD_FAULT_NO_PARK")) { /* the tests' check that the hazard is real: no core file */
+		setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
+		return;
+	}
+	if (g_park_handle == NULL)
+		return;
+	uint64_t one = 1;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 2;
+	if (write(g_park_fd, &one, sizeof(one)) != (ssize_t)sizeof(one) || sem_timedwait(&g_parked, &until) != 0)
+		RTE_LOG(WARNING, USER1, "vio4wd: EAL's interrupt thread did not stop within 2 s; cleaning up anyway\n");
+}
 
 API const char *vio4wd_version(void) { return rte_version(); }
 API struct vio4wd_shared *vio4wd_shared(void) { return &g_shared; }
@@ -90,6 +149,7 @@ API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags
 	g_shared.n_workers = n;
 	g_shared.tsc_hz = rte_get_tsc_hz();
 	lists_init();
+	park_register();
 	vf_events_register();
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		ret = rte_eal_remote_launch(worker_main, NULL, lcore);
@@ -98,6 +158,31 @@ API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags
 	}
 	return 0;
 }
+
+#ifdef VIO4WD_FAULTS
+#include <sys/socket.h>
+#include <sys/un.h>
+/* In the tests' fault build: VIO4WD_FAULT_CONNECT_AFTER_CLEANUP=<path> connects to the abstract
+ * unix socket <path> (where a memif server listened) just after cleanup and gives the interrupt
+ * thread 300 ms to wake on it: what a VF stand-in's peer reconnecting during a stop does. */
+static void fault_after_cleanup(void)
+{
+	const char *path = getenv("VIO4WD_FAULT_CONNECT_AFTER_CLEANUP");
+	if (path == NULL || *path == '\0')
+		return;
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	strncpy(un.sun_path + 1, path, sizeof(un.sun_path) - 2);
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(un.sun_path + 1));
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&un, len) != 0)
+		RTE_LOG(ERR, USER1, "vio4wd: VIO4WD_FAULT_CONNECT_AFTER_CLEANUP: %s\n", strerror(errno));
+	usleep(300 * 1000);
+	if (fd >= 0)
+		close(fd);
+}
+#else
+#define fault_after_cleanup() ((void)0)
+#endif
 
 API int vio4wd_shutdown(void)
 {
@@ -109,9 +194,11 @@ API int vio4wd_shutdown(void)
 	rte_eal_mp_wait_lcore();
 	pools_free_all();
 	g_initialized = false;
+	park();
 	int ret = rte_eal_cleanup();
 	if (ret != 0)
 		return set_error(rte_errno, "rte_eal_cleanup failed: %s", rte_strerror(rte_errno));
+	fault_after_cleanup();
 	return 0;
 }
 

@@ -5,6 +5,7 @@
  *   eal.c -> vhost.c -> vf.c -> pool.c -> lists.c -> relay.c
  *                                   \---> events.c -> relay.c
  *   worker.c -> lists.c (the work lists only), offload.c
+ *   vf.c -> quirks.c (DPDK 22.11 driver bugs worked around), which calls only DPDK
  *   every file -> state.c (errors, the shared memory, process-wide settings), which calls none
  *
  * (eal.c also calls each of them at init and shutdown.) relay.c owns every relay's state (struct
@@ -124,6 +125,19 @@ int set_stage_error(int stage, int err, const char *fmt, ...) __attribute__((for
 extern struct vio4wd_shared g_shared;
 extern uint32_t g_mbuf_data_size;
 extern bool g_vf_tso; /* VIO4WD_INIT_VF_TSO */
+
+/* ---- quirks.c: work-arounds for DPDK 22.11 driver bugs; calls only DPDK ---- */
+
+/* The address a memif server device listens on (its devargs, memif's defaults). */
+struct memif_listener {
+	bool abstract;
+	char path[108];
+};
+/* Whether `port` is a memif server; its address in *out. */
+bool memif_listener_of(uint16_t port, struct memif_listener *out);
+/* After the device that listened on `gone` was removed: closes the listener memif left open (the
+ * file's comment), unless another memif device still listens there. */
+void memif_listener_disarm(const struct memif_listener *gone);
 
 /* ---- relay.c: the relays ---- */
 

@@ -54,6 +54,8 @@ static int remove_device(const char *devname)
 	if (rte_eth_dev_get_port_by_name(devname, &port) != 0)
 		return 0;
 	struct rte_device *dev = rte_eth_dev_info_get(port, &info) == 0 ? info.device : NULL;
+	struct memif_listener memif;
+	bool memif_server = memif_listener_of(port, &memif);
 	close_port(port, devname);
 	if (dev == NULL) {
 		RTE_LOG(ERR, USER1, "vio4wd: %s: no device behind its port; only the port was closed\n", devname);
@@ -65,6 +67,8 @@ static int remove_device(const char *devname)
 	if (ret != 0)
 		RTE_LOG(ERR, USER1, "vio4wd: %s could not be unplugged (%s): it stays in use until the daemon restarts\n",
 			devname, rte_strerror(-ret));
+	else if (memif_server)
+		memif_listener_disarm(&memif);
 	return ret;
 }
 

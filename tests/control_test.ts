@@ -51,11 +51,7 @@ function outcome(r: PortControlResponse): string {
   return isFieldSet(r, F.errorCode) ? `ERROR ${r.errorCode} ${r.errorCodeSource}` : "ERROR";
 }
 
-/**
- * A VF stand-in for control-plane tests: net_null needs no peer and, unlike DPDK 22.11's memif,
- * can be removed and added again safely (memif frees its socket's interrupt handle while still
- * registered, and never closes an abstract listening socket).
- */
+/** A VF stand-in for control-plane tests: net_null needs no peer. */
 const vfDev = (_dir: string, n: number) => `net_null${n}`;
 /** A memif VF on a file-system socket, for the test that needs a traffic peer. */
 const memif = (dir: string, n: number) => memifPair(`${dir}/vf${n}.sock,socket-abstract=no`, n, n).vf;
@@ -535,8 +531,6 @@ Deno.test("bonds: a net_bonding device over two members relays both ways; errors
   assertEq(outcome(await bond(1, "net_bonding1", ["net_null4", "net_null3"])), `ERROR 3 ${src}`, "member in use");
   assertEq(outcome(await bond(3, "net_bonding1", ["net_null4", "net_null5"])), `ERROR 8 ${src}`, "relay busy");
   // net_vhost cannot take the bond's MAC address: the bond does not start, and its members are released.
-  // (Not memif: DPDK 22.11's memif frees its socket's interrupt handle while still registered, and the
-  // EAL interrupt thread later crashes on it.)
   const vhostVf = (n: number) => `net_vhost${n},iface=${w.sockDir}/m${n}.sock`;
   assertEq(outcome(await bond(1, "net_bonding1", [vhostVf(1), vhostVf(2)])), `ERROR 6 ${src}`, "start fails");
   assertEq(

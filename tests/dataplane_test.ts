@@ -959,6 +959,55 @@ Deno.test("a VF whose device goes away (RTE_ETH_EVENT_INTR_RMV, fault build) is 
   await pmd.close();
 });
 
+Deno.test("a memif VF stand-in left registered with EAL after its removal (DPDK 22.11's memif, kept by the fault build): a peer connecting to it after cleanup does not crash the stopping daemon, EAL's interrupt thread is parked first (without the park it dies of SIGSEGV)", async () => {
+  await using w = await World.create("park");
+  const sock = `${w.dir}/vf.sock`;
+  const stop = async (env: Record<string, string>) => {
+    // not the world's: the one that crashes on purpose is stopped (and its files removed) here
+    const d = await DaemonProcess.start(w.dir, w.nextTag("d"), [`VIRTIOFWD_STATIC_VFS=${memifPair(sock).vf}=0`], {
+      env: {
+        VIO4WD_SHIM: FAULTS_SHIM,
+        VIO4WD_FAULT_NO_MEMIF_DISARM: "1", // memif's listener left as 22.11 leaves it
+        VIO4WD_FAULT_CONNECT_AFTER_CLEANUP: sock,
+        ...env,
+      },
+    });
+    return { code: await d.stop(), log: d.log };
+  };
+  const unparked = await stop({ VIO4WD_FAULT_NO_PARK: "1" });
+  assertEq(
+    unparked.code,
+    139,
+    `the hazard is real: without the park the interrupt thread reads unmapped memory\n${unparked.log.slice(-800)}`,
+  );
+  const parked = await stop({});
+  assertEq(parked.code, 0, `a clean stop with the park\n${parked.log.slice(-800)}`);
+});
+
+Deno.test("a memif server VF (abstract socket, from the config) removed at run time leaves no listener behind (DPDK 22.11's memif leaves it open, its handler on freed memory): a peer connecting there is refused and the address is free again", async () => {
+  await using w = await World.create("memifgone");
+  const name = `${w.dir}/vf.sock`;
+  const pc = `ipc://${w.dir}/port_control`;
+  const d = await w.daemon([`VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${pc}`, `VIRTIOFWD_STATIC_VFS=${memifPair(name).vf}=0`]);
+  // the attack: any local user can reach an abstract socket. The peer waits for memif's hello
+  // before it hangs up (one that hangs up first makes DPDK 22.11's memif panic: the manual says so)
+  const peer = async (what: "connect" | "bind") => {
+    const py = `import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n` +
+      `a = "\\0" + ${JSON.stringify(name)}\n` +
+      (what === "connect"
+        ? `try:\n  s.connect(a); s.recv(4096); print("accepted")\nexcept ConnectionRefusedError: print("refused")`
+        : `try:\n  s.bind(a); print("bound")\nexcept OSError as e: print(e.strerror)`);
+    const out = await new Deno.Command("python3", { args: ["-c", py], stdout: "piped" }).output();
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  assertEq(await peer("connect"), "accepted", "the VF's memif listens while it is there");
+  const r = await runVio4wd(["port", "remove", "--virtio-id", "0", "--zmq-ep", pc, "--stats-ep", d.statsEndpoint]);
+  assertEq(r.code, 0, `port remove: ${r.stdout}${r.stderr}\n${d.log.slice(-1500)}`);
+  assertEq(await peer("connect"), "refused", "nothing listens on the removed VF's socket");
+  assertEq(await peer("bind"), "bound", "its address is free again");
+  assert(d.alive, "the daemon runs on");
+});
+
 Deno.test("packets the VF refuses for good (3000-byte frames to a net_tap VF of MTU 2100) cost their relay 100 ms each, dropped and counted as queue full, instead of stopping it: the relay keeps taking the VM's packets", async () => {
   await using w = await World.create("refused");
   const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=(net_tap7,iface=v4refused7=0)"]);

@@ -4,8 +4,9 @@
  * `net_tap0,remote=eth0` puts a host interface into a VM, `net_memif0,socket=/anywhere` makes a
  * socket anywhere. So by default clients may name only SR-IOV VFs by PCI address; an operator
  * opens named drivers with VIO4WD_DEVARGS_ALLOW, each with a fixed set of keys, and every path
- * they take must lie inside the socket directory. The root-owned config file (static VFs) is not
- * restricted.
+ * they take must lie inside the socket directory (and memif's socket must be a file there, not
+ * its default abstract socket, which any local user can reach). The root-owned config file
+ * (static VFs) is not restricted.
  *
  * @module
  */
@@ -99,6 +100,12 @@ export function clientDeviceRefusal(device: string, p: ClientDevicePolicy): stri
     }
     const untrusted = driver === "net_virtio_user" && key === "path" ? p.untrustedPeerSocket(value) : null;
     if (untrusted) return `${driver} ${key}=${value}: ${untrusted}`;
+  }
+  if (driver === "net_memif" && !args.includes("socket-abstract=no")) {
+    // the socket directory's permissions guard only a file; and a peer that hangs up before
+    // memif's hello makes DPDK 22.11 panic
+    return `${driver} from a client needs socket-abstract=no: its default, an abstract socket, is open to every ` +
+      `local user whatever the socket directory`;
   }
   return null;
 }

@@ -42,6 +42,9 @@ Deno.test("client devices: the review's attacks are refused even with every driv
     // the probe would wait for a peer: the daemon held by whoever never connects or answers
     ["net_virtio_user0,path=/run/vio4wd/v.sock,server=1", /key 'server' is not allowed/],
     ["net_virtio_user0,path=/run/vio4wd/theirs.sock", /path=\/run\/vio4wd\/theirs.sock: a socket of uid 65534/],
+    // an abstract socket has no file whose permissions would keep anyone out
+    ["net_memif1,socket=/run/vio4wd/m1.sock", /net_memif from a client needs socket-abstract=no/],
+    ["net_memif1,socket=/run/vio4wd/m1.sock,socket-abstract=yes", /needs socket-abstract=no/],
   ];
   for (const [device, want] of cases) {
     const why = clientDeviceRefusal(device, all);
@@ -51,7 +54,7 @@ Deno.test("client devices: the review's attacks are refused even with every driv
     const ok of [
       "net_null3",
       "net_null_vf2,copy=1",
-      "net_memif1,socket=/run/vio4wd/m1.sock,role=server",
+      "net_memif1,socket=/run/vio4wd/m1.sock,role=server,socket-abstract=no",
       "net_tap0,iface=t0",
     ]
   ) {
