@@ -149,6 +149,8 @@ API int vio4wd_init(const char *args_nl, uint32_t mbuf_data_size, uint32_t flags
 	g_shared.n_workers = n;
 	g_shared.tsc_hz = rte_get_tsc_hz();
 	lists_init();
+	if ((ret = frontdoor_start()) != 0)
+		return ret;
 	park_register();
 	vf_events_register();
 	RTE_LCORE_FOREACH_WORKER(lcore) {
@@ -189,6 +191,7 @@ API int vio4wd_shutdown(void)
 	if (!g_initialized)
 		return 0;
 	vhost_unregister_all();
+	frontdoor_stop();
 	vf_detach_all();
 	worker_quit(true);
 	rte_eal_mp_wait_lcore();

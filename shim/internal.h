@@ -3,6 +3,7 @@
  * (a file calls only those to its right or below it):
  *
  *   eal.c -> vhost.c -> vf.c -> pool.c -> lists.c -> relay.c
+ *            vhost.c -> frontdoor.c (the public vhost-user sockets), which calls only DPDK
  *                                   \---> events.c -> relay.c
  *   worker.c -> lists.c (the work lists only), offload.c
  *   vf.c -> quirks.c (DPDK 22.11 driver bugs worked around), which calls only DPDK
@@ -126,6 +127,19 @@ extern struct vio4wd_shared g_shared;
 extern uint32_t g_mbuf_data_size;
 extern bool g_vf_tso; /* VIO4WD_INIT_VF_TSO */
 
+/* ---- frontdoor.c: the public vhost-user sockets, relayed to rte_vhost; calls only DPDK ---- */
+
+int frontdoor_start(void);
+void frontdoor_stop(void);
+/* Where rte_vhost listens for relay `id` (the DPDK runtime directory: root only). */
+void frontdoor_private_path(uint32_t id, char *out, size_t size);
+/* Serves `public_path` for relay `id`: listens there (server mode: the socket made, owned by
+ * uid:gid, mode 0660) or connects to it and reconnects (client mode). */
+int frontdoor_open(uint32_t id, const char *public_path, bool client, uid_t uid, gid_t gid);
+/* Closes relay `id`'s connections and socket (server mode: removes the file it made); returns
+ * once done. */
+void frontdoor_close(uint32_t id);
+
 /* ---- quirks.c: work-arounds for DPDK 22.11 driver bugs; calls only DPDK ---- */
 
 /* The address a memif server device listens on (its devargs, memif's defaults). */
@@ -154,11 +168,8 @@ void memif_listener_disarm(const struct memif_listener *gone);
 struct relay {
 	pthread_mutex_t lock;
 	/* vhost side (lock) */
-	char path[256];          /* vhost socket, "" when none (lock, and written with relay_set_path) */
+	char path[256];          /* rte_vhost's (private) socket, "" when none (lock, and written with relay_set_path) */
 	bool registered;
-	bool client;             /* socket in client mode: the file is QEMU's */
-	dev_t sock_dev;          /* the socket file this relay created (server mode), to unlink only it */
-	ino_t sock_ino;
 	uint32_t rx_enabled;     /* vrings the guest enabled (bit q: pair q); atomic, read by the workers */
 	uint32_t tx_enabled;
 	bool ring_seen;          /* a vring state change came in: the masks above are the guest's (atomic) */

@@ -1,5 +1,5 @@
-/* vhost-user sockets of relays (rte_vhost directly) and the device callbacks, which only update
- * the relay, republish the work lists and post events. */
+/* vhost-user sockets of relays (rte_vhost on a private path, behind the front door, frontdoor.c)
+ * and the device callbacks, which only update the relay, republish the work lists and post events. */
 #include <errno.h>
 #include <grp.h>
 #include <linux/virtio_net.h>
@@ -277,10 +277,14 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 		}
 		unlink(path); /* a leftover of an earlier run */
 	}
-	ret = rte_vhost_driver_register(path, client ? RTE_VHOST_USER_CLIENT : 0);
+	/* rte_vhost listens on the relay's private path; the front door owns `path` (frontdoor.c) */
+	char private_path[108];
+	frontdoor_private_path(id, private_path, sizeof(private_path));
+	unlink(private_path); /* a leftover of a run of this file prefix that crashed */
+	ret = rte_vhost_driver_register(private_path, 0);
 	if (ret != 0) {
 		pthread_mutex_unlock(&c->lock);
-		return set_error(EIO, "rte_vhost_driver_register('%s') failed", path);
+		return set_error(EIO, "rte_vhost_driver_register('%s') failed", private_path);
 	}
 	/* Never UFO: DPDK segments a guest's UFO datagram into IP fragments whose first mbuf holds
 	 * only L2+L3, which no VF offload takes and software checksums cannot finish; without it the
@@ -290,40 +294,25 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 		off |= 1ULL << VIRTIO_NET_F_MRG_RXBUF;
 	if (!(flags & VIO4WD_SOCK_TSO))
 		off |= (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6);
-	if (rte_vhost_driver_disable_features(path, off) != 0 ||
-	    rte_vhost_driver_callback_register(path, &g_ops) != 0) {
+	if (rte_vhost_driver_disable_features(private_path, off) != 0 ||
+	    rte_vhost_driver_callback_register(private_path, &g_ops) != 0) {
 		pthread_mutex_unlock(&c->lock);
-		unregister_new(path);
+		unregister_new(private_path);
 		return set_error(EIO, "cannot set up vhost-user socket '%s' (features or callbacks refused)", path);
 	}
-	relay_set_path(c, path);
-	ret = rte_vhost_driver_start(path);
-	/* lchown/fchmodat: never through a link that replaced the socket */
-	bool created = ret == 0 && !client && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode);
-	if (ret == 0 && !client && !created)
-		ret = set_error(EEXIST, "'%s' was replaced while being created; not using it", path);
-	else if (ret == 0 && !client && (uid != (uid_t)-1 || gid != (gid_t)-1) && lchown(path, uid, gid) != 0)
-		ret = set_error(errno, "cannot chown socket '%s' to %s:%s: %s", path, owner, group, strerror(errno));
-	else if (ret != 0)
-		ret = set_error(EIO, "cannot %s vhost-user socket '%s' (is the directory there and writable?)",
-				client ? "start connecting" : "listen on", path);
+	relay_set_path(c, private_path);
+	if (rte_vhost_driver_start(private_path) != 0)
+		ret = set_error(EIO, "cannot start rte_vhost on '%s'", private_path);
+	else
+		ret = frontdoor_open(id, path, client, uid, gid);
 	if (ret != 0) {
 		relay_set_path(c, "");
 		pthread_mutex_unlock(&c->lock);
-		unregister_new(path);
-		struct stat now;
-		if (created && lstat(path, &now) == 0 && S_ISSOCK(now.st_mode) && now.st_ino == st.st_ino &&
-		    now.st_dev == st.st_dev)
-			unlink(path);
+		unregister_new(private_path);
+		unlink(private_path);
 		return ret;
 	}
-	if (!client) {
-		fchmodat(AT_FDCWD, path, 0660, AT_SYMLINK_NOFOLLOW);
-		c->sock_dev = st.st_dev;
-		c->sock_ino = st.st_ino;
-	}
 	c->registered = true;
-	c->client = client;
 	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
@@ -342,7 +331,9 @@ API int vio4wd_socket_unregister(uint32_t id)
 	snprintf(path, sizeof(path), "%s", c->path);
 	c->registered = false;
 	pthread_mutex_unlock(&c->lock);
-	/* Not under the lock: unregistering may call on_destroy_device, which takes it. */
+	/* The VM's connections first (rte_vhost sees them close: destroy_device), then rte_vhost's
+	 * socket. Not under the lock: on_destroy_device takes it. */
+	frontdoor_close(id);
 	int ret;
 	for (int retries = 0;; retries++) { /* busy while a connection is being set up: 100 retries, 10 ms apart */
 		ret = fault_at("unregister") ? -EBUSY : rte_vhost_driver_unregister(path);
@@ -353,11 +344,7 @@ API int vio4wd_socket_unregister(uint32_t id)
 	pthread_mutex_lock(&c->lock);
 	relay_set_path(c, "");
 	pthread_mutex_unlock(&c->lock);
-	struct stat st;
-	/* only the socket this relay created: not one somebody put in its place since */
-	if (!c->client && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == c->sock_ino &&
-	    st.st_dev == c->sock_dev)
-		unlink(path);
+	unlink(path); /* the private socket, in the runtime directory */
 	if (ret != 0)
 		return set_error(EBUSY, "rte_vhost_driver_unregister('%s') kept failing", path);
 	return 0;
