@@ -11,7 +11,7 @@
 import { FAULTS_SHIM, num, type RelayState, show, until } from "./rigs/daemon_process.ts";
 import { virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
-import { replayProxy } from "./rigs/replay_proxy.ts";
+import { replayInDaemon, replayProxy } from "./rigs/replay.ts";
 import { assert, assertEq } from "./rigs/assert.ts";
 
 const relay0 = (s: RelayState[]) => s.find((r) => r.id === 0)!;
@@ -27,17 +27,6 @@ const cases = [
   { packed: false, queues: 1, other: true },
   { packed: true, queues: 1, other: true },
 ];
-
-/** Has the daemon's front door replay every session (fault build); its answer. */
-async function replayInDaemon(file: string): Promise<string> {
-  await Deno.writeTextFile(file, "replay\n");
-  let text = "";
-  await until("the daemon's front door replays", async () => {
-    text = (await Deno.readTextFile(file)).trim();
-    return text !== "replay";
-  });
-  return text;
-}
 
 for (const { packed, queues, other } of cases) {
   const what = `${packed ? "packed" : "split"} rings, ${queues} queue pair(s)` +

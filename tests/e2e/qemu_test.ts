@@ -22,6 +22,7 @@ import { assert, assertEq } from "../rigs/assert.ts";
 import { memifPair } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
 import { firstFailure } from "../rigs/first_failure.ts";
+import { replayInDaemon } from "../rigs/replay.ts";
 import { errorText } from "../../src/common/log.ts";
 
 const HOST = "10.200.0.1";
@@ -571,9 +572,7 @@ say "carrier_changes $before $after"
     const every = 0.01, count = 400; // 4 s of pings; the replay at 1.5 s
     const ping = run.ns.run(["python3", PINGER, GUEST, String(every), String(count)]);
     await new Promise((r) => setTimeout(r, 1500));
-    await Deno.writeTextFile(fault, "replay\n");
-    let answer = "replay";
-    await until("the front door replays", async () => (answer = (await Deno.readTextFile(fault)).trim()) !== "replay");
+    const answer = await replayInDaemon(fault);
     assert(/^replayed 1 2 /.test(answer), `the replay (sessions, rings, ms): ${answer}`);
     const p = await ping;
     const got = JSON.parse(p.stdout) as { replies: number[]; dups: number; longest_silence_ms: number };

@@ -1,13 +1,28 @@
 /**
- * The hot-upgrade design's front door as a test rig (tests/rigs/vhost_replay_proxy.py): between a
- * VM (which connects to `front`) and vio4wd's relay socket `back`; `replay()` has it replay the
- * session into a fresh connection (docs/hot-upgrade.md).
+ * Replays of a VM's vhost-user session (docs/hot-upgrade.md): by the daemon's own front door (the
+ * fault build's VIO4WD_FAULT_FILE), or by the test rig tests/rigs/vhost_replay_proxy.py between a
+ * VM (which connects to `front`) and a relay's socket `back`, which can replay into another daemon.
  *
  * @module
  */
 
 import type { World } from "./world.ts";
 import { assertEq } from "./assert.ts";
+import { until } from "./daemon_process.ts";
+
+/**
+ * Has the front door of the daemon started with VIO4WD_FAULT_FILE=`file` (fault build) replay
+ * every session; its answer: "replayed <sessions> <rings> <ms>" or "failed <why>".
+ */
+export async function replayInDaemon(file: string): Promise<string> {
+  await Deno.writeTextFile(file, "replay\n");
+  let text = "replay";
+  await until(
+    "the daemon's front door replays",
+    async () => (text = (await Deno.readTextFile(file)).trim()) !== "replay",
+  );
+  return text;
+}
 
 const PROXY = new URL("./vhost_replay_proxy.py", import.meta.url).pathname;
 
