@@ -42,6 +42,9 @@ for (const { packed, queues, other } of cases) {
       env: other ? {} : { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_FILE: fault },
     });
     const to = other ? await w2.daemon(["VIRTIOFWD_STATIC_VFS=net_null1=0"]) : d;
+    // rte_vhost's socket thread (22.11) polls with a 1 s timeout and takes in sockets registered
+    // meanwhile only at its next round: a connection in a daemon's first second waits for it
+    if (other) await new Promise((r) => setTimeout(r, 1100));
     const front = other ? `${w.dir}/front.sock` : w.vmSocket(0);
     const proxy = other ? await replayProxy(w, front, w.vmSocket(0), `${w.dir}/proxy.ctl`) : null;
     const vm = await w.testpmd({
