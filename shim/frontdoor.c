@@ -423,11 +423,12 @@ static bool take_fds(struct inbox *in, struct msghdr *mh)
 }
 
 /* Reads what `side` has, a header first and then exactly the body it announces, and passes on
- * each whole message. False: the session ends. */
+ * each whole message: at most 64 per call, so that a peer that keeps sending gets its turn like
+ * the others (epoll reports it again). False: the session ends. */
 static bool session_read(struct door *d, struct session *s, int side)
 {
 	struct inbox *in = &s->in[side];
-	for (;;) {
+	for (int delivered = 0;;) {
 		size_t want = HEADER;
 		if (in->have >= HEADER) {
 			uint32_t size;
@@ -441,6 +442,8 @@ static bool session_read(struct door *d, struct session *s, int side)
 			if (in->have == want) {
 				if (!deliver(d, s, side))
 					return false;
+				if (++delivered == 64)
+					return true; /* nothing half-read is left behind: the buffer is empty */
 				continue;
 			}
 		}
