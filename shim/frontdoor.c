@@ -16,6 +16,7 @@
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -610,21 +611,18 @@ static const char *replay_into(int fd, const struct record *r, const uint32_t *b
 }
 
 /*
- * Replays session `s` into a fresh connection to the same rte_vhost: reads each started ring's
- * base (GET_VRING_BASE, which stops the ring there: destroy_device), drops the connection,
- * connects again and replays the record at those bases, then writes each ring's call eventfd
- * once (a guest that suppressed interrupts looks at its used rings again). The front-end's socket
- * is not touched. Returns NULL, "busy" (an exchange of the front-end's in flight: try again) or
- * why not; after the connection was dropped a failure ends the session.
+ * Stops session `s`'s rings in rte_vhost and drops that connection: reads each started ring's
+ * base (GET_VRING_BASE, which stops the ring there: destroy_device) into bases[] and closes the
+ * private link. The front-end's socket is not touched. NULL, "busy" (an exchange of the
+ * front-end's in flight: try again) or why not; nothing is changed unless it returns NULL.
  */
-/* (called by the fault build's test until the handover of #28 calls it) */
-__attribute__((unused)) static const char *session_replay(struct door *d, struct session *s, uint32_t *nrings)
+static const char *stop_rings(struct session *s, uint32_t bases[MAX_RINGS], uint32_t *nrings)
 {
 	if (s->rec.not_upgradable != NULL)
 		return s->rec.not_upgradable;
 	if (s->awaiting > 0 || s->in[0].have > 0 || s->in[1].have > 0)
 		return "busy";
-	uint32_t bases[MAX_RINGS] = {0};
+	memset(bases, 0, sizeof(uint32_t) * MAX_RINGS);
 	*nrings = 0;
 	for (uint32_t i = 0; i < MAX_RINGS; i++) {
 		if (!started(&s->rec.rings[i]))
@@ -638,13 +636,23 @@ __attribute__((unused)) static const char *session_replay(struct door *d, struct
 	}
 	epoll_ctl(g_epoll, EPOLL_CTL_DEL, s->fd[1], NULL);
 	close_fd(&s->fd[1]);
+	return NULL;
+}
+
+/*
+ * Connects session `s` (no private link) to door `d`'s rte_vhost and replays its record there at
+ * `bases`, then writes each ring's call eventfd once (a guest that suppressed interrupts looks at
+ * its used rings again) and watches the new link. NULL or why not.
+ */
+static const char *attach(struct door *d, struct session *s, const uint32_t bases[MAX_RINGS])
+{
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d->private_path);
 	int back = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (back < 0 || connect(back, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		if (back >= 0)
 			close(back);
-		return "cannot connect to rte_vhost again";
+		return "cannot connect to rte_vhost";
 	}
 	s->fd[1] = back;
 	const char *why = replay_into(back, &s->rec, bases);
@@ -658,50 +666,307 @@ __attribute__((unused)) static const char *session_replay(struct door *d, struct
 	return NULL;
 }
 
-#ifdef VIO4WD_FAULTS
-/* In the tests' fault build: VIO4WD_FAULT_FILE saying "replay" has every session replayed (the
- * mechanism of docs/hot-upgrade.md within one daemon); the file is then rewritten with what
- * happened: "replayed <sessions> <rings> <ms>" or "failed <why>". */
-static void fault_replay(void)
+/* Replays session `s` into a fresh connection to the same rte_vhost (docs/hot-upgrade.md): the
+ * rollback of a handover, and the mechanism's test. After a failure past stop_rings the session
+ * has no private link (its caller ends it). */
+__attribute__((unused)) static const char *session_replay(struct door *d, struct session *s, uint32_t *nrings)
 {
-	if (!fault_at("replay"))
+	uint32_t bases[MAX_RINGS];
+	const char *why = stop_rings(s, bases, nrings);
+	return why != NULL ? why : attach(d, s, bases);
+}
+
+/* ---- handover of a session to another daemon (docs/hot-upgrade.md, step 3.4-3.6) ----
+ * session_replay, session_export and session_adopt are called by the fault build's tests until
+ * the handover's control plane (#28, not built yet) calls them. */
+
+#define HANDOVER_MAGIC 0x31304f4844573456ULL /* "V4WDHO01": the record's format */
+#define FD_CHUNK 64
+
+/* What goes before the descriptors: the record (its descriptor fields are meaningless across
+ * processes: the descriptors follow in record_fds() order) and the bases read. */
+struct handover {
+	uint64_t magic;
+	uint32_t bases[MAX_RINGS];
+	struct record rec;
+};
+
+/* The record's descriptors in a fixed order: the memory regions, the request channel, each ring's
+ * kick, call and err; pointers into the record, so that the receiver can fill them in. */
+static int record_fds(struct record *r, int **out)
+{
+	int n = 0;
+	for (int i = 0; i < r->n_mem_fds; i++)
+		out[n++] = &r->mem_fds[i];
+	if (r->slave_req_fd >= 0)
+		out[n++] = &r->slave_req_fd;
+	for (uint32_t i = 0; i < MAX_RINGS; i++) {
+		if (r->rings[i].kick >= 0)
+			out[n++] = &r->rings[i].kick;
+		if (r->rings[i].call >= 0)
+			out[n++] = &r->rings[i].call;
+		if (r->rings[i].err >= 0)
+			out[n++] = &r->rings[i].err;
+	}
+	return n;
+}
+#define MAX_RECORD_FDS (MAX_FDS + 1 + 3 * MAX_RINGS)
+
+static bool send_all(int sock, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t n = send(sock, p, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return false;
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/* The session's front-end socket, then the record's descriptors, FD_CHUNK per 1-byte message. */
+static bool send_fds(int sock, int front, struct record *r)
+{
+	int *slots[MAX_RECORD_FDS];
+	int all[1 + MAX_RECORD_FDS], n = record_fds(r, slots);
+	all[0] = front;
+	for (int i = 0; i < n; i++)
+		all[1 + i] = *slots[i];
+	uint8_t one = 'F';
+	for (int at = 0; at < 1 + n; at += FD_CHUNK) {
+		int k = RTE_MIN(FD_CHUNK, 1 + n - at);
+		if (!send_message(sock, &one, 1, all + at, k))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Hands session `s` of door `d` to the daemon at the other end of `sock`: stops its rings,
+ * stops reading the front-end, sends the record, the bases and the descriptors, and waits for
+ * that daemon's word. On 'R' (running there) the session is gone from here; otherwise it is taken
+ * back (the same replay into this daemon's rte_vhost). NULL or why not.
+ */
+__attribute__((unused)) static const char *session_export(struct door *d, struct session *s, int sock)
+{
+	static struct handover h;
+	uint32_t nrings;
+	const char *why = stop_rings(s, h.bases, &nrings);
+	if (why != NULL)
+		return why;
+	epoll_ctl(g_epoll, EPOLL_CTL_DEL, s->fd[0], NULL);
+	h.magic = HANDOVER_MAGIC;
+	h.rec = s->rec;
+	uint8_t word = 0;
+	struct pollfd p = {.fd = sock, .events = POLLIN};
+	bool sent = send_all(sock, &h, sizeof(h)) && send_fds(sock, s->fd[0], &s->rec);
+	if (sent && poll(&p, 1, 5000) == 1 && recv(sock, &word, 1, 0) == 1 && word == 'R') {
+		session_close(d, s); /* the other daemon holds its own copies now */
+		return NULL;
+	}
+	why = attach(d, s, h.bases);
+	if (why != NULL || watch(s->fd[0], &s->ep[0]) != 0) {
+		session_close(d, s); /* QEMU sees the connection close: today's reconnect */
+		return "the other daemon did not take the session, nor did this one take it back";
+	}
+	return "the other daemon did not take the session; it runs here again";
+}
+
+/* Receives exactly len bytes, descriptors of the byte messages into fds[] (at most max). */
+static bool recv_fds(int sock, int *fds, int want)
+{
+	int got = 0;
+	while (got < want) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * FD_CHUNK)];
+			struct cmsghdr align;
+		} ctl;
+		uint8_t one;
+		struct iovec iov = {.iov_base = &one, .iov_len = 1};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+				    .msg_controllen = sizeof(ctl.buf)};
+		struct pollfd p = {.fd = sock, .events = POLLIN};
+		if (poll(&p, 1, 5000) != 1 || recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1 || (mh.msg_flags & MSG_CTRUNC))
+			return false;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+			size_t k = c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS ?
+					   (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) :
+					   0;
+			for (size_t i = 0; i < k; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (got < want)
+					fds[got++] = fd;
+				else
+					close(fd);
+			}
+		}
+	}
+	return true;
+}
+
+/* Takes a session handed over on `sock` into door `d`: its front-end socket and record, replayed
+ * into this daemon's rte_vhost; answers 'R' or 'F'. NULL or why not. */
+__attribute__((unused)) static const char *session_adopt(struct door *d, int sock)
+{
+	static struct handover h;
+	uint8_t *p = (uint8_t *)&h;
+	for (size_t have = 0; have < sizeof(h);) {
+		struct pollfd pf = {.fd = sock, .events = POLLIN};
+		ssize_t n = poll(&pf, 1, 5000) == 1 ? recv(sock, p + have, sizeof(h) - have, 0) : -1;
+		if (n <= 0)
+			return "the handover's record did not come";
+		have += (size_t)n;
+	}
+	if (h.magic != HANDOVER_MAGIC)
+		return "the handover's record is of another format";
+	int *slots[MAX_RECORD_FDS];
+	int n = record_fds(&h.rec, slots);
+	int fds[1 + MAX_RECORD_FDS];
+	if (n > MAX_RECORD_FDS || !recv_fds(sock, fds, 1 + n))
+		return "the handover's descriptors did not come";
+	struct session *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		for (int i = 0; i < 1 + n; i++)
+			close(fds[i]);
+		return "no memory";
+	}
+	s->rec = h.rec; /* the sender's descriptor numbers, replaced by this process's own: */
+	record_fds(&s->rec, slots);
+	for (int i = 0; i < n; i++)
+		*slots[i] = fds[1 + i];
+	s->fd[0] = fds[0];
+	s->fd[1] = -1;
+	for (int side = 0; side < 2; side++)
+		s->ep[side] = (struct endpoint){.door = d, .session = s, .side = side};
+	s->next = d->sessions;
+	d->sessions = s;
+	d->nsessions++;
+	const char *why = attach(d, s, h.bases);
+	if (why == NULL && watch(s->fd[0], &s->ep[0]) != 0)
+		why = "cannot watch the front-end";
+	uint8_t word = why == NULL ? 'R' : 'F';
+	if (why != NULL) { /* the other daemon takes it back: close only the copies here */
+		for (int side = 0; side < 2; side++)
+			if (s->fd[side] >= 0)
+				epoll_ctl(g_epoll, EPOLL_CTL_DEL, s->fd[side], NULL);
+		session_close(d, s);
+	}
+	if (send(sock, &word, 1, MSG_NOSIGNAL) != 1 && why == NULL)
+		why = "cannot answer the other daemon";
+	return why;
+}
+
+#ifdef VIO4WD_FAULTS
+/* Writes the fault file's answer: what happened. */
+static void fault_answer(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fault_answer(const char *fmt, ...)
+{
+	FILE *f = fopen(getenv("VIO4WD_FAULT_FILE"), "w");
+	if (f == NULL)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fclose(f);
+}
+
+/* Relay 0's one session, or NULL. */
+static struct session *first_session(struct door **d)
+{
+	*d = &g_doors[0];
+	return (*d)->used ? (*d)->sessions : NULL;
+}
+
+/* A unix socket on VIO4WD_FAULT_HANDOVER_SOCK: listening (adopt) or connected (export); -1. */
+static int handover_socket(bool listening)
+{
+	const char *path = getenv("VIO4WD_FAULT_HANDOVER_SOCK");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path != NULL ? path : "");
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (listening) {
+		unlink(sa.sun_path);
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int c = -1;
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 1) == 0 && poll(&p, 1, 10000) == 1)
+			c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+		close(fd);
+		unlink(sa.sun_path);
+		return c;
+	}
+	for (int tries = 0; tries < 100; tries++) { /* the adopting daemon may not listen yet */
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			return fd;
+		usleep(50 * 1000);
+	}
+	close(fd);
+	return -1;
+}
+
+/*
+ * In the tests' fault build, until the handover asks: VIO4WD_FAULT_FILE saying "replay" has every
+ * session replayed into this daemon's rte_vhost; "export" hands relay 0's session to the daemon
+ * whose file says "adopt", over the unix socket VIO4WD_FAULT_HANDOVER_SOCK. The file is then
+ * rewritten with what happened: "replayed <sessions> <rings> <ms>", "exported <ms>", "adopted
+ * <ms>", or "failed <why>".
+ */
+static void fault_handover(void)
+{
+	bool replay = fault_at("replay"), export = fault_at("export"), adopt = fault_at("adopt");
+	if (!replay && !export && !adopt)
 		return;
 	uint64_t t0 = rte_get_tsc_cycles();
 	unsigned sessions = 0, rings = 0;
 	const char *why = NULL;
-	for (uint32_t id = 0; id < VIO4WD_MAX_RELAYS && why == NULL; id++) {
-		struct door *d = &g_doors[id];
-		for (struct session *s = d->used ? d->sessions : NULL, *next; s != NULL && why == NULL; s = next) {
-			next = s->next;
+	struct door *d;
+	struct session *s = first_session(&d);
+	if (export || adopt) {
+		int sock = handover_socket(adopt);
+		if (sock < 0)
+			why = "no handover socket";
+		else if (adopt)
+			why = session_adopt(d, sock);
+		else
+			why = s == NULL ? "relay 0 has no session" : session_export(d, s, sock);
+		if (sock >= 0)
+			close(sock);
+	}
+	for (uint32_t id = 0; replay && id < VIO4WD_MAX_RELAYS && why == NULL; id++) {
+		d = &g_doors[id];
+		for (struct session *t = d->used ? d->sessions : NULL, *next; t != NULL && why == NULL; t = next) {
+			next = t->next;
 			uint32_t n = 0;
 			for (int tries = 0; tries < 100; tries++) {
-				why = session_replay(d, s, &n);
+				why = session_replay(d, t, &n);
 				if (why == NULL || strcmp(why, "busy") != 0)
 					break;
 				usleep(10000);
-				if (!session_read(d, s, 0) || !session_read(d, s, 1)) {
+				if (!session_read(d, t, 0) || !session_read(d, t, 1)) {
 					why = "the session ended";
 					break;
 				}
 			}
-			if (why != NULL && s->fd[1] < 0)
-				session_close(d, s);
+			if (why != NULL && t->fd[1] < 0)
+				session_close(d, t);
 			sessions++;
 			rings += n;
 		}
 	}
 	double ms = (double)(rte_get_tsc_cycles() - t0) * 1000.0 / (double)rte_get_tsc_hz();
-	FILE *f = fopen(getenv("VIO4WD_FAULT_FILE"), "w");
-	if (f != NULL) {
-		if (why == NULL)
-			fprintf(f, "replayed %u %u %.1f\n", sessions, rings, ms);
-		else
-			fprintf(f, "failed %s\n", why);
-		fclose(f);
-	}
+	if (why != NULL)
+		fault_answer("failed %s\n", why);
+	else if (replay)
+		fault_answer("replayed %u %u %.1f\n", sessions, rings, ms);
+	else
+		fault_answer("%s %.1f\n", export ? "exported" : "adopted", ms);
 }
 #else
-#define fault_replay() ((void)0)
+#define fault_handover() ((void)0)
 #endif
 
 /* Event tags that are not an endpoint: the wake-up, and an event of a session closed earlier in
@@ -743,7 +1008,7 @@ static void *door_thread(void *arg)
 						evs[j].data.ptr = &g_gone_ep;
 			}
 		}
-		fault_replay();
+		fault_handover();
 		uint64_t now = now_ms();
 		bool closed = false;
 		for (uint32_t id = 0; id < VIO4WD_MAX_RELAYS; id++) {

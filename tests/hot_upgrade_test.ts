@@ -20,33 +20,53 @@ const relay0 = (s: RelayState[]) => s.find((r) => r.id === 0)!;
 // SET_VRING_BASE, what a replay without GET_VRING_BASE would send) stops the traffic (tried). With
 // split rings rte_vhost 22.11 takes the position from the guest's used index when the two disagree
 // (translate_ring_addresses, with a warning), so there a wrong base cannot show.
-const cases = [
-  { packed: false, queues: 1, other: false },
-  { packed: true, queues: 1, other: false },
-  { packed: false, queues: 2, other: false },
-  { packed: false, queues: 1, other: true },
-  { packed: true, queues: 1, other: true },
+type Mode = "same" | "rig" | "handover";
+const cases: { packed: boolean; queues: number; mode: Mode }[] = [
+  { packed: false, queues: 1, mode: "same" },
+  { packed: true, queues: 1, mode: "same" },
+  { packed: false, queues: 2, mode: "same" },
+  { packed: false, queues: 1, mode: "rig" },
+  { packed: true, queues: 1, mode: "rig" },
+  { packed: false, queues: 1, mode: "handover" },
+  { packed: true, queues: 2, mode: "handover" },
 ];
+const HOW: Record<Mode, string> = {
+  same: "",
+  rig: ", into another daemon (its own DPDK, the guest's memory mapped anew; the front door a test rig)",
+  handover:
+    ", handed to another daemon by the daemons' own front doors (record, bases and descriptors over a unix socket)",
+};
 
-for (const { packed, queues, other } of cases) {
-  const what = `${packed ? "packed" : "split"} rings, ${queues} queue pair(s)` +
-    (other ? ", into another daemon (its own DPDK, the guest's memory mapped anew; the front door a test rig)" : "");
+/** Hands relay 0's session from the daemon of fault file `from` to that of `to` (fault build). */
+async function handOver(from: string, to: string): Promise<string> {
+  await Deno.writeTextFile(to, "adopt\n");
+  const sent = await replayInDaemon(from, "export");
+  let took = "adopt";
+  await until("the other daemon answers", async () => (took = (await Deno.readTextFile(to)).trim()) !== "adopt");
+  return `${sent}; ${took}`;
+}
+
+for (const { packed, queues, mode } of cases) {
+  const other = mode !== "same";
+  const what = `${packed ? "packed" : "split"} rings, ${queues} queue pair(s)${HOW[mode]}`;
   Deno.test(`a VM's session replayed into a fresh rte_vhost connection at the rings' positions (${what}): traffic goes on both ways, the VM's socket never closes, and what the relays took from the VM is exactly what it sent, none twice`, async () => {
-    await using w = await World.create(`replay${packed ? "p" : "s"}${queues}${other ? "o" : ""}`);
+    await using w = await World.create(`replay${packed ? "p" : "s"}${queues}${mode[0]}`);
     await using w2 = await World.create("replayto");
     // net_null: takes what the VM sends and gives it packets as fast as asked
     // (the stats protocol shows a relay's VM->VF counters only while it has a VM: the metrics
     // show the old daemon's after the VM left it)
-    const fault = `${w.dir}/fault`;
+    const fault = `${w.dir}/fault`, fault2 = `${w2.dir}/fault`, handover = `${w.dir}/handover.sock`;
+    const faults = (file: string): Record<string, string> =>
+      mode === "rig" ? {} : { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_FILE: file, VIO4WD_FAULT_HANDOVER_SOCK: handover };
     const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=net_null0=0", "VIO4WD_METRICS_LISTEN=127.0.0.1:0"], {
-      env: other ? {} : { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_FILE: fault },
+      env: faults(fault),
     });
-    const to = other ? await w2.daemon(["VIRTIOFWD_STATIC_VFS=net_null1=0"]) : d;
+    const to = other ? await w2.daemon(["VIRTIOFWD_STATIC_VFS=net_null1=0"], { env: faults(fault2) }) : d;
     // rte_vhost's socket thread (22.11) polls with a 1 s timeout and takes in sockets registered
     // meanwhile only at its next round: a connection in a daemon's first second waits for it
     if (other) await new Promise((r) => setTimeout(r, 1100));
-    const front = other ? `${w.dir}/front.sock` : w.vmSocket(0);
-    const proxy = other ? await replayProxy(w, front, w.vmSocket(0), `${w.dir}/proxy.ctl`) : null;
+    const front = mode === "rig" ? `${w.dir}/front.sock` : w.vmSocket(0);
+    const proxy = mode === "rig" ? await replayProxy(w, front, w.vmSocket(0), `${w.dir}/proxy.ctl`) : null;
     const vm = await w.testpmd({
       vdevs: [virtioUser(front, { queues }) + (packed ? ",packed_vq=1" : "")],
       ...(queues > 1 ? { appArgs: [`--rxq=${queues}`, `--txq=${queues}`] } : {}),
@@ -63,11 +83,19 @@ for (const { packed, queues, other } of cases) {
       }, 15_000);
     await both(d, "traffic both ways");
 
-    const answer = proxy ? await proxy.replay(w2.vmSocket(0)) : await replayInDaemon(fault);
-    // the rig: "replayed <rings> <ms> ..."; the daemon: "replayed <sessions> <rings> <ms>"
-    const m = proxy ? /^replayed (\d+) /.exec(answer) : /^replayed 1 (\d+) /.exec(answer);
-    assert(m !== null, `the replay: ${answer}\n${to.log.slice(-1500)}`);
-    assertEq(Number(m![1]), 2 * queues, `every ring replayed: ${answer}`);
+    const answer = mode === "rig"
+      ? await proxy!.replay(w2.vmSocket(0))
+      : mode === "handover"
+      ? await handOver(fault, fault2)
+      : await replayInDaemon(fault);
+    if (mode === "handover") {
+      assert(/^exported [\d.]+; adopted [\d.]+$/.test(answer), `the handover: ${answer}\n${to.log.slice(-1500)}`);
+    } else {
+      // the rig: "replayed <rings> <ms> ..."; the daemon: "replayed <sessions> <rings> <ms>"
+      const m = proxy ? /^replayed (\d+) /.exec(answer) : /^replayed 1 (\d+) /.exec(answer);
+      assert(m !== null, `the replay: ${answer}\n${to.log.slice(-1500)}`);
+      assertEq(Number(m![1]), 2 * queues, `every ring replayed: ${answer}`);
+    }
     console.log(`replay (${what}): ${answer}`);
     await to.untilVm(0, undefined, queues);
     const at = other ? undefined : relay0(await d.status());

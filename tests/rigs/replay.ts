@@ -12,15 +12,13 @@ import { until } from "./daemon_process.ts";
 
 /**
  * Has the front door of the daemon started with VIO4WD_FAULT_FILE=`file` (fault build) replay
- * every session; its answer: "replayed <sessions> <rings> <ms>" or "failed <why>".
+ * every session (or do `what`: "export", "adopt"); its answer: "replayed <sessions> <rings> <ms>",
+ * "exported <ms>", "adopted <ms>" or "failed <why>".
  */
-export async function replayInDaemon(file: string): Promise<string> {
-  await Deno.writeTextFile(file, "replay\n");
-  let text = "replay";
-  await until(
-    "the daemon's front door replays",
-    async () => (text = (await Deno.readTextFile(file)).trim()) !== "replay",
-  );
+export async function replayInDaemon(file: string, what = "replay"): Promise<string> {
+  await Deno.writeTextFile(file, `${what}\n`);
+  let text = what;
+  await until(`the daemon's front door: ${what}`, async () => (text = (await Deno.readTextFile(file)).trim()) !== what);
   return text;
 }
 
