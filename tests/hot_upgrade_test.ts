@@ -20,7 +20,7 @@ const relay0 = (s: RelayState[]) => s.find((r) => r.id === 0)!;
 // SET_VRING_BASE, what a replay without GET_VRING_BASE would send) stops the traffic (tried). With
 // split rings rte_vhost 22.11 takes the position from the guest's used index when the two disagree
 // (translate_ring_addresses, with a warning), so there a wrong base cannot show.
-type Mode = "same" | "rig" | "handover";
+type Mode = "same" | "rig" | "handover" | "refused";
 const cases: { packed: boolean; queues: number; mode: Mode }[] = [
   { packed: false, queues: 1, mode: "same" },
   { packed: true, queues: 1, mode: "same" },
@@ -29,12 +29,14 @@ const cases: { packed: boolean; queues: number; mode: Mode }[] = [
   { packed: true, queues: 1, mode: "rig" },
   { packed: false, queues: 1, mode: "handover" },
   { packed: true, queues: 2, mode: "handover" },
+  { packed: false, queues: 1, mode: "refused" },
 ];
 const HOW: Record<Mode, string> = {
   same: "",
   rig: ", into another daemon (its own DPDK, the guest's memory mapped anew; the front door a test rig)",
   handover:
     ", handed to another daemon by the daemons' own front doors (record, bases and descriptors over a unix socket)",
+  refused: ", offered to another daemon that takes everything and then refuses: the first takes it back (rollback)",
 };
 
 /** Hands relay 0's session from the daemon of fault file `from` to that of `to` (fault build). */
@@ -47,7 +49,8 @@ async function handOver(from: string, to: string): Promise<string> {
 }
 
 for (const { packed, queues, mode } of cases) {
-  const other = mode !== "same";
+  const other = mode !== "same"; // a second daemon
+  const moved = mode === "rig" || mode === "handover"; // the session ends up there
   const what = `${packed ? "packed" : "split"} rings, ${queues} queue pair(s)${HOW[mode]}`;
   Deno.test(`a VM's session replayed into a fresh rte_vhost connection at the rings' positions (${what}): traffic goes on both ways, the VM's socket never closes, and what the relays took from the VM is exactly what it sent, none twice`, async () => {
     await using w = await World.create(`replay${packed ? "p" : "s"}${queues}${mode[0]}`);
@@ -56,12 +59,16 @@ for (const { packed, queues, mode } of cases) {
     // (the stats protocol shows a relay's VM->VF counters only while it has a VM: the metrics
     // show the old daemon's after the VM left it)
     const fault = `${w.dir}/fault`, fault2 = `${w2.dir}/fault`, handover = `${w.dir}/handover.sock`;
-    const faults = (file: string): Record<string, string> =>
-      mode === "rig" ? {} : { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_FILE: file, VIO4WD_FAULT_HANDOVER_SOCK: handover };
+    const faults = (file: string, more: Record<string, string> = {}): Record<string, string> =>
+      mode === "rig"
+        ? {}
+        : { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_FILE: file, VIO4WD_FAULT_HANDOVER_SOCK: handover, ...more };
     const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=net_null0=0", "VIO4WD_METRICS_LISTEN=127.0.0.1:0"], {
       env: faults(fault),
     });
-    const to = other ? await w2.daemon(["VIRTIOFWD_STATIC_VFS=net_null1=0"], { env: faults(fault2) }) : d;
+    const refuse: Record<string, string> = mode === "refused" ? { VIO4WD_FAULT_ADOPT_REFUSE: "1" } : {};
+    const second = other ? await w2.daemon(["VIRTIOFWD_STATIC_VFS=net_null1=0"], { env: faults(fault2, refuse) }) : d;
+    const to = moved ? second : d;
     // rte_vhost's socket thread (22.11) polls with a 1 s timeout and takes in sockets registered
     // meanwhile only at its next round: a connection in a daemon's first second waits for it
     if (other) await new Promise((r) => setTimeout(r, 1100));
@@ -85,11 +92,17 @@ for (const { packed, queues, mode } of cases) {
 
     const answer = mode === "rig"
       ? await proxy!.replay(w2.vmSocket(0))
-      : mode === "handover"
+      : mode === "handover" || mode === "refused"
       ? await handOver(fault, fault2)
       : await replayInDaemon(fault);
     if (mode === "handover") {
       assert(/^exported [\d.]+; adopted [\d.]+$/.test(answer), `the handover: ${answer}\n${to.log.slice(-1500)}`);
+    } else if (mode === "refused") {
+      assertEq(
+        answer,
+        "failed the other daemon did not take the session; it runs here again; failed refused (fault build)",
+        "the refusal, and the session back in the first daemon",
+      );
     } else {
       // the rig: "replayed <rings> <ms> ..."; the daemon: "replayed <sessions> <rings> <ms>"
       const m = proxy ? /^replayed (\d+) /.exec(answer) : /^replayed 1 (\d+) /.exec(answer);
@@ -98,7 +111,7 @@ for (const { packed, queues, mode } of cases) {
     }
     console.log(`replay (${what}): ${answer}`);
     await to.untilVm(0, undefined, queues);
-    const at = other ? undefined : relay0(await d.status());
+    const at = moved ? undefined : relay0(await d.status());
     await both(to, "traffic both ways after the replay", at);
 
     // exactness: stop the VM, let the relay take what is left in its TX rings, compare
@@ -108,7 +121,7 @@ for (const { packed, queues, mode } of cases) {
       const text = await (await fetch(metrics)).text();
       return Number(/^vio4wd_relay_rx_packets_total\{relay="0",direction="vm_to_vf"\} (\d+)$/m.exec(text)![1]);
     };
-    const taken = async () => num(relay0(await to.status()).vmToVf.pktsRxFromVm) + (other ? await oldTaken() : 0);
+    const taken = async () => num(relay0(await to.status()).vmToVf.pktsRxFromVm) + (moved ? await oldTaken() : 0);
     let last = -1;
     await until("what the relays take from the VM settles", async () => {
       const now = await taken();
@@ -120,7 +133,7 @@ for (const { packed, queues, mode } of cases) {
     });
     assertEq(last, vmPort.txPackets, "the relays took each packet the VM sent once");
     const r = relay0(await to.status());
-    assert(other || num(r.vfToVm.pktsTxToVm) >= vmPort.rxPackets, `delivered >= received by the VM: ${show(r)}`);
+    assert(moved || num(r.vfToVm.pktsTxToVm) >= vmPort.rxPackets, `delivered >= received by the VM: ${show(r)}`);
     assert(await vm.linksUp(), "the VM's link stayed up");
   });
 }
