@@ -553,12 +553,8 @@ ping -c 3 -i 0.2 -W 1 ${HOST}
  * guest -> vio4wd -> memif VF (no offloads) -> testpmd io forwarding -> tap in the namespace: the
  * guest's TSO packets must be segmented, and their checksums completed, by vio4wd.
  */
-Deno.test("e2e: hot-upgrade mechanism (docs/hot-upgrade.md): the daemon's front door replays a QEMU guest's vhost-user session into a fresh rte_vhost connection (fault build); pings every 10 ms from the VF side: the longest silence under 50 ms, none answered twice, the guest's carrier never changes", async () => {
-  await e2e("replay", async (run) => {
-    const fault = `${run.dir}/fault`;
-    const d = await run.daemon([], undefined, { env: { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_FILE: fault } });
-    const guest = run.guest({
-      script: `
+/** The guest of the hot-upgrade cases: reads eth0's carrier_changes before and after, equal. */
+const CARRIER_SCRIPT = `
 wait_peer ${HOST} 30 || exit 1
 before=$(cat /sys/class/net/eth0/carrier_changes)
 say "READY"
@@ -566,24 +562,79 @@ listen_count 5003 >/dev/null
 after=$(cat /sys/class/net/eth0/carrier_changes)
 say "carrier_changes $before $after"
 [ "$before" = "$after" ]
-`,
+`;
+
+/**
+ * Pings the guest from the namespace every 10 ms for 4 s and runs `act` at 1.5 s; checks that no
+ * reply came twice and the longest silence stayed under `maxSilenceMs`, then lets the guest check
+ * its carrier_changes. `act` returns what to print.
+ */
+async function pingAcross(run: E2eRun, guest: QemuGuest, maxSilenceMs: number, act: () => Promise<string>) {
+  await guest.waitSerial(/E2E: READY/, GUEST_TIMEOUT);
+  const every = 0.01, count = 400;
+  const ping = run.ns.run(["python3", PINGER, GUEST, String(every), String(count)]);
+  await new Promise((r) => setTimeout(r, 1500));
+  const said = await act();
+  const got = JSON.parse((await ping).stdout) as { replies: number[]; dups: number; longest_silence_ms: number };
+  console.log(`${said}; ${got.replies.length}/${count} replies, longest silence ${got.longest_silence_ms} ms`);
+  assertEq(got.dups, 0, "no reply twice");
+  assert(
+    got.longest_silence_ms < maxSilenceMs,
+    `longest silence ${got.longest_silence_ms} ms (at most ${maxSilenceMs})`,
+  );
+  await run.sendToGuest("printf go", "releasing the guest", "", 5003);
+  await guest.expectPass(GUEST_TIMEOUT); // carrier_changes the same before and after
+}
+
+Deno.test("e2e: hot-upgrade mechanism (docs/hot-upgrade.md): the daemon's front door replays a QEMU guest's vhost-user session into a fresh rte_vhost connection (fault build); pings every 10 ms from the VF side: the longest silence under 50 ms, none answered twice, the guest's carrier never changes", async () => {
+  await e2e("replay", async (run) => {
+    const fault = `${run.dir}/fault`;
+    const d = await run.daemon([], undefined, { env: { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_FILE: fault } });
+    const guest = run.guest({ script: CARRIER_SCRIPT });
+    await pingAcross(run, guest, 50, async () => {
+      const answer = await replayInDaemon(fault);
+      assert(/^replayed 1 2 /.test(answer), `the replay (sessions, rings, ms): ${answer}`);
+      assert((await d.status()).find((r) => r.id === 0)?.vmToVf.active === true, "the relay has its VM again");
+      return `replay: ${answer}`;
     });
-    await guest.waitSerial(/E2E: READY/, GUEST_TIMEOUT);
-    const every = 0.01, count = 400; // 4 s of pings; the replay at 1.5 s
-    const ping = run.ns.run(["python3", PINGER, GUEST, String(every), String(count)]);
-    await new Promise((r) => setTimeout(r, 1500));
-    const answer = await replayInDaemon(fault);
-    assert(/^replayed 1 2 /.test(answer), `the replay (sessions, rings, ms): ${answer}`);
-    const p = await ping;
-    const got = JSON.parse(p.stdout) as { replies: number[]; dups: number; longest_silence_ms: number };
-    console.log(
-      `replay: ${answer}; ${got.replies.length}/${count} replies, longest silence ${got.longest_silence_ms} ms`,
+  });
+});
+
+Deno.test("e2e: hot-upgrade mechanism between two daemons (fault build): a QEMU guest's session handed from one daemon's front door to another's, each with its own tap VF on one bridge; pings every 10 ms: the longest silence under 50 ms, none answered twice, the guest's carrier never changes", async () => {
+  await e2e("handover", async (run) => {
+    await using w2 = await World.create("handoverb");
+    const handover = `${run.dir}/handover.sock`, faultA = `${run.dir}/fault`, faultB = `${w2.dir}/fault`;
+    const env = (file: string) => ({
+      VIO4WD_SHIM: FAULTS_SHIM,
+      VIO4WD_FAULT_FILE: file,
+      VIO4WD_FAULT_HANDOVER_SOCK: handover,
+    });
+    // each daemon's VF a tap of the same MAC; the host's address on a bridge of both taps, which
+    // forgets a port's addresses when its carrier goes (the first daemon stops its VF with the VM gone)
+    const a = await run.daemon([], "net_tap0,iface=vtapa,mac=02:00:00:c0:ff:ee", { env: env(faultA) });
+    const b = await w2.daemon(["VIRTIOFWD_STATIC_VFS=(net_tap0,iface=vtapb,mac=02:00:00:c0:ff:ee=0)"], {
+      env: env(faultB),
+      netns: run.ns.name,
+    });
+    const sh = await run.ns.sh(
+      "ip link add br0 type bridge && ip link set vtapa master br0 && ip link set vtapb master br0 && " +
+        `ip addr add ${HOST}/30 dev br0 && ip link set br0 up && ip link set vtapa up && ip link set vtapb up`,
     );
-    assertEq(got.dups, 0, "no reply twice");
-    assert(got.longest_silence_ms < 50, `longest silence ${got.longest_silence_ms} ms (the issue's budget: 50)`);
-    assert((await d.status()).find((r) => r.id === 0)?.vmToVf.active === true, "the relay has its VM again");
-    await run.sendToGuest("printf go", "releasing the guest", "", 5003);
-    await guest.expectPass(GUEST_TIMEOUT); // carrier_changes the same before and after
+    assertEq(sh.code, 0, `the bridge: ${sh.stderr}`);
+    const guest = run.guest({ script: CARRIER_SCRIPT });
+    await pingAcross(run, guest, 50, async () => {
+      await Deno.writeTextFile(faultB, "adopt\n");
+      const sent = await replayInDaemon(faultA, "export");
+      let took = "adopt";
+      await until(
+        "the second daemon answers",
+        async () => (took = (await Deno.readTextFile(faultB)).trim()) !== "adopt",
+      );
+      assert(/^exported /.test(sent) && /^adopted /.test(took), `the handover: ${sent}; ${took}`);
+      await b.untilVm(0);
+      assert((await a.status()).find((r) => r.id === 0)?.vmToVf.active !== true, "the first daemon's relay has no VM");
+      return `handover: ${sent}; ${took}`;
+    });
   });
 });
 
