@@ -821,6 +821,10 @@ __attribute__((unused)) static const char *session_adopt(struct door *d, int soc
 	}
 	if (h.magic != HANDOVER_MAGIC)
 		return "the handover's record is of another format";
+	/* the other daemon's numbers are read, never trusted: counts within bounds, no pointer kept */
+	if (h.rec.n_mem_fds < 0 || h.rec.n_mem_fds > MAX_FDS || h.rec.mem_table_len > sizeof(h.rec.mem_table))
+		return "the handover's record is out of bounds";
+	h.rec.not_upgradable = NULL;
 	int *slots[MAX_RECORD_FDS];
 	int n = record_fds(&h.rec, slots);
 	int fds[1 + MAX_RECORD_FDS];
