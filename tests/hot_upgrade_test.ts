@@ -11,7 +11,7 @@
 import { FAULTS_SHIM, num, type RelayState, show, until } from "./rigs/daemon_process.ts";
 import { virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
-import { replayInDaemon, replayProxy } from "./rigs/replay.ts";
+import { handOver, replayInDaemon, replayProxy } from "./rigs/replay.ts";
 import { assert, assertEq } from "./rigs/assert.ts";
 
 const relay0 = (s: RelayState[]) => s.find((r) => r.id === 0)!;
@@ -38,15 +38,6 @@ const HOW: Record<Mode, string> = {
     ", handed to another daemon by the daemons' own front doors (record, bases and descriptors over a unix socket)",
   refused: ", offered to another daemon that takes everything and then refuses: the first takes it back (rollback)",
 };
-
-/** Hands relay 0's session from the daemon of fault file `from` to that of `to` (fault build). */
-async function handOver(from: string, to: string): Promise<string> {
-  await Deno.writeTextFile(to, "adopt\n");
-  const sent = await replayInDaemon(from, "export");
-  let took = "adopt";
-  await until("the other daemon answers", async () => (took = (await Deno.readTextFile(to)).trim()) !== "adopt");
-  return `${sent}; ${took}`;
-}
 
 for (const { packed, queues, mode } of cases) {
   const other = mode !== "same"; // a second daemon

@@ -22,7 +22,7 @@ import { assert, assertEq } from "../rigs/assert.ts";
 import { memifPair } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
 import { firstFailure } from "../rigs/first_failure.ts";
-import { replayInDaemon } from "../rigs/replay.ts";
+import { handOver, replayInDaemon } from "../rigs/replay.ts";
 import { errorText } from "../../src/common/log.ts";
 
 const HOST = "10.200.0.1";
@@ -623,17 +623,11 @@ Deno.test("e2e: hot-upgrade mechanism between two daemons (fault build): a QEMU 
     assertEq(sh.code, 0, `the bridge: ${sh.stderr}`);
     const guest = run.guest({ script: CARRIER_SCRIPT });
     await pingAcross(run, guest, 50, async () => {
-      await Deno.writeTextFile(faultB, "adopt\n");
-      const sent = await replayInDaemon(faultA, "export");
-      let took = "adopt";
-      await until(
-        "the second daemon answers",
-        async () => (took = (await Deno.readTextFile(faultB)).trim()) !== "adopt",
-      );
-      assert(/^exported /.test(sent) && /^adopted /.test(took), `the handover: ${sent}; ${took}`);
+      const answer = await handOver(faultA, faultB);
+      assert(/^exported [\d.]+; adopted [\d.]+$/.test(answer), `the handover: ${answer}`);
       await b.untilVm(0);
       assert((await a.status()).find((r) => r.id === 0)?.vmToVf.active !== true, "the first daemon's relay has no VM");
-      return `handover: ${sent}; ${took}`;
+      return `handover: ${answer}`;
     });
   });
 });

@@ -22,6 +22,19 @@ export async function replayInDaemon(file: string, what = "replay"): Promise<str
   return text;
 }
 
+/**
+ * Hands relay 0's session from the daemon of fault file `from` to the daemon of fault file `to`
+ * (both fault builds, the same VIO4WD_FAULT_HANDOVER_SOCK); both answers, "exported <ms>; adopted
+ * <ms>" or with a "failed <why>".
+ */
+export async function handOver(from: string, to: string): Promise<string> {
+  await Deno.writeTextFile(to, "adopt\n");
+  const sent = await replayInDaemon(from, "export");
+  let took = "adopt";
+  await until("the other daemon answers", async () => (took = (await Deno.readTextFile(to)).trim()) !== "adopt");
+  return `${sent}; ${took}`;
+}
+
 const PROXY = new URL("./vhost_replay_proxy.py", import.meta.url).pathname;
 
 /** The running proxy; stopped at the world's disposal. */
