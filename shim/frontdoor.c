@@ -745,8 +745,11 @@ static bool send_fds(int sock, int front, struct record *r)
 /*
  * Hands session `s` of door `d` to the daemon at the other end of `sock`: stops its rings,
  * stops reading the front-end, sends the record, the bases and the descriptors, and waits for
- * that daemon's word. On 'R' (running there) the session is gone from here; otherwise it is taken
- * back (the same replay into this daemon's rte_vhost). NULL or why not.
+ * that daemon's word. On 'R' (running there) the session is gone from here; on 'F', or the
+ * socket's end (that daemon died: its rte_vhost connection went with it), it is taken back (the
+ * same replay into this daemon's rte_vhost). There is no timeout: taking the session back while
+ * the other daemon may still start it would have both run the rings. Whoever drives the handover
+ * ends a daemon that hangs (its socket then ends). NULL or why not.
  */
 __attribute__((unused)) static const char *session_export(struct door *d, struct session *s, int sock)
 {
@@ -759,9 +762,10 @@ __attribute__((unused)) static const char *session_export(struct door *d, struct
 	h.magic = HANDOVER_MAGIC;
 	h.rec = s->rec;
 	uint8_t word = 0;
-	struct pollfd p = {.fd = sock, .events = POLLIN};
-	bool sent = send_all(sock, &h, sizeof(h)) && send_fds(sock, s->fd[0], &s->rec);
-	if (sent && poll(&p, 1, 5000) == 1 && recv(sock, &word, 1, 0) == 1 && word == 'R') {
+	if (!send_all(sock, &h, sizeof(h)) || !send_fds(sock, s->fd[0], &s->rec))
+		shutdown(sock, SHUT_WR); /* the other daemon sees the end, and answers 'F' or ends */
+	/* sent or not, the other daemon may hold the descriptors: only its word or its end decides */
+	if (recv(sock, &word, 1, 0) == 1 && word == 'R') {
 		session_close(d, s); /* the other daemon holds its own copies now */
 		return NULL;
 	}
@@ -773,7 +777,8 @@ __attribute__((unused)) static const char *session_export(struct door *d, struct
 	return "the other daemon did not take the session; it runs here again";
 }
 
-/* Receives exactly len bytes, descriptors of the byte messages into fds[] (at most max). */
+/* Receives the `want` descriptors send_fds() sends (1-byte messages), into fds[]; what comes
+ * beyond them is closed. */
 static bool recv_fds(int sock, int *fds, int want)
 {
 	int got = 0;
