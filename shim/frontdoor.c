@@ -68,13 +68,18 @@ struct inbox {
 	int nfds;
 };
 
-/* A ring as the front-end set it up; payloads kept as sent. */
+/* A ring's state messages (u32 index, u32 value) and descriptor messages (u64: index, flags),
+ * each kept as sent: state[RING_NUM] is SET_VRING_NUM's, fd[RING_KICK] SET_VRING_KICK's, ... */
+enum { RING_NUM, RING_BASE, RING_ENABLE, RING_STATES };
+enum { RING_KICK, RING_CALL, RING_ERR, RING_FDS }; /* SET_VRING_KICK + k */
+
+/* A ring as the front-end set it up. */
 struct ring_record {
-	uint8_t num[8], base[8], enable[8], addr[40];
-	bool has_num, has_base, has_enable, has_addr;
-	int kick, call, err; /* -1: none (or given without a descriptor: polling) */
-	uint8_t kick_msg[8], call_msg[8], err_msg[8];
-	bool has_kick, has_call, has_err;
+	uint8_t state[RING_STATES][8], addr[40];
+	bool has_state[RING_STATES], has_addr;
+	int fd[RING_FDS]; /* -1: none (or given without a descriptor: polling) */
+	uint8_t fd_msg[RING_FDS][8];
+	bool has_fd[RING_FDS];
 };
 
 /* What a fresh rte_vhost needs to reach the session's state (docs/hot-upgrade.md). */
@@ -108,7 +113,6 @@ struct session {
 
 struct door {
 	bool used, client, closing;
-	uint32_t id;
 	char public_path[108], private_path[108];
 	int listen_fd;
 	struct endpoint listen_ep;
@@ -148,19 +152,32 @@ static void record_init(struct record *r)
 	memset(r, 0, sizeof(*r));
 	r->slave_req_fd = -1;
 	for (unsigned i = 0; i < MAX_RINGS; i++)
-		r->rings[i].kick = r->rings[i].call = r->rings[i].err = -1;
+		for (int k = 0; k < RING_FDS; k++)
+			r->rings[i].fd[k] = -1;
 }
+
+/* The record's descriptors in a fixed order: the memory regions, the request channel, each ring's
+ * kick, call and err; pointers into the record, so that the receiver can fill them in. */
+static int record_fds(struct record *r, int **out)
+{
+	int n = 0;
+	for (int i = 0; i < r->n_mem_fds; i++)
+		out[n++] = &r->mem_fds[i];
+	if (r->slave_req_fd >= 0)
+		out[n++] = &r->slave_req_fd;
+	for (uint32_t i = 0; i < MAX_RINGS; i++)
+		for (int k = 0; k < RING_FDS; k++)
+			if (r->rings[i].fd[k] >= 0)
+				out[n++] = &r->rings[i].fd[k];
+	return n;
+}
+#define MAX_RECORD_FDS (MAX_FDS + 1 + RING_FDS * MAX_RINGS)
 
 static void record_free(struct record *r)
 {
-	for (int i = 0; i < r->n_mem_fds; i++)
-		close_fd(&r->mem_fds[i]);
-	close_fd(&r->slave_req_fd);
-	for (unsigned i = 0; i < MAX_RINGS; i++) {
-		close_fd(&r->rings[i].kick);
-		close_fd(&r->rings[i].call);
-		close_fd(&r->rings[i].err);
-	}
+	int *fds[MAX_RECORD_FDS];
+	for (int i = 0, n = record_fds(r, fds); i < n; i++)
+		close_fd(fds[i]);
 	record_init(r);
 }
 
@@ -234,10 +251,9 @@ static void record_message(struct record *r, uint32_t req, const uint8_t *p, uin
 	case SET_VRING_BASE:
 	case SET_VRING_ENABLE:
 		if (size >= 8 && (ring = ring_of(r, u32)) != NULL) {
-			uint8_t *to = req == SET_VRING_NUM ? ring->num : req == SET_VRING_BASE ? ring->base : ring->enable;
-			memcpy(to, p, 8);
-			*(req == SET_VRING_NUM ? &ring->has_num : req == SET_VRING_BASE ? &ring->has_base : &ring->has_enable) =
-				true;
+			int k = req == SET_VRING_NUM ? RING_NUM : req == SET_VRING_BASE ? RING_BASE : RING_ENABLE;
+			memcpy(ring->state[k], p, 8);
+			ring->has_state[k] = true;
 		}
 		break;
 	case SET_VRING_ADDR:
@@ -250,16 +266,14 @@ static void record_message(struct record *r, uint32_t req, const uint8_t *p, uin
 	case SET_VRING_CALL:
 	case SET_VRING_ERR:
 		if (size >= 8 && (ring = ring_of(r, (uint32_t)(u64 & 0xff))) != NULL) {
-			int *fd = req == SET_VRING_KICK ? &ring->kick : req == SET_VRING_CALL ? &ring->call : &ring->err;
-			uint8_t *msg = req == SET_VRING_KICK ? ring->kick_msg : req == SET_VRING_CALL ? ring->call_msg : ring->err_msg;
-			close_fd(fd);
+			uint32_t k = req - SET_VRING_KICK;
+			close_fd(&ring->fd[k]);
 			if (!(u64 & 0x100) && nfds == 1) {
-				*fd = fds[0];
+				ring->fd[k] = fds[0];
 				fds[0] = -1;
 			}
-			memcpy(msg, p, 8);
-			*(req == SET_VRING_KICK ? &ring->has_kick : req == SET_VRING_CALL ? &ring->has_call : &ring->has_err) =
-				true;
+			memcpy(ring->fd_msg[k], p, 8);
+			ring->has_fd[k] = true;
 		}
 		break;
 	case SET_LOG_BASE:
@@ -560,7 +574,7 @@ static bool ask(int fd, uint32_t req, const void *payload, uint32_t size, uint8_
 /* A ring the back-end runs: address, kick and call given. */
 static bool started(const struct ring_record *r)
 {
-	return r->has_addr && r->has_kick && r->has_call;
+	return r->has_addr && r->has_fd[RING_KICK] && r->has_fd[RING_CALL];
 }
 
 /* Brings the new rte_vhost connection `fd` to the record's state, rings at `bases`; NULL or why not. */
@@ -595,14 +609,13 @@ static const char *replay_into(int fd, const struct record *r, const uint32_t *b
 	for (uint32_t i = 0; i < MAX_RINGS; i++) {
 		const struct ring_record *q = &r->rings[i];
 		uint32_t state[2] = {i, bases[i]};
-		if ((q->has_num && !put(fd, SET_VRING_NUM, q->num, 8, NULL, 0)) ||
-		    (started(q) && !put(fd, SET_VRING_BASE, state, 8, NULL, 0)) ||
-		    (!started(q) && q->has_base && !put(fd, SET_VRING_BASE, q->base, 8, NULL, 0)) ||
-		    (q->has_addr && !put(fd, SET_VRING_ADDR, q->addr, sizeof(q->addr), NULL, 0)) ||
-		    (q->has_kick && !put(fd, SET_VRING_KICK, q->kick_msg, 8, &q->kick, 1)) ||
-		    (q->has_call && !put(fd, SET_VRING_CALL, q->call_msg, 8, &q->call, 1)) ||
-		    (q->has_err && !put(fd, SET_VRING_ERR, q->err_msg, 8, &q->err, 1)) ||
-		    (q->has_enable && !put(fd, SET_VRING_ENABLE, q->enable, 8, NULL, 0)))
+		bool ok = (!q->has_state[RING_NUM] || put(fd, SET_VRING_NUM, q->state[RING_NUM], 8, NULL, 0)) &&
+			  (started(q) ? put(fd, SET_VRING_BASE, state, 8, NULL, 0) :
+					!q->has_state[RING_BASE] || put(fd, SET_VRING_BASE, q->state[RING_BASE], 8, NULL, 0)) &&
+			  (!q->has_addr || put(fd, SET_VRING_ADDR, q->addr, sizeof(q->addr), NULL, 0));
+		for (uint32_t k = 0; ok && k < RING_FDS; k++)
+			ok = !q->has_fd[k] || put(fd, SET_VRING_KICK + k, q->fd_msg[k], 8, &q->fd[k], 1);
+		if (!ok || (q->has_state[RING_ENABLE] && !put(fd, SET_VRING_ENABLE, q->state[RING_ENABLE], 8, NULL, 0)))
 			return "a ring's messages";
 	}
 	if (r->has_status && !put(fd, SET_STATUS, &r->status, 8, NULL, 0))
@@ -660,7 +673,7 @@ static const char *attach(struct door *d, struct session *s, const uint32_t base
 		return why != NULL ? why : "cannot watch the new connection";
 	uint64_t one = 1;
 	for (uint32_t i = 0; i < MAX_RINGS; i++)
-		if (s->rec.rings[i].call >= 0 && write(s->rec.rings[i].call, &one, sizeof(one)) < 0)
+		if (s->rec.rings[i].fd[RING_CALL] >= 0 && write(s->rec.rings[i].fd[RING_CALL], &one, sizeof(one)) < 0)
 			RTE_LOG(WARNING, USER1, "vio4wd: %s: cannot kick ring %u's call eventfd: %s\n", d->public_path, i,
 				strerror(errno));
 	return NULL;
@@ -691,26 +704,6 @@ struct handover {
 	struct record rec;
 };
 
-/* The record's descriptors in a fixed order: the memory regions, the request channel, each ring's
- * kick, call and err; pointers into the record, so that the receiver can fill them in. */
-static int record_fds(struct record *r, int **out)
-{
-	int n = 0;
-	for (int i = 0; i < r->n_mem_fds; i++)
-		out[n++] = &r->mem_fds[i];
-	if (r->slave_req_fd >= 0)
-		out[n++] = &r->slave_req_fd;
-	for (uint32_t i = 0; i < MAX_RINGS; i++) {
-		if (r->rings[i].kick >= 0)
-			out[n++] = &r->rings[i].kick;
-		if (r->rings[i].call >= 0)
-			out[n++] = &r->rings[i].call;
-		if (r->rings[i].err >= 0)
-			out[n++] = &r->rings[i].err;
-	}
-	return n;
-}
-#define MAX_RECORD_FDS (MAX_FDS + 1 + 3 * MAX_RINGS)
 
 static bool send_all(int sock, const void *buf, size_t len)
 {
@@ -1087,7 +1080,7 @@ void frontdoor_private_path(uint32_t id, char *out, size_t size)
 
 int frontdoor_open(uint32_t id, const char *public_path, bool client, uid_t uid, gid_t gid)
 {
-	struct door d = {.used = true, .client = client, .id = id, .listen_fd = -1};
+	struct door d = {.used = true, .client = client, .listen_fd = -1};
 	snprintf(d.public_path, sizeof(d.public_path), "%s", public_path);
 	frontdoor_private_path(id, d.private_path, sizeof(d.private_path));
 	if (!client) {
@@ -1108,7 +1101,8 @@ int frontdoor_open(uint32_t id, const char *public_path, bool client, uid_t uid,
 		if (lstat(public_path, &st) != 0 || !S_ISSOCK(st.st_mode))
 			ret = set_error(EEXIST, "'%s' was replaced while being created; not using it", public_path);
 		else if ((uid != (uid_t)-1 || gid != (gid_t)-1) && lchown(public_path, uid, gid) != 0)
-			ret = set_error(errno, "cannot chown socket '%s': %s", public_path, strerror(errno));
+			ret = set_error(errno, "cannot chown socket '%s' to %d:%d: %s", public_path, (int)uid, (int)gid,
+					strerror(errno));
 		if (ret != 0) {
 			close(d.listen_fd);
 			struct stat now;
