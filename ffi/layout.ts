@@ -2,7 +2,7 @@
 
 /** The header's numeric `#define VIO4WD_*` constants, without the prefix. */
 export const SHIM_CONSTANTS = {
-  SHIM_ABI: 6,
+  SHIM_ABI: 7,
   MAX_RELAYS: 64,
   MAX_WORKERS: 64,
   MAX_QUEUE_PAIRS: 32,
@@ -10,6 +10,7 @@ export const SHIM_CONSTANTS = {
   SOCK_CLIENT: 1,
   SOCK_MRGBUF: 2,
   SOCK_TSO: 4,
+  SOCK_ADOPT: 8,
   STAGE_OTHER: 0,
   STAGE_PROBE: 1,
   STAGE_INFO: 2,

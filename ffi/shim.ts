@@ -30,6 +30,18 @@ export const symbols = {
   vio4wd_socket_register: { parameters: ["u32", "buffer", "u32", "buffer", "buffer"], result: "i32" },
   // int vio4wd_socket_unregister(uint32_t relay)
   vio4wd_socket_unregister: { parameters: ["u32"], result: "i32" },
+  // int vio4wd_handover_check(uint32_t relay, char *why, uint32_t why_size)
+  vio4wd_handover_check: { parameters: ["u32", "buffer", "u32"], result: "i32" },
+  // int vio4wd_handover_quiesce(uint32_t relay, char *why, uint32_t why_size)
+  vio4wd_handover_quiesce: { parameters: ["u32", "buffer", "u32"], result: "i32" },
+  // void vio4wd_handover_resume(uint32_t relay)
+  vio4wd_handover_resume: { parameters: ["u32"], result: "void" },
+  // int vio4wd_handover_send(uint32_t relay, const char *path, char *why, uint32_t why_size): blocks
+  vio4wd_handover_send: { parameters: ["u32", "buffer", "buffer", "u32"], result: "i32", nonblocking: true },
+  // int vio4wd_handover_listen(const char *path)
+  vio4wd_handover_listen: { parameters: ["buffer"], result: "i32" },
+  // int vio4wd_handover_adopt(uint32_t relay, uint32_t timeout_ms, char *why, uint32_t why_size): blocks
+  vio4wd_handover_adopt: { parameters: ["u32", "u32", "buffer", "u32"], result: "i32", nonblocking: true },
   // int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu)
   vio4wd_vf_attach: { parameters: ["u32", "buffer", "u32"], result: "i32" },
   // int vio4wd_vf_detach(uint32_t relay)
@@ -232,7 +244,12 @@ export const STAGE = {
 } as const;
 
 /** Flags of vio4wd_socket_register(). */
-export const SOCK_FLAG = { client: C.SOCK_CLIENT, mrgbuf: C.SOCK_MRGBUF, tso: C.SOCK_TSO } as const;
+export const SOCK_FLAG = {
+  client: C.SOCK_CLIENT,
+  mrgbuf: C.SOCK_MRGBUF,
+  tso: C.SOCK_TSO,
+  adopt: C.SOCK_ADOPT,
+} as const;
 /** Flags of vio4wd_init (VIO4WD_INIT_*). */
 export const INIT_FLAG = { vfTso: C.INIT_VF_TSO } as const;
 /** Bits of `struct vio4wd_relay_report`'s state. */

@@ -105,14 +105,24 @@ struct endpoint {
 struct session {
 	int fd[2];
 	int awaiting; /* the front-end's requests whose reply has not come back yet */
+	uint32_t bases[MAX_RINGS]; /* each ring's position when its rings were stopped (stop_rings) */
 	struct inbox in[2];
 	struct endpoint ep[2];
 	struct record rec;
 	struct session *next;
 };
 
+/* A door's part in a handover (docs/hot-upgrade.md). Only an open door listens or dials. */
+enum door_state {
+	DOOR_OPEN,     /* serving its sockets */
+	DOOR_ADOPTING, /* opened to take another daemon's sockets: neither listens nor dials yet */
+	DOOR_STOPPED,  /* its rings stopped and its sockets unwatched, to be handed over */
+	DOOR_HANDED,   /* its sockets handed over: holds nothing, does nothing */
+};
+
 struct door {
 	bool used, client, closing;
+	enum door_state state;
 	char public_path[108], private_path[108];
 	int listen_fd;
 	struct endpoint listen_ep;
@@ -146,6 +156,8 @@ static void close_fd(int *fd)
 }
 
 /* ---- the replay record ---- */
+
+static const char DIRTY_LOGGING[] = "a live migration (dirty logging)";
 
 static void record_init(struct record *r)
 {
@@ -207,11 +219,17 @@ static void record_message(struct record *r, uint32_t req, const uint8_t *p, uin
 		r->features = u64;
 		r->has_features = true;
 		if (u64 & (1ULL << 26)) /* VHOST_F_LOG_ALL */
-			r->not_upgradable = "dirty logging (a live migration)";
+			r->not_upgradable = DIRTY_LOGGING;
+		else if (r->not_upgradable == DIRTY_LOGGING)
+			r->not_upgradable = NULL; /* the migration was cancelled: logging is off again */
+		if (u64 & (1ULL << 33)) /* VIRTIO_F_IOMMU_PLATFORM */
+			r->not_upgradable = "an IOMMU (VIRTIO_F_IOMMU_PLATFORM)";
 		break;
 	case SET_PROTOCOL_FEATURES:
 		r->protocol_features = u64;
 		r->has_protocol_features = true;
+		if (u64 & (1ULL << 8)) /* VHOST_USER_PROTOCOL_F_PAGEFAULT */
+			r->not_upgradable = "postcopy migration (the PAGEFAULT protocol feature)";
 		break;
 	case SET_OWNER:
 		r->owner = true;
@@ -278,7 +296,7 @@ static void record_message(struct record *r, uint32_t req, const uint8_t *p, uin
 		break;
 	case SET_LOG_BASE:
 	case SET_LOG_FD:
-		r->not_upgradable = "dirty logging (a live migration)";
+		r->not_upgradable = DIRTY_LOGGING;
 		break;
 	case IOTLB_MSG:
 		r->not_upgradable = "an IOMMU (IOTLB messages)";
@@ -481,7 +499,7 @@ static bool session_read(struct door *d, struct session *s, int side)
 /* Client mode: connects to QEMU's socket when the door has no session and it is time. */
 static void door_dial(struct door *d, uint64_t now)
 {
-	if (!d->client || d->closing || d->sessions != NULL || now < d->next_try_ms)
+	if (!d->client || d->closing || d->state != DOOR_OPEN || d->sessions != NULL || now < d->next_try_ms)
 		return;
 	d->next_try_ms = now + RECONNECT_MS;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -680,30 +698,36 @@ static const char *attach(struct door *d, struct session *s, const uint32_t base
 }
 
 /* Replays session `s` into a fresh connection to the same rte_vhost (docs/hot-upgrade.md): the
- * rollback of a handover, and the mechanism's test. After a failure past stop_rings the session
- * has no private link (its caller ends it). */
+ * mechanism's test. After a failure past stop_rings the session has no private link (its caller
+ * ends it). */
 __attribute__((unused)) static const char *session_replay(struct door *d, struct session *s, uint32_t *nrings)
 {
-	uint32_t bases[MAX_RINGS];
-	const char *why = stop_rings(s, bases, nrings);
-	return why != NULL ? why : attach(d, s, bases);
+	const char *why = stop_rings(s, s->bases, nrings);
+	return why != NULL ? why : attach(d, s, s->bases);
 }
 
-/* ---- handover of a session to another daemon (docs/hot-upgrade.md, step 3.4-3.6) ----
- * session_replay, session_export and session_adopt are called by the fault build's tests until
- * the handover's control plane (#28, not built yet) calls them. */
+/* ---- handover to another daemon (docs/hot-upgrade.md, steps 3.1-3.6) ----
+ * A door goes as: its header (how many sessions, whether it listens), its listening socket, then
+ * each session: its record and bases, then its descriptors (the front-end's socket first). The
+ * receiver answers one word: 'R' (running there) or 'F' (not taken: the sender takes it back). */
 
 #define HANDOVER_MAGIC 0x31304f4844573456ULL /* "V4WDHO01": the record's format */
 #define FD_CHUNK 64
+#define HANDOVER_WAIT_MS 5000 /* how long the receiver waits for each part */
 
-/* What goes before the descriptors: the record (its descriptor fields are meaningless across
- * processes: the descriptors follow in record_fds() order) and the bases read. */
+/* What goes before a session's descriptors: the record (its descriptor fields are meaningless
+ * across processes: the descriptors follow in record_fds() order) and the bases read. */
 struct handover {
 	uint64_t magic;
 	uint32_t bases[MAX_RINGS];
 	struct record rec;
 };
 
+/* What goes before a door's sessions. */
+struct door_handover {
+	uint64_t magic;
+	uint32_t sessions, listening;
+};
 
 static bool send_all(int sock, const void *buf, size_t len)
 {
@@ -718,60 +742,34 @@ static bool send_all(int sock, const void *buf, size_t len)
 	return true;
 }
 
-/* The session's front-end socket, then the record's descriptors, FD_CHUNK per 1-byte message. */
-static bool send_fds(int sock, int front, struct record *r)
+/* Reads exactly `len` bytes, each part within HANDOVER_WAIT_MS. */
+static bool recv_all(int sock, void *buf, size_t len)
 {
-	int *slots[MAX_RECORD_FDS];
-	int all[1 + MAX_RECORD_FDS], n = record_fds(r, slots);
-	all[0] = front;
-	for (int i = 0; i < n; i++)
-		all[1 + i] = *slots[i];
+	uint8_t *p = buf;
+	for (size_t have = 0; have < len;) {
+		struct pollfd pf = {.fd = sock, .events = POLLIN};
+		ssize_t n = poll(&pf, 1, HANDOVER_WAIT_MS) == 1 ? recv(sock, p + have, len - have, 0) : -1;
+		if (n <= 0)
+			return false;
+		have += (size_t)n;
+	}
+	return true;
+}
+
+/* Descriptors, FD_CHUNK per 1-byte message. */
+static bool send_fd_list(int sock, const int *fds, int n)
+{
 	uint8_t one = 'F';
-	for (int at = 0; at < 1 + n; at += FD_CHUNK) {
-		int k = RTE_MIN(FD_CHUNK, 1 + n - at);
-		if (!send_message(sock, &one, 1, all + at, k))
+	for (int at = 0; at < n; at += FD_CHUNK) {
+		int k = RTE_MIN(FD_CHUNK, n - at);
+		if (!send_message(sock, &one, 1, fds + at, k))
 			return false;
 	}
 	return true;
 }
 
-/*
- * Hands session `s` of door `d` to the daemon at the other end of `sock`: stops its rings,
- * stops reading the front-end, sends the record, the bases and the descriptors, and waits for
- * that daemon's word. On 'R' (running there) the session is gone from here; on 'F', or the
- * socket's end (that daemon died: its rte_vhost connection went with it), it is taken back (the
- * same replay into this daemon's rte_vhost). There is no timeout: taking the session back while
- * the other daemon may still start it would have both run the rings. Whoever drives the handover
- * ends a daemon that hangs (its socket then ends). NULL or why not.
- */
-__attribute__((unused)) static const char *session_export(struct door *d, struct session *s, int sock)
-{
-	static struct handover h;
-	uint32_t nrings;
-	const char *why = stop_rings(s, h.bases, &nrings);
-	if (why != NULL)
-		return why;
-	epoll_ctl(g_epoll, EPOLL_CTL_DEL, s->fd[0], NULL);
-	h.magic = HANDOVER_MAGIC;
-	h.rec = s->rec;
-	uint8_t word = 0;
-	if (!send_all(sock, &h, sizeof(h)) || !send_fds(sock, s->fd[0], &s->rec))
-		shutdown(sock, SHUT_WR); /* the other daemon sees the end, and answers 'F' or ends */
-	/* sent or not, the other daemon may hold the descriptors: only its word or its end decides */
-	if (recv(sock, &word, 1, 0) == 1 && word == 'R') {
-		session_close(d, s); /* the other daemon holds its own copies now */
-		return NULL;
-	}
-	why = attach(d, s, h.bases);
-	if (why != NULL || watch(s->fd[0], &s->ep[0]) != 0) {
-		session_close(d, s); /* QEMU sees the connection close: today's reconnect */
-		return "the other daemon did not take the session, nor did this one take it back";
-	}
-	return "the other daemon did not take the session; it runs here again";
-}
-
-/* Receives the `want` descriptors send_fds() sends (1-byte messages), into fds[]; what comes
- * beyond them is closed. */
+/* Receives the `want` descriptors send_fd_list() sends, into fds[]; what comes beyond them is
+ * closed. On failure those received are closed. */
 static bool recv_fds(int sock, int *fds, int want)
 {
 	int got = 0;
@@ -785,9 +783,9 @@ static bool recv_fds(int sock, int *fds, int want)
 		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
 				    .msg_controllen = sizeof(ctl.buf)};
 		struct pollfd p = {.fd = sock, .events = POLLIN};
-		if (poll(&p, 1, 5000) != 1 || recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1 || (mh.msg_flags & MSG_CTRUNC))
-			return false;
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+		bool ok = poll(&p, 1, HANDOVER_WAIT_MS) == 1 && recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) == 1 &&
+			  !(mh.msg_flags & MSG_CTRUNC);
+		for (struct cmsghdr *c = ok ? CMSG_FIRSTHDR(&mh) : NULL; c != NULL; c = CMSG_NXTHDR(&mh, c)) {
 			size_t k = c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS ?
 					   (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) :
 					   0;
@@ -800,41 +798,66 @@ static bool recv_fds(int sock, int *fds, int want)
 					close(fd);
 			}
 		}
+		if (!ok) {
+			for (int i = 0; i < got; i++)
+				close(fds[i]);
+			return false;
+		}
 	}
 	return true;
 }
 
-/* Takes a session handed over on `sock` into door `d`: its front-end socket and record, replayed
- * into this daemon's rte_vhost; answers 'R' or 'F'. NULL or why not. */
-__attribute__((unused)) static const char *session_adopt(struct door *d, int sock)
+/* Sends stopped session `s`: its record and bases, then its front-end socket and the record's
+ * descriptors. */
+static bool session_send(int sock, struct session *s)
 {
-	static struct handover h;
-	uint8_t *p = (uint8_t *)&h;
-	for (size_t have = 0; have < sizeof(h);) {
-		struct pollfd pf = {.fd = sock, .events = POLLIN};
-		ssize_t n = poll(&pf, 1, 5000) == 1 ? recv(sock, p + have, sizeof(h) - have, 0) : -1;
-		if (n <= 0)
-			return "the handover's record did not come";
-		have += (size_t)n;
-	}
-	if (h.magic != HANDOVER_MAGIC)
-		return "the handover's record is of another format";
-	/* the other daemon's numbers are read, never trusted: counts within bounds, no pointer kept */
-	if (h.rec.n_mem_fds < 0 || h.rec.n_mem_fds > MAX_FDS || h.rec.mem_table_len > sizeof(h.rec.mem_table))
-		return "the handover's record is out of bounds";
-	h.rec.not_upgradable = NULL;
+	struct handover *h = malloc(sizeof(*h));
+	if (h == NULL)
+		return false;
+	h->magic = HANDOVER_MAGIC;
+	memcpy(h->bases, s->bases, sizeof(h->bases));
+	h->rec = s->rec;
 	int *slots[MAX_RECORD_FDS];
-	int n = record_fds(&h.rec, slots);
-	int fds[1 + MAX_RECORD_FDS];
-	if (n > MAX_RECORD_FDS || !recv_fds(sock, fds, 1 + n))
-		return "the handover's descriptors did not come";
+	int all[1 + MAX_RECORD_FDS], n = record_fds(&s->rec, slots);
+	all[0] = s->fd[0];
+	for (int i = 0; i < n; i++)
+		all[1 + i] = *slots[i];
+	bool ok = send_all(sock, h, sizeof(*h)) && send_fd_list(sock, all, 1 + n);
+	free(h);
+	return ok;
+}
+
+/* Receives a session session_send() sent, for door `d` (not linked in, not watched); NULL and
+ * *why when it did not come whole. The other daemon's numbers are read, never trusted. */
+static struct session *session_receive(struct door *d, int sock, const char **why)
+{
 	struct session *s = calloc(1, sizeof(*s));
-	if (s == NULL) {
-		for (int i = 0; i < 1 + n; i++)
-			close(fds[i]);
-		return "no memory";
+	struct handover *h = malloc(sizeof(*h));
+	int *slots[MAX_RECORD_FDS];
+	int fds[1 + MAX_RECORD_FDS], n = 0;
+	*why = NULL;
+	if (s == NULL || h == NULL)
+		*why = "no memory";
+	else if (!recv_all(sock, h, sizeof(*h)))
+		*why = "the handover's record did not come";
+	else if (h->magic != HANDOVER_MAGIC)
+		*why = "the handover's record is of another format";
+	else if (h->rec.n_mem_fds < 0 || h->rec.n_mem_fds > MAX_FDS || h->rec.mem_table_len > sizeof(h->rec.mem_table))
+		*why = "the handover's record is out of bounds";
+	if (*why == NULL) {
+		h->rec.not_upgradable = NULL;
+		n = record_fds(&h->rec, slots);
+		if (n > MAX_RECORD_FDS || !recv_fds(sock, fds, 1 + n))
+			*why = "the handover's descriptors did not come";
 	}
-	s->rec = h.rec; /* the sender's descriptor numbers, replaced by this process's own: */
+	if (*why != NULL) {
+		free(h);
+		free(s);
+		return NULL;
+	}
+	s->rec = h->rec; /* the sender's descriptor numbers, replaced by this process's own: */
+	memcpy(s->bases, h->bases, sizeof(s->bases));
+	free(h);
 	record_fds(&s->rec, slots);
 	for (int i = 0; i < n; i++)
 		*slots[i] = fds[1 + i];
@@ -842,22 +865,179 @@ __attribute__((unused)) static const char *session_adopt(struct door *d, int soc
 	s->fd[1] = -1;
 	for (int side = 0; side < 2; side++)
 		s->ep[side] = (struct endpoint){.door = d, .session = s, .side = side};
+	return s;
+}
+
+static void session_link(struct door *d, struct session *s)
+{
 	s->next = d->sessions;
 	d->sessions = s;
 	d->nsessions++;
-	/* the tests' failure half-way: everything received, then refused (the sender's rollback) */
-	const char *why = fault("VIO4WD_FAULT_ADOPT_REFUSE") ? "refused (fault build)" : attach(d, s, h.bases);
-	if (why == NULL && watch(s->fd[0], &s->ep[0]) != 0)
-		why = "cannot watch the front-end";
-	uint8_t word = why == NULL ? 'R' : 'F';
-	if (why != NULL) { /* the other daemon takes it back: close only the copies here */
-		for (int side = 0; side < 2; side++)
-			if (s->fd[side] >= 0)
-				epoll_ctl(g_epoll, EPOLL_CTL_DEL, s->fd[side], NULL);
-		session_close(d, s);
+}
+
+/* Watches `fd` (again): already watched is fine. */
+static bool rewatch(int fd, struct endpoint *ep)
+{
+	return watch(fd, ep) == 0 || errno == EEXIST;
+}
+
+/* Ends session `s` here: the descriptors closed are this process's copies. */
+static void session_drop(struct door *d, struct session *s)
+{
+	for (int side = 0; side < 2; side++)
+		if (s->fd[side] >= 0)
+			epoll_ctl(g_epoll, EPOLL_CTL_DEL, s->fd[side], NULL);
+	session_close(d, s);
+}
+
+/* Takes door `d`'s stopped sessions back into this daemon's rte_vhost (the rollback): a session
+ * that cannot be taken back is closed (QEMU sees it close: today's reconnect). */
+static void door_resume(struct door *d)
+{
+	for (struct session *s = d->sessions, *next; s != NULL; s = next) {
+		next = s->next;
+		const char *why = s->fd[1] >= 0 ? NULL : attach(d, s, s->bases);
+		if (why == NULL && !rewatch(s->fd[0], &s->ep[0]))
+			why = "cannot watch the front-end";
+		if (why != NULL) {
+			RTE_LOG(ERR, USER1, "vio4wd: %s: a connection could not be taken back (%s); closing it\n",
+				d->public_path, why);
+			session_drop(d, s);
+		}
 	}
-	if (send(sock, &word, 1, MSG_NOSIGNAL) != 1 && why == NULL)
+	if (d->listen_fd >= 0 && !rewatch(d->listen_fd, &d->listen_ep))
+		RTE_LOG(ERR, USER1, "vio4wd: %s: cannot watch the listening socket again\n", d->public_path);
+	d->state = DOOR_OPEN;
+}
+
+/* Step 3.1-3.2 for door `d`: every session's rings stopped (bases read), its sockets unwatched.
+ * NULL, "busy" (an exchange in flight: try again) or why not; on failure the door runs on. */
+static const char *door_stop(struct door *d)
+{
+	if (d->state != DOOR_OPEN)
+		return "the relay's socket is not in service here";
+	for (struct session *s = d->sessions; s != NULL; s = s->next) {
+		if (s->rec.not_upgradable != NULL)
+			return s->rec.not_upgradable;
+		if (s->awaiting > 0 || s->in[0].have > 0 || s->in[1].have > 0)
+			return "busy";
+	}
+	d->state = DOOR_STOPPED;
+	for (struct session *s = d->sessions; s != NULL; s = s->next) {
+		uint32_t n;
+		const char *why = stop_rings(s, s->bases, &n);
+		if (why != NULL) {
+			door_resume(d);
+			return why;
+		}
+	}
+	for (struct session *s = d->sessions; s != NULL; s = s->next)
+		epoll_ctl(g_epoll, EPOLL_CTL_DEL, s->fd[0], NULL);
+	if (d->listen_fd >= 0)
+		epoll_ctl(g_epoll, EPOLL_CTL_DEL, d->listen_fd, NULL);
+	return NULL;
+}
+
+/* Step 3.4 and 3.6 for stopped door `d`: sends its sockets on `sock` and waits for the word.
+ * On 'R' the door holds nothing any more (its socket file stays: the other daemon serves it);
+ * else, or when `sock` ends, it takes its sessions back. No timeout: taking them back while the
+ * other daemon may still start their rings would have both run them; whoever drives the handover
+ * ends a daemon that hangs. */
+static const char *door_send(struct door *d, int sock)
+{
+	if (d->state != DOOR_STOPPED)
+		return "the relay's socket was not quiesced";
+	struct door_handover h = {.magic = HANDOVER_MAGIC, .sessions = (uint32_t)d->nsessions,
+				  .listening = d->listen_fd >= 0};
+	bool sent = send_all(sock, &h, sizeof(h)) && (d->listen_fd < 0 || send_fd_list(sock, &d->listen_fd, 1));
+	for (struct session *s = d->sessions; sent && s != NULL; s = s->next)
+		sent = session_send(sock, s);
+	if (!sent)
+		shutdown(sock, SHUT_WR); /* the other daemon sees the end, and answers 'F' or ends */
+	/* sent or not, the other daemon may hold the descriptors: only its word or its end decides */
+	uint8_t word = 0;
+	bool taken = recv(sock, &word, 1, 0) == 1 && word == 'R';
+	if (taken) {
+		while (d->sessions != NULL)
+			session_close(d, d->sessions);
+		close_fd(&d->listen_fd); /* not unlinked: it is the other daemon's now */
+		d->state = DOOR_HANDED;
+	} else {
+		door_resume(d);
+	}
+	return taken ? NULL : "the other daemon did not take the relay's sockets; they run here again";
+}
+
+/* Step 3.5 for door `d` (opened to adopt): receives what door_send() sends, replays each session
+ * into this daemon's rte_vhost, serves the sockets and answers 'R'; or closes what came and
+ * answers 'F'. NULL or why not. */
+static const char *door_adopt(struct door *d, int sock)
+{
+	struct door_handover h;
+	int listen_fd = -1;
+	struct session *got = NULL;
+	const char *why = NULL;
+	if (!recv_all(sock, &h, sizeof(h)))
+		why = "the handover's header did not come";
+	else if (h.magic != HANDOVER_MAGIC)
+		why = "the handover is of another format";
+	else if (h.sessions > MAX_SESSIONS || h.listening > 1)
+		why = "the handover's header is out of bounds";
+	else if (h.listening && !recv_fds(sock, &listen_fd, 1))
+		why = "the listening socket did not come";
+	for (uint32_t i = 0; why == NULL && i < h.sessions; i++) {
+		struct session *s = session_receive(d, sock, &why);
+		if (s != NULL) {
+			s->next = got;
+			got = s;
+		}
+	}
+	if (why == NULL && d->state != DOOR_ADOPTING)
+		why = "the relay's socket was not opened to adopt";
+	while (got != NULL) {
+		struct session *s = got;
+		got = s->next;
+		session_link(d, s);
+	}
+	if (why == NULL && fault("VIO4WD_FAULT_ADOPT_REFUSE"))
+		why = "refused (fault build)";
+	for (struct session *s = d->sessions; why == NULL && s != NULL; s = s->next) {
+		why = attach(d, s, s->bases);
+		if (why == NULL && watch(s->fd[0], &s->ep[0]) != 0)
+			why = "cannot watch the front-end";
+	}
+	struct stat st;
+	if (why == NULL && listen_fd >= 0) {
+		if (watch(listen_fd, &d->listen_ep) != 0)
+			why = "cannot watch the listening socket";
+		else if (lstat(d->public_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+			d->dev = st.st_dev; /* removed at the end as a socket made here */
+			d->ino = st.st_ino;
+		}
+	}
+	if (why == NULL) {
+		d->listen_fd = listen_fd;
+		d->state = DOOR_OPEN;
+	} else { /* the other daemon takes them back: only the copies here are closed */
+		while (d->sessions != NULL)
+			session_drop(d, d->sessions);
+		if (listen_fd >= 0) {
+			epoll_ctl(g_epoll, EPOLL_CTL_DEL, listen_fd, NULL);
+			close(listen_fd);
+		}
+	}
+	uint8_t word = why == NULL ? 'R' : 'F';
+	if (send(sock, &word, 1, MSG_NOSIGNAL) != 1 && why == NULL) {
+		/* the other daemon takes the relay back when the socket ends: none of it may run here */
 		why = "cannot answer the other daemon";
+		while (d->sessions != NULL)
+			session_drop(d, d->sessions);
+		if (d->listen_fd >= 0) {
+			epoll_ctl(g_epoll, EPOLL_CTL_DEL, d->listen_fd, NULL);
+			close_fd(&d->listen_fd);
+		}
+		d->state = DOOR_ADOPTING;
+	}
 	return why;
 }
 
@@ -876,71 +1056,20 @@ static void fault_answer(const char *fmt, ...)
 	fclose(f);
 }
 
-/* Relay 0's one session, or NULL. */
-static struct session *first_session(struct door **d)
-{
-	*d = &g_doors[0];
-	return (*d)->used ? (*d)->sessions : NULL;
-}
-
-/* A unix socket on VIO4WD_FAULT_HANDOVER_SOCK: listening (adopt) or connected (export); -1. */
-static int handover_socket(bool listening)
-{
-	const char *path = getenv("VIO4WD_FAULT_HANDOVER_SOCK");
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path != NULL ? path : "");
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (listening) {
-		unlink(sa.sun_path);
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int c = -1;
-		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 1) == 0 && poll(&p, 1, 10000) == 1)
-			c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-		close(fd);
-		unlink(sa.sun_path);
-		return c;
-	}
-	for (int tries = 0; tries < 100; tries++) { /* the adopting daemon may not listen yet */
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-			return fd;
-		usleep(50 * 1000);
-	}
-	close(fd);
-	return -1;
-}
-
 /*
- * In the tests' fault build, until the handover asks: VIO4WD_FAULT_FILE saying "replay" has every
- * session replayed into this daemon's rte_vhost; "export" hands relay 0's session to the daemon
- * whose file says "adopt", over the unix socket VIO4WD_FAULT_HANDOVER_SOCK. The file is then
- * rewritten with what happened: "replayed <sessions> <rings> <ms>", "exported <ms>", "adopted
- * <ms>", or "failed <why>".
+ * The replay on its own, in the tests' fault build: VIO4WD_FAULT_FILE saying "replay" has every
+ * session replayed into this daemon's rte_vhost; the file is then rewritten with what happened:
+ * "replayed <sessions> <rings> <ms>" or "failed <why>".
  */
-static void fault_handover(void)
+static void fault_replay(void)
 {
-	bool replay = fault_at("replay"), export = fault_at("export"), adopt = fault_at("adopt");
-	if (!replay && !export && !adopt)
+	if (!fault_at("replay"))
 		return;
 	uint64_t t0 = rte_get_tsc_cycles();
 	unsigned sessions = 0, rings = 0;
 	const char *why = NULL;
-	struct door *d;
-	struct session *s = first_session(&d);
-	if (export || adopt) {
-		int sock = handover_socket(adopt);
-		if (sock < 0)
-			why = "no handover socket";
-		else if (adopt)
-			why = session_adopt(d, sock);
-		else
-			why = s == NULL ? "relay 0 has no session" : session_export(d, s, sock);
-		if (sock >= 0)
-			close(sock);
-	}
-	for (uint32_t id = 0; replay && id < VIO4WD_MAX_RELAYS && why == NULL; id++) {
-		d = &g_doors[id];
+	for (uint32_t id = 0; id < VIO4WD_MAX_RELAYS && why == NULL; id++) {
+		struct door *d = &g_doors[id];
 		for (struct session *t = d->used ? d->sessions : NULL, *next; t != NULL && why == NULL; t = next) {
 			next = t->next;
 			uint32_t n = 0;
@@ -963,14 +1092,77 @@ static void fault_handover(void)
 	double ms = (double)(rte_get_tsc_cycles() - t0) * 1000.0 / (double)rte_get_tsc_hz();
 	if (why != NULL)
 		fault_answer("failed %s\n", why);
-	else if (replay)
-		fault_answer("replayed %u %u %.1f\n", sessions, rings, ms);
 	else
-		fault_answer("%s %.1f\n", export ? "exported" : "adopted", ms);
+		fault_answer("replayed %u %u %.1f\n", sessions, rings, ms);
 }
 #else
-#define fault_handover() ((void)0)
+#define fault_replay() ((void)0)
 #endif
+
+static void wake(void)
+{
+	uint64_t one = 1;
+	if (write(g_wake, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		RTE_LOG(WARNING, USER1, "vio4wd: front door: cannot wake its thread: %s\n", strerror(errno));
+}
+
+/*
+ * The handover's steps run on the door thread, between two rounds of events: a step run by
+ * another thread would leave the door thread events it collected before the step (a reply the step
+ * read itself, a session the step freed). The caller waits; one step at a time.
+ */
+enum request_kind { REQ_QUIESCE, REQ_RESUME, REQ_SEND, REQ_ADOPT };
+struct door_request {
+	enum request_kind kind;
+	struct door *door;
+	int sock;
+	const char *why;
+	bool done;
+};
+static struct door_request *g_request;
+static pthread_cond_t g_request_done = PTHREAD_COND_INITIALIZER;
+
+/* On the door thread, the lock held. */
+static void serve_request(void)
+{
+	struct door_request *q = g_request;
+	if (q == NULL)
+		return;
+	struct door *d = q->door;
+	if (g_quit)
+		q->why = "the front door is stopping";
+	else if (q->kind == REQ_QUIESCE)
+		q->why = door_stop(d);
+	else if (q->kind == REQ_RESUME && d->state == DOOR_STOPPED)
+		door_resume(d);
+	else if (q->kind == REQ_SEND)
+		q->why = door_send(d, q->sock);
+	else if (q->kind == REQ_ADOPT)
+		q->why = door_adopt(d, q->sock);
+	q->done = true;
+	g_request = NULL;
+	pthread_cond_broadcast(&g_request_done);
+}
+
+/* Has the door thread run step `kind` for relay `id`'s door; NULL or why not. */
+static const char *door_request(enum request_kind kind, uint32_t id, int sock)
+{
+	pthread_mutex_lock(&g_lock);
+	while (g_request != NULL)
+		pthread_cond_wait(&g_request_done, &g_lock);
+	struct door *d = id < VIO4WD_MAX_RELAYS && g_doors[id].used && !g_doors[id].closing ? &g_doors[id] : NULL;
+	if (d == NULL || !g_running) {
+		pthread_mutex_unlock(&g_lock);
+		return "the relay has no socket";
+	}
+	struct door_request q = {.kind = kind, .door = d, .sock = sock};
+	g_request = &q;
+	wake();
+	while (!q.done)
+		pthread_cond_wait(&g_request_done, &g_lock);
+	pthread_mutex_unlock(&g_lock);
+	return q.why;
+}
 
 /* Event tags that are not an endpoint: the wake-up, and an event of a session closed earlier in
  * the same batch. */
@@ -984,6 +1176,7 @@ static void *door_thread(void *arg)
 		int n = epoll_wait(g_epoll, evs, 32, 100);
 		pthread_mutex_lock(&g_lock);
 		if (g_quit) {
+			serve_request(); /* answered: the front door is stopping */
 			pthread_mutex_unlock(&g_lock);
 			return NULL;
 		}
@@ -1011,7 +1204,8 @@ static void *door_thread(void *arg)
 						evs[j].data.ptr = &g_gone_ep;
 			}
 		}
-		fault_handover();
+		fault_replay();
+		serve_request();
 		uint64_t now = now_ms();
 		bool closed = false;
 		for (uint32_t id = 0; id < VIO4WD_MAX_RELAYS; id++) {
@@ -1029,13 +1223,6 @@ static void *door_thread(void *arg)
 			pthread_cond_broadcast(&g_closed);
 		pthread_mutex_unlock(&g_lock);
 	}
-}
-
-static void wake(void)
-{
-	uint64_t one = 1;
-	if (write(g_wake, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		RTE_LOG(WARNING, USER1, "vio4wd: front door: cannot wake its thread: %s\n", strerror(errno));
 }
 
 /* ---- what vhost.c and eal.c call ---- */
@@ -1056,8 +1243,15 @@ int frontdoor_start(void)
 	return 0;
 }
 
+static int g_handover_fd = -1; /* the new daemon's handover socket (frontdoor_handover_listen) */
+static char g_handover_path[108];
+
 void frontdoor_stop(void)
 {
+	if (g_handover_fd >= 0) {
+		close_fd(&g_handover_fd);
+		unlink(g_handover_path);
+	}
 	if (g_running) {
 		pthread_mutex_lock(&g_lock);
 		g_quit = true;
@@ -1078,12 +1272,12 @@ void frontdoor_private_path(uint32_t id, char *out, size_t size)
 	snprintf(out, size, "%s/vhost%u.sock", rte_eal_get_runtime_dir(), id);
 }
 
-int frontdoor_open(uint32_t id, const char *public_path, bool client, uid_t uid, gid_t gid)
+int frontdoor_open(uint32_t id, const char *public_path, bool client, bool adopt, uid_t uid, gid_t gid)
 {
-	struct door d = {.used = true, .client = client, .listen_fd = -1};
+	struct door d = {.used = true, .client = client, .listen_fd = -1, .state = adopt ? DOOR_ADOPTING : DOOR_OPEN};
 	snprintf(d.public_path, sizeof(d.public_path), "%s", public_path);
 	frontdoor_private_path(id, d.private_path, sizeof(d.private_path));
-	if (!client) {
+	if (!client && !adopt) {
 		struct sockaddr_un sa = {.sun_family = AF_UNIX};
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", public_path);
 		struct stat st;
@@ -1147,4 +1341,95 @@ void frontdoor_close(uint32_t id)
 	while (d->used)
 		pthread_cond_wait(&g_closed, &g_lock);
 	pthread_mutex_unlock(&g_lock);
+}
+
+/* ---- the handover's steps (docs/hot-upgrade.md), as vhost.c's API calls them ---- */
+
+/* Relay `id`'s door if it is in use, under the lock (the caller unlocks), or NULL. */
+static struct door *door_locked(uint32_t id)
+{
+	pthread_mutex_lock(&g_lock);
+	if (id < VIO4WD_MAX_RELAYS && g_doors[id].used && !g_doors[id].closing)
+		return &g_doors[id];
+	pthread_mutex_unlock(&g_lock);
+	return NULL;
+}
+
+const char *frontdoor_check(uint32_t id)
+{
+	struct door *d = door_locked(id);
+	if (d == NULL)
+		return NULL; /* no socket: nothing to refuse */
+	const char *why = d->state != DOOR_OPEN ? "its socket is being handed over" : NULL;
+	for (struct session *s = d->sessions; why == NULL && s != NULL; s = s->next)
+		why = s->rec.not_upgradable;
+	pthread_mutex_unlock(&g_lock);
+	return why;
+}
+
+const char *frontdoor_quiesce(uint32_t id)
+{
+	return door_request(REQ_QUIESCE, id, -1);
+}
+
+void frontdoor_resume(uint32_t id)
+{
+	door_request(REQ_RESUME, id, -1);
+}
+
+const char *frontdoor_send(uint32_t id, const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0 || connect(sock, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		if (sock >= 0)
+			close(sock);
+		frontdoor_resume(id);
+		return "cannot reach the other daemon's handover socket; the relay runs here again";
+	}
+	const char *why = door_request(REQ_SEND, id, sock);
+	close(sock);
+	return why;
+}
+
+int frontdoor_handover_listen(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return set_error(ENAMETOOLONG, "handover socket path '%s' is too long", path);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	unlink(path);
+	mode_t old = umask(0077); /* root only from the start: whoever connects hands us descriptors */
+	int ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 1) == 0;
+	int err = errno;
+	umask(old);
+	if (!ok) {
+		if (fd >= 0)
+			close(fd);
+		return set_error(err, "cannot listen on handover socket '%s': %s", path, strerror(err));
+	}
+	close_fd(&g_handover_fd);
+	g_handover_fd = fd;
+	snprintf(g_handover_path, sizeof(g_handover_path), "%s", path);
+	return 0;
+}
+
+const char *frontdoor_adopt(uint32_t id, uint32_t timeout_ms)
+{
+	struct pollfd p = {.fd = g_handover_fd, .events = POLLIN};
+	if (g_handover_fd < 0)
+		return "no handover socket";
+	if (poll(&p, 1, (int)timeout_ms) != 1)
+		return "the other daemon did not connect";
+	int sock = accept4(g_handover_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (sock < 0)
+		return "cannot accept the other daemon's connection";
+	const char *why = door_request(REQ_ADOPT, id, sock);
+	uint8_t no = 'F';
+	if (strcmp(why != NULL ? why : "", "the relay has no socket") == 0 && send(sock, &no, 1, MSG_NOSIGNAL) != 1)
+		why = "the relay has no socket (and the other daemon is gone)";
+	close(sock);
+	return why;
 }

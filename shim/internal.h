@@ -135,10 +135,18 @@ void frontdoor_stop(void);
 void frontdoor_private_path(uint32_t id, char *out, size_t size);
 /* Serves `public_path` for relay `id`: listens there (server mode: the socket made, owned by
  * uid:gid, mode 0660) or connects to it and reconnects (client mode). */
-int frontdoor_open(uint32_t id, const char *public_path, bool client, uid_t uid, gid_t gid);
+int frontdoor_open(uint32_t id, const char *public_path, bool client, bool adopt, uid_t uid, gid_t gid);
 /* Closes relay `id`'s connections and socket (server mode: removes the file it made); returns
  * once done. */
 void frontdoor_close(uint32_t id);
+/* The hot upgrade's steps (docs/hot-upgrade.md); each returns NULL or why not. A door opened with
+ * `adopt` neither listens nor dials until frontdoor_adopt() gives it another daemon's sockets. */
+const char *frontdoor_check(uint32_t id);     /* whether relay `id`'s socket can be handed over now */
+const char *frontdoor_quiesce(uint32_t id);   /* its rings stopped, its sockets unwatched; "busy": again */
+void frontdoor_resume(uint32_t id);           /* undoes frontdoor_quiesce() */
+const char *frontdoor_send(uint32_t id, const char *path); /* hands them over; else resumes */
+int frontdoor_handover_listen(const char *path); /* the socket frontdoor_adopt() takes them on */
+const char *frontdoor_adopt(uint32_t id, uint32_t timeout_ms);
 
 /* ---- quirks.c: work-arounds for DPDK 22.11 driver bugs; calls only DPDK ---- */
 

@@ -258,14 +258,14 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 	int ret = resolve_ids(owner, group, &uid, &gid);
 	if (ret != 0)
 		return ret;
-	bool client = flags & VIO4WD_SOCK_CLIENT;
+	bool client = flags & VIO4WD_SOCK_CLIENT, adopt = flags & VIO4WD_SOCK_ADOPT;
 	pthread_mutex_lock(&c->lock);
 	if (c->registered) {
 		pthread_mutex_unlock(&c->lock);
 		return set_error(EEXIST, "relay %u already has socket '%s'", id, c->path);
 	}
 	struct stat st;
-	if (!client && lstat(path, &st) == 0) {
+	if (!client && !adopt && lstat(path, &st) == 0) { /* adopting: the file is the other daemon's */
 		if (!S_ISSOCK(st.st_mode)) {
 			pthread_mutex_unlock(&c->lock);
 			return set_error(EEXIST, "'%s' already exists and is not a socket; remove it or change VIRTIOFWD_SOCKET_DIR", path);
@@ -304,7 +304,7 @@ API int vio4wd_socket_register(uint32_t id, const char *path, uint32_t flags, co
 	if (rte_vhost_driver_start(private_path) != 0)
 		ret = set_error(EIO, "cannot start rte_vhost on '%s'", private_path);
 	else
-		ret = frontdoor_open(id, path, client, uid, gid);
+		ret = frontdoor_open(id, path, client, adopt, uid, gid);
 	if (ret != 0) {
 		relay_set_path(c, "");
 		pthread_mutex_unlock(&c->lock);
@@ -354,4 +354,46 @@ void vhost_unregister_all(void)
 {
 	for (uint32_t id = 0; id < VIO4WD_MAX_RELAYS; id++)
 		vio4wd_socket_unregister(id); /* ENOENT for relays without one */
+}
+
+/* ---- hot upgrade (docs/hot-upgrade.md): the front door's steps, reasons into `why` ---- */
+
+static int handover_result(const char *failure, int err, char *why, uint32_t why_size)
+{
+	if (failure == NULL)
+		return 0;
+	snprintf(why, why_size, "%s", failure);
+	return -err;
+}
+
+API int vio4wd_handover_check(uint32_t relay, char *why, uint32_t why_size)
+{
+	return handover_result(frontdoor_check(relay), EPERM, why, why_size);
+}
+
+API int vio4wd_handover_quiesce(uint32_t relay, char *why, uint32_t why_size)
+{
+	const char *failure = frontdoor_quiesce(relay);
+	return handover_result(failure, failure != NULL && strcmp(failure, "busy") == 0 ? EBUSY : EPERM, why,
+			       why_size);
+}
+
+API void vio4wd_handover_resume(uint32_t relay)
+{
+	frontdoor_resume(relay);
+}
+
+API int vio4wd_handover_send(uint32_t relay, const char *path, char *why, uint32_t why_size)
+{
+	return handover_result(frontdoor_send(relay, path), EIO, why, why_size);
+}
+
+API int vio4wd_handover_listen(const char *path)
+{
+	return frontdoor_handover_listen(path);
+}
+
+API int vio4wd_handover_adopt(uint32_t relay, uint32_t timeout_ms, char *why, uint32_t why_size)
+{
+	return handover_result(frontdoor_adopt(relay, timeout_ms), EIO, why, why_size);
 }

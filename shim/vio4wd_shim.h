@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#define VIO4WD_SHIM_ABI 6
+#define VIO4WD_SHIM_ABI 7
 #define VIO4WD_MAX_RELAYS 64
 #define VIO4WD_MAX_WORKERS 64
 #define VIO4WD_MAX_QUEUE_PAIRS 32
@@ -118,6 +118,7 @@ struct vio4wd_event {
 #define VIO4WD_SOCK_CLIENT (1u << 0)   /* connect (with reconnect) instead of listen */
 #define VIO4WD_SOCK_MRGBUF (1u << 1)   /* offer VIRTIO_NET_F_MRG_RXBUF */
 #define VIO4WD_SOCK_TSO (1u << 2)      /* offer HOST_TSO4/6 */
+#define VIO4WD_SOCK_ADOPT (1u << 3)    /* the socket comes from another daemon (vio4wd_handover_adopt) */
 
 /* Stages of vio4wd_vf_attach() a failure is reported from. */
 #define VIO4WD_STAGE_OTHER 0
@@ -190,6 +191,20 @@ void vio4wd_log_to_fd(int fd);
 int vio4wd_socket_register(uint32_t relay, const char *path, uint32_t flags, const char *owner,
 			   const char *group);
 int vio4wd_socket_unregister(uint32_t relay);
+
+/* Hot upgrade (docs/hot-upgrade.md): a relay's vhost-user sockets handed to another daemon. Each
+ * returns 0 or -errno with the reason in `why` (these may run on a thread of their own, where the
+ * caller's last error is not). Old daemon: check (-EPERM: not now, e.g. a live migration),
+ * quiesce (rings stopped, sockets unwatched; -EBUSY: an exchange in flight, again soon), then
+ * send to the new daemon's handover socket (blocks until it answers or ends; on failure the relay
+ * runs here again), or resume. New daemon: listen once, register the relay's socket with
+ * VIO4WD_SOCK_ADOPT, then adopt (blocks up to timeout_ms for the old daemon to connect). */
+int vio4wd_handover_check(uint32_t relay, char *why, uint32_t why_size);
+int vio4wd_handover_quiesce(uint32_t relay, char *why, uint32_t why_size);
+void vio4wd_handover_resume(uint32_t relay);
+int vio4wd_handover_send(uint32_t relay, const char *path, char *why, uint32_t why_size);
+int vio4wd_handover_listen(const char *path);
+int vio4wd_handover_adopt(uint32_t relay, uint32_t timeout_ms, char *why, uint32_t why_size);
 
 /* VF side: devargs (PCI address or vdev string) probed, configured and started. */
 int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu);

@@ -21,6 +21,7 @@ import { runSched, schedCommand } from "./cli/sched.ts";
 import { monitorCommand, runMonitor } from "./cli/monitor.ts";
 import { runVmConfig, vmConfigCommand } from "./cli/vm_config.ts";
 import { doctorCommand, runDoctor } from "./cli/doctor.ts";
+import { runUpgrade, upgradeCommand } from "./cli/upgrade.ts";
 import { DaemonUnreachableError } from "./control/client.ts";
 import { ShimNotFoundError } from "../ffi/shim.ts";
 import { Dataplane } from "./dataplane/dataplane.ts";
@@ -38,6 +39,7 @@ export const parser = or(
   monitorCommand,
   vmConfigCommand,
   doctorCommand,
+  upgradeCommand,
 );
 
 /** `vio4wd --version`: vio4wd, Deno and (when the shim loads) DPDK versions. */
@@ -132,6 +134,8 @@ export async function main(args: readonly string[]): Promise<number> {
         return await runVmConfig(a);
       case "doctor":
         return await runDoctor(a);
+      case "upgrade":
+        return await runUpgrade(a);
     }
   } catch (e) {
     if (e instanceof ConfigError) {

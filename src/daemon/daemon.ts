@@ -44,6 +44,7 @@ import { CAP_SYS_ADMIN, lacksCapability } from "../host/capabilities.ts";
 import { Dataplane, DataplaneError } from "../dataplane/dataplane.ts";
 import { attempt, type RelayPorts, type RelayReader, RelayTable } from "../relays/table.ts";
 import { clientPorts, isSriovVf, untrustedPeerSocket } from "../relays/client_ports.ts";
+import { greet, takeOverRequest, takeRelaysOver, UpgradeServer, upgradeSocketPath } from "./upgrade.ts";
 
 /** vio4wd's version: package.json's, its one owner (the package build reads it there too). */
 export const VERSION: string = packageJson.version;
@@ -159,13 +160,11 @@ function bindListedVfs(list: readonly string[], log: Logger): void {
  * file); the new file is written under a fresh name (O_EXCL: never through a link) and renamed
  * over whatever was there.
  */
-function writePidFile(c: Config): string {
+function writePidFile(c: Config, takingOver = false): string {
   const path = pidFilePath(c);
-  let old = 0;
-  try {
-    old = Number(new TextDecoder().decode(readNoFollow(path, 32).data).trim());
-  } catch { /* none, or not a regular file: replaced below */ }
-  if (Number.isSafeInteger(old) && old > 0 && old !== Deno.pid) {
+  const old = pidInFile(path);
+  // taking over: the PID there is the daemon this one takes over from
+  if (!takingOver && old > 0 && old !== Deno.pid) {
     let cmd = "";
     try {
       cmd = Deno.readTextFileSync(`/proc/${old}/cmdline`);
@@ -185,6 +184,21 @@ function writePidFile(c: Config): string {
     throw new StartupError(`cannot write PID file ${path}: ${(e as Error).message} (check VIRTIOFWD_PID_DIR)`);
   }
   return path;
+}
+
+/** The PID in PID file `path` (read without following a link, 32 bytes at most), or 0. */
+function pidInFile(path: string): number {
+  try {
+    const pid = Number(new TextDecoder().decode(readNoFollow(path, 32).data).trim());
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : 0;
+  } catch {
+    return 0; // none, or not a regular file
+  }
+}
+
+/** Removes PID file `path` if it is still this process's (after a hot upgrade it is the new daemon's). */
+function removeOwnPidFile(path: string): void {
+  if (pidInFile(path) === Deno.pid) removeQuietly(path);
 }
 
 /**
@@ -232,8 +246,13 @@ function pairingKeeper(c: Config, table: RelayTable, log: Logger): () => void {
 export interface RunningDaemon {
   table: RelayTable;
   dataplane: Dataplane;
-  /** Stops the control endpoints, workers, sockets and VFs, removes the PID file; returns the exit status. */
-  stop(): Promise<number>;
+  /**
+   * Stops the control endpoints, workers, sockets and VFs, removes the PID file; returns the exit
+   * status. After a hot upgrade (`handedOver`) what went to the new daemon is left alone.
+   */
+  stop(handedOver?: boolean): Promise<number>;
+  /** Resolves with the new daemon's PID once a hot upgrade handed everything to it. */
+  readonly handedOver: Promise<number>;
 }
 
 /**
@@ -246,31 +265,86 @@ export function startDaemon(loaded: LoadedConfig, log: Logger): RunningDaemon {
   const accounts = checkBeforeStart(loaded, log);
   using started = new DisposableStack(); // what a failed start undoes, last first
   const pidFile = writePidFile(c);
-  started.defer(() => removeQuietly(pidFile));
+  started.defer(() => removeOwnPidFile(pidFile));
   const { dp, shutdown } = bringUpDataplane(c, log, started);
-  const table = new RelayTable(
-    { ...c, socketOwner: accounts.owner, socketGroup: accounts.group },
-    dp,
-    log,
-    cpuNodes(sysfsRoot()),
-  );
+  const table = relayTable(c, accounts, dp, log);
   addConfiguredRelays(c, table, log);
-  const endpoints = openEndpoints(c, accounts, table, dp, log); // the last step that can fail
+  const endpoints = new DaemonEndpoints(c, accounts, table, dp, log);
+  endpoints.open(true); // the last step that can fail
   announceReady(c, table, dp, log);
   const poll = setInterval(eventPoller(dp, table, log), EVENT_POLL_MS);
-  const unwind = started.move(); // started: undone by stop() from now on
+  return running(table, dp, endpoints, poll, started.move(), shutdown, log);
+}
 
+/**
+ * Starts a daemon that takes the relays of a running one over (hot upgrade, docs/hot-upgrade.md):
+ * DPDK up under its own file prefix first, then each relay as the old daemon hands it over, then
+ * the endpoints and the PID file once the old daemon released them. Until then a failure undoes
+ * everything here; the old daemon takes its relays back.
+ */
+export async function startTakingOver(
+  loaded: LoadedConfig,
+  log: Logger,
+  req: { path: string; token: string; prefix: string },
+): Promise<RunningDaemon> {
+  const c: Config = { ...loaded.config, ealFilePrefix: req.prefix };
+  const accounts = checkBeforeStart({ ...loaded, config: c }, log);
+  using started = new DisposableStack();
+  const { ch, relays } = await greet(req, VERSION);
+  started.defer(() => ch.close());
+  log.notice(`taking over ${relays.length} relay(s) from the running daemon (${req.path})`);
+  const { dp, shutdown } = bringUpDataplane(c, log, started);
+  const table = relayTable(c, accounts, dp, log);
+  const poll = setInterval(eventPoller(dp, table, log), EVENT_POLL_MS);
+  started.defer(() => clearInterval(poll));
+  const endpoints = new DaemonEndpoints(c, accounts, table, dp, log);
+  await takeRelaysOver(
+    {
+      table,
+      dp,
+      log,
+      openEndpoints: () => {
+        const pidFile = writePidFile(c, true);
+        started.defer(() => removeOwnPidFile(pidFile));
+        endpoints.open(false);
+        return Promise.resolve(VERSION);
+      },
+    },
+    ch,
+    relays,
+    `/var/run/dpdk/${c.ealFilePrefix}/handover.sock`,
+    VERSION,
+  );
+  announceReady(c, table, dp, log, false);
+  return running(table, dp, endpoints, poll, started.move(), shutdown, log);
+}
+
+function relayTable(c: Config, accounts: SocketAccounts, dp: Dataplane, log: Logger): RelayTable {
+  return new RelayTable({ ...c, socketOwner: accounts.owner, socketGroup: accounts.group }, dp, log, cpuNodes(sysfsRoot()));
+}
+
+/** The daemon once started: stop() undoes `unwind` (DPDK, its run directory, the PID file). */
+function running(
+  table: RelayTable,
+  dp: Dataplane,
+  endpoints: DaemonEndpoints,
+  poll: ReturnType<typeof setInterval>,
+  unwind: DisposableStack,
+  shutdown: { status: number },
+  log: Logger,
+): RunningDaemon {
   return {
     table,
     dataplane: dp,
-    async stop(): Promise<number> {
-      notifyServiceManager("STOPPING=1");
-      await endpoints.stop();
+    handedOver: endpoints.handedOver,
+    async stop(handedOver = false): Promise<number> {
+      if (!handedOver) notifyServiceManager("STOPPING=1"); // after a handover systemd follows the new PID
+      await endpoints.close();
       clearInterval(poll);
       table.tick();
       for (const ev of dp.events()) table.handle(ev);
       logStatus(log, table);
-      unwind.dispose(); // DPDK shut down, its run directory and the PID file removed
+      unwind.dispose(); // DPDK shut down, its run directory and the PID file (if still ours) removed
       log.notice("Stopping virtio-forwarder: stopped");
       return shutdown.status;
     },
@@ -383,84 +457,139 @@ function addConfiguredRelays(c: Config, table: RelayTable, log: Logger): void {
   }
 }
 
-/** The daemon's endpoints, open: ZeroMQ services, the port-control monitor, metrics. */
-interface Endpoints {
-  /** Closes them all (metrics, monitor, ZeroMQ). */
-  stop(): Promise<void>;
-}
-
 /**
- * Opens what clients talk to: the ZeroMQ services (a failure is a StartupError), the OVSDB or
- * IPC monitor when port control comes from one, and the metrics (a failure is logged). Pairings
- * kept from the last run are restored first.
+ * What clients talk to: the ZeroMQ services (a failure is a StartupError), the OVSDB or IPC monitor
+ * when port control comes from one, the metrics (a failure is logged), and the upgrade socket.
+ * A hot upgrade closes them in the old daemon and opens them in the new one.
  */
-function openEndpoints(
-  c: Config,
-  accounts: SocketAccounts,
-  table: RelayTable,
-  dp: Dataplane,
-  log: Logger,
-): Endpoints {
-  const places = { socketDir: c.socketDir, allow: c.socketDirsAllow, trust: socketDirTrust(accounts, qemuAccount()) };
-  const portControl = new PortControl(clientView(c, table), log, places);
-  const statsAnswerer = new StatsAnswerer(table, log);
-  const keepPairings = c.dynamicSockets ? pairingKeeper(c, table, log) : () => {};
-  if (c.dynamicSockets) restorePairings(c, portControl, log);
-  keepPairings();
-  let control: ControlServer;
-  try {
-    control = new ControlServer(
-      controlServices(c, table, log, portControl, keepPairings, statsAnswerer),
-      log,
-      c.zmqGroup,
-      sharedSocketDir(c.socketDir, accounts),
-    );
-  } catch (e) {
-    throw new StartupError(`${errorText(e)} (does the endpoint's directory exist and is it writable?)`);
+class DaemonEndpoints {
+  readonly #c: Config;
+  readonly #accounts: SocketAccounts;
+  readonly #table: RelayTable;
+  readonly #dp: Dataplane;
+  readonly #log: Logger;
+  #open: (() => Promise<void>) | null = null;
+  #upgrade: UpgradeServer | null = null;
+  readonly #handedOver = Promise.withResolvers<number>();
+
+  constructor(c: Config, accounts: SocketAccounts, table: RelayTable, dp: Dataplane, log: Logger) {
+    this.#c = c;
+    this.#accounts = accounts;
+    this.#table = table;
+    this.#dp = dp;
+    this.#log = log;
   }
-  // Port control at run time: ZeroMQ (a service above), or one of the monitors.
-  const mode = portControlMode(c);
-  const monitor = mode === "ovsdb"
-    ? new OvsdbMonitor(clientView(c, table), log, c.ovsdbSock)
-    : mode === "ipc"
-    ? new IpcMonitor(clientView(c, table), log, c.ipcCmdFile, c.zmqGroup === "" ? null : accountId("group", c.zmqGroup))
-    : null;
-  monitor?.start();
-  let metrics: Deno.HttpServer | null = null;
-  if (c.metricsListen) {
+
+  /** Resolves with the new daemon's PID once a hot upgrade handed everything to it. */
+  get handedOver(): Promise<number> {
+    return this.#handedOver.promise;
+  }
+
+  /** Opens them; `restore`: the pairings kept from the last run are restored first. */
+  open(restore: boolean): void {
+    const c = this.#c, table = this.#table, log = this.#log;
+    const places = {
+      socketDir: c.socketDir,
+      allow: c.socketDirsAllow,
+      trust: socketDirTrust(this.#accounts, qemuAccount()),
+    };
+    const view = clientView(c, table, () => this.#upgrade?.busy ?? null);
+    const portControl = new PortControl(view, log, places);
+    const statsAnswerer = new StatsAnswerer(table, log);
+    const keepPairings = c.dynamicSockets ? pairingKeeper(c, table, log) : () => {};
+    if (c.dynamicSockets && restore) restorePairings(c, portControl, log);
+    keepPairings();
+    let control: ControlServer;
+    try {
+      control = new ControlServer(
+        controlServices(c, table, log, portControl, keepPairings, statsAnswerer),
+        log,
+        c.zmqGroup,
+        sharedSocketDir(c.socketDir, this.#accounts),
+      );
+    } catch (e) {
+      throw new StartupError(`${errorText(e)} (does the endpoint's directory exist and is it writable?)`);
+    }
+    // Port control at run time: ZeroMQ (a service above), or one of the monitors.
+    const mode = portControlMode(c);
+    const monitor = mode === "ovsdb"
+      ? new OvsdbMonitor(view, log, c.ovsdbSock)
+      : mode === "ipc"
+      ? new IpcMonitor(view, log, c.ipcCmdFile, c.zmqGroup === "" ? null : accountId("group", c.zmqGroup))
+      : null;
+    monitor?.start();
+    const metrics = this.#metrics(statsAnswerer);
+    const upgrade = this.#upgradeServer();
+    this.#open = async () => {
+      upgrade?.close();
+      await metrics?.shutdown();
+      await monitor?.stop();
+      await control.stop();
+    };
+  }
+
+  #metrics(statsAnswerer: StatsAnswerer): Deno.HttpServer | null {
+    const c = this.#c, log = this.#log;
+    if (!c.metricsListen) return null;
     if (endpointReach(`tcp://${c.metricsListen}`) === "remote") {
       log.warn(
         `metrics: ${c.metricsListen} is reachable from the network (VIO4WD_METRICS_LISTEN); 127.0.0.1 keeps it local`,
       );
     }
     try {
-      metrics = serveMetrics(
+      return serveMetrics(
         c.metricsListen,
-        table,
+        this.#table,
         log,
-        { version: VERSION, dpdk: dp.dpdkVersion },
-        { statsWaiting: () => statsAnswerer.waiting, heapBytes: () => dp.hugepageBytesUsed() },
+        { version: VERSION, dpdk: this.#dp.dpdkVersion },
+        { statsWaiting: () => statsAnswerer.waiting, heapBytes: () => this.#dp.hugepageBytesUsed() },
       );
     } catch (e) {
       log.error(`metrics: cannot listen on ${c.metricsListen}: ${errorText(e)}; metrics are off`);
+      return null;
     }
   }
-  return {
-    async stop() {
-      await metrics?.shutdown();
-      await monitor?.stop();
-      await control.stop();
-    },
-  };
+
+  /** The upgrade socket (root only, beside the PID file); a failure is logged: no hot upgrade. */
+  #upgradeServer(): UpgradeServer | null {
+    const path = upgradeSocketPath(pidFilePath(this.#c));
+    try {
+      this.#upgrade = UpgradeServer.listen({
+        config: this.#c,
+        table: this.#table,
+        dp: this.#dp,
+        log: this.#log,
+        releaseEndpoints: () => this.close(),
+        reopenEndpoints: () => this.open(false),
+        handedOver: (pid) => {
+          const why = notifyServiceManager(`MAINPID=${pid}`);
+          if (why) this.#log.warn(`cannot tell systemd the new daemon's PID ${pid}: ${why}`);
+          this.#handedOver.resolve(pid);
+        },
+      }, path);
+      return this.#upgrade;
+    } catch (e) {
+      this.#log.error(`upgrade socket ${path}: ${errorText(e)}; 'vio4wd upgrade' will not reach this daemon`);
+      return null;
+    }
+  }
+
+  /** Closes them all (upgrade socket, metrics, monitor, ZeroMQ); again is nothing. */
+  async close(): Promise<void> {
+    const close = this.#open;
+    this.#open = null;
+    await close?.();
+  }
 }
 
 /** Tells systemd and the log that the daemon is ready, with what it serves. */
-function announceReady(c: Config, table: RelayTable, dp: Dataplane, log: Logger): void {
+function announceReady(c: Config, table: RelayTable, dp: Dataplane, log: Logger, notify = true): void {
   const relays = table.list();
   const sockets = relays.filter((r) => r.socket !== null).length;
   const vfs = relays.filter((r) => r.vf !== null).length;
   const mib = (dp.hugepageBytesUsed() / 2 ** 20).toFixed(1);
-  const notified = notifyServiceManager(`READY=1\nSTATUS=relaying: ${sockets} socket(s), ${vfs} VF(s)`);
+  // taken over: the old daemon tells systemd this one's PID (only the main PID may notify)
+  const notified = notify ? notifyServiceManager(`READY=1\nSTATUS=relaying: ${sockets} socket(s), ${vfs} VF(s)`) : null;
   if (notified) log.warn(`cannot tell systemd the daemon is ready: ${notified}`);
   const pc = portControlSource(c);
   const from = { zmq: pc.from, ipc: `IPC file ${pc.from}`, ovsdb: `OVSDB ${pc.from}` }[pc.mode];
@@ -508,14 +637,14 @@ function removeQuietly(path: string): void {
  * scheduler needs stats, so enabling it starts stats on the default endpoint if none is set.
  */
 /** The relay table as clients reach it: their device strings checked (see clientPorts). */
-function clientView(c: Config, table: RelayTable): RelayPorts {
+function clientView(c: Config, table: RelayTable, busy: () => string | null): RelayPorts {
   return clientPorts(table, {
     drivers: c.devargsAllow,
     pci: c.pciAllow,
     socketDir: c.socketDir,
     isVf: isSriovVf,
     untrustedPeerSocket,
-  });
+  }, busy);
 }
 
 export function controlServices(
@@ -601,9 +730,12 @@ export async function runDaemon(loaded: LoadedConfig, log = new Logger(loaded.co
   ] as const;
   for (const [sig, fn] of handlers) Deno.addSignalListener(sig, fn);
   try {
-    daemon = startDaemon(loaded, log);
-    log.notice(`${await stopped}: stopping`);
-    return await daemon.stop();
+    const takeOver = takeOverRequest();
+    daemon = takeOver ? await startTakingOver(loaded, log, takeOver) : startDaemon(loaded, log);
+    const handedOver = daemon.handedOver.then((pid) => `handed over to PID ${pid}`);
+    const why = await Promise.race([stopped, handedOver]);
+    log.notice(`${why}: stopping`);
+    return await daemon.stop(why.startsWith("handed over"));
   } finally {
     for (const [sig, fn] of handlers) Deno.removeSignalListener(sig, fn);
   }

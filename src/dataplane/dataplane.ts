@@ -134,10 +134,26 @@ export interface SocketOptions {
   tso: boolean;
   owner: string;
   group: string;
+  /** The socket comes from the daemon this one takes over from ({@link Dataplane.adopt}). */
+  adopt?: boolean;
 }
+
+/** How long the reason of a handover step may be. */
+const WHY_SIZE = 256;
 
 /** A VF counter of the relay report: all ones when the relay has no VF. */
 const vfCounter = (v: bigint) => v === 0xffff_ffff_ffff_ffffn ? null : v;
+
+/** `a` + `b`, counter by counter. */
+function addCounters(a: DirCounters, b: DirCounters): DirCounters {
+  return Object.fromEntries(DIR_COUNTERS.map((k) => [k, a[k] + BigInt(b[k])])) as DirCounters;
+}
+
+/** The NUL-terminated text in `buf`. */
+function cText(buf: Uint8Array): string {
+  const end = buf.indexOf(0);
+  return new TextDecoder().decode(end < 0 ? buf : buf.subarray(0, end));
+}
 
 const enc = new TextEncoder();
 function cstr(s: string): Uint8Array<ArrayBuffer> {
@@ -163,6 +179,8 @@ export class Dataplane {
   #shared: Deno.UnsafePointerView | null = null;
   #event = new Uint8Array(EVENT_LAYOUT.size);
   #report = new Uint8Array(RELAY_REPORT_LAYOUT.size);
+  /** Per relay, the counters of the daemon it was taken over from ({@link continueCounters}). */
+  #counterBase: (RelayCounters | undefined)[] = [];
   /** What the shim can hold. */
   readonly limits: ShimLimits;
 
@@ -223,7 +241,8 @@ export class Dataplane {
 
   /** Creates (server) or connects (client) the relay's vhost-user socket. */
   registerSocket(relay: number, path: string, o: SocketOptions): void {
-    const flags = (o.client ? SOCK_FLAG.client : 0) | (o.mrgbuf ? SOCK_FLAG.mrgbuf : 0) | (o.tso ? SOCK_FLAG.tso : 0);
+    const flags = (o.client ? SOCK_FLAG.client : 0) | (o.mrgbuf ? SOCK_FLAG.mrgbuf : 0) | (o.tso ? SOCK_FLAG.tso : 0) |
+      (o.adopt ? SOCK_FLAG.adopt : 0);
     this.#check(
       `relay ${relay}: vhost-user socket ${path}`,
       this.#lib.symbols.vio4wd_socket_register(relay, cstr(path), flags, cstr(o.owner), cstr(o.group)),
@@ -233,6 +252,61 @@ export class Dataplane {
   /** Closes the relay's socket (disconnecting its VM) and removes the file in server mode. */
   unregisterSocket(relay: number): void {
     this.#check(`relay ${relay}: socket removal`, this.#lib.symbols.vio4wd_socket_unregister(relay));
+  }
+
+  /**
+   * Hot upgrade, old daemon: why the relay's socket cannot be handed over now (a live migration,
+   * an IOMMU...), or null.
+   */
+  handoverRefusal(relay: number): string | null {
+    const why = new Uint8Array(WHY_SIZE);
+    return this.#lib.symbols.vio4wd_handover_check(relay, why, WHY_SIZE) === 0 ? null : cText(why);
+  }
+
+  /**
+   * Stops the relay's rings (their positions read) and its sockets' reading, to hand them over;
+   * "busy" when an exchange with the VM is in flight (try again), else the refusal, or null.
+   */
+  handoverQuiesce(relay: number): string | null {
+    const why = new Uint8Array(WHY_SIZE);
+    return this.#lib.symbols.vio4wd_handover_quiesce(relay, why, WHY_SIZE) === 0 ? null : cText(why);
+  }
+
+  /** Undoes {@link handoverQuiesce}: the relay runs here again. */
+  handoverResume(relay: number): void {
+    this.#lib.symbols.vio4wd_handover_resume(relay);
+  }
+
+  /**
+   * Hands the quiesced relay's sockets to the daemon listening on `path`; resolves once it runs
+   * them (null) or, when it did not take them, with why (the relay then runs here again).
+   */
+  async handoverSend(relay: number, path: string): Promise<string | null> {
+    const why = new Uint8Array(WHY_SIZE);
+    return await this.#lib.symbols.vio4wd_handover_send(relay, cstr(path), why, WHY_SIZE) === 0 ? null : cText(why);
+  }
+
+  /** Hot upgrade, new daemon: the root-only socket the old daemon hands relays' sockets over on. */
+  handoverListen(path: string): void {
+    this.#check(`handover socket ${path}`, this.#lib.symbols.vio4wd_handover_listen(cstr(path)));
+  }
+
+  /**
+   * Takes the sockets of relay `relay` (registered with `adopt`) from the old daemon, replays its
+   * sessions here and answers it; null, or why not (the old daemon keeps the relay).
+   */
+  async handoverAdopt(relay: number, timeoutMs: number): Promise<string | null> {
+    const why = new Uint8Array(WHY_SIZE);
+    const rc = await this.#lib.symbols.vio4wd_handover_adopt(relay, timeoutMs, why, WHY_SIZE);
+    return rc === 0 ? null : cText(why);
+  }
+
+  /**
+   * The relay's counters continue from `from` (those of the daemon it was taken over from): they
+   * are added to what this daemon counts.
+   */
+  continueCounters(relay: number, from: RelayCounters): void {
+    this.#counterBase[relay] = from;
   }
 
   /** Probes, configures and starts the VF (PCI address or vdev devargs) of a relay. */
@@ -324,7 +398,9 @@ export class Dataplane {
     const out: RelayCounters[] = [];
     for (let r = 0; r < this.limits.maxRelays; r++) {
       const base = L.relays.offset + r * L.relays.size;
-      out.push({ vfToVm: dir(base + L.vfToVm.offset), vmToVf: dir(base + L.vmToVf.offset) });
+      const c = { vfToVm: dir(base + L.vfToVm.offset), vmToVf: dir(base + L.vmToVf.offset) };
+      const from = this.#counterBase[r];
+      out.push(from ? { vfToVm: addCounters(c.vfToVm, from.vfToVm), vmToVf: addCounters(c.vmToVf, from.vmToVf) } : c);
     }
     return out;
   }

@@ -12,6 +12,7 @@ import { sysfsRoot } from "../common/sysfs.ts";
 import { RelayError, type RelayPorts } from "./table.ts";
 
 const EPERM = 1;
+const EBUSY = 16;
 
 /** A client's device string or bond name was refused by the client device policy. */
 export class ClientDeviceRefused extends RelayError {
@@ -51,10 +52,22 @@ export function untrustedPeerSocket(path: string): string | null {
   return null;
 }
 
-/** `ports` with device strings from clients checked against `policy`. */
-export function clientPorts(ports: RelayPorts, policy: ClientDevicePolicy): RelayPorts {
+/**
+ * `ports` with device strings from clients checked against `policy`; while `busy` says why (a hot
+ * upgrade hands the relays over), every change is refused with EBUSY.
+ */
+export function clientPorts(
+  ports: RelayPorts,
+  policy: ClientDevicePolicy,
+  busy: () => string | null = () => null,
+): RelayPorts {
   const check = (what: ClientDeviceRefused["what"], why: string | null) => {
     if (why !== null) throw new ClientDeviceRefused(what, why);
+  };
+  /** Changes wait while the relays are being handed to another daemon (hot upgrade). */
+  const free = () => {
+    const why = busy();
+    if (why !== null) throw new RelayError(EBUSY, why);
   };
   return {
     get limits() {
@@ -65,14 +78,16 @@ export function clientPorts(ports: RelayPorts, policy: ClientDevicePolicy): Rela
     findBySocket: (path) => ports.findBySocket(path),
     findByDevice: (device) => ports.findByDevice(device),
     defaultSocketPath: (id) => ports.defaultSocketPath(id),
-    addSocket: (id, path) => ports.addSocket(id, path),
-    removeSocket: (id) => ports.removeSocket(id),
-    removeVf: (id) => ports.removeVf(id),
+    addSocket: (id, path) => (free(), ports.addSocket(id, path)),
+    removeSocket: (id) => (free(), ports.removeSocket(id)),
+    removeVf: (id) => (free(), ports.removeVf(id)),
     addVf(id, device) {
+      free();
       check("device", clientDeviceRefusal(device, policy));
       ports.addVf(id, device);
     },
     addBond(id, name, mode, members) {
+      free();
       check("bond name", clientBondNameRefusal(name));
       for (const m of members) check("device", clientDeviceRefusal(m, policy));
       ports.addBond(id, name, mode, members);

@@ -306,8 +306,11 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
     return socketPath(this.#config.socketDir, this.#config.socketPattern, id);
   }
 
-  /** Registers the relay's vhost-user socket (server: listen; client: connect with retry). */
-  addSocket(id: number, path = this.defaultSocketPath(id)): void {
+  /**
+   * Registers the relay's vhost-user socket (server: listen; client: connect with retry; `adopt`:
+   * neither, its sockets come from the daemon this one takes over from).
+   */
+  addSocket(id: number, path = this.defaultSocketPath(id), adopt = false): void {
     const r = this.#relay(id);
     if (r.socket !== null) throw new RelayError(EEXIST, `relay ${id} already has socket ${r.socket}`);
     const c = this.#config;
@@ -317,6 +320,7 @@ export class RelayTable implements RelayReader, RelayPorts, RelayPlacement {
       tso: c.tso,
       owner: c.socketOwner,
       group: c.socketGroup,
+      adopt,
     });
     r.socket = path;
     this.#log.debug(`relay ${id}: vhost-user socket ${path} (${c.vhostClient ? "client" : "server"} mode)`);

@@ -12,6 +12,7 @@ import { type RelayState as StatsRelayState, RelayStateSchema } from "../../src/
 import { hugepageFiles, removeDpdkFiles, stopChild } from "./testpmd.ts";
 import { coreSchedEndpoint, loadConfig } from "../../src/config/config.ts";
 import { pidFilePath } from "../../src/config/config.ts";
+import type { UpgradeResult } from "../../src/daemon/upgrade.ts";
 
 /** A RelayState as the daemon sends it: its proto2-required directions are always there. */
 export type RelayState = StatsRelayState & Required<Pick<StatsRelayState, "vfToVm" | "vmToVf">>;
@@ -64,10 +65,13 @@ export class DaemonProcess {
   #pump: Promise<void>;
   #exitCode: number | null = null;
 
+  /** The daemon that took this one's relays over (`upgrade`): the one this object follows then. */
+  #successor: { pid: number; prefix: string } | null = null;
+
   private constructor(
     child: Deno.ChildProcess,
     readonly dir: string,
-    readonly prefix: string,
+    readonly firstPrefix: string,
     /** The daemon's configuration file. */
     readonly config: string,
     /** The daemon's stats endpoint. */
@@ -86,12 +90,53 @@ export class DaemonProcess {
   }
 
   get pid(): number {
-    return this.#child.pid;
+    return this.#successor?.pid ?? this.#child.pid;
+  }
+
+  /** The DPDK file prefix of the daemon running now. */
+  get prefix(): string {
+    return this.#successor?.prefix ?? this.firstPrefix;
   }
 
   /** Whether the process is still running (it has not exited, crashed or not). */
   get alive(): boolean {
-    return this.#exitCode === null;
+    return this.#successor ? processRunning(this.#successor.pid) : this.#exitCode === null;
+  }
+
+  /**
+   * Runs `vio4wd upgrade --json` (hot upgrade) with `args`; its exit status and result. When it
+   * succeeded this object follows the new daemon from then on, and `oldExit` is the old daemon's
+   * exit status (waited for, 10 s at most) and `oldLeft` what it left of its DPDK files.
+   */
+  async upgrade(args: string[] = []): Promise<
+    { code: number; result: UpgradeResult; stderr: string; oldExit?: number; oldLeft?: string[] }
+  > {
+    const out = await new Deno.Command(LAUNCHER, {
+      args: ["upgrade", "--config", this.config, "--json", ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout).trim();
+    const stderr = new TextDecoder().decode(out.stderr);
+    let result: UpgradeResult;
+    try {
+      result = JSON.parse(text);
+    } catch {
+      throw new Error(`vio4wd upgrade printed no JSON (exit ${out.code}): ${text}\n${stderr}\nlog:\n${this.#log.slice(-2500)}`);
+    }
+    if (!result.ok || result.pid === undefined) return { code: out.code, result, stderr };
+    const old = this.prefix;
+    const st = await Promise.race([this.#child.status, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+    this.#successor = { pid: result.pid, prefix: result.filePrefix! };
+    const oldLeft = [...hugepageFiles(old), `/var/run/dpdk/${old}`].filter((p) => {
+      try {
+        Deno.lstatSync(p);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    return { code: out.code, result, stderr, oldExit: st?.code ?? -1, oldLeft };
   }
 
   /**
@@ -223,7 +268,7 @@ export class DaemonProcess {
       return last !== undefined && last.vmToVf.active && (last.cpu?.vmToVf ?? -1) >= 0 &&
         (queuePairs === undefined || last.vmQueuePairs === queuePairs);
     }, timeoutMs).catch((e) => {
-      throw new Error(`${(e as Error).message}: relay ${id} = ${show(last)}; log:\n${this.#log.slice(-1500)}`);
+      throw new Error(`${(e as Error).message}: relay ${id} = ${show(last)}; log:\n${this.#log.slice(-1500)}\n${Deno.env.get("V4_FULLLOG") ? this.#log : ""}`);
     });
     return last!;
   }
@@ -233,6 +278,7 @@ export class DaemonProcess {
   /** SIGKILL, as a crash would end it; returns what it left (see leftovers). */
   async crash(): Promise<string[]> {
     this.#stopped ??= (async () => {
+      if (this.#successor) return await this.#stopSuccessor("SIGKILL");
       this.#child.kill("SIGKILL");
       const st = await this.#child.status;
       await this.#pump;
@@ -248,7 +294,7 @@ export class DaemonProcess {
    */
   stop(): Promise<number> {
     this.#stopped ??= (async () => {
-      const st = await stopChild(this.#child, 10_000);
+      const st = this.#successor ? { code: await this.#stopSuccessor("SIGTERM") } : await stopChild(this.#child, 10_000);
       await this.#pump;
       // what a clean stop must not leave, checked before any clean-up of the rig's own
       const left = st.code === 0 ? this.leftovers() : [];
@@ -259,6 +305,30 @@ export class DaemonProcess {
       return st.code;
     })();
     return this.#stopped;
+  }
+
+  /**
+   * Ends the daemon that took over (not this process's child: its exit status is not ours to
+   * read): `signal`, SIGKILL after 10 s; 0 when it said it stopped ("Stopping virtio-forwarder:
+   * stopped", the line a clean stop ends with), else 1.
+   */
+  async #stopSuccessor(signal: Deno.Signal): Promise<number> {
+    const pid = this.#successor!.pid;
+    const before = this.#log.length;
+    try {
+      Deno.kill(pid, signal);
+    } catch { /* gone */ }
+    const t0 = Date.now();
+    while (processRunning(pid)) {
+      if (Date.now() - t0 > 10_000) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.#pump;
+    return this.#log.slice(before).includes("Stopping virtio-forwarder: stopped") ? 0 : 1;
   }
 
   /**
@@ -302,6 +372,16 @@ export class DaemonProcess {
       } catch { /* no socket directory */ }
     }
     return left;
+  }
+}
+
+/** Whether process `pid` runs (exists and is not a zombie). */
+export function processRunning(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
   }
 }
 
