@@ -46,6 +46,8 @@ export const symbols = {
   vio4wd_vf_attach: { parameters: ["u32", "buffer", "u32"], result: "i32" },
   // int vio4wd_vf_detach(uint32_t relay)
   vio4wd_vf_detach: { parameters: ["u32"], result: "i32" },
+  // int vio4wd_vf_flush_at_start(uint32_t relay)
+  vio4wd_vf_flush_at_start: { parameters: ["u32"], result: "i32" },
   // int vio4wd_vf_reset(uint32_t relay)
   vio4wd_vf_reset: { parameters: ["u32"], result: "i32" },
   // int vio4wd_bond_attach(uint32_t relay, const char *name, uint32_t mode, const char *members_nl, uint32_t mtu)

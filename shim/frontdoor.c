@@ -712,7 +712,7 @@ __attribute__((unused)) static const char *session_replay(struct door *d, struct
  * receiver answers one word: 'R' (running there) or 'F' (not taken: the sender takes it back). */
 
 #define HANDOVER_MAGIC 0x31304f4844573456ULL /* "V4WDHO01": the record's format */
-#define FD_CHUNK 64
+#define FD_CHUNK MAX_FDS /* send_message() takes at most MAX_FDS descriptors per message */
 #define HANDOVER_WAIT_MS 5000 /* how long the receiver waits for each part */
 
 /* What goes before a session's descriptors: the record (its descriptor fields are meaningless
@@ -799,6 +799,8 @@ static bool recv_fds(int sock, int *fds, int want)
 			}
 		}
 		if (!ok) {
+			RTE_LOG(ERR, USER1, "vio4wd: handover: %d of %d descriptors came (%s)\n", got, want,
+				(mh.msg_flags & MSG_CTRUNC) ? "cut short: over the process's limit?" : strerror(errno));
 			for (int i = 0; i < got; i++)
 				close(fds[i]);
 			return false;
@@ -952,8 +954,10 @@ static const char *door_send(struct door *d, int sock)
 	bool sent = send_all(sock, &h, sizeof(h)) && (d->listen_fd < 0 || send_fd_list(sock, &d->listen_fd, 1));
 	for (struct session *s = d->sessions; sent && s != NULL; s = s->next)
 		sent = session_send(sock, s);
-	if (!sent)
+	if (!sent) {
+		RTE_LOG(ERR, USER1, "vio4wd: %s: cannot hand its sockets over: %s\n", d->public_path, strerror(errno));
 		shutdown(sock, SHUT_WR); /* the other daemon sees the end, and answers 'F' or ends */
+	}
 	/* sent or not, the other daemon may hold the descriptors: only its word or its end decides */
 	uint8_t word = 0;
 	bool taken = recv(sock, &word, 1, 0) == 1 && word == 'R';

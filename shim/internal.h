@@ -200,6 +200,7 @@ struct relay {
 	int vid;                 /* vhost device id, NO_VID when no VM */
 	uint16_t port;           /* VF ethdev port, NO_PORT when no VF */
 	bool vf_running;         /* the VF is started: only while a VM is connected, as the original */
+	bool flush_rx_at_start; /* drop what the VF's RX queue holds when it starts next (vio4wd_vf_flush_at_start) */
 	bool lacp;               /* the VF side is a mode-4 (802.3ad) bond: LACP rides its bursts */
 	int32_t cpu[2];          /* worker lcore of [VF_TO_VM, VM_TO_VF]; -1 unassigned */
 	struct rte_mempool *pool;

@@ -384,6 +384,16 @@ void vf_run(struct relay *r, uint32_t id, bool run)
 			push_event(VIO4WD_EV_VF_FAILED, id, ret, 0, 0);
 			return;
 		}
+		if (r->flush_rx_at_start) { /* no worker polls it yet */
+			struct rte_mbuf *stale[32];
+			for (int bursts = 0; bursts < 1024; bursts++) {
+				uint16_t n = rte_eth_rx_burst(r->port, 0, stale, RTE_DIM(stale));
+				rte_pktmbuf_free_bulk(stale, n);
+				if (n == 0)
+					break;
+			}
+			r->flush_rx_at_start = false;
+		}
 		__atomic_store_n(&r->vf_running, true, __ATOMIC_RELEASE);
 		lists_publish();
 		fault_vf_event(r->port);
@@ -392,6 +402,17 @@ void vf_run(struct relay *r, uint32_t id, bool run)
 		lists_publish(); /* no worker polls or sends to it after this */
 		stop_port(r->port, r->devname);
 	}
+}
+
+API int vio4wd_vf_flush_at_start(uint32_t id)
+{
+	struct relay *r = relay_get(id);
+	if (r == NULL)
+		return -EINVAL;
+	pthread_mutex_lock(&r->lock);
+	r->flush_rx_at_start = true;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
 }
 
 API int vio4wd_vf_attach(uint32_t id, const char *devargs, uint32_t mtu)

@@ -209,6 +209,10 @@ int vio4wd_handover_adopt(uint32_t relay, uint32_t timeout_ms, char *why, uint32
 /* VF side: devargs (PCI address or vdev string) probed, configured and started. */
 int vio4wd_vf_attach(uint32_t relay, const char *devargs, uint32_t mtu);
 int vio4wd_vf_detach(uint32_t relay);
+/* Drops what the relay's VF received while stopped when it starts next (its VM connects): what a
+ * VF shared with the daemon it takes over from (AF_PACKET: each socket gets a copy) queued while
+ * the other one relayed. */
+int vio4wd_vf_flush_at_start(uint32_t relay);
 /* Resets the relay's VF after VIO4WD_EV_VF_RESET (rte_eth_dev_reset where the driver has it),
  * configures it again as it was and starts it again if its VM is there. */
 int vio4wd_vf_reset(uint32_t relay);

@@ -43,6 +43,8 @@ export interface RelayGap {
   gapMs: number;
   /** The VF closed by the old daemon and opened by the new (a real VF's reset is most of it). */
   vfMs: number;
+  /** Of which closing it in the old daemon. */
+  vfCloseMs: number;
 }
 
 /** The answer `vio4wd upgrade` gets. */
@@ -77,6 +79,16 @@ export function nextFilePrefix(current: string): string {
 }
 
 const ms = (t0: number) => Math.round((performance.now() - t0) * 10) / 10;
+
+/**
+ * Whether two processes can hold the relay's VF at once, so that the new daemon opens it before
+ * the old one lets go: an AF_PACKET socket on an interface (each gets a copy of what arrives; the
+ * old daemon's stopped copy drops it) and net_null. A PCI VF, a tap (its interface goes with its
+ * owner), memif (one peer per socket) and bonds are closed by the old daemon first.
+ */
+export function shareableVf(r: RelayPairing): boolean {
+  return r.vf !== null && r.bond === null && /^net_(af_packet|null)\w*(,|$)/.test(r.vf);
+}
 
 /**
  * The old daemon's side: listens on the upgrade socket (0600, root) for `vio4wd upgrade` and, while
@@ -330,16 +342,27 @@ class Handover {
     }));
   }
 
-  /** Steps 3.1-3.6 for one relay. */
+  /**
+   * Steps 3.1-3.6 for one relay. A VF that two processes can hold at once (see
+   * {@link shareableVf}) is opened by the new daemon first and closed here only once the relay runs
+   * there: its opening is out of the gap. Any other VF is closed here, then opened there, inside it.
+   */
   async #handOver(ch: Channel, r: RelayPairing): Promise<RelayGap> {
     const { dp, table } = this.#host;
+    const shared = shareableVf(r);
+    let vfMs = 0, vfCloseMs = 0;
+    if (shared) {
+      await ch.send({ open: r });
+      const opened = field(await this.#answer(ch), "opened");
+      if (!opened || opened.id !== r.id) throw new Error(`relay ${r.id}: the new daemon did not open VF ${r.vf}`);
+    }
     const t0 = performance.now();
     if (r.socket !== null) await this.#quiesce(r.id);
-    let vfMs = 0;
-    const tVf = performance.now();
     try {
-      if (r.vf !== null) table.removeVf(r.id);
-      vfMs = ms(tVf);
+      if (r.vf !== null && !shared) {
+        table.removeVf(r.id);
+        vfMs = vfCloseMs = ms(t0);
+      }
       const counters: RelayCounters = table.counters()[r.id];
       await ch.send({ take: { ...r, counters } });
       const taking = field(await this.#answer(ch), "taking");
@@ -361,8 +384,9 @@ class Handover {
     this.#handed.push(r);
     const running = field(await this.#answer(ch), "running");
     if (!running || running.id !== r.id) throw new Error(`relay ${r.id}: the new daemon did not say it runs it`);
+    const gap = { relay: r.id, gapMs: ms(t0), vfMs: Math.round(vfMs * 10) / 10, vfCloseMs };
     if (r.socket !== null) table.removeSocket(r.id); // its door holds nothing: nothing is closed or removed
-    const gap = { relay: r.id, gapMs: ms(t0), vfMs: Math.round(vfMs * 10) / 10 };
+    if (shared) table.removeVf(r.id); // stopped since its VM left here; the new daemon's copy relays
     this.#progress(`relay ${r.id} runs in the new daemon (gap ${gap.gapMs} ms, VF ${gap.vfMs} ms)`);
     return gap;
   }
@@ -472,6 +496,14 @@ export async function takeRelaysOver(
   for (;;) {
     const m = await ch.receive();
     if (m === null) throw new Error("the running daemon went away during the upgrade");
+    const open = field(m, "open");
+    if (open) {
+      const r = open as unknown as RelayPairing;
+      const t0 = performance.now();
+      const why = openVf(s, r);
+      await ch.send(why ? { failed: { id: r.id, why } } : { opened: { id: r.id, ms: ms(t0) } });
+      continue;
+    }
     const take = field(m, "take");
     if (take) {
       await takeRelay(s, ch, take as unknown as RelayPairing & { counters: RelayCounters });
@@ -487,6 +519,17 @@ export async function takeRelaysOver(
   }
 }
 
+/** Opens the relay's VF (or bond) here; why not, or null. */
+function openVf(s: Successor, r: RelayPairing): string | null {
+  try {
+    if (r.vf !== null && r.bond) s.table.addBond(r.id, r.vf, r.bond.mode, r.bond.members);
+    else if (r.vf !== null) s.table.addVf(r.id, r.vf);
+    return null;
+  } catch (e) {
+    return `VF ${r.vf}: ${errorText(e)}`;
+  }
+}
+
 /** One relay: its VF opened, its counters continued, its sockets adopted; the old daemon told. */
 async function takeRelay(
   s: Successor,
@@ -495,16 +538,14 @@ async function takeRelay(
 ): Promise<void> {
   const { table, dp } = s;
   const t0 = performance.now();
-  try {
-    if (r.vf !== null) {
-      if (r.bond) table.addBond(r.id, r.vf, r.bond.mode, r.bond.members);
-      else table.addVf(r.id, r.vf);
-    }
-  } catch (e) {
-    await ch.send({ failed: { id: r.id, why: `VF ${r.vf}: ${errorText(e)}` } });
+  const failed = r.vf !== null && table.get(r.id).vf === null ? openVf(s, r) : null; // not opened beforehand
+  if (failed) {
+    await ch.send({ failed: { id: r.id, why: failed } });
     return;
   }
   const vfMs = ms(t0);
+  // a VF opened beside the old daemon's got copies of what that one relayed meanwhile
+  if (shareableVf(r)) dp.flushVfAtStart(r.id);
   dp.continueCounters(r.id, r.counters);
   const adopted = r.socket !== null ? dp.handoverAdopt(r.id, STEP_MS) : Promise.resolve(null);
   await ch.send({ taking: { id: r.id, vfMs } });

@@ -335,6 +335,14 @@ export class Dataplane {
   }
 
   /**
+   * Drops what the relay's VF received while stopped when it starts next: the copies a VF shared
+   * with the daemon this one takes over from queued while that one relayed them.
+   */
+  flushVfAtStart(relay: number): void {
+    this.#check(`relay ${relay}: VF flush`, this.#lib.symbols.vio4wd_vf_flush_at_start(relay));
+  }
+
+  /**
    * Resets the relay's VF after its device asked for it ("vf-reset"), configures it again as it was
    * and starts it again if its VM is there.
    */

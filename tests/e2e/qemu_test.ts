@@ -22,7 +22,6 @@ import { assert, assertEq } from "../rigs/assert.ts";
 import { memifPair } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
 import { firstFailure } from "../rigs/first_failure.ts";
-import { handOver, replayInDaemon } from "../rigs/replay.ts";
 import { errorText } from "../../src/common/log.ts";
 
 const HOST = "10.200.0.1";
@@ -553,84 +552,118 @@ ping -c 3 -i 0.2 -W 1 ${HOST}
  * guest -> vio4wd -> memif VF (no offloads) -> testpmd io forwarding -> tap in the namespace: the
  * guest's TSO packets must be segmented, and their checksums completed, by vio4wd.
  */
-/** The guest of the hot-upgrade cases: reads eth0's carrier_changes before and after, equal. */
-const CARRIER_SCRIPT = `
+/**
+ * The guest of the hot-upgrade cases: reads eth0's carrier_changes before and after (equal),
+ * receives a TCP transfer on port 5002 and says its md5, and says how many packets it sent.
+ */
+const UPGRADE_SCRIPT = `
 wait_peer ${HOST} 30 || exit 1
 before=$(cat /sys/class/net/eth0/carrier_changes)
 say "READY"
+mkfifo /tmp/nofin
+sum=$(timeout 120 nc -l -p 5002 3<>/tmp/nofin <&3 | md5sum | cut -d' ' -f1)
+say "md5 $sum"
 listen_count 5003 >/dev/null
 after=$(cat /sys/class/net/eth0/carrier_changes)
 say "carrier_changes $before $after"
+say "tx_packets $(cat /sys/class/net/eth0/statistics/tx_packets)"
+listen_count 5004 >/dev/null
 [ "$before" = "$after" ]
 `;
 
 /**
- * Pings the guest from the namespace every 10 ms for 4 s and runs `act` at 1.5 s; checks that no
- * reply came twice and the longest silence stayed under `maxSilenceMs`, then lets the guest check
- * its carrier_changes. `act` returns what to print.
+ * A hot upgrade under a QEMU guest (TCG): the VF an AF_PACKET socket on a veth pair (one end the
+ * host's, in the namespace), which the old daemon closes and the new one opens. The host pings the
+ * guest every 1 ms and sends it 8 MiB over TCP while `vio4wd upgrade` runs.
  */
-async function pingAcross(run: E2eRun, guest: QemuGuest, maxSilenceMs: number, act: () => Promise<string>) {
-  await guest.waitSerial(/E2E: READY/, GUEST_TIMEOUT);
-  const every = 0.01, count = 400;
-  const ping = run.ns.run(["python3", PINGER, GUEST, String(every), String(count)]);
-  await new Promise((r) => setTimeout(r, 1500));
-  const said = await act();
-  const got = JSON.parse((await ping).stdout) as { replies: number[]; dups: number; longest_silence_ms: number };
-  console.log(`${said}; ${got.replies.length}/${count} replies, longest silence ${got.longest_silence_ms} ms`);
-  assertEq(got.dups, 0, "no reply twice");
-  assert(
-    got.longest_silence_ms < maxSilenceMs,
-    `longest silence ${got.longest_silence_ms} ms (at most ${maxSilenceMs})`,
+async function upgradeUnderGuest(run: E2eRun, o: { server: boolean; queues: number; packed: boolean }) {
+  const veth = await run.ns.sh(
+    `ip link add vfd type veth peer name vfh && ip addr add ${HOST}/30 dev vfh && ip link set vfd up && ` +
+      // whole frames with their checksums, as a NIC puts on the wire (AF_PACKET would get 64 KiB
+      // GSO frames with checksums left to the hardware, which its 2 KiB ring slots cut)
+      "ip link set vfh up && ethtool -K vfh tso off gso off tx off && ethtool -K vfd gro off rx off",
   );
+  assertEq(veth.code, 0, `the veth pair: ${veth.stderr}`);
+  const monitor = `${run.dir}/monitor`;
+  const guest = run.guest({
+    script: UPGRADE_SCRIPT,
+    server: o.server,
+    queues: o.queues,
+    ...(o.packed ? { device: "packed=on" } : {}),
+    extraArgs: ["-monitor", `unix:${monitor},server=on,wait=off`],
+  });
+  if (o.server) await until("QEMU's socket", () => Deno.stat(run.socket).then(() => true, () => false), 10_000);
+  const d = await run.daemon(
+    o.server ? ["VIRTIOFWD_VHOST_CLIENT=y"] : [],
+    "net_af_packet0,iface=vfd",
+  );
+  await guest.waitSerial(/E2E: READY/, GUEST_TIMEOUT);
+  await d.untilVm(0, 10_000, o.queues);
+
+  // refused while a live migration runs (dirty logging), done once it is cancelled
+  await monitorCommand(monitor, "migrate_set_parameter max-bandwidth 1M");
+  await monitorCommand(monitor, `migrate -d "exec:cat > /dev/null"`);
+  await until("dirty logging on", async () => /active/.test(await monitorCommand(monitor, "info migrate")));
+  const refused = await d.upgrade();
+  assertEq(refused.code, 1, `the upgrade during a migration: ${JSON.stringify(refused.result)}`);
+  assert(/relay 0 .*live migration/.test(refused.result.error ?? ""), `why: ${refused.result.error}`);
+  assert(d.alive, "the daemon runs on after the refusal");
+  await monitorCommand(monitor, "migrate_cancel");
+  await until("migration cancelled", async () => /cancelled/.test(await monitorCommand(monitor, "info migrate")));
+
+  const data = `${run.dir}/data`;
+  const sh = await run.ns.sh(`head -c ${8 * MIB} /dev/urandom > ${data} && md5sum < ${data}`);
+  const md5 = sh.stdout.split(/\s+/)[0];
+  const every = 0.001, count = 3000;
+  const ping = run.ns.run(["python3", PINGER, GUEST, String(every), String(count)]);
+  await new Promise((r) => setTimeout(r, 700));
+  const sent = run.sendToGuest(`cat ${data}`, "8 MiB to the guest");
+  await new Promise((r) => setTimeout(r, 300));
+  const up = await d.upgrade();
+  assert(up.code === 0 && up.result.ok, `the upgrade: ${JSON.stringify(up.result)}\n${up.stderr}`);
+  assertEq(up.oldExit, 0, "the old daemon's exit status");
+  const got = JSON.parse((await ping).stdout) as { replies: number[]; dups: number; longest_silence_ms: number };
+  await sent;
+  const gap = up.result.relays?.find((r) => r.relay === 0);
+  console.log(
+    `e2e hot upgrade (${o.server ? "vio4wd client" : "vio4wd server"} mode, ${o.queues} queue pair(s), ` +
+      `${o.packed ? "packed" : "split"}): relay 0's gap ${gap?.gapMs} ms (VF ${gap?.vfMs} ms, closing it ${gap?.vfCloseMs} ms), whole upgrade ` +
+      `${up.result.totalMs} ms; ${got.replies.length}/${count} pings answered, longest silence ${got.longest_silence_ms} ms`,
+  );
+  const twice = got.replies.filter((seq, i) => got.replies.indexOf(seq) !== i);
+  // A guest on packed rings answers a ping twice now and then without any upgrade (2-9 in 3000,
+  // in about half the runs, with the relay's counters showing each request delivered once: the
+  // guest's side, QEMU 7.2 under TCG); there the relay's exact accounting below speaks instead.
+  if (!o.packed) assertEq(got.dups, 0, `no ping answered twice (twice: ${twice.join(", ")})`);
+  assert(got.longest_silence_ms < 50, `longest silence ${got.longest_silence_ms} ms (under 50)`);
+  assertEq((await guest.waitSerial(/E2E: md5 ([0-9a-f]+)/, GUEST_TIMEOUT))[1], md5, "md5 of the 8 MiB the guest got");
   await run.sendToGuest("printf go", "releasing the guest", "", 5003);
+  const txPackets = Number((await guest.waitSerial(/E2E: tx_packets (\d+)/, GUEST_TIMEOUT))[1]);
+  // the counters went on in the new daemon: everything the guest ever sent, counted once
+  const r = (await d.status()).find((x) => x.id === 0);
+  assertEq(num(r?.vmToVf.pktsRxFromVm), txPackets, "packets the relay took from the guest, old and new daemon");
+  const toVm = r!.vfToVm;
+  assertEq(
+    num(toVm.pktsTxToVm) + num(toVm.pktsDroppedVmQueueFull) + num(toVm.pktsDroppedVmNotConnected),
+    num(toVm.pktsRxFromVf),
+    "packets from the VF: each delivered to the guest or counted dropped, once",
+  );
+  await run.sendToGuest("printf go", "releasing the guest", "", 5004);
   await guest.expectPass(GUEST_TIMEOUT); // carrier_changes the same before and after
 }
 
-Deno.test("e2e: hot-upgrade mechanism (docs/hot-upgrade.md): the daemon's front door replays a QEMU guest's vhost-user session into a fresh rte_vhost connection (fault build); pings every 10 ms from the VF side: the longest silence under 50 ms, none answered twice, the guest's carrier never changes", async () => {
-  await e2e("replay", async (run) => {
-    const fault = `${run.dir}/fault`;
-    const d = await run.daemon([], undefined, { env: { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_FILE: fault } });
-    const guest = run.guest({ script: CARRIER_SCRIPT });
-    await pingAcross(run, guest, 50, async () => {
-      const answer = await replayInDaemon(fault);
-      assert(/^replayed 1 2 /.test(answer), `the replay (sessions, rings, ms): ${answer}`);
-      assert((await d.status()).find((r) => r.id === 0)?.vmToVf.active === true, "the relay has its VM again");
-      return `replay: ${answer}`;
-    });
+for (
+  const o of [
+    { server: false, queues: 1, packed: false },
+    { server: true, queues: 2, packed: false },
+    { server: false, queues: 1, packed: true },
+  ]
+) {
+  const mode = o.server ? "vio4wd in client mode (QEMU serves the socket)" : "vio4wd in server mode";
+  Deno.test(`e2e: hot upgrade under a QEMU guest, ${mode}, ${o.queues} queue pair(s), ${o.packed ? "packed" : "split"} rings: refused during a live migration; then, pinged every 1 ms and sent 8 MiB over TCP while \`vio4wd upgrade\` runs: the longest silence under 50 ms, ${o.packed ? "" : "none answered twice, "}the 8 MiB intact, the guest's carrier never changes, the counters continue, each packet counted once`, async () => {
+    await e2e(`up${o.server ? "c" : "s"}${o.queues}${o.packed ? "p" : ""}`, (run) => upgradeUnderGuest(run, o));
   });
-});
-
-Deno.test("e2e: hot-upgrade mechanism between two daemons (fault build): a QEMU guest's session handed from one daemon's front door to another's, each with its own tap VF on one bridge; pings every 10 ms: the longest silence under 50 ms, none answered twice, the guest's carrier never changes", async () => {
-  await e2e("handover", async (run) => {
-    await using w2 = await World.create("handoverb");
-    const handover = `${run.dir}/handover.sock`, faultA = `${run.dir}/fault`, faultB = `${w2.dir}/fault`;
-    const env = (file: string) => ({
-      VIO4WD_SHIM: FAULTS_SHIM,
-      VIO4WD_FAULT_FILE: file,
-      VIO4WD_FAULT_HANDOVER_SOCK: handover,
-    });
-    // each daemon's VF a tap of the same MAC; the host's address on a bridge of both taps, which
-    // forgets a port's addresses when its carrier goes (the first daemon stops its VF with the VM gone)
-    const a = await run.daemon([], "net_tap0,iface=vtapa,mac=02:00:00:c0:ff:ee", { env: env(faultA) });
-    const b = await w2.daemon(["VIRTIOFWD_STATIC_VFS=(net_tap0,iface=vtapb,mac=02:00:00:c0:ff:ee=0)"], {
-      env: env(faultB),
-      netns: run.ns.name,
-    });
-    const sh = await run.ns.sh(
-      "ip link add br0 type bridge && ip link set vtapa master br0 && ip link set vtapb master br0 && " +
-        `ip addr add ${HOST}/30 dev br0 && ip link set br0 up && ip link set vtapa up && ip link set vtapb up`,
-    );
-    assertEq(sh.code, 0, `the bridge: ${sh.stderr}`);
-    const guest = run.guest({ script: CARRIER_SCRIPT });
-    await pingAcross(run, guest, 50, async () => {
-      const answer = await handOver(faultA, faultB);
-      assert(/^exported [\d.]+; adopted [\d.]+$/.test(answer), `the handover: ${answer}`);
-      await b.untilVm(0);
-      assert((await a.status()).find((r) => r.id === 0)?.vmToVf.active !== true, "the first daemon's relay has no VM");
-      return `handover: ${answer}`;
-    });
-  });
-});
+}
 
 async function tsoOverMemif(run: E2eRun, ipv6: boolean): Promise<void> {
   const wire = memifPair(`${run.dir}/vf.sock`);
