@@ -126,3 +126,91 @@ for (const { packed, queues, mode } of cases) {
     assert(await vm.linksUp(), "the VM's link stayed up");
   });
 }
+
+Deno.test("an upgrade whose new daemon dies half-way (killed after receiving relay 1's sockets, having run relay 0) leaves the old daemon relaying both: relay 1 taken back without its VM noticing, relay 0's VM reconnected; the command fails and names why", async () => {
+  await using w = await World.create("upkill");
+  // vio4wd in client mode: a relay that had moved comes back by dialing its VM's socket again
+  const d = await w.daemon(["VIRTIOFWD_VHOST_CLIENT=y", "VIRTIOFWD_STATIC_VFS=(net_null0=0 net_null1=1)"], {
+    env: { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_ADOPT_DIE: "1" }, // only the new daemon adopts
+  });
+  const vm = await w.testpmd({
+    vdevs: [0, 1].map((i) => virtioUser(w.vmSocket(i), { port: i, server: true })),
+  });
+  await vm.waitLinksUp();
+  for (const id of [0, 1]) await d.untilVm(id);
+  await vm.send("set fwd io");
+  await vm.send("start");
+  const moving = async (id: number, what: string) => {
+    const at = (await d.status()).find((r) => r.id === id)!;
+    await until(what, async () => {
+      const r = (await d.status()).find((x) => x.id === id);
+      return num(r?.vmToVf.pktsRxFromVm) > num(at.vmToVf.pktsRxFromVm) + 10_000 &&
+        num(r?.vfToVm.pktsTxToVm) > num(at.vfToVm.pktsTxToVm) + 10_000;
+    }, 15_000);
+  };
+  for (const id of [0, 1]) await moving(id, `relay ${id}: traffic both ways`);
+  const up = await d.upgrade();
+  assertEq(up.code, 1, `the upgrade's exit status: ${JSON.stringify(up.result)}`);
+  assert(/relay 1: /.test(up.result.error ?? ""), `why: ${up.result.error}`);
+  assert(d.alive, "the old daemon runs on");
+  assertEq(d.prefix, d.firstPrefix, "the rig still follows the old daemon");
+  for (const id of [0, 1]) {
+    await d.untilVm(id, 10_000);
+    await moving(id, `relay ${id}: traffic both ways again in the old daemon`);
+  }
+  const left = [`/var/run/dpdk/${d.firstPrefix}-next`].filter((p) => {
+    try {
+      Deno.statSync(p);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  assertEq(left.join(", "), "", "what the dead new daemon left");
+  assert(d.count(/relay 0 had moved to the new daemon: served here again/) === 1, "relay 0 served again");
+});
+
+Deno.test("16 relays, each with a VM and a VF: `vio4wd upgrade` hands them all over (each relay's gap and the whole upgrade reported); traffic both ways on every one afterwards, and what each VM sent was taken once, old and new daemon counted together", async () => {
+  await using w = await World.create("up16");
+  const n = 16;
+  const ids = [...Array(n).keys()];
+  const d = await w.daemon([
+    "VIO4WD_EAL_MEMORY_MB=512",
+    `VIRTIOFWD_STATIC_VFS=(${ids.map((i) => `net_null${i}=${i}`).join(" ")})`,
+  ]);
+  const vm = await w.testpmd({
+    vdevs: ids.map((i) => virtioUser(w.vmSocket(i), { port: i })),
+    memoryMb: 512,
+    mbufs: 32768,
+  });
+  await vm.waitLinksUp();
+  for (const id of ids) await d.untilVm(id);
+  await vm.send("set fwd io");
+  await vm.send("start");
+  const all = async () => new Map((await d.status()).map((r) => [r.id, r]));
+  const before = await all();
+  const up = await d.upgrade();
+  assert(up.code === 0 && up.result.ok, `the upgrade: ${JSON.stringify(up.result)}\n${up.stderr}`);
+  const gaps = (up.result.relays ?? []).filter((g) => g.relay < n);
+  console.log(
+    `16 relays: gaps ${gaps.map((g) => g.gapMs).join(", ")} ms; longest ${Math.max(...gaps.map((g) => g.gapMs))} ms; ` +
+      `whole upgrade ${up.result.totalMs} ms`,
+  );
+  assertEq(gaps.length, n, "a gap for each relay with a VM");
+  await until("traffic both ways on every relay after the upgrade", async () => {
+    const now = await all();
+    return ids.every((id) =>
+      num(now.get(id)?.vmToVf.pktsRxFromVm) > num(before.get(id)?.vmToVf.pktsRxFromVm) + 1000 &&
+      num(now.get(id)?.vfToVm.pktsTxToVm) > num(before.get(id)?.vfToVm.pktsTxToVm) + 1000
+    );
+  }, 20_000);
+  const ports = await vm.stop();
+  let last = "";
+  await until("what each VM sent is what its relay took", async () => {
+    const now = await all();
+    last = ids.map((id) => `${id}: ${num(now.get(id)?.vmToVf.pktsRxFromVm)}/${ports[id].txPackets}`).join(", ");
+    return ids.every((id) => num(now.get(id)?.vmToVf.pktsRxFromVm) === ports[id].txPackets);
+  }).catch((e) => {
+    throw new Error(`${e.message}: taken/sent ${last}`);
+  });
+});

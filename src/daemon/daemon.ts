@@ -320,7 +320,12 @@ export async function startTakingOver(
 }
 
 function relayTable(c: Config, accounts: SocketAccounts, dp: Dataplane, log: Logger): RelayTable {
-  return new RelayTable({ ...c, socketOwner: accounts.owner, socketGroup: accounts.group }, dp, log, cpuNodes(sysfsRoot()));
+  return new RelayTable(
+    { ...c, socketOwner: accounts.owner, socketGroup: accounts.group },
+    dp,
+    log,
+    cpuNodes(sysfsRoot()),
+  );
 }
 
 /** The daemon once started: stop() undoes `unwind` (DPDK, its run directory, the PID file). */

@@ -627,7 +627,9 @@ async function upgradeUnderGuest(run: E2eRun, o: { server: boolean; queues: numb
   const gap = up.result.relays?.find((r) => r.relay === 0);
   console.log(
     `e2e hot upgrade (${o.server ? "vio4wd client" : "vio4wd server"} mode, ${o.queues} queue pair(s), ` +
-      `${o.packed ? "packed" : "split"}): relay 0's gap ${gap?.gapMs} ms (VF ${gap?.vfMs} ms, closing it ${gap?.vfCloseMs} ms), whole upgrade ` +
+      `${
+        o.packed ? "packed" : "split"
+      }): relay 0's gap ${gap?.gapMs} ms (VF ${gap?.vfMs} ms, closing it ${gap?.vfCloseMs} ms), whole upgrade ` +
       `${up.result.totalMs} ms; ${got.replies.length}/${count} pings answered, longest silence ${got.longest_silence_ms} ms`,
   );
   const twice = got.replies.filter((seq, i) => got.replies.indexOf(seq) !== i);

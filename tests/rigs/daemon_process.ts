@@ -122,7 +122,9 @@ export class DaemonProcess {
     try {
       result = JSON.parse(text);
     } catch {
-      throw new Error(`vio4wd upgrade printed no JSON (exit ${out.code}): ${text}\n${stderr}\nlog:\n${this.#log.slice(-2500)}`);
+      throw new Error(
+        `vio4wd upgrade printed no JSON (exit ${out.code}): ${text}\n${stderr}\nlog:\n${this.#log.slice(-2500)}`,
+      );
     }
     if (!result.ok || result.pid === undefined) return { code: out.code, result, stderr };
     const old = this.prefix;
@@ -268,7 +270,11 @@ export class DaemonProcess {
       return last !== undefined && last.vmToVf.active && (last.cpu?.vmToVf ?? -1) >= 0 &&
         (queuePairs === undefined || last.vmQueuePairs === queuePairs);
     }, timeoutMs).catch((e) => {
-      throw new Error(`${(e as Error).message}: relay ${id} = ${show(last)}; log:\n${this.#log.slice(-1500)}\n${Deno.env.get("V4_FULLLOG") ? this.#log : ""}`);
+      throw new Error(
+        `${(e as Error).message}: relay ${id} = ${show(last)}; log:\n${this.#log.slice(-1500)}\n${
+          Deno.env.get("V4_FULLLOG") ? this.#log : ""
+        }`,
+      );
     });
     return last!;
   }
@@ -294,7 +300,9 @@ export class DaemonProcess {
    */
   stop(): Promise<number> {
     this.#stopped ??= (async () => {
-      const st = this.#successor ? { code: await this.#stopSuccessor("SIGTERM") } : await stopChild(this.#child, 10_000);
+      const st = this.#successor
+        ? { code: await this.#stopSuccessor("SIGTERM") }
+        : await stopChild(this.#child, 10_000);
       await this.#pump;
       // what a clean stop must not leave, checked before any clean-up of the rig's own
       const left = st.code === 0 ? this.leftovers() : [];
