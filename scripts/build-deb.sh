@@ -32,7 +32,8 @@ cat >"$root/usr/bin/vio4wd" <<'EOF'
 lib=$(dirname "$(readlink -f "$0")")/../lib/vio4wd
 cache=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/vio4wd-deno
 [ "$(id -u)" = 0 ] && cache=/var/cache/vio4wd
-VIO4WD_SHIM="$lib/libvio4wd_shim.so" DENO_DIR="$cache" DENO_NO_UPDATE_CHECK=1 \
+# VIO4WD_SELF: what a hot upgrade (vio4wd upgrade) starts: this script, as installed then
+VIO4WD_SELF=$(readlink -f "$0") VIO4WD_SHIM="$lib/libvio4wd_shim.so" DENO_DIR="$cache" DENO_NO_UPDATE_CHECK=1 \
   exec "$lib/deno" run --quiet --no-prompt --no-config --no-lock --no-remote --no-npm --cached-only \
   --allow-all "$lib/vio4wd.js" "$@"
 EOF

@@ -27,7 +27,7 @@ if [ ! -x "\$d/deno" ]; then
   tail -n +@SKIP@ "\$0" | tar -xzf - -C "\$d.tmp.\$\$"
   mv -T "\$d.tmp.\$\$" "\$d" 2>/dev/null || rm -rf "\$d.tmp.\$\$"
 fi
-VIO4WD_SHIM="\$d/libvio4wd_shim.so" DENO_DIR="\$d/.deno" DENO_NO_UPDATE_CHECK=1 \\
+VIO4WD_SELF=\$(readlink -f "\$0") VIO4WD_SHIM="\$d/libvio4wd_shim.so" DENO_DIR="\$d/.deno" DENO_NO_UPDATE_CHECK=1 \\
   exec "\$d/deno" run --quiet --no-prompt --no-config --no-lock --no-remote --no-npm --cached-only --allow-all \\
   "\$d/vio4wd.js" "\$@"
 __PAYLOAD__

@@ -13,6 +13,7 @@ import { virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { replayInDaemon, replayProxy } from "./rigs/replay.ts";
 import { assert, assertEq } from "./rigs/assert.ts";
+import { NotifyReceiver } from "./rigs/notify_socket.ts";
 
 const relay0 = (s: RelayState[]) => s.find((r) => r.id === 0)!;
 
@@ -170,14 +171,16 @@ Deno.test("an upgrade whose new daemon dies half-way (killed after receiving rel
   assert(d.count(/relay 0 had moved to the new daemon: served here again/) === 1, "relay 0 served again");
 });
 
-Deno.test("16 relays, each with a VM and a VF: `vio4wd upgrade` hands them all over (each relay's gap and the whole upgrade reported); traffic both ways on every one afterwards, and what each VM sent was taken once, old and new daemon counted together", async () => {
+Deno.test("16 relays, each with a VM and a VF: `vio4wd upgrade` hands them all over (each relay's gap and the whole upgrade reported), the old daemon tells systemd the new one's PID (MAINPID=) and the new one takes the PID file; traffic both ways on every one afterwards, and what each VM sent was taken once, old and new daemon counted together", async () => {
   await using w = await World.create("up16");
+  const notify = w.own(await NotifyReceiver.start(`${w.dir}/notify`));
   const n = 16;
   const ids = [...Array(n).keys()];
   const d = await w.daemon([
     "VIO4WD_EAL_MEMORY_MB=512",
     `VIRTIOFWD_STATIC_VFS=(${ids.map((i) => `net_null${i}=${i}`).join(" ")})`,
-  ]);
+  ], { env: { NOTIFY_SOCKET: notify.path } });
+  const oldPid = d.pid;
   const vm = await w.testpmd({
     vdevs: ids.map((i) => virtioUser(w.vmSocket(i), { port: i })),
     memoryMb: 512,
@@ -197,6 +200,14 @@ Deno.test("16 relays, each with a VM and a VF: `vio4wd upgrade` hands them all o
       `whole upgrade ${up.result.totalMs} ms`,
   );
   assertEq(gaps.length, n, "a gap for each relay with a VM");
+  const mainPid = notify.messages.find((m) => m.text.startsWith("MAINPID="));
+  assertEq(mainPid?.text.trim(), `MAINPID=${up.result.pid}`, "what the old daemon told systemd");
+  assertEq(mainPid?.pid, oldPid, "who told it (NotifyAccess=main: the main PID)");
+  assertEq(
+    Deno.readTextFileSync(`${w.dir}/virtio-forwarder.pid`).trim(),
+    String(up.result.pid),
+    "the PID file names the new daemon",
+  );
   await until("traffic both ways on every relay after the upgrade", async () => {
     const now = await all();
     return ids.every((id) =>

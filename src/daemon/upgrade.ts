@@ -183,7 +183,7 @@ export class UpgradeServer {
       log.warn(`upgrade refused: ${refusal}`);
       return { ok: false, error: refusal };
     }
-    const exe = program ?? Deno.env.get("VIO4WD_SELF") ?? null;
+    const exe = program ?? selfProgram();
     if (exe === null) {
       return { ok: false, error: "which program to start is not known (VIO4WD_SELF unset): give --program" };
     }
@@ -441,6 +441,18 @@ class Handover {
     }
     if (this.#released) this.#host.reopenEndpoints();
   }
+}
+
+/**
+ * The program this daemon was started as, as installed now: what its launcher says (VIO4WD_SELF:
+ * ./vio4wd, the package's /usr/bin/vio4wd, the self-extracting dist/vio4wd), or the executable
+ * itself when it is a `deno compile` one; null when neither.
+ */
+function selfProgram(): string | null {
+  const self = Deno.env.get("VIO4WD_SELF");
+  if (self) return self;
+  const exe = Deno.execPath();
+  return /\/deno$/.test(exe) ? null : exe;
 }
 
 /** What the new daemon lends the take-over. */
