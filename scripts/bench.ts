@@ -31,6 +31,7 @@ import { type Case, caseName, CASES, IDLE_US, type ShimVariant, SIZES, withVaria
 import { daemonFigures, idleWorkerCpu, measure, type Timing, type Window } from "./bench/measure.ts";
 import { type RunningRelay, startRelay } from "./bench/relays.ts";
 import { slowGuest, slowGuestFigures, slowGuestLine } from "./bench/slow_guest.ts";
+import { upgradeGapLines, upgradeGaps } from "./bench/upgrade_gap.ts";
 import {
   buildResult,
   type KeptWindow,
@@ -53,7 +54,7 @@ export const benchParser = object({
   only: withDefault(
     option("--only", string({ metavar: "NAME[,NAME]" }), {
       description:
-        message`Only these cases: a NAME that is a case's name picks it, any other the cases whose names contain it. A case picked brings its --steps/--against variants; slow_guest picks the slow-guest case.`,
+        message`Only these cases: a NAME that is a case's name picks it, any other the cases whose names contain it. A case picked brings its --steps/--against variants; slow_guest picks the slow-guest case, upgrade_gap the upgrade-vs-restart gap.`,
     }),
     "",
   ),
@@ -145,8 +146,16 @@ async function main(args: string[]): Promise<number> {
     }
     return out;
   };
+  /** The upgrade-vs-restart gap under a QEMU guest, both socket modes (this build only). */
+  const upgradeGapRuns = async () => {
+    progress("upgrade gap: a QEMU guest pinged every 1 ms across `vio4wd upgrade`, then across a restart");
+    const f = await upgradeGaps(tag);
+    for (const l of upgradeGapLines(f)) console.log(l);
+    return f;
+  };
   if (a.only) {
     if (only.includes("slow_guest")) await slowGuestRuns();
+    if (only.includes("upgrade_gap")) await upgradeGapRuns();
     // a partial run: the full report needs every case; print what was measured
     for (const [k, v] of samples.cycles) {
       const g = samples.perGenerator.get(k);
@@ -167,7 +176,8 @@ async function main(args: string[]): Promise<number> {
     idle_worker_cpu_idle_mode_pct: await idleWorkerCpu(tag, IDLE_US),
   };
   const slow = await slowGuestRuns();
-  const result = buildResult(samples, { ...daemon, ...idle, ...slow }, {
+  const gaps = await upgradeGapRuns();
+  const result = buildResult(samples, { ...daemon, ...idle, ...slow, ...gaps }, {
     rounds: t.rounds,
     seconds: t.seconds,
     date: new Date().toISOString(),

@@ -246,6 +246,15 @@ export function markdown(r: Record<string, unknown>, cases: readonly Case[]): st
     `port add -> first packet forwarded ${r.port_add_to_first_packet_ms} ms (median of 5). ` +
     `A worker with a connected relay and no traffic: ${r.idle_worker_cpu_polling_pct}% of a CPU polling, ` +
     `${r.idle_worker_cpu_idle_mode_pct}% in idle mode (${IDLE_US} us).`,
+    "",
+    "Traffic gap under a QEMU guest pinged every 1 ms (longest silence; the guest's carrier changes):",
+    "",
+    "| socket mode | `vio4wd upgrade` | restart |",
+    "|---|---:|---:|",
+    ...["server", "client"].map((m) =>
+      `| ${m} | ${r[`upgrade_gap_ms_${m}_mode`]} ms (${r[`upgrade_carrier_changes_${m}_mode`]}) | ` +
+      `${r[`restart_gap_ms_${m}_mode`]} ms (${r[`restart_carrier_changes_${m}_mode`]}) |`
+    ),
     ...variantBlock(r),
   ].join("\n");
 }

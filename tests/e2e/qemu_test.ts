@@ -21,6 +21,7 @@ import { Libvirt, virsh } from "../rigs/libvirt.ts";
 import { assert, assertEq } from "../rigs/assert.ts";
 import { memifPair } from "../rigs/devices.ts";
 import { World } from "../rigs/world.ts";
+import { pingEvery, vethVf } from "../rigs/veth_vf.ts";
 import { firstFailure } from "../rigs/first_failure.ts";
 import { errorText } from "../../src/common/log.ts";
 
@@ -237,9 +238,6 @@ for (const client of [false, true]) {
 
 /** Seconds per ping in the migration test, and the longest silence it allows. */
 const PING_EVERY = 0.2, MAX_PING_GAP_S = 2;
-/** ICMP echoes at an interval that go on through send errors (tests/rigs/pinger.py). */
-const PINGER = new URL("../rigs/pinger.py", import.meta.url).pathname;
-
 /** Replies in busybox ping's output, and the longest run of missing ones in seconds. */
 function pingSilence(output: string): { replies: number; worst: number } {
   const seqs = [...output.matchAll(/seq=(\d+)/g)].map((m) => Number(m[1]));
@@ -577,13 +575,7 @@ listen_count 5004 >/dev/null
  * guest every 1 ms and sends it 8 MiB over TCP while `vio4wd upgrade` runs.
  */
 async function upgradeUnderGuest(run: E2eRun, o: { server: boolean; queues: number; packed: boolean }) {
-  const veth = await run.ns.sh(
-    `ip link add vfd type veth peer name vfh && ip addr add ${HOST}/30 dev vfh && ip link set vfd up && ` +
-      // whole frames with their checksums, as a NIC puts on the wire (AF_PACKET would get 64 KiB
-      // GSO frames with checksums left to the hardware, which its 2 KiB ring slots cut)
-      "ip link set vfh up && ethtool -K vfh tso off gso off tx off && ethtool -K vfd gro off rx off",
-  );
-  assertEq(veth.code, 0, `the veth pair: ${veth.stderr}`);
+  const vf = await vethVf(run.ns, `${HOST}/30`);
   const monitor = `${run.dir}/monitor`;
   const guest = run.guest({
     script: UPGRADE_SCRIPT,
@@ -595,7 +587,7 @@ async function upgradeUnderGuest(run: E2eRun, o: { server: boolean; queues: numb
   if (o.server) await until("QEMU's socket", () => Deno.stat(run.socket).then(() => true, () => false), 10_000);
   const d = await run.daemon(
     o.server ? ["VIRTIOFWD_VHOST_CLIENT=y"] : [],
-    "net_af_packet0,iface=vfd",
+    vf,
   );
   await guest.waitSerial(/E2E: READY/, GUEST_TIMEOUT);
   await d.untilVm(0, 10_000, o.queues);
@@ -615,14 +607,14 @@ async function upgradeUnderGuest(run: E2eRun, o: { server: boolean; queues: numb
   const sh = await run.ns.sh(`head -c ${8 * MIB} /dev/urandom > ${data} && md5sum < ${data}`);
   const md5 = sh.stdout.split(/\s+/)[0];
   const every = 0.001, count = 3000;
-  const ping = run.ns.run(["python3", PINGER, GUEST, String(every), String(count)]);
+  const ping = pingEvery(run.ns, GUEST, every, count);
   await new Promise((r) => setTimeout(r, 700));
   const sent = run.sendToGuest(`cat ${data}`, "8 MiB to the guest");
   await new Promise((r) => setTimeout(r, 300));
   const up = await d.upgrade();
   assert(up.code === 0 && up.result.ok, `the upgrade: ${JSON.stringify(up.result)}\n${up.stderr}`);
   assertEq(up.oldExit, 0, "the old daemon's exit status");
-  const got = JSON.parse((await ping).stdout) as { replies: number[]; dups: number; longest_silence_ms: number };
+  const got = await ping;
   await sent;
   const gap = up.result.relays?.find((r) => r.relay === 0);
   console.log(
