@@ -20,6 +20,7 @@ export const COMMANDS = [
   "monitor",
   "vm-config",
   "doctor",
+  "upgrade",
   "demo",
   "completions",
 ] as const;

@@ -15,6 +15,7 @@ const COMMANDS = [
   ["demo"],
   ["doctor"],
   ["vm-config"],
+  ["upgrade"],
 ];
 
 Deno.test("every subcommand's --help ends with its examples, one command per line, and quotes no plain text", async () => {

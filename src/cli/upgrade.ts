@@ -37,8 +37,12 @@ export const upgradeCommand = command(
   {
     brief: message`Hand the running relays to a new daemon without the VMs noticing (hot upgrade).`,
     description:
-      message`Starts the new program beside the running daemon, which hands it each relay: its VM's vhost-user connection (kept open: QEMU notices nothing), its VF and its counters; then its endpoints, PID file and systemd main PID. Refused while a relay's VM is being live-migrated. If anything fails the running daemon keeps every relay. Needs root (the upgrade socket is root's).`,
-    footer: examples("vio4wd upgrade", "systemctl reload virtio-forwarder", "vio4wd upgrade --json"),
+      message`What \`systemctl reload virtio-forwarder\` runs. Starts the new program beside the running daemon, which hands it each relay: its VM's vhost-user connection (kept open: QEMU notices nothing), its VF and its counters; then its endpoints, PID file and systemd main PID. Refused while a relay's VM is being live-migrated. If anything fails the running daemon keeps every relay. Needs root (the upgrade socket is root's).`,
+    footer: examples(
+      "vio4wd upgrade",
+      "vio4wd upgrade --json",
+      "vio4wd upgrade --program /usr/bin/vio4wd --timeout 120",
+    ),
   },
 );
 
