@@ -62,7 +62,10 @@ export async function runUpgrade(a: UpgradeArgs): Promise<number> {
   try {
     ch = await Channel.connect(path);
   } catch (e) {
-    const why = e instanceof Deno.errors.PermissionDenied ? "only root may upgrade" : "is the daemon running?";
+    const why = e instanceof Deno.errors.PermissionDenied
+      ? "only root may upgrade"
+      : "is the daemon running? The original virtio-forwarder and a vio4wd without hot upgrade have no such socket: " +
+        "restart it once";
     console.error(`vio4wd upgrade: cannot reach the daemon's upgrade socket ${path} (${why}): ${(e as Error).message}`);
     return 2;
   }

@@ -290,7 +290,9 @@ export async function startTakingOver(
   const c: Config = { ...loaded.config, ealFilePrefix: req.prefix };
   const accounts = checkBeforeStart({ ...loaded, config: c }, log);
   using started = new DisposableStack();
-  const { ch, relays } = await greet(req, VERSION);
+  const { ch, relays } = await greet(req, VERSION).catch((e) => {
+    throw new StartupError(`cannot take over from the running daemon (${req.path}): ${errorText(e)}`);
+  });
   started.defer(() => ch.close());
   log.notice(`taking over ${relays.length} relay(s) from the running daemon (${req.path})`);
   const { dp, shutdown } = bringUpDataplane(c, log, started);
@@ -298,6 +300,7 @@ export async function startTakingOver(
   const poll = setInterval(eventPoller(dp, table, log), EVENT_POLL_MS);
   started.defer(() => clearInterval(poll));
   const endpoints = new DaemonEndpoints(c, accounts, table, dp, log);
+  started.defer(() => endpoints.close());
   await takeRelaysOver(
     {
       table,
@@ -314,7 +317,10 @@ export async function startTakingOver(
     relays,
     `/var/run/dpdk/${c.ealFilePrefix}/handover.sock`,
     VERSION,
-  );
+  ).catch((e) => {
+    // the relays taken so far close with this process: their VMs reconnect to the old daemon
+    throw new StartupError(`the take-over stopped: ${errorText(e)}`);
+  });
   announceReady(c, table, dp, log, false);
   return running(table, dp, endpoints, poll, started.move(), shutdown, log);
 }

@@ -183,6 +183,9 @@ export class UpgradeServer {
       log.warn(`upgrade refused: ${refusal}`);
       return { ok: false, error: refusal };
     }
+    if (program !== null && !/^\/[^\x00-\x1f\x7f]*$/.test(program)) {
+      return { ok: false, error: "--program must be an absolute path without control characters" };
+    }
     const exe = program ?? selfProgram();
     if (exe === null) {
       return { ok: false, error: "which program to start is not known (VIO4WD_SELF unset): give --program" };

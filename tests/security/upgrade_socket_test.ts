@@ -10,7 +10,9 @@ import { World } from "../rigs/world.ts";
 import { assert, assertEq } from "../rigs/assert.ts";
 import { Channel } from "../../src/daemon/upgrade_channel.ts";
 
-Deno.test("security: the upgrade socket is root's alone (0600); a silent client, a 2 MiB line, a line that is not a request and a take-over with a wrong token are each turned away, and the daemon upgrades afterwards", async () => {
+const refused = (name: string, what: string) => console.log(`security ${name} refused: ${what}`);
+
+Deno.test("security: the upgrade socket is root's alone (0600); a silent client, a 2 MiB line, a line that is not a request, a take-over with a wrong token and a program path with a newline are each turned away, and the daemon upgrades afterwards", async () => {
   await using w = await World.create("upsock");
   const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=net_null0=0"]);
   const path = `${w.dir}/virtio-forwarder.upgrade.sock`;
@@ -27,16 +29,30 @@ Deno.test("security: the upgrade socket is root's alone (0600); a silent client,
   await garbage.send({ hello: "not a request" });
   const refusal = await garbage.receive(5000);
   assertEq(JSON.stringify(refusal), '{"result":{"ok":false,"error":"not an upgrade request"}}', "the answer");
+  refused("upgrade-socket", "a line that is not an upgrade request");
   const impostor = await Channel.connect(path);
   await impostor.send({ takeOver: { token: "guessed", pid: 1 } });
-  assertEq(JSON.stringify(await impostor.receive(5000)), '{"refused":"no upgrade is waiting for this daemon"}', "");
+  assertEq(
+    JSON.stringify(await impostor.receive(5000)),
+    '{"refused":"no upgrade is waiting for this daemon"}',
+    "the answer to a guessed token",
+  );
+  refused("upgrade-socket", "a take-over with a guessed token");
   await wrote;
   await untilEnd(huge); // closed by the daemon (its answer may be lost to the reset of the unread rest)
+  refused("upgrade-socket", "a 2 MiB line");
+
+  const odd = await Channel.connect(path);
+  await odd.send({ upgrade: { program: "/usr/bin/vio4wd\nforged log line" } });
+  assert(/absolute path without control characters/.test(JSON.stringify(await odd.receive(5000))), "a forged program");
+  refused("upgrade-socket", "a program path with a newline (it would reach the log and the process table)");
+  assert(d.log.indexOf("forged log line") < 0, "nothing of it in the log");
 
   // the silent one holds nothing: an upgrade goes through meanwhile
   const up = await d.upgrade();
   assert(up.code === 0 && up.result.ok, `the upgrade beside a silent client: ${JSON.stringify(up.result)}`);
   assertEq(await untilEnd(silent), "", "the silent client was dropped");
+  refused("upgrade-socket", "a client that says nothing (dropped after 5 s; an upgrade went through meanwhile)");
   await until("relay 0 in the new daemon", async () => (await d.status()).some((r) => r.id === 0 && r.vfToVm.active));
   assert(num((await d.status())[0].vfToVm.pktsRxFromVf) >= 0, "stats from the new daemon");
 });
@@ -71,6 +87,7 @@ except PermissionError:
     "refused",
     `nobody connecting: ${new TextDecoder().decode(r.stderr)}`,
   );
+  refused("upgrade-socket", "a connection from uid 65534");
 });
 
 /** What `conn` sends until it closes (closed here then). */
