@@ -8,7 +8,7 @@
  * is never closed.
  */
 
-import { FAULTS_SHIM, num, type RelayState, show, until } from "./rigs/daemon_process.ts";
+import { FAULTS_SHIM, num, processRunning, type RelayState, show, until } from "./rigs/daemon_process.ts";
 import { virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { replayInDaemon, replayProxy } from "./rigs/replay.ts";
@@ -223,5 +223,45 @@ Deno.test("16 relays, each with a VM and a VF: `vio4wd upgrade` hands them all o
     return ids.every((id) => num(now.get(id)?.vmToVf.pktsRxFromVm) === ports[id].txPackets);
   }).catch((e) => {
     throw new Error(`${e.message}: taken/sent ${last}`);
+  });
+});
+
+Deno.test("an upgrade to a program that speaks another replay record format is refused before any relay moves: the command fails naming both formats, the program is ended, and the VM relays on in the old daemon", async () => {
+  await using w = await World.create("upfmt");
+  const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=net_null0=0"]);
+  const vm = await w.testpmd({ vdevs: [virtioUser(w.vmSocket(0))] });
+  await vm.waitLinksUp();
+  await d.untilVm(0);
+  await vm.send("set fwd io");
+  await vm.send("start");
+  // a "newer vio4wd" that takes the token, reads the relay list and answers with format V4WDHO99
+  const program = `${w.dir}/other-format`;
+  const pidFile = `${w.dir}/other-format.pid`;
+  Deno.writeTextFileSync(
+    program,
+    `#!/usr/bin/python3
+import json, os, socket, time
+open(${JSON.stringify(pidFile)}, "w").write(str(os.getpid()))
+path, token = os.environ["VIO4WD_TAKE_OVER"].split(" ")
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+f = s.makefile("rw")
+f.write(json.dumps({"takeOver": {"token": token, "pid": os.getpid(), "version": "9.9.9"}}) + "\\n"); f.flush()
+f.readline()
+f.write(json.dumps({"ready": {"format": "V4WDHO99", "handover": "/nonexistent", "version": "9.9.9"}}) + "\\n"); f.flush()
+time.sleep(60)
+`,
+    { mode: 0o755 },
+  );
+  const up = await d.upgrade(["--program", program]);
+  assertEq(up.code, 1, `the upgrade's exit status: ${JSON.stringify(up.result)}`);
+  assert(/format V4WDHO99, this one V4WDHO01/.test(up.result.error ?? ""), `why: ${up.result.error}`);
+  const pid = Number(Deno.readTextFileSync(pidFile));
+  assert(!processRunning(pid), `the other program (PID ${pid}) was ended`);
+  assert(d.alive, "the old daemon runs on");
+  const at = relay0(await d.status());
+  await until("the VM relays on in the old daemon", async () => {
+    const r = relay0(await d.status());
+    return num(r.vmToVf.pktsRxFromVm) > num(at.vmToVf.pktsRxFromVm) + 10_000;
   });
 });

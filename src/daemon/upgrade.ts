@@ -183,6 +183,7 @@ export class UpgradeServer {
       log.warn(`upgrade refused: ${refusal}`);
       return { ok: false, error: refusal };
     }
+    // deno-lint-ignore no-control-regex
     if (program !== null && !/^\/[^\x00-\x1f\x7f]*$/.test(program)) {
       return { ok: false, error: "--program must be an absolute path without control characters" };
     }
