@@ -1269,7 +1269,10 @@ void frontdoor_stop(void)
 		pthread_mutex_unlock(&g_lock);
 		wake();
 		pthread_join(g_thread, NULL);
+		pthread_mutex_lock(&g_lock);
 		g_running = false;
+		serve_request(); /* one asked between the thread's last round and now: answered (g_quit) */
+		pthread_mutex_unlock(&g_lock);
 		for (uint32_t id = 0; id < VIO4WD_MAX_RELAYS; id++)
 			if (g_doors[id].used)
 				door_free(&g_doors[id]);
