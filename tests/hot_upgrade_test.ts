@@ -8,7 +8,7 @@
  * is never closed.
  */
 
-import { FAULTS_SHIM, num, processRunning, type RelayState, show, until } from "./rigs/daemon_process.ts";
+import { FAULTS_SHIM, num, processRunning, type RelayState, runVio4wd, show, until } from "./rigs/daemon_process.ts";
 import { virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { replayInDaemon, replayProxy } from "./rigs/replay.ts";
@@ -22,14 +22,14 @@ const relay0 = (s: RelayState[]) => s.find((r) => r.id === 0)!;
 // split rings rte_vhost 22.11 takes the position from the guest's used index when the two disagree
 // (translate_ring_addresses, with a warning), so there a wrong base cannot show.
 type Mode = "same" | "rig" | "upgrade" | "refused";
-const cases: { packed: boolean; queues: number; mode: Mode }[] = [
+const cases: { packed: boolean; queues: number; mode: Mode; bond?: boolean }[] = [
   { packed: false, queues: 1, mode: "same" },
   { packed: true, queues: 1, mode: "same" },
   { packed: false, queues: 2, mode: "same" },
   { packed: false, queues: 1, mode: "rig" },
   { packed: true, queues: 1, mode: "rig" },
   { packed: false, queues: 1, mode: "upgrade" },
-  { packed: true, queues: 2, mode: "upgrade" },
+  { packed: true, queues: 2, mode: "upgrade", bond: true },
   { packed: false, queues: 1, mode: "refused" },
 ];
 const HOW: Record<Mode, string> = {
@@ -40,8 +40,11 @@ const HOW: Record<Mode, string> = {
     ", offered by `vio4wd upgrade` to a new daemon that takes everything and then refuses: the old one takes it back (rollback) and the command fails",
 };
 
-for (const { packed, queues, mode } of cases) {
-  const what = `${packed ? "packed" : "split"} rings, ${queues} queue pair(s)${HOW[mode]}`;
+for (const { packed, queues, mode, bond } of cases) {
+  // a bond is a VF side two processes cannot hold at once: the old daemon closes it before the new one opens it
+  const what = `${packed ? "packed" : "split"} rings, ${queues} queue pair(s)${bond ? ", a bond as the VF" : ""}${
+    HOW[mode]
+  }`;
   Deno.test(`a VM's session replayed into a fresh rte_vhost connection at the rings' positions (${what}): traffic goes on both ways, the VM's socket never closes, and what the relays took from the VM is exactly what it sent, none twice`, async () => {
     await using w = await World.create(`replay${packed ? "p" : "s"}${queues}${mode[0]}`);
     // net_null: takes what the VM sends and gives it packets as fast as asked
@@ -53,7 +56,22 @@ for (const { packed, queues, mode } of cases) {
       : mode === "refused"
       ? { VIO4WD_SHIM: FAULTS_SHIM, VIO4WD_FAULT_ADOPT_REFUSE: "1" } // only the new daemon adopts
       : {};
-    const d = await w.daemon(["VIRTIOFWD_STATIC_VFS=net_null0=0", "VIO4WD_METRICS_LISTEN=127.0.0.1:0"], { env });
+    const pc = `ipc://${w.dir}/port_control`;
+    const d = await w.daemon(
+      [
+        bond ? `VIRTIOFWD_ZMQ_PORT_CONTROL_EP=${pc}` : "VIRTIOFWD_STATIC_VFS=net_null0=0",
+        "VIO4WD_METRICS_LISTEN=127.0.0.1:0",
+      ],
+      { env },
+    );
+    if (bond) {
+      const add = await runVio4wd(
+        ["port", "add", "--virtio-id", "0", "--name", "net_bonding0", "--mode", "1"].concat(
+          ["--device", "net_null0", "--device", "net_null1", "--zmq-ep", pc],
+        ),
+      );
+      assertEq(add.code, 0, `the bond: ${add.stdout}${add.stderr}`);
+    }
     await using w2 = mode === "rig" ? await World.create("replayto") : null;
     const second = w2 ? await w2.daemon(["VIRTIOFWD_STATIC_VFS=net_null1=0"]) : d;
     // rte_vhost's socket thread (22.11) polls with a 1 s timeout and takes in sockets registered
@@ -88,6 +106,11 @@ for (const { packed, queues, mode } of cases) {
         assertEq(up.oldExit, 0, "the old daemon's exit status");
         assertEq(up.oldLeft?.join(", "), "", "what the old daemon left of its DPDK files");
         assertEq(up.result.relays?.length, 64, "the relays handed over (each has a socket)");
+        const vf = up.result.relays![0];
+        if (bond) {
+          assert(vf.vfCloseMs > 0 && vf.vfMs >= vf.vfCloseMs, `the bond closed, then opened: ${JSON.stringify(vf)}`);
+        }
+        if (bond) assertEq((await d.status())[0].vf?.pciAddrStr, "net_bonding0", "the bond in the new daemon");
       } else {
         assertEq(up.code, 1, `the refused upgrade's exit status: ${answer}`);
         assert(/relay 0: .*refused \(fault build\)/.test(up.result.error ?? ""), `why: ${answer}`);

@@ -112,6 +112,8 @@ s.sendall(b"\\x01\\x00\\x00\\x00\\x01")
 time.sleep(6)
 print("held")`,
   );
+  // connected before the flood (or it would be one of the flood's refused): the daemon holds its descriptors
+  await until("the half message's connection is in", () => openFds(d.pid) > before);
   // 20 connections at once: the front door keeps 8 per relay and closes the others at once
   const flood = await peer(
     w.vmSocket(0),
