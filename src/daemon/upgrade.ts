@@ -230,6 +230,8 @@ class Handover {
   readonly #handed: RelayPairing[] = [];
   #released = false;
   #prefix = "";
+  /** The new daemon's handover socket. */
+  #handover = "";
 
   constructor(host: UpgradeHost, exe: string, timeoutMs: number, progress: (t: string) => void, server: UpgradeServer) {
     this.#host = host;
@@ -305,8 +307,6 @@ class Handover {
     this.#progress(`new daemon ${ready.version} (PID ${this.#child.pid}) ready`);
     return ch;
   }
-
-  #handover = "";
 
   /** Resolves `p`, unless the deadline passes or the new daemon exits first. */
   async #race<T>(p: Promise<T>, what: string): Promise<T> {
