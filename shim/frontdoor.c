@@ -548,10 +548,11 @@ static bool put(int fd, uint32_t req, const void *payload, uint32_t size, const 
 	return send_message(fd, buf, HEADER + size, real, n);
 }
 
-/* Reads exactly `len` bytes within the replay's wait; descriptors that come are closed. */
-static bool get_exact(int fd, uint8_t *buf, size_t len)
+/* Reads exactly `len` bytes within `wait_ms`; descriptors that come are closed. */
+static bool get_exact(int fd, void *out, size_t len, unsigned wait_ms)
 {
-	uint64_t until = now_ms() + REPLAY_WAIT_MS;
+	uint8_t *buf = out;
+	uint64_t until = now_ms() + wait_ms;
 	size_t have = 0;
 	while (have < len) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -583,11 +584,11 @@ static bool ask(int fd, uint32_t req, const void *payload, uint32_t size, uint8_
 {
 	uint8_t head[HEADER];
 	uint32_t rreq, rsize;
-	if (!put(fd, req, payload, size, NULL, 0) || !get_exact(fd, head, HEADER))
+	if (!put(fd, req, payload, size, NULL, 0) || !get_exact(fd, head, HEADER, REPLAY_WAIT_MS))
 		return false;
 	memcpy(&rreq, head, 4);
 	memcpy(&rsize, head + 8, 4);
-	return rreq == req && rsize == 8 && get_exact(fd, out, 8);
+	return rreq == req && rsize == 8 && get_exact(fd, out, 8, REPLAY_WAIT_MS);
 }
 
 /* A ring the back-end runs: address, kick and call given. */
@@ -714,7 +715,7 @@ __attribute__((unused)) static const char *session_replay(struct door *d, struct
 
 #define HANDOVER_MAGIC 0x31304f4844573456ULL /* "V4WDHO01": the record's format */
 #define FD_CHUNK MAX_FDS /* send_message() takes at most MAX_FDS descriptors per message */
-#define HANDOVER_WAIT_MS 5000 /* how long the receiver waits for each part */
+#define HANDOVER_WAIT_MS 5000 /* how long the receiver waits for each part: header, record, descriptors */
 
 /* What goes before a session's descriptors: the record (its descriptor fields are meaningless
  * across processes: the descriptors follow in record_fds() order) and the bases read. */
@@ -739,20 +740,6 @@ static bool send_all(int sock, const void *buf, size_t len)
 			return false;
 		p += n;
 		len -= (size_t)n;
-	}
-	return true;
-}
-
-/* Reads exactly `len` bytes, each part within HANDOVER_WAIT_MS. */
-static bool recv_all(int sock, void *buf, size_t len)
-{
-	uint8_t *p = buf;
-	for (size_t have = 0; have < len;) {
-		struct pollfd pf = {.fd = sock, .events = POLLIN};
-		ssize_t n = poll(&pf, 1, HANDOVER_WAIT_MS) == 1 ? recv(sock, p + have, len - have, 0) : -1;
-		if (n <= 0)
-			return false;
-		have += (size_t)n;
 	}
 	return true;
 }
@@ -784,20 +771,14 @@ static bool recv_fds(int sock, int *fds, int want)
 		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
 				    .msg_controllen = sizeof(ctl.buf)};
 		struct pollfd p = {.fd = sock, .events = POLLIN};
+		struct inbox chunk = {.nfds = 0};
 		bool ok = poll(&p, 1, HANDOVER_WAIT_MS) == 1 && recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) == 1 &&
-			  !(mh.msg_flags & MSG_CTRUNC);
-		for (struct cmsghdr *c = ok ? CMSG_FIRSTHDR(&mh) : NULL; c != NULL; c = CMSG_NXTHDR(&mh, c)) {
-			size_t k = c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS ?
-					   (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) :
-					   0;
-			for (size_t i = 0; i < k; i++) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-				if (got < want)
-					fds[got++] = fd;
-				else
-					close(fd);
-			}
+			  take_fds(&chunk, &mh);
+		for (int i = 0; i < chunk.nfds; i++) {
+			if (got < want)
+				fds[got++] = chunk.fds[i];
+			else
+				close(chunk.fds[i]);
 		}
 		if (!ok) {
 			RTE_LOG(ERR, USER1, "vio4wd: handover: %d of %d descriptors came (%s)\n", got, want,
@@ -841,7 +822,7 @@ static struct session *session_receive(struct door *d, int sock, const char **wh
 	*why = NULL;
 	if (s == NULL || h == NULL)
 		*why = "no memory";
-	else if (!recv_all(sock, h, sizeof(*h)))
+	else if (!get_exact(sock, h, sizeof(*h), HANDOVER_WAIT_MS))
 		*why = "the handover's record did not come";
 	else if (h->magic != HANDOVER_MAGIC)
 		*why = "the handover's record is of another format";
@@ -982,7 +963,7 @@ static const char *door_adopt(struct door *d, int sock)
 	int listen_fd = -1;
 	struct session *got = NULL;
 	const char *why = NULL;
-	if (!recv_all(sock, &h, sizeof(h)))
+	if (!get_exact(sock, &h, sizeof(h), HANDOVER_WAIT_MS))
 		why = "the handover's header did not come";
 	else if (h.magic != HANDOVER_MAGIC)
 		why = "the handover is of another format";
@@ -1117,6 +1098,12 @@ static void wake(void)
 		RTE_LOG(WARNING, USER1, "vio4wd: front door: cannot wake its thread: %s\n", strerror(errno));
 }
 
+/* Relay `id`'s door if it is in use (not being closed), or NULL; the lock held. */
+static struct door *door_in_use(uint32_t id)
+{
+	return id < VIO4WD_MAX_RELAYS && g_doors[id].used && !g_doors[id].closing ? &g_doors[id] : NULL;
+}
+
 /*
  * The handover's steps run on the door thread, between two rounds of events: a step run by
  * another thread would leave the door thread events it collected before the step (a reply the step
@@ -1161,7 +1148,7 @@ static const char *door_request(enum request_kind kind, uint32_t id, int sock)
 	pthread_mutex_lock(&g_lock);
 	while (g_request != NULL)
 		pthread_cond_wait(&g_request_done, &g_lock);
-	struct door *d = id < VIO4WD_MAX_RELAYS && g_doors[id].used && !g_doors[id].closing ? &g_doors[id] : NULL;
+	struct door *d = door_in_use(id);
 	if (d == NULL || !g_running) {
 		pthread_mutex_unlock(&g_lock);
 		return "the relay has no socket";
@@ -1359,23 +1346,13 @@ void frontdoor_close(uint32_t id)
 
 /* ---- the handover's steps (docs/hot-upgrade.md), as vhost.c's API calls them ---- */
 
-/* Relay `id`'s door if it is in use, under the lock (the caller unlocks), or NULL. */
-static struct door *door_locked(uint32_t id)
-{
-	pthread_mutex_lock(&g_lock);
-	if (id < VIO4WD_MAX_RELAYS && g_doors[id].used && !g_doors[id].closing)
-		return &g_doors[id];
-	pthread_mutex_unlock(&g_lock);
-	return NULL;
-}
-
 const char *frontdoor_check(uint32_t id)
 {
-	struct door *d = door_locked(id);
-	if (d == NULL)
-		return NULL; /* no socket: nothing to refuse */
-	const char *why = d->state != DOOR_OPEN ? "its socket is being handed over" : NULL;
-	for (struct session *s = d->sessions; why == NULL && s != NULL; s = s->next)
+	pthread_mutex_lock(&g_lock);
+	struct door *d = door_in_use(id);
+	const char *why = d != NULL && d->state != DOOR_OPEN ? "its socket is being handed over" : NULL;
+	/* no socket (d NULL): nothing to refuse */
+	for (struct session *s = d != NULL ? d->sessions : NULL; why == NULL && s != NULL; s = s->next)
 		why = s->rec.not_upgradable;
 	pthread_mutex_unlock(&g_lock);
 	return why;
