@@ -479,7 +479,8 @@ class DaemonEndpoints {
   readonly #table: RelayTable;
   readonly #dp: Dataplane;
   readonly #log: Logger;
-  #open: (() => Promise<void>) | null = null;
+  /** Closes what open() opened; null when closed. */
+  #closer: (() => Promise<void>) | null = null;
   #upgrade: UpgradeServer | null = null;
   readonly #handedOver = Promise.withResolvers<number>();
 
@@ -531,7 +532,7 @@ class DaemonEndpoints {
     monitor?.start();
     const metrics = this.#metrics(statsAnswerer);
     const upgrade = this.#upgradeServer();
-    this.#open = async () => {
+    this.#closer = async () => {
       upgrade?.close();
       await metrics?.shutdown();
       await monitor?.stop();
@@ -587,8 +588,8 @@ class DaemonEndpoints {
 
   /** Closes them all (upgrade socket, metrics, monitor, ZeroMQ); again is nothing. */
   async close(): Promise<void> {
-    const close = this.#open;
-    this.#open = null;
+    const close = this.#closer;
+    this.#closer = null;
     await close?.();
   }
 }
@@ -743,10 +744,12 @@ export async function runDaemon(loaded: LoadedConfig, log = new Logger(loaded.co
   try {
     const takeOver = takeOverRequest();
     daemon = takeOver ? await startTakingOver(loaded, log, takeOver) : startDaemon(loaded, log);
-    const handedOver = daemon.handedOver.then((pid) => `handed over to PID ${pid}`);
-    const why = await Promise.race([stopped, handedOver]);
-    log.notice(`${why}: stopping`);
-    return await daemon.stop(why.startsWith("handed over"));
+    const end = await Promise.race([
+      stopped.then((signal) => ({ why: signal, handedOver: false })),
+      daemon.handedOver.then((pid) => ({ why: `handed over to PID ${pid}`, handedOver: true })),
+    ]);
+    log.notice(`${end.why}: stopping`);
+    return await daemon.stop(end.handedOver);
   } finally {
     for (const [sig, fn] of handlers) Deno.removeSignalListener(sig, fn);
   }

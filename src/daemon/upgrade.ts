@@ -408,12 +408,8 @@ class Handover {
   #reattachVf(r: RelayPairing): void {
     const { table, log } = this.#host;
     if (r.vf === null || table.get(r.id).vf !== null) return;
-    try {
-      if (r.bond) table.addBond(r.id, r.vf, r.bond.mode, r.bond.members);
-      else table.addVf(r.id, r.vf);
-    } catch (e) {
-      log.error(`upgrade: relay ${r.id}: cannot take VF ${r.vf} back: ${errorText(e)}`);
-    }
+    const why = openVf(table, r);
+    if (why) log.error(`upgrade: relay ${r.id}: cannot take its VF back: ${why}`);
   }
 
   /**
@@ -516,7 +512,7 @@ export async function takeRelaysOver(
     if (open) {
       const r = open as unknown as RelayPairing;
       const t0 = performance.now();
-      const why = openVf(s, r);
+      const why = openVf(table, r);
       await ch.send(why ? { failed: { id: r.id, why } } : { opened: { id: r.id, ms: ms(t0) } });
       continue;
     }
@@ -535,11 +531,11 @@ export async function takeRelaysOver(
   }
 }
 
-/** Opens the relay's VF (or bond) here; why not, or null. */
-function openVf(s: Successor, r: RelayPairing): string | null {
+/** Opens the relay's VF (or bond) in `table`, as paired; why not, or null. Both daemons' one way. */
+function openVf(table: RelayTable, r: RelayPairing): string | null {
   try {
-    if (r.vf !== null && r.bond) s.table.addBond(r.id, r.vf, r.bond.mode, r.bond.members);
-    else if (r.vf !== null) s.table.addVf(r.id, r.vf);
+    if (r.vf !== null && r.bond) table.addBond(r.id, r.vf, r.bond.mode, r.bond.members);
+    else if (r.vf !== null) table.addVf(r.id, r.vf);
     return null;
   } catch (e) {
     return `VF ${r.vf}: ${errorText(e)}`;
@@ -554,7 +550,7 @@ async function takeRelay(
 ): Promise<void> {
   const { table, dp } = s;
   const t0 = performance.now();
-  const failed = r.vf !== null && table.get(r.id).vf === null ? openVf(s, r) : null; // not opened beforehand
+  const failed = r.vf !== null && table.get(r.id).vf === null ? openVf(table, r) : null; // not opened beforehand
   if (failed) {
     await ch.send({ failed: { id: r.id, why: failed } });
     return;

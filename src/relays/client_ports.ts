@@ -9,10 +9,10 @@
 
 import { clientBondNameRefusal, type ClientDevicePolicy, clientDeviceRefusal } from "../config/client_devices.ts";
 import { sysfsRoot } from "../common/sysfs.ts";
+import { ERRNO } from "../../ffi/errno.ts";
 import { RelayError, type RelayPorts } from "./table.ts";
 
-const EPERM = 1;
-const EBUSY = 16;
+const { EPERM, EBUSY } = ERRNO;
 
 /** A client's device string or bond name was refused by the client device policy. */
 export class ClientDeviceRefused extends RelayError {

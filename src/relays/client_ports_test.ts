@@ -4,6 +4,7 @@ import { Logger } from "../common/log.ts";
 import { FakeDataPath } from "../../tests/rigs/fake_data_path.ts";
 import { RelayError, RelayTable } from "./table.ts";
 import { clientPorts } from "./client_ports.ts";
+import { ERRNO } from "../../ffi/errno.ts";
 
 Deno.test("client ports: while a hot upgrade hands the relays over, every change a client asks for is refused with EBUSY and the reason, and the table is left as it was; reads go on", () => {
   const table = new RelayTable(loadConfig("VIRTIOFWD_CPU_MASK=1\n", "f").config, new FakeDataPath(), new Logger(0));
@@ -27,7 +28,7 @@ Deno.test("client ports: while a hot upgrade hands the relays over, every change
       change();
       throw new Error(`${what}: not refused`);
     } catch (e) {
-      assert(e instanceof RelayError && e.code === 16, `${what}: ${e}`);
+      assert(e instanceof RelayError && e.code === ERRNO.EBUSY, `${what}: ${e}`);
       assert(/handed to a new daemon/.test((e as Error).message), `${what}: the reason`);
     }
   }
