@@ -1,14 +1,24 @@
 /**
- * The hot-upgrade design's mechanism (docs/hot-upgrade.md, issue #28): a front door between the
- * VM and vio4wd's rte_vhost keeps the session's replay record, takes the rings' positions from
- * rte_vhost (GET_VRING_BASE), drops that connection and replays the session into a fresh one. The
- * front door is the daemon's own (shim/frontdoor.c; the fault build's VIO4WD_FAULT_FILE asks it
- * to replay, until the handover does), or, into another daemon, the test rig
- * tests/rigs/vhost_replay_proxy.py. The VM stand-in is dpdk-testpmd's virtio_user, whose socket
- * is never closed.
+ * Hot upgrade (docs/hot-upgrade.md, issue #28): a front door between the VM and vio4wd's rte_vhost
+ * keeps the session's replay record, takes the rings' positions from rte_vhost (GET_VRING_BASE),
+ * drops that connection and replays the session into a fresh one: in the same daemon (the fault
+ * build's VIO4WD_FAULT_FILE asks it to), into another through the test rig
+ * tests/rigs/vhost_replay_proxy.py, and, by `vio4wd upgrade`, into a new daemon that takes every
+ * relay over, with its rollbacks. The VM stand-in is dpdk-testpmd's virtio_user, whose socket is
+ * never closed.
  */
 
-import { FAULTS_SHIM, num, processRunning, type RelayState, runVio4wd, show, until } from "./rigs/daemon_process.ts";
+import {
+  type DaemonProcess,
+  FAULTS_SHIM,
+  num,
+  pathExists,
+  processRunning,
+  type RelayState,
+  runVio4wd,
+  show,
+  until,
+} from "./rigs/daemon_process.ts";
 import { virtioUser } from "./rigs/devices.ts";
 import { World } from "./rigs/world.ts";
 import { replayInDaemon, replayProxy } from "./rigs/replay.ts";
@@ -16,6 +26,15 @@ import { assert, assertEq } from "./rigs/assert.ts";
 import { NotifyReceiver } from "./rigs/notify_socket.ts";
 
 const relay0 = (s: RelayState[]) => s.find((r) => r.id === 0)!;
+
+/** Waits (15 s) until relay `id` of `d` moved 10,000 packets each way beyond `above` (its counters then). */
+async function bothWays(d: DaemonProcess, id: number, what: string, above?: RelayState): Promise<void> {
+  await until(what, async () => {
+    const r = (await d.status()).find((x) => x.id === id);
+    return num(r?.vfToVm.pktsTxToVm) > num(above?.vfToVm.pktsTxToVm) + 10_000 &&
+      num(r?.vmToVf.pktsRxFromVm) > num(above?.vmToVf.pktsRxFromVm) + 10_000;
+  }, 15_000);
+}
 
 // The check on the rings' positions: with packed rings a replay at base 0 (the recorded
 // SET_VRING_BASE, what a replay without GET_VRING_BASE would send) stops the traffic (tried). With
@@ -87,13 +106,7 @@ for (const { packed, queues, mode, bond } of cases) {
     await d.untilVm(0, undefined, queues);
     await vm.send("set fwd io"); // what the VM receives goes back out
     await vm.send("start");
-    const both = async (dd: typeof d, what: string, above?: RelayState) =>
-      await until(what, async () => {
-        const r = relay0(await dd.status());
-        return num(r.vfToVm.pktsTxToVm) > num(above?.vfToVm.pktsTxToVm) + 10_000 &&
-          num(r.vmToVf.pktsRxFromVm) > num(above?.vmToVf.pktsRxFromVm) + 10_000;
-      }, 15_000);
-    await both(d, "traffic both ways");
+    await bothWays(d, 0, "traffic both ways");
     const metrics = await d.metricsUrl();
     const before = relay0(await d.status());
 
@@ -126,7 +139,7 @@ for (const { packed, queues, mode, bond } of cases) {
     console.log(`replay (${what}): ${answer}`);
     await second.untilVm(0, undefined, queues);
     // counters continue across an upgrade: above what they were before it
-    await both(second, "traffic both ways after the replay", mode === "rig" ? undefined : before);
+    await bothWays(second, 0, "traffic both ways after the replay", mode === "rig" ? undefined : before);
 
     // exactness: stop the VM, let the relay take what is left in its TX rings, compare
     const [vmPort] = await vm.stop();
@@ -164,14 +177,8 @@ Deno.test("an upgrade whose new daemon dies half-way (killed after receiving rel
   for (const id of [0, 1]) await d.untilVm(id);
   await vm.send("set fwd io");
   await vm.send("start");
-  const moving = async (id: number, what: string) => {
-    const at = (await d.status()).find((r) => r.id === id)!;
-    await until(what, async () => {
-      const r = (await d.status()).find((x) => x.id === id);
-      return num(r?.vmToVf.pktsRxFromVm) > num(at.vmToVf.pktsRxFromVm) + 10_000 &&
-        num(r?.vfToVm.pktsTxToVm) > num(at.vfToVm.pktsTxToVm) + 10_000;
-    }, 15_000);
-  };
+  const moving = async (id: number, what: string) =>
+    await bothWays(d, id, what, (await d.status()).find((r) => r.id === id));
   for (const id of [0, 1]) await moving(id, `relay ${id}: traffic both ways`);
   const up = await d.upgrade();
   assertEq(up.code, 1, `the upgrade's exit status: ${JSON.stringify(up.result)}`);
@@ -182,14 +189,7 @@ Deno.test("an upgrade whose new daemon dies half-way (killed after receiving rel
     await d.untilVm(id, 10_000);
     await moving(id, `relay ${id}: traffic both ways again in the old daemon`);
   }
-  const left = [`/var/run/dpdk/${d.firstPrefix}-next`].filter((p) => {
-    try {
-      Deno.statSync(p);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  const left = [`/var/run/dpdk/${d.firstPrefix}-next`].filter(pathExists);
   assertEq(left.join(", "), "", "what the dead new daemon left");
   assert(d.count(/relay 0 had moved to the new daemon: served here again/) === 1, "relay 0 served again");
 });

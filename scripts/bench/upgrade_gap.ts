@@ -8,7 +8,7 @@
  * @module
  */
 
-import { DaemonProcess } from "../../tests/rigs/daemon_process.ts";
+import { DaemonProcess, pathExists } from "../../tests/rigs/daemon_process.ts";
 import { NetNs } from "../../tests/rigs/netns.ts";
 import { buildInitramfs, QemuGuest } from "../../tests/rigs/qemu.ts";
 import { pingEvery, vethVf } from "../../tests/rigs/veth_vf.ts";
@@ -54,7 +54,7 @@ async function gapsInMode(tag: string, client: boolean): Promise<GapFigures> {
       ...(client ? ["VIRTIOFWD_VHOST_CLIENT=y"] : []),
     ];
     if (client) {
-      for (let i = 0; i < 100 && !exists(socket); i++) await sleep(100);
+      for (let i = 0; i < 100 && !pathExists(socket); i++) await sleep(100);
     }
     let d = await DaemonProcess.start(dir, `${tag}-g${client ? "c" : "s"}1`, lines, { netns: ns.name });
     stop.push(() => d.stop());
@@ -90,15 +90,6 @@ async function gapsInMode(tag: string, client: boolean): Promise<GapFigures> {
     for (const s of stop.reverse()) await s().catch(() => {});
     await ns.delete();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -6,7 +6,7 @@
  */
 
 import { VARIABLES } from "../../src/config/config.ts";
-import { LAUNCHER } from "../rigs/daemon_process.ts";
+import { LAUNCHER, pathExists } from "../rigs/daemon_process.ts";
 import { World } from "../rigs/world.ts";
 import { hugepageFiles } from "../rigs/testpmd.ts";
 import { BAD_VALUES } from "../fixtures/bad_config_values.ts";
@@ -23,15 +23,6 @@ async function pool<T>(jobs: (() => Promise<T>)[], n: number): Promise<T[]> {
     }
   }));
   return out;
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 Deno.test("config: every variable with bad values stops the daemon with exit 2 and file:line, nothing started", async () => {
@@ -73,11 +64,11 @@ Deno.test("config: every variable with bad values stops the daemon with exit 2 a
         out.code !== 2 && `exit ${out.code}`,
         !err.includes(where) && `no ${where}`,
         !err.includes(c.text) && `no '${c.text}'`,
-        exists(`${dir}/sock-${c.id}`) && "socket directory created",
-        exists(`${dir}/pid-${c.id}`) && "PID directory created",
-        exists(`/var/run/dpdk/${prefix}`) && "DPDK runtime directory created",
+        pathExists(`${dir}/sock-${c.id}`) && "socket directory created",
+        pathExists(`${dir}/pid-${c.id}`) && "PID directory created",
+        pathExists(`/var/run/dpdk/${prefix}`) && "DPDK runtime directory created",
         hugepageFiles(prefix).length > 0 && "hugepage files created",
-        exists(c.marker) && "a command in the file was run",
+        pathExists(c.marker) && "a command in the file was run",
       ].filter((p) => p);
       return problems.length ? `${c.name}=${c.value}: ${problems.join(", ")}; stderr: ${err.trim()}` : null;
     }),

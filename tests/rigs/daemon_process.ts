@@ -128,16 +128,14 @@ export class DaemonProcess {
     }
     if (!result.ok || result.pid === undefined) return { code: out.code, result, stderr };
     const old = this.prefix;
-    const st = await Promise.race([this.#child.status, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const st = await Promise.race([
+      this.#child.status,
+      new Promise<null>((r) => timer = setTimeout(() => r(null), 10_000)),
+    ]);
+    clearTimeout(timer);
     this.#successor = { pid: result.pid, prefix: result.filePrefix! };
-    const oldLeft = [...hugepageFiles(old), `/var/run/dpdk/${old}`].filter((p) => {
-      try {
-        Deno.lstatSync(p);
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    const oldLeft = [...hugepageFiles(old), `/var/run/dpdk/${old}`].filter(pathExists);
     return { code: out.code, result, stderr, oldExit: st?.code ?? -1, oldLeft };
   }
 
@@ -350,14 +348,6 @@ export class DaemonProcess {
       text = Deno.readTextFileSync(this.config);
     } catch { /* a file the test removed: only the DPDK files are checked */ }
     const c = loadConfig(text, this.config).config;
-    const exists = (p: string) => {
-      try {
-        Deno.lstatSync(p);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     const left = [...hugepageFiles(this.prefix)];
     const paths = [
       `/var/run/dpdk/${this.prefix}`,
@@ -365,7 +355,7 @@ export class DaemonProcess {
       ...[c.zmqConfigEp, c.zmqPortControlEp, c.zmqStatsEp, coreSchedEndpoint(c), this.statsEndpoint]
         .filter((ep) => ep.startsWith("ipc://")).map((ep) => ep.slice("ipc://".length)),
     ];
-    left.push(...paths.filter(exists));
+    left.push(...paths.filter(pathExists));
     if (!c.vhostClient) {
       const [head, tail] = c.socketPattern.split("%u");
       try {
@@ -380,6 +370,16 @@ export class DaemonProcess {
       } catch { /* no socket directory */ }
     }
     return left;
+  }
+}
+
+/** Whether there is anything at `path` (not followed if it is a link). */
+export function pathExists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -12,27 +12,16 @@ import { until } from "./daemon_process.ts";
 
 /**
  * Has the front door of the daemon started with VIO4WD_FAULT_FILE=`file` (fault build) replay
- * every session (or do `what`: "export", "adopt"); its answer: "replayed <sessions> <rings> <ms>",
- * "exported <ms>", "adopted <ms>" or "failed <why>".
+ * every session; its answer: "replayed <sessions> <rings> <ms>" or "failed <why>".
  */
-export async function replayInDaemon(file: string, what = "replay"): Promise<string> {
-  await Deno.writeTextFile(file, `${what}\n`);
-  let text = what;
-  await until(`the daemon's front door: ${what}`, async () => (text = (await Deno.readTextFile(file)).trim()) !== what);
+export async function replayInDaemon(file: string): Promise<string> {
+  await Deno.writeTextFile(file, "replay\n");
+  let text = "replay";
+  await until(
+    "the daemon's front door: replay",
+    async () => (text = (await Deno.readTextFile(file)).trim()) !== "replay",
+  );
   return text;
-}
-
-/**
- * Hands relay 0's session from the daemon of fault file `from` to the daemon of fault file `to`
- * (both fault builds, the same VIO4WD_FAULT_HANDOVER_SOCK); both answers, "exported <ms>; adopted
- * <ms>" or with a "failed <why>".
- */
-export async function handOver(from: string, to: string): Promise<string> {
-  await Deno.writeTextFile(to, "adopt\n");
-  const sent = await replayInDaemon(from, "export");
-  let took = "adopt";
-  await until("the other daemon answers", async () => (took = (await Deno.readTextFile(to)).trim()) !== "adopt");
-  return `${sent}; ${took}`;
 }
 
 const PROXY = new URL("./vhost_replay_proxy.py", import.meta.url).pathname;

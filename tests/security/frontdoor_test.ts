@@ -64,17 +64,25 @@ def ended(s, wait=5):
         return False
 `;
 
-Deno.test("security frontdoor-oversize: a vhost-user message announcing 64 KiB ends that connection (rte_vhost's largest is 268 bytes); the daemon serves on", async () => {
-  await using w = await World.create("fdbig");
-  const d = await daemon(w);
-  const out = await peer(
-    w.vmSocket(0),
+/**
+ * A peer that connects to `sock`, runs `send` (python, its connection `s`) and tells whether the
+ * daemon then ended the connection: "ended" or "open".
+ */
+async function afterSending(sock: string, send: string): Promise<string> {
+  return await peer(
+    sock,
     `${ENDED}
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(sock)
-s.sendall(struct.pack("<III", 1, 1, 65536) + bytes(100))
+${send}
 print("ended" if ended(s) else "open")`,
   );
+}
+
+Deno.test("security frontdoor-oversize: a vhost-user message announcing 64 KiB ends that connection (rte_vhost's largest is 268 bytes); the daemon serves on", async () => {
+  await using w = await World.create("fdbig");
+  const d = await daemon(w);
+  const out = await afterSending(w.vmSocket(0), `s.sendall(struct.pack("<III", 1, 1, 65536) + bytes(100))`);
   assertEq(out, "ended", "the connection ends");
   refused("frontdoor-oversize", "a 64 KiB vhost-user message");
   await stillServes(w, d);
@@ -84,14 +92,10 @@ Deno.test("security frontdoor-fds: a message carrying 64 descriptors (more than 
   await using w = await World.create("fdfds");
   const d = await daemon(w);
   const before = openFds(d.pid);
-  const out = await peer(
+  const out = await afterSending(
     w.vmSocket(0),
-    `${ENDED}
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sock)
-fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(64)]
-s.sendmsg([struct.pack("<III", 5, 1, 8) + bytes(8)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-print("ended" if ended(s) else "open")`,
+    `fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(64)]
+s.sendmsg([struct.pack("<III", 5, 1, 8) + bytes(8)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])`,
   );
   assertEq(out, "ended", "the connection ends");
   await until("the daemon holds no more descriptors than before", () => openFds(d.pid) <= before);
