@@ -247,8 +247,8 @@ class Handover {
   async run(): Promise<UpgradeResult> {
     const t0 = performance.now();
     try {
-      const ch = await this.#start();
-      const relays = this.#pairings();
+      const relays = this.#pairings(); // what the new daemon is told; port control waits meanwhile
+      const ch = await this.#start(relays);
       const gaps: RelayGap[] = [];
       for (const r of relays) gaps.push(await this.#handOver(ch, r));
       await this.#host.releaseEndpoints();
@@ -280,7 +280,7 @@ class Handover {
   }
 
   /** Starts the new program and waits until it says it is ready to take relays. */
-  async #start(): Promise<Channel> {
+  async #start(relays: RelayPairing[]): Promise<Channel> {
     const c = this.#host.config;
     const token = crypto.randomUUID();
     this.#prefix = nextFilePrefix(c.ealFilePrefix);
@@ -296,7 +296,7 @@ class Handover {
     this.#exited = this.#child.status;
     const ch = await this.#race(arrived, "the new daemon did not connect");
     this.#ch = ch;
-    await ch.send({ welcome: { relays: this.#pairings() } });
+    await ch.send({ welcome: { relays } });
     const ready = field(await this.#answer(ch), "ready");
     if (!ready) throw new Error("the new daemon did not get ready");
     if (ready.format !== HANDOVER_FORMAT) {
